@@ -1,0 +1,175 @@
+"""The service catalog: the one description of what runs on a BankFlow droplet.
+
+Ports, health paths, images, environment, volumes, resource limits and restart policies of
+every service, plus the host layout, live here and nowhere else. Renderers, Pulumi components,
+health checks and the ops CLI all read them from this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from bankflow_infra.settings import APP_SERVICES, Environment, Settings
+
+# --------------------------------------------------------------------------- host layout
+HOST_ROOT: Final = "/opt/bankflow"
+RELEASES_DIR: Final = f"{HOST_ROOT}/releases"
+SECRETS_DIR: Final = f"{HOST_ROOT}/secrets"  # 0700, files 0600, written from SSH stdin only
+BIN_DIR: Final = f"{HOST_ROOT}/bin"
+LOGS_DIR: Final = f"{HOST_ROOT}/logs"
+UPLOADS_DIR: Final = f"{HOST_ROOT}/uploads"
+BACKUPS_DIR: Final = f"{HOST_ROOT}/backups"
+DATA_VOLUME_MOUNT: Final = "/mnt/bankflow-data"  # production: the DO volume holding PostgreSQL
+SSH_USER: Final = "root"  # Ubuntu droplets: root by key only (sshd drop-in)
+SSH_PORT: Final = 22
+
+# --------------------------------------------------------------------------- shared values
+HEALTH_PATH: Final = "/health"
+NGINX_HEALTH_PATH: Final = "/health"  # answered by nginx itself, for its container health check
+DATABASE_NAME: Final = "bankflow"
+DATABASE_USER: Final = "bankflow"
+POSTGRES_PORT: Final = 5432
+REDIS_PORT: Final = 6379
+HTTP_PORT: Final = 80
+HTTPS_PORT: Final = 443
+
+POSTGRES_IMAGE: Final = "postgres:15-alpine"
+REDIS_IMAGE: Final = "redis:7-alpine"
+NGINX_IMAGE: Final = "nginx:1.27-alpine"
+
+# Secret environment variables of the app services: their values come from the 0600 env file.
+SECRET_ENV_NAMES: Final = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: str  # compose `deploy.resources.limits.cpus`
+    memory: str  # compose memory string (256M, 1G)
+
+
+# The seed's numbers, per environment.
+LIMITS: Final[Mapping[Environment, Mapping[str, Limits]]] = {
+    "staging": {
+        "site": Limits("0.25", "256M"),
+        "saas": Limits("0.5", "512M"),
+        "api": Limits("1.0", "1G"),
+        "postgres": Limits("1.0", "1G"),
+        "redis": Limits("0.25", "256M"),
+        "nginx": Limits("0.25", "128M"),
+    },
+    "production": {
+        "site": Limits("0.5", "512M"),
+        "saas": Limits("1.0", "1G"),
+        "api": Limits("2.0", "2G"),
+        "postgres": Limits("2.0", "2G"),
+        "redis": Limits("0.5", "512M"),
+        "nginx": Limits("0.5", "256M"),
+    },
+}
+RESTART_POLICY: Final[Mapping[Environment, str]] = {"staging": "unless-stopped", "production": "always"}
+RUST_LOG: Final[Mapping[Environment, str]] = {"staging": "info", "production": "warn"}
+
+# What each app service listens on and what it needs; everything else is derived.
+_PORTS: Final = {"site": 3000, "saas": 3001, "api": 8080}
+_NEEDS_DATA: Final = {"site": False, "saas": True, "api": True}
+_EXTRA_ENV: Final[Mapping[str, Mapping[str, str]]] = {"saas": {"API_BASE_URL": "http://api:8080"}}
+_APP_VOLUMES: Final = (("uploads", "/app/uploads"), ("logs", "/app/logs"))
+
+
+@dataclass(frozen=True)
+class AppService:
+    name: str
+    port: int
+    health_path: str
+    image: str  # registry/repository:tag
+    hostnames: tuple[str, ...]  # first one is canonical
+    environment: Mapping[str, str]  # non-secret values only
+    secret_env: tuple[str, ...]  # names read from the secret env file
+    volumes: tuple[tuple[str, str], ...]  # (host dir under HOST_ROOT, container path)
+    limits: Limits
+    restart: str
+    health_command: tuple[str, ...]  # compose healthcheck `test`, exec form
+    upstream: str  # nginx upstream name in the switched include file
+
+    @property
+    def public_url(self) -> str:
+        return f"https://{self.hostnames[0]}"
+
+
+@dataclass(frozen=True)
+class BaseService:
+    name: str
+    image: str
+    port: int | None  # container port on the internal network (nginx publishes 80/443 instead)
+    limits: Limits
+    restart: str
+
+
+def port_of(service: str) -> int:
+    return _PORTS[service]
+
+
+def default_health_command(service: str) -> tuple[str, ...]:
+    # The app images are not ours: this is what the seed's images ship; override per service with
+    # bankflow:release.healthCommands when an image has no curl.
+    return ("CMD", "curl", "-fsS", f"http://localhost:{_PORTS[service]}{HEALTH_PATH}")
+
+
+def image_ref(settings: Settings, service: str) -> str:
+    release = settings.release
+    return f"{release.registry}/{release.images[service]}:{release.tag}"
+
+
+def app_service(settings: Settings, name: str) -> AppService:
+    env = settings.environment
+    hostnames = settings.hostnames[name]
+    environment = {
+        "RUST_LOG": RUST_LOG[env],
+        "ENVIRONMENT": env,
+        "DOMAIN": hostnames[0],
+        "PORT": str(_PORTS[name]),
+        **_EXTRA_ENV.get(name, {}),
+    }
+    return AppService(
+        name=name,
+        port=_PORTS[name],
+        health_path=HEALTH_PATH,
+        image=image_ref(settings, name),
+        hostnames=hostnames,
+        environment=environment,
+        secret_env=SECRET_ENV_NAMES if _NEEDS_DATA[name] else (),
+        volumes=_APP_VOLUMES if _NEEDS_DATA[name] else (),
+        limits=LIMITS[env][name],
+        restart=RESTART_POLICY[env],
+        health_command=settings.release.health_commands.get(name) or default_health_command(name),
+        upstream=f"bankflow_{name}",
+    )
+
+
+def app_services(settings: Settings) -> tuple[AppService, ...]:
+    return tuple(app_service(settings, name) for name in APP_SERVICES)
+
+
+def base_services(settings: Settings) -> tuple[BaseService, ...]:
+    env = settings.environment
+    restart = RESTART_POLICY[env]
+    return (
+        BaseService("postgres", POSTGRES_IMAGE, POSTGRES_PORT, LIMITS[env]["postgres"], restart),
+        BaseService("redis", REDIS_IMAGE, REDIS_PORT, LIMITS[env]["redis"], restart),
+        BaseService("nginx", NGINX_IMAGE, None, LIMITS[env]["nginx"], restart),
+    )
+
+
+def postgres_data_dir(settings: Settings) -> str | None:
+    """Host directory for PostgreSQL data: the attached volume when there is one, else a named volume."""
+    return f"{DATA_VOLUME_MOUNT}/postgres" if settings.server.volume_size_gb > 0 else None
+
+
+def database_url(password: str) -> str:
+    return f"postgres://{DATABASE_USER}:{password}@postgres:{POSTGRES_PORT}/{DATABASE_NAME}"
+
+
+def redis_url(password: str) -> str:
+    return f"redis://:{password}@redis:{REDIS_PORT}/0"
