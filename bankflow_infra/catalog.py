@@ -173,3 +173,37 @@ def database_url(password: str) -> str:
 
 def redis_url(password: str) -> str:
     return f"redis://:{password}@redis:{REDIS_PORT}/0"
+
+
+# --------------------------------------------------------------------------- host bundle layout
+# Added for the renderer (issue 3); the host agent, bootstrap and Pulumi components read the same names.
+COMPOSE_PROJECT: Final = "bankflow"  # long-lived base project: postgres, redis, nginx
+APP_PROJECT_PREFIX: Final = "bankflow-app-"  # + release id: one compose project per app release
+RELEASE_ENV_VAR: Final = "BANKFLOW_RELEASE"  # the agent sets it to the release id for compose
+RELEASE_ID_LENGTH: Final = 12  # release id = the first 12 hex digits of the bundle digest
+EDGE_NETWORK: Final = "bankflow-edge"  # nginx + app services (may reach the internet)
+DATA_NETWORK: Final = "bankflow-data"  # internal: postgres, redis and the app services that need data
+NGINX_LIVE_DIR: Final = f"{HOST_ROOT}/nginx"  # the agent copies a release's nginx/ here at each switch
+TLS_DIR: Final = f"{HOST_ROOT}/tls"  # the agent copies a release's tls/ (public Origin CA cert) here
+# NGINX_LIVE_DIR as mounted (read-only) in the container: over /etc/nginx itself, so a plain
+# `nginx -t` / `nginx -s reload` in the container uses the bundle's nginx.conf, and a directory
+# (not single-file) mount so the agent's atomic file replacements are seen without a restart.
+NGINX_CONFIG_DIR: Final = "/etc/nginx"
+NGINX_TLS_DIR: Final = "/etc/bankflow-tls"  # TLS_DIR as mounted (read-only) in the nginx container
+NGINX_KEY_PATH: Final = "/run/secrets/origin.key"  # SECRETS_DIR/origin.key, a single-file mount
+NGINX_HEALTH_PORT: Final = 8081  # loopback-only listener inside the nginx container for NGINX_HEALTH_PATH
+AGENT_BIN: Final = f"{BIN_DIR}/bankflow-agent"
+# Container log rotation, for the Docker daemon default and for every compose service alike.
+LOG_DRIVER: Final = "local"
+LOG_MAX_SIZE: Final = "10m"
+LOG_MAX_FILE: Final = 5
+
+
+def release_id(digest: str) -> str:
+    """The short release id the agent uses for compose project names and network aliases."""
+    return digest[:RELEASE_ID_LENGTH]
+
+
+def release_alias(service: str, release: str) -> str:
+    """Network alias of an app service of one release: unique while two releases run side by side."""
+    return f"{service}-{release}"

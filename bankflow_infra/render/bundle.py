@@ -1,0 +1,178 @@
+"""``render_bundle``: settings + catalog + plain secret values -> one release's files and digests.
+
+Pure: the same inputs give the same bytes, so the digest names the release and a no-op
+``pulumi up`` changes nothing on the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from bankflow_infra import catalog
+from bankflow_infra.render import compose, host
+from bankflow_infra.render import nginx as nginx_conf
+from bankflow_infra.render.model import (
+    FILE_MODE,
+    SECRET_FILE_MODE,
+    Bundle,
+    BundleFile,
+    BundleInputError,
+    BundleSecrets,
+    CloudflareRanges,
+    NginxParams,
+    bundle_digest,
+)
+from bankflow_infra.settings import Settings
+
+MANIFEST_FILE: Final = "release.json"
+MANIFEST_SCHEMA: Final = 1
+NGINX_DIR: Final = "nginx"
+MIGRATE_SERVICE: Final = "api"
+
+
+def _env_file(values: Mapping[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
+    """Bundle path -> text of every secret file (installed 0600 under catalog.SECRETS_DIR)."""
+    app_values = {
+        "DATABASE_URL": catalog.database_url(secrets.postgres_password),
+        "REDIS_URL": catalog.redis_url(secrets.redis_password),
+        "JWT_SECRET": secrets.jwt_secret,
+    }
+    if (
+        tuple(app_values) != catalog.SECRET_ENV_NAMES
+    ):  # pragma: no cover - catalog and renderer change together
+        raise ValueError(f"app.env names {tuple(app_values)} differ from catalog.SECRET_ENV_NAMES")
+    files = {
+        compose.APP_ENV_FILE: _env_file(app_values),
+        compose.POSTGRES_ENV_FILE: _env_file({"POSTGRES_PASSWORD": secrets.postgres_password}),
+        # REDISCLI_AUTH: the health check's redis-cli authenticates without a password argument.
+        compose.REDIS_ENV_FILE: _env_file(
+            {"REDIS_PASSWORD": secrets.redis_password, "REDISCLI_AUTH": secrets.redis_password}
+        ),
+        compose.ORIGIN_KEY_FILE: secrets.origin_private_key_pem.strip() + "\n",
+    }
+    if secrets.registry_password is not None:
+        # Read by the agent for `docker login --password-stdin`; no newline, it would be part of it.
+        files[compose.REGISTRY_PASSWORD_FILE] = secrets.registry_password
+    return files
+
+
+def _digest_of(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def service_digests(
+    settings: Settings,
+    definitions: Mapping[str, Mapping[str, Any]],
+    nginx_files: Mapping[str, str],
+    secret_files: Mapping[str, str],
+    origin_certificate_pem: str,
+) -> dict[str, str]:
+    """service -> sha256 of exactly what that service's behaviour depends on: its compose
+    definition plus the files it reads. nginx's upstreams.conf is left out: the live copy is the
+    agent's, rewritten at every switch, and the bundle's is only its first-boot placeholder."""
+    inputs: dict[str, dict[str, Any]] = {name: {"compose": body} for name, body in definitions.items()}
+    for service in catalog.app_services(settings):
+        if service.secret_env:
+            inputs[service.name]["files"] = {compose.APP_ENV_FILE: secret_files[compose.APP_ENV_FILE]}
+    inputs[MIGRATE_SERVICE]["migrate"] = list(settings.release.migrate_command)
+    inputs["postgres"]["files"] = {compose.POSTGRES_ENV_FILE: secret_files[compose.POSTGRES_ENV_FILE]}
+    inputs["redis"]["files"] = {compose.REDIS_ENV_FILE: secret_files[compose.REDIS_ENV_FILE]}
+    inputs["nginx"]["files"] = {
+        **{
+            f"{NGINX_DIR}/{name}": text
+            for name, text in nginx_files.items()
+            if name != nginx_conf.UPSTREAMS_FILE
+        },
+        compose.ORIGIN_CERT_FILE: origin_certificate_pem,
+        compose.ORIGIN_KEY_FILE: secret_files[compose.ORIGIN_KEY_FILE],
+    }
+    return {name: _digest_of(value) for name, value in sorted(inputs.items())}
+
+
+def render_manifest(settings: Settings, digests: Mapping[str, str], params: NginxParams) -> str:
+    """``release.json``: what the agent needs to run the release. Never holds a secret."""
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "stack": settings.stack,
+        "environment": settings.environment,
+        "project": catalog.COMPOSE_PROJECT,
+        "app_services": [
+            {
+                "name": s.name,
+                "port": s.port,
+                "health_path": s.health_path,
+                "upstream": s.upstream,
+                "image": s.image,
+                "hostnames": list(s.hostnames),
+            }
+            for s in catalog.app_services(settings)
+        ],
+        "base_services": [s.name for s in catalog.base_services(settings)],
+        "migrate": {"service": MIGRATE_SERVICE, "command": list(settings.release.migrate_command)},
+        "registry": settings.release.registry,
+        "registry_username": settings.release.registry_username,
+        "service_digests": dict(digests),
+        "compose": {"base": compose.BASE_FILE, "app": compose.APP_FILE},
+        "nginx_dir": NGINX_DIR,
+        "upstreams_file": nginx_conf.UPSTREAMS_FILE,
+        # Additions beyond the agreed keys (the agent may ignore them):
+        "tls_dir": compose.ORIGIN_CERT_FILE.rsplit("/", 1)[0],  # copied to catalog.TLS_DIR
+        "nginx_conf": f"{params.config_dir}/{nginx_conf.MAIN_FILE}",  # inside the nginx container
+    }
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def render_bundle(
+    settings: Settings,
+    secrets: BundleSecrets,
+    cloudflare: CloudflareRanges,
+    origin_certificate_pem: str,
+    nginx: NginxParams = NginxParams(),  # noqa: B008 - frozen dataclass: an immutable default
+) -> Bundle:
+    """Every file of one release, its digest and the per-service digests."""
+    secrets.validate()
+    nginx.validate()
+    if "-----BEGIN CERTIFICATE-----" not in origin_certificate_pem:
+        raise BundleInputError("origin_certificate_pem: not a PEM certificate")
+    cert_text = origin_certificate_pem.strip() + "\n"
+
+    nginx_files = nginx_conf.render_nginx_files(settings, nginx, cloudflare.validated())
+    secret_texts = render_secret_files(secrets)
+    base_defs = compose.base_service_definitions(settings, nginx)
+    app_defs = compose.app_service_definitions(settings)
+    digests = service_digests(settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text)
+
+    texts = {
+        MANIFEST_FILE: render_manifest(settings, digests, nginx),
+        compose.BASE_FILE: compose.dump(
+            compose.base_compose(settings, base_defs, digests),
+            f"BankFlow {settings.stack}: base services (project {catalog.COMPOSE_PROJECT})",
+        ),
+        compose.APP_FILE: compose.dump(
+            compose.app_compose(app_defs),
+            f"BankFlow {settings.stack}: app services of one release "
+            f"(project {catalog.APP_PROJECT_PREFIX}<release>)",
+        ),
+        compose.ORIGIN_CERT_FILE: cert_text,
+        **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
+        **host.render_host_files(settings),
+    }
+    files = tuple(BundleFile(path, texts[path], FILE_MODE) for path in sorted(texts))
+    secret_files = tuple(
+        BundleFile(path, secret_texts[path], SECRET_FILE_MODE) for path in sorted(secret_texts)
+    )
+    return Bundle(
+        files=files,
+        secret_files=secret_files,
+        digest=bundle_digest((*files, *secret_files)),
+        service_digests=MappingProxyType(digests),
+    )

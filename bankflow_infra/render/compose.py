@@ -1,0 +1,299 @@
+"""Compose files (Compose spec, no ``version:``) built as Python dicts, dumped with yaml.safe_dump.
+
+Two projects:
+
+- ``compose/base.yaml`` -- project ``bankflow``, long-lived: postgres, redis, nginx. It owns the
+  two networks: ``edge`` (nginx and the app services) and ``data`` (``internal: true``: postgres,
+  redis and the app services that need them; no route out, no published port).
+- ``compose/app.yaml`` -- project ``bankflow-app-${BANKFLOW_RELEASE}``: site, saas, api of one
+  release, so two releases run side by side. Each joins the base networks (``external: true``)
+  with the alias ``<service>-${BANKFLOW_RELEASE}``, which is what the agent writes into nginx's
+  upstream include.
+
+Only nginx publishes ports. Secrets are never inline: env files and mounts under
+``catalog.SECRETS_DIR`` (0600, written from SSH stdin). Images are pulled, never built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import yaml
+
+from bankflow_infra import catalog
+from bankflow_infra.render.model import NginxParams
+from bankflow_infra.settings import APP_SERVICES, Settings
+
+BASE_FILE: Final = "compose/base.yaml"
+APP_FILE: Final = "compose/app.yaml"
+
+# Bundle paths of the secret files; on the host they live in catalog.SECRETS_DIR under the same name.
+APP_ENV_FILE: Final = "secrets/app.env"
+POSTGRES_ENV_FILE: Final = "secrets/postgres.env"
+REDIS_ENV_FILE: Final = "secrets/redis.env"
+ORIGIN_KEY_FILE: Final = "secrets/origin.key"
+REGISTRY_PASSWORD_FILE: Final = "secrets/registry-password"  # noqa: S105 - a path, not a password
+ORIGIN_CERT_FILE: Final = "tls/origin.pem"  # on the host: catalog.TLS_DIR (copied by the agent)
+
+DIGEST_LABEL: Final = "com.bankflow.service-digest"
+# Compose interpolation, set by the agent; `:?` makes compose refuse to run without it rather
+# than silently create a project and aliases with an empty release id.
+RELEASE_VAR: Final = f"${{{catalog.RELEASE_ENV_VAR}:?set by bankflow-agent}}"
+
+_EDGE = "edge"
+_DATA = "data"
+_POSTGRES_DATA = "/var/lib/postgresql/data"
+_REDIS_DATA = "/data"
+
+_HEALTH_TIMING: Final[Mapping[str, Any]] = {
+    "interval": "10s",
+    "timeout": "5s",
+    "retries": 6,
+    "start_period": "30s",
+}
+_STOP_GRACE: Final[Mapping[str, str]] = {"postgres": "60s", "redis": "30s", "nginx": "30s"}
+_APP_STOP_GRACE: Final = "30s"
+
+
+def host_secret_path(bundle_path: str) -> str:
+    """Where a bundle's ``secrets/<name>`` lives on the host."""
+    return f"{catalog.SECRETS_DIR}/{bundle_path.removeprefix('secrets/')}"
+
+
+def _logging() -> dict[str, Any]:
+    return {
+        "driver": catalog.LOG_DRIVER,
+        "options": {"max-size": catalog.LOG_MAX_SIZE, "max-file": str(catalog.LOG_MAX_FILE)},
+    }
+
+
+def _limits(limits: catalog.Limits) -> dict[str, Any]:
+    return {"resources": {"limits": {"cpus": limits.cpus, "memory": limits.memory}}}
+
+
+def _healthcheck(test: list[str]) -> dict[str, Any]:
+    return {"test": test, **_HEALTH_TIMING}
+
+
+def _bind(source: str, target: str, *, read_only: bool = False, must_exist: bool = False) -> dict[str, Any]:
+    mount: dict[str, Any] = {"type": "bind", "source": source, "target": target}
+    if read_only:
+        mount["read_only"] = True
+    if must_exist:
+        # Fail instead of letting Docker create an empty directory: for PostgreSQL data that would
+        # mean silently writing to the droplet disk when the data volume is not mounted.
+        mount["bind"] = {"create_host_path": False}
+    return mount
+
+
+def _common(image: str, restart: str, limits: catalog.Limits) -> dict[str, Any]:
+    return {
+        "image": image,
+        "restart": restart,
+        "security_opt": ["no-new-privileges:true"],
+        "logging": _logging(),
+        "deploy": _limits(limits),
+    }
+
+
+# --------------------------------------------------------------------------- base project
+
+
+def _postgres(service: catalog.BaseService, settings: Settings) -> dict[str, Any]:
+    data_dir = catalog.postgres_data_dir(settings)
+    volume = (
+        _bind(data_dir, _POSTGRES_DATA, must_exist=True)
+        if data_dir is not None
+        else {"type": "volume", "source": "postgres-data", "target": _POSTGRES_DATA}
+    )
+    # pg_isready over TCP, not the socket: during first initialisation the image runs a temporary
+    # server on the socket only, which must not count as healthy.
+    ready = [
+        "CMD",
+        "pg_isready",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(service.port),
+        "-U",
+        catalog.DATABASE_USER,
+        "-d",
+        catalog.DATABASE_NAME,
+    ]
+    return {
+        **_common(service.image, service.restart, service.limits),
+        "environment": {"POSTGRES_USER": catalog.DATABASE_USER, "POSTGRES_DB": catalog.DATABASE_NAME},
+        "env_file": [host_secret_path(POSTGRES_ENV_FILE)],  # POSTGRES_PASSWORD
+        "volumes": [volume],
+        "networks": [_DATA],
+        "healthcheck": _healthcheck(ready),
+        "stop_grace_period": _STOP_GRACE["postgres"],
+    }
+
+
+def _redis(service: catalog.BaseService) -> dict[str, Any]:
+    # The password reaches redis-server as config on stdin (`redis-server -`), never as an argument:
+    # arguments are world-readable in /proc on the host. The heredoc is expanded by the container's
+    # sh from REDIS_PASSWORD (env file); `exec` keeps redis-server as PID 1 so `docker stop` reaches
+    # it and the append-only file is closed cleanly. The image's entrypoint drops to the redis user.
+    start = (
+        "exec docker-entrypoint.sh redis-server - --appendonly yes --appendfsync everysec"
+        f" --port {service.port} <<EOF\nrequirepass $$REDIS_PASSWORD\nEOF\n"
+    )
+    # REDISCLI_AUTH (same env file) authenticates redis-cli without a password argument; without
+    # grep, an error answer (NOAUTH) could still exit 0.
+    ping = ["CMD-SHELL", f"redis-cli --no-auth-warning -p {service.port} ping | grep -q PONG"]
+    return {
+        **_common(service.image, service.restart, service.limits),
+        "command": ["sh", "-c", start],
+        "env_file": [host_secret_path(REDIS_ENV_FILE)],  # REDIS_PASSWORD, REDISCLI_AUTH
+        "volumes": [{"type": "volume", "source": "redis-data", "target": _REDIS_DATA}],
+        "networks": [_DATA],
+        "healthcheck": _healthcheck(ping),
+        "stop_grace_period": _STOP_GRACE["redis"],
+    }
+
+
+def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
+    health = f"http://127.0.0.1:{params.health_port}{catalog.NGINX_HEALTH_PATH}"
+    return {
+        **_common(service.image, service.restart, service.limits),
+        # The image's default command; its nginx.conf is the bundle's (the live dir over /etc/nginx).
+        "command": ["nginx", "-g", "daemon off;"],
+        "ports": [
+            {
+                "target": params.http_port,
+                "published": str(catalog.HTTP_PORT),
+                "protocol": "tcp",
+                "mode": "host",
+            },
+            {
+                "target": params.https_port,
+                "published": str(catalog.HTTPS_PORT),
+                "protocol": "tcp",
+                "mode": "host",
+            },
+        ],
+        "volumes": [
+            _bind(catalog.NGINX_LIVE_DIR, params.config_dir, read_only=True, must_exist=True),
+            _bind(catalog.TLS_DIR, catalog.NGINX_TLS_DIR, read_only=True, must_exist=True),
+            _bind(host_secret_path(ORIGIN_KEY_FILE), params.key_path, read_only=True, must_exist=True),
+        ],
+        "networks": [_EDGE],
+        "healthcheck": _healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", health]),
+        "stop_grace_period": _STOP_GRACE["nginx"],
+    }
+
+
+def base_service_definitions(settings: Settings, params: NginxParams) -> dict[str, dict[str, Any]]:
+    """postgres, redis, nginx -- without their digest labels (the digests are computed from these)."""
+    definitions: dict[str, dict[str, Any]] = {}
+    for service in catalog.base_services(settings):
+        if service.name == "postgres":
+            definitions[service.name] = _postgres(service, settings)
+        elif service.name == "redis":
+            definitions[service.name] = _redis(service)
+        elif service.name == "nginx":
+            definitions[service.name] = _nginx(service, params)
+        else:  # pragma: no cover - the catalog and this module change together
+            raise ValueError(f"no compose definition for base service {service.name!r}")
+    return definitions
+
+
+def base_compose(
+    settings: Settings, definitions: Mapping[str, Mapping[str, Any]], digests: Mapping[str, str]
+) -> dict[str, Any]:
+    # The digest label changes exactly when what the service depends on changes (including mounted
+    # files such as the TLS key), so `compose up -d` recreates that container and no other.
+    services = {name: {**body, "labels": {DIGEST_LABEL: digests[name]}} for name, body in definitions.items()}
+    volumes: dict[str, Any] = {"redis-data": {"name": "bankflow-redis-data"}}
+    if catalog.postgres_data_dir(settings) is None:
+        volumes["postgres-data"] = {"name": "bankflow-postgres-data"}
+    return {
+        "name": catalog.COMPOSE_PROJECT,
+        "services": services,
+        "networks": {
+            _EDGE: {"name": catalog.EDGE_NETWORK, "driver": "bridge"},
+            _DATA: {"name": catalog.DATA_NETWORK, "driver": "bridge", "internal": True},
+        },
+        "volumes": dict(sorted(volumes.items())),
+    }
+
+
+# --------------------------------------------------------------------------- app project
+
+_APP_NAMES: Final = "|".join(re.escape(n) for n in APP_SERVICES)
+_SIBLING_URL_RE: Final = re.compile(rf"(?<=://)({_APP_NAMES})(?=[:/]|$)")
+
+
+def _pin_to_release(value: str) -> tuple[str, set[str]]:
+    """Point URLs at sibling app services (``http://api:8080``) to *this* release's container.
+
+    On the shared network every release's ``api`` answers to the plain name ``api``; only the
+    release alias is unique, so saas of a new release never talks to the old release's api.
+    """
+    siblings = set(_SIBLING_URL_RE.findall(value))
+    return _SIBLING_URL_RE.sub(lambda m: catalog.release_alias(m.group(1), RELEASE_VAR), value), siblings
+
+
+def _app(service: catalog.AppService) -> dict[str, Any]:
+    environment: dict[str, str] = {}
+    depends: set[str] = set()
+    for key in sorted(service.environment):
+        environment[key], siblings = _pin_to_release(service.environment[key])
+        depends |= siblings - {service.name}
+    networks: dict[str, Any] = {_EDGE: {"aliases": [catalog.release_alias(service.name, RELEASE_VAR)]}}
+    if service.secret_env:  # needs the database/cache: joins the internal data network too
+        networks[_DATA] = {"aliases": [catalog.release_alias(service.name, RELEASE_VAR)]}
+    body: dict[str, Any] = {
+        **_common(service.image, service.restart, service.limits),
+        "environment": environment,
+    }
+    if service.secret_env:
+        body["env_file"] = [host_secret_path(APP_ENV_FILE)]
+    if service.volumes:
+        body["volumes"] = [_bind(f"{catalog.HOST_ROOT}/{src}", dst) for src, dst in service.volumes]
+    if depends:
+        body["depends_on"] = {name: {"condition": "service_healthy"} for name in sorted(depends)}
+    body["networks"] = networks
+    body["healthcheck"] = _healthcheck(list(service.health_command))
+    body["stop_grace_period"] = _APP_STOP_GRACE
+    return body
+
+
+def app_service_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {service.name: _app(service) for service in catalog.app_services(settings)}
+
+
+def app_compose(definitions: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": f"{catalog.APP_PROJECT_PREFIX}{RELEASE_VAR}",
+        "services": dict(definitions),
+        "networks": {
+            _EDGE: {"name": catalog.EDGE_NETWORK, "external": True},
+            _DATA: {"name": catalog.DATA_NETWORK, "external": True},
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes multi-line strings (the redis start script) as literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(document: Mapping[str, Any], title: str) -> str:
+    header = (
+        f"# {title}\n"
+        "# Rendered by bankflow_infra.render.compose -- do not edit on the host; change the settings.\n"
+    )
+    body = yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+    return header + body

@@ -1,0 +1,196 @@
+"""The rendered compose files: valid against the official Compose spec schema, and safe.
+
+``compose-spec.json`` beside this file is the official Compose specification schema, vendored
+because the tests have no internet: repository compose-spec/compose-spec, file
+schema/compose-spec.json at commit 00655e2222608fa6eaecdf12ac5195889ca2244a (74,133 bytes; the
+test below pins its sha256 so it is only ever replaced on purpose, by a newer official copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from bankflow_infra import catalog
+from bankflow_infra.render import Bundle, render_bundle
+from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
+
+SCHEMA_PATH = Path(__file__).with_name("compose-spec.json")
+SCHEMA_SHA256 = "bc50c2d79102aed8df21b3a13e56c9396c7a06da6cff5ce37629f2ee7eb41735"
+COMPOSE_FILES = ("compose/base.yaml", "compose/app.yaml")
+
+
+def _bundle(stack: str, cert: OriginCert) -> Bundle:
+    return render_bundle(load_settings(stack), make_secrets(cert), CLOUDFLARE, cert.cert_pem)
+
+
+def _compose(bundle: Bundle, path: str) -> dict[str, Any]:
+    document = yaml.safe_load(bundle.file(path).text)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_vendored_schema_is_the_pinned_official_copy() -> None:
+    assert hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest() == SCHEMA_SHA256
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("path", COMPOSE_FILES)
+def test_compose_files_match_the_compose_spec(stack: str, path: str, origin_cert: OriginCert) -> None:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())  # JSON is YAML
+    jsonschema.Draft7Validator.check_schema(schema)
+    document = _compose(_bundle(stack, origin_cert), path)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+    assert "version" not in document
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_nginx_publishes_and_only_80_443(stack: str, origin_cert: OriginCert) -> None:
+    bundle = _bundle(stack, origin_cert)
+    published: dict[str, list[str]] = {}
+    for path in COMPOSE_FILES:
+        for name, service in _compose(bundle, path)["services"].items():
+            assert "expose" not in service
+            assert service.get("network_mode") is None
+            if "ports" in service:
+                published[name] = [str(p["published"]) for p in service["ports"]]
+    assert published == {"nginx": [str(catalog.HTTP_PORT), str(catalog.HTTPS_PORT)]}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_data_services_only_on_the_internal_network(stack: str, origin_cert: OriginCert) -> None:
+    bundle = _bundle(stack, origin_cert)
+    base, app = _compose(bundle, "compose/base.yaml"), _compose(bundle, "compose/app.yaml")
+    networks = base["networks"]
+    for name in ("postgres", "redis"):
+        joined = base["services"][name]["networks"]
+        assert joined, name
+        assert all(networks[n].get("internal") is True for n in joined), name
+    assert base["services"]["nginx"]["networks"] == ["edge"]
+    # app.yaml joins the same networks by their fixed names, created by the base project
+    for key, network in app["networks"].items():
+        assert network == {"name": networks[key]["name"], "external": True}
+    assert (
+        networks["data"]["name"] == catalog.DATA_NETWORK
+    )
+    assert (
+        networks["edge"]["name"] == catalog.EDGE_NETWORK
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_service_is_pinned_limited_rotated_and_checked(stack: str, origin_cert: OriginCert) -> None:
+    settings = load_settings(stack)
+    bundle = _bundle(stack, origin_cert)
+    services = {
+        **_compose(bundle, "compose/base.yaml")["services"],
+        **_compose(bundle, "compose/app.yaml")["services"],
+    }
+    assert set(services) == {"site", "saas", "api", "postgres", "redis", "nginx"}
+    for name, service in services.items():
+        assert "build" not in service, name
+        limits = catalog.LIMITS[settings.environment][name]
+        assert service["deploy"]["resources"]["limits"] == {"cpus": limits.cpus, "memory": limits.memory}, (
+            name
+        )
+        assert service["restart"] == catalog.RESTART_POLICY[settings.environment], name
+        logging = service["logging"]
+        assert logging["driver"] in ("local", "json-file")
+        assert {"max-size", "max-file"} <= set(
+            logging["options"]
+        )
+        assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    for app in catalog.app_services(settings):
+        assert services[app.name]["image"] == app.image
+        assert app.image.startswith(settings.release.registry + "/")
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    assert "redis-cli" in services["redis"]["healthcheck"]["test"][1]
+    assert "--appendonly yes" in services["redis"]["command"][2]
+    assert "requirepass" in services["redis"]["command"][2]
+
+
+def test_postgres_data_location_per_environment(origin_cert: OriginCert) -> None:
+    production = _compose(_bundle("production", origin_cert), "compose/base.yaml")
+    volume = production["services"]["postgres"]["volumes"][0]
+    assert volume["type"] == "bind"
+    assert volume["source"] == catalog.postgres_data_dir(load_settings("production"))
+    assert volume["bind"]["create_host_path"] is False  # never silently on the droplet disk
+    staging = _compose(_bundle("staging", origin_cert), "compose/base.yaml")
+    assert staging["services"]["postgres"]["volumes"][0] == {
+        "type": "volume",
+        "source": "postgres-data",
+        "target": "/var/lib/postgresql/data",
+    }
+    assert "postgres-data" in staging["volumes"]
+    assert "redis-data" in staging["volumes"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_app_services_are_per_release(stack: str, origin_cert: OriginCert) -> None:
+    app = _compose(_bundle(stack, origin_cert), "compose/app.yaml")
+    release = f"${{{catalog.RELEASE_ENV_VAR}:?"
+    assert app["name"].startswith(f"{catalog.APP_PROJECT_PREFIX}{release}")
+    for name, service in app["services"].items():
+        for network in service["networks"].values():
+            assert network["aliases"] == [f"{name}-{release}set by bankflow-agent}}"]
+    # saas calls *its own release's* api, never the plain name shared by every release
+    assert app["services"]["saas"]["environment"]["API_BASE_URL"].startswith(f"http://api-{release}")
+    assert app["services"]["saas"]["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert "data" not in app["services"]["site"]["networks"]  # site needs no database
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_secrets_come_from_0600_files_never_inline(stack: str, origin_cert: OriginCert) -> None:
+    secrets = make_secrets(origin_cert)
+    bundle = render_bundle(load_settings(stack), secrets, CLOUDFLARE, origin_cert.cert_pem)
+    for item in bundle.files:
+        for value in secret_values(secrets):
+            assert value not in item.text, f"a secret value is in {item.path}"
+    assert {f.path for f in bundle.secret_files} == {
+        "secrets/app.env",
+        "secrets/postgres.env",
+        "secrets/redis.env",
+        "secrets/origin.key",
+        "secrets/registry-password",
+    }
+    assert all(f.mode == 0o600 for f in bundle.secret_files)
+    services = {
+        **_compose(bundle, "compose/base.yaml")["services"],
+        **_compose(bundle, "compose/app.yaml")["services"],
+    }
+    for name in ("saas", "api"):
+        assert services[name]["env_file"] == [f"{catalog.SECRETS_DIR}/app.env"]
+        assert not set(catalog.SECRET_ENV_NAMES) & set(services[name]["environment"])
+    assert services["postgres"]["env_file"] == [f"{catalog.SECRETS_DIR}/postgres.env"]
+    assert services["redis"]["env_file"] == [f"{catalog.SECRETS_DIR}/redis.env"]
+    assert "POSTGRES_PASSWORD" not in services["postgres"]["environment"]
+    key_mount = [v for v in services["nginx"]["volumes"] if v["source"].endswith("origin.key")]
+    assert key_mount == [
+        {
+            "type": "bind",
+            "source": f"{catalog.SECRETS_DIR}/origin.key",
+            "target": catalog.NGINX_KEY_PATH,
+            "read_only": True,
+            "bind": {"create_host_path": False},
+        }
+    ]
+    app_env = bundle.file("secrets/app.env").text
+    assert re.findall(r"^([A-Z_]+)=", app_env, flags=re.MULTILINE) == list(catalog.SECRET_ENV_NAMES)
+    assert f"DATABASE_URL={catalog.database_url(secrets.postgres_password)}\n" in app_env
+
+
+def test_nginx_mounts_the_live_dir_over_etc_nginx(origin_cert: OriginCert) -> None:
+    nginx = _compose(_bundle("production", origin_cert), "compose/base.yaml")["services"]["nginx"]
+    mounts = {v["target"]: v for v in nginx["volumes"]}
+    assert mounts[catalog.NGINX_CONFIG_DIR]["source"] == catalog.NGINX_LIVE_DIR
+    assert mounts[catalog.NGINX_TLS_DIR]["source"] == catalog.TLS_DIR
+    assert all(v["read_only"] is True for v in nginx["volumes"])
+    assert nginx["command"] == ["nginx", "-g", "daemon off;"]
+    assert nginx["image"] == catalog.NGINX_IMAGE

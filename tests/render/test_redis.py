@@ -1,0 +1,119 @@
+"""The redis start script and health check of compose/base.yaml, run for real against redis-server.
+
+The script hands the password to ``redis-server -`` as config on stdin, so it never appears in
+the process arguments. This runs that exact script text (after compose's ``$$`` -> ``$``), with
+two visible substitutions for a machine without Docker: no image entrypoint (it only drops to the
+redis user) and a free loopback port plus a temporary data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bankflow_infra import catalog
+from bankflow_infra.render import render_bundle
+from tests.conftest import require_tool
+from tests.render.helpers import (
+    CLOUDFLARE,
+    SECRETS_NO_KEY,
+    OriginCert,
+    free_port,
+    load_settings,
+    make_secrets,
+    wait_for,
+)
+
+PASSWORD = SECRETS_NO_KEY["redis_password"]
+
+
+@pytest.fixture
+def redis_service(origin_cert: OriginCert) -> dict[str, Any]:
+    bundle = render_bundle(
+        load_settings("production"), make_secrets(origin_cert), CLOUDFLARE, origin_cert.cert_pem
+    )
+    service: dict[str, Any] = yaml.safe_load(bundle.file("compose/base.yaml").text)["services"]["redis"]
+    return service
+
+
+def _local(text: str, port: int, data: Path | None = None) -> str:
+    text = text.replace("$$", "$").replace("docker-entrypoint.sh ", "")
+    extra = f" --dir {data}" if data else ""
+    return text.replace(f"-p {catalog.REDIS_PORT} ", f"-p {port} ").replace(
+        f"--port {catalog.REDIS_PORT}", f"--port {port}{extra}"
+    )
+
+
+@pytest.fixture
+def running_redis(
+    redis_service: dict[str, Any], tmp_path: Path
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    require_tool("redis-server")
+    port = free_port()
+    script = _local(redis_service["command"][2], port, tmp_path)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "REDIS_PASSWORD": PASSWORD}
+    process = subprocess.Popen(
+        ["sh", "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield port, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _cli(cli: str, port: int, auth: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if auth is not None:
+        env["REDISCLI_AUTH"] = auth
+    return subprocess.run(
+        [cli, "--no-auth-warning", "-p", str(port), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+
+
+def test_redis_requires_the_password_and_appends(
+    running_redis: tuple[int, subprocess.Popen[bytes]], redis_service: dict[str, Any]
+) -> None:
+    cli = require_tool("redis-cli")
+    port, process = running_redis
+    assert wait_for(lambda: _cli(cli, port, PASSWORD, "ping").stdout.strip() == "PONG")
+    assert "NOAUTH" in _cli(cli, port, None, "ping").stdout
+    assert (
+        "WRONGPASS"
+        in _cli(cli, port, "not-the-password-000000", "ping").stdout
+        + _cli(cli, port, "not-the-password-000000", "ping").stderr
+    )
+    assert _cli(cli, port, PASSWORD, "config", "get", "appendonly").stdout.split() == ["appendonly", "yes"]
+    # `exec` made redis-server the script's process itself, and the password is not in its arguments
+    cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
+    assert "redis-server" in cmdline
+    assert PASSWORD not in cmdline
+
+    health = redis_service["healthcheck"]["test"]
+    assert health[0] == "CMD-SHELL"
+    check = _local(health[1], port)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    assert (
+        subprocess.run(["sh", "-c", check], env={**env, "REDISCLI_AUTH": PASSWORD}, timeout=10).returncode
+        == 0
+    )
+    assert (
+        subprocess.run(
+            ["sh", "-c", check], env={**env, "REDISCLI_AUTH": "wrong-wrong-wrong-0000"}, timeout=10
+        ).returncode
+        != 0
+    )
