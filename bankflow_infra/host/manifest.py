@@ -1,0 +1,261 @@
+"""The bundle manifest (``release.json``): everything the agent knows about services.
+
+Stdlib only. The renderer writes ``release.json``; the agent never imports the catalog, so
+this module re-states the shape it expects and refuses anything else with every problem
+listed at once. Names and paths from the manifest end up in argv lists, container names and
+nginx config, so they are checked against tight patterns here, before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+MANIFEST_NAME: Final = "release.json"
+SCHEMA: Final = 1
+RELEASE_LEN: Final = 12  # a release id is the first 12 hex chars of the bundle digest
+
+_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_UPSTREAM_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_HOST_RE: Final = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
+_HEALTH_RE: Final = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_IMAGE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_RELEASE_RE: Final = re.compile(r"^[0-9a-f]{12,64}$")
+_ARG_RE: Final = re.compile(r"^[^\x00\n]{1,200}$")
+
+
+class ManifestError(ValueError):
+    """The bundle cannot be deployed; lists every problem found."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(f"invalid bundle manifest {source}: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    port: int
+    health_path: str
+    upstream: str
+    image: str
+    hostnames: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Migrate:
+    service: str
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    stack: str
+    environment: str
+    project: str
+    app_services: tuple[AppSpec, ...]
+    base_services: tuple[str, ...]
+    migrate: Migrate | None
+    registry: str
+    registry_username: str | None
+    service_digests: Mapping[str, str]
+    compose_base: str
+    compose_app: str
+    nginx_dir: str
+    upstreams_file: str
+
+    def app_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.app_services)
+
+
+def _relative_path(value: object, key: str, problems: list[str]) -> str:
+    # Manifest paths are joined to the bundle dir: an absolute path or `..` would escape it.
+    if not isinstance(value, str) or not value or value.startswith("/") or ".." in Path(value).parts:
+        problems.append(f"{key}: expected a relative path inside the bundle, got {value!r}")
+        return ""
+    return value
+
+
+def _string(data: Mapping[str, Any], key: str, problems: list[str], pattern: re.Pattern[str]) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not pattern.match(value):
+        problems.append(f"{key}: invalid value {value!r}")
+        return ""
+    return value
+
+
+def _app_spec(index: int, raw: object, problems: list[str]) -> AppSpec | None:
+    where = f"app_services[{index}]"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected an object")
+        return None
+    local: list[str] = []
+    name = _string(raw, "name", local, _NAME_RE)
+    port = raw.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        local.append(f"port: invalid value {port!r}")
+        port = 0
+    health = _string(raw, "health_path", local, _HEALTH_RE)
+    upstream = _string(raw, "upstream", local, _UPSTREAM_RE)
+    image = _string(raw, "image", local, _IMAGE_RE)
+    hostnames = raw.get("hostnames")
+    if (
+        not isinstance(hostnames, list)
+        or not hostnames
+        or not all(isinstance(h, str) and _HOST_RE.match(h) for h in hostnames)
+    ):
+        local.append(f"hostnames: expected a non-empty list of hostnames, got {hostnames!r}")
+        hostnames = []
+    problems.extend(f"{where}.{p}" for p in local)
+    if local:
+        return None
+    return AppSpec(name, port, health, upstream, image, tuple(hostnames))
+
+
+def _migrate(raw: object, app_names: Sequence[str], problems: list[str]) -> Migrate | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append("migrate: expected an object or null")
+        return None
+    service, command = raw.get("service"), raw.get("command")
+    if service not in app_names:
+        problems.append(f"migrate.service: {service!r} is not an app service")
+    if (
+        not isinstance(command, list)
+        or not command
+        or not all(isinstance(c, str) and _ARG_RE.match(c) for c in command)
+    ):
+        problems.append(f"migrate.command: expected a non-empty list of strings, got {command!r}")
+        return None
+    return Migrate(str(service), tuple(command))
+
+
+def parse_manifest(data: object, source: str = MANIFEST_NAME) -> Manifest:
+    """A validated :class:`Manifest`, or :class:`ManifestError` naming every problem."""
+    if not isinstance(data, dict):
+        raise ManifestError(source, ["expected a JSON object"])
+    problems: list[str] = []
+    if data.get("schema") != SCHEMA:
+        problems.append(f"schema: expected {SCHEMA}, got {data.get('schema')!r}")
+    raw_apps = data.get("app_services")
+    apps: list[AppSpec] = []
+    if not isinstance(raw_apps, list) or not raw_apps:
+        problems.append("app_services: expected a non-empty list")
+    else:
+        for i, raw in enumerate(raw_apps):
+            spec = _app_spec(i, raw, problems)
+            if spec is not None:
+                apps.append(spec)
+    names = [a.name for a in apps]
+    if len(set(names)) != len(names):
+        problems.append(f"app_services: duplicate names in {names}")
+    base = data.get("base_services")
+    if not isinstance(base, list) or not all(isinstance(b, str) and _NAME_RE.match(b) for b in base):
+        problems.append(f"base_services: expected a list of service names, got {base!r}")
+        base = []
+    digests = data.get("service_digests")
+    if not isinstance(digests, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in digests.items()
+    ):
+        problems.append("service_digests: expected an object of strings")
+        digests = {}
+    missing = sorted((set(names) | set(base)) - set(digests))
+    if missing:
+        problems.append(f"service_digests: missing {missing}")
+    user = data.get("registry_username")
+    if user is not None and (not isinstance(user, str) or not _ARG_RE.match(user)):
+        problems.append("registry_username: expected a string or null")
+    raw_compose = data.get("compose")
+    compose: Mapping[str, Any] = raw_compose if isinstance(raw_compose, dict) else {}
+    manifest = Manifest(
+        stack=str(data.get("stack", "")),
+        environment=str(data.get("environment", "")),
+        project=_string(data, "project", problems, _NAME_RE),
+        app_services=tuple(apps),
+        base_services=tuple(base),
+        migrate=_migrate(data.get("migrate"), names, problems),
+        registry=_string(data, "registry", problems, _IMAGE_RE),
+        registry_username=user if isinstance(user, str) else None,
+        service_digests=dict(digests),
+        compose_base=_relative_path(compose.get("base"), "compose.base", problems),
+        compose_app=_relative_path(compose.get("app"), "compose.app", problems),
+        nginx_dir=_relative_path(data.get("nginx_dir"), "nginx_dir", problems),
+        upstreams_file=_relative_path(data.get("upstreams_file"), "upstreams_file", problems),
+    )
+    if problems:
+        raise ManifestError(source, problems)
+    return manifest
+
+
+def load_manifest(bundle: Path) -> Manifest:
+    path = bundle / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ManifestError(str(path), [f"cannot read: {exc}"]) from exc
+    return parse_manifest(data, str(path))
+
+
+def digest_files(files: Iterable[tuple[str, int, bytes]]) -> str:
+    """The bundle digest: sha256 over (path, octal mode, content) in path order, each part
+    length-prefixed -- the same definition as the renderer's ``bundle_digest``."""
+    digest = hashlib.sha256()
+    for path, mode, content in sorted(files, key=lambda f: f[0]):
+        for part in (path.encode(), f"{mode:o}".encode(), content):
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def bundle_digest(bundle: Path, exclude: frozenset[str] = frozenset()) -> str:
+    """:func:`digest_files` of a bundle directory (files named in ``exclude`` left out)."""
+    return digest_files(
+        (p.relative_to(bundle).as_posix(), os.stat(p).st_mode & 0o777, p.read_bytes())
+        for p in bundle.rglob("*")
+        if p.is_file() and p.relative_to(bundle).as_posix() not in exclude
+    )
+
+
+def release_id(bundle: Path, override: str | None = None) -> str:
+    """The release id: ``--release``, else a hex directory name, else the computed digest; 12 chars."""
+    for candidate in (override, bundle.name):
+        if candidate is not None and _RELEASE_RE.match(candidate):
+            return candidate[:RELEASE_LEN]
+    if override is not None:
+        raise ManifestError("--release", [f"expected 12-64 lowercase hex chars, got {override!r}"])
+    return bundle_digest(bundle)[:RELEASE_LEN]
+
+
+def is_release_id(value: str) -> bool:
+    return bool(_RELEASE_RE.match(value)) and len(value) == RELEASE_LEN
+
+
+# Secret files that do not reach the app containers; everything else in secrets/ might.
+_NON_APP_SECRETS: Final = frozenset({"origin.key", "registry-password"})
+
+
+def app_fingerprint(bundle: Path, manifest: Manifest) -> str:
+    """What the app containers of a release are made of.
+
+    Two releases with the same fingerprint run identical app containers, so switching between
+    them needs no new containers (an nginx-only or base-only change). Conservative on purpose:
+    any secret file other than the TLS key and registry password counts, since a false
+    "changed" only costs a restart while a false "unchanged" would keep stale secrets running.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps({n: manifest.service_digests[n] for n in manifest.app_names()}).encode())
+    digest.update(json.dumps([s.__dict__ for s in manifest.app_services], sort_keys=True).encode())
+    app_compose = bundle / manifest.compose_app
+    digest.update(app_compose.read_bytes() if app_compose.is_file() else b"")
+    secrets = bundle / "secrets"
+    if secrets.is_dir():
+        for path in sorted(secrets.iterdir()):
+            if path.is_file() and path.name not in _NON_APP_SECRETS:
+                digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()

@@ -1,0 +1,240 @@
+"""The one interface through which the agent touches containers and nginx.
+
+Stdlib only. :class:`Runtime` is what the agent calls; :class:`DockerRuntime` is the real one
+on the droplet and only *builds argv lists* and hands them to an injected runner, so every
+command line is testable by exact comparison. The tests use a stand-in that starts local
+processes, because there is no Docker engine where the tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+BASE_PROJECT: Final = "bankflow"
+APP_PROJECT_PREFIX: Final = "bankflow-app-"
+NGINX_CONTAINER: Final = "bankflow-nginx-1"  # compose names it <project>-<service>-<index>
+_TAIL_CHARS: Final = 300
+
+
+class RuntimeFailure(RuntimeError):
+    """A runtime action failed; the message is safe to print (no command input, tail of stderr)."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """One compose project: the base (``bankflow``) or one release's app services."""
+
+    name: str
+    bundle: Path  # the release dir the compose files belong to
+    files: tuple[Path, ...]
+    env_file: Path | None  # compose interpolation values (BANKFLOW_RELEASE, BANKFLOW_HOME)
+    release: str
+
+
+def app_project_name(release: str) -> str:
+    return f"{APP_PROJECT_PREFIX}{release}"
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    def __call__(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> Completed: ...
+
+
+def subprocess_runner(
+    argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+) -> Completed:
+    """Run argv (never through a shell); a timeout is a failed command, not an exception."""
+    try:
+        done = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return Completed(124, "", f"timed out after {timeout:.0f}s")
+    except OSError as exc:
+        return Completed(127, "", str(exc))
+    return Completed(
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+    )
+
+
+class Runtime(Protocol):
+    """Every container/nginx action of a release switch. Failures raise :class:`RuntimeFailure`."""
+
+    def validate(self, project: Project) -> None: ...
+    def login(self, registry: str, username: str, password: bytes) -> None: ...
+    def pull(self, project: Project, services: Sequence[str] = ()) -> None: ...
+    def run_once(self, project: Project, service: str, command: Sequence[str]) -> None: ...
+    def start(self, project: Project, services: Sequence[str] = ()) -> None: ...
+    def wait_healthy(
+        self, project: Project, services: Sequence[str], timeout: float
+    ) -> Mapping[str, bool]: ...
+    def health(self, project: Project, services: Sequence[str]) -> Mapping[str, bool]: ...
+    def upstream_address(self, release: str, service: str, port: int) -> str: ...
+    def stop(self, project: Project) -> None: ...
+    def nginx_test(self) -> None: ...
+    def nginx_reload(self) -> None: ...
+    def remove_images(self, images: Sequence[str]) -> None: ...
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][-_TAIL_CHARS:] if lines else ""
+
+
+def parse_ps(output: str) -> dict[str, bool]:
+    """service -> healthy, from ``docker compose ps --format json``.
+
+    Compose < 2.21 prints one JSON array, newer versions one object per line: accept both. A
+    service without a health check counts as healthy once running, as ``up --wait`` does.
+    """
+    text = output.strip()
+    if not text:
+        return {}
+    rows: list[object] = []
+    if text.startswith("["):
+        loaded = json.loads(text)
+        rows = loaded if isinstance(loaded, list) else []
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    result: dict[str, bool] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        service = str(row.get("Service", ""))
+        ok = row.get("State") == "running" and row.get("Health", "") in ("", "healthy")
+        # several replicas: the service is healthy only if all are
+        result[service] = result.get(service, True) and ok
+    return result
+
+
+class DockerRuntime:
+    """Docker Engine + Compose v2 (>= 2.17 for ``--wait-timeout``) on the droplet."""
+
+    def __init__(
+        self,
+        runner: Runner = subprocess_runner,
+        *,
+        docker: str = "docker",
+        nginx_container: str = NGINX_CONTAINER,
+        command_timeout: float = 900.0,
+    ) -> None:
+        self._run = runner
+        self._docker = docker
+        self._nginx = nginx_container
+        self._timeout = command_timeout
+
+    # ---------------------------------------------------------------- argv builders (pure)
+    def compose_argv(self, project: Project, *args: str) -> list[str]:
+        argv = [self._docker, "compose", "-p", project.name]
+        for file in project.files:
+            argv += ["-f", str(file)]
+        if project.env_file is not None:
+            argv += ["--env-file", str(project.env_file)]
+        return [*argv, *args]
+
+    def validate_argv(self, project: Project) -> list[str]:
+        return self.compose_argv(project, "config", "-q")
+
+    def login_argv(self, registry: str, username: str) -> list[str]:
+        # the password goes through stdin only: never in argv (visible in ps) or in logs
+        return [self._docker, "login", registry, "-u", username, "--password-stdin"]
+
+    def pull_argv(self, project: Project, services: Sequence[str] = ()) -> list[str]:
+        return self.compose_argv(project, "pull", *services)
+
+    def run_once_argv(self, project: Project, service: str, command: Sequence[str]) -> list[str]:
+        return self.compose_argv(project, "run", "--rm", "--no-deps", service, *command)
+
+    def start_argv(self, project: Project, services: Sequence[str] = ()) -> list[str]:
+        # images were pulled in the pull step; nothing is ever built on the droplet
+        return self.compose_argv(project, "up", "-d", "--no-build", *services)
+
+    def wait_argv(self, project: Project, services: Sequence[str], timeout: float) -> list[str]:
+        # `up --wait` on already-started containers changes nothing and waits for health checks
+        return self.compose_argv(
+            project, "up", "-d", "--no-build", "--wait", "--wait-timeout", str(int(timeout)), *services
+        )
+
+    def ps_argv(self, project: Project) -> list[str]:
+        return self.compose_argv(project, "ps", "--all", "--format", "json")
+
+    def stop_argv(self, project: Project) -> list[str]:
+        return self.compose_argv(project, "down")
+
+    def nginx_test_argv(self) -> list[str]:
+        return [self._docker, "exec", self._nginx, "nginx", "-t"]
+
+    def nginx_reload_argv(self) -> list[str]:
+        return [self._docker, "exec", self._nginx, "nginx", "-s", "reload"]
+
+    def remove_images_argv(self, images: Sequence[str]) -> list[str]:
+        return [self._docker, "image", "rm", *images]
+
+    # ---------------------------------------------------------------- actions
+    def _check(
+        self, what: str, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
+    ) -> str:
+        done = self._run(argv, stdin=stdin, timeout=timeout or self._timeout)
+        if done.returncode != 0:
+            raise RuntimeFailure(
+                f"{what} exited {done.returncode}: {_tail(done.stderr) or _tail(done.stdout)}"
+            )
+        return done.stdout
+
+    def validate(self, project: Project) -> None:
+        self._check(f"compose config of {project.name}", self.validate_argv(project))
+
+    def login(self, registry: str, username: str, password: bytes) -> None:
+        self._check(f"docker login {registry}", self.login_argv(registry, username), stdin=password)
+
+    def pull(self, project: Project, services: Sequence[str] = ()) -> None:
+        self._check(f"pull of {project.name}", self.pull_argv(project, services))
+
+    def run_once(self, project: Project, service: str, command: Sequence[str]) -> None:
+        self._check(f"{service} {' '.join(command)}", self.run_once_argv(project, service, command))
+
+    def start(self, project: Project, services: Sequence[str] = ()) -> None:
+        self._check(f"start of {project.name}", self.start_argv(project, services))
+
+    def wait_healthy(self, project: Project, services: Sequence[str], timeout: float) -> Mapping[str, bool]:
+        done = self._run(self.wait_argv(project, services, timeout), timeout=timeout + 60)
+        if done.returncode == 0:
+            return {s: True for s in services}
+        health = self.health(project, services)
+        if all(health.values()):
+            raise RuntimeFailure(f"compose up --wait of {project.name} failed: {_tail(done.stderr)}")
+        return health
+
+    def health(self, project: Project, services: Sequence[str]) -> Mapping[str, bool]:
+        seen = parse_ps(self._check(f"compose ps of {project.name}", self.ps_argv(project)))
+        return {s: seen.get(s, False) for s in services}
+
+    def upstream_address(self, release: str, service: str, port: int) -> str:
+        # the renderer gives each app container the network alias <service>-<release>
+        return f"{service}-{release}:{port}"
+
+    def stop(self, project: Project) -> None:
+        self._check(f"stop of {project.name}", self.stop_argv(project))
+
+    def nginx_test(self) -> None:
+        self._check("nginx -t", self.nginx_test_argv())
+
+    def nginx_reload(self) -> None:
+        self._check("nginx -s reload", self.nginx_reload_argv())
+
+    def remove_images(self, images: Sequence[str]) -> None:
+        if images:
+            self._check("docker image rm", self.remove_images_argv(images))

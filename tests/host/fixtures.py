@@ -1,0 +1,300 @@
+"""Shared set-up for the host agent tests and ``bench/switch_under_load.py``.
+
+Builds small bundle dirs by hand (a ``release.json`` fixture, not the renderer's output) and a
+minimal nginx http config that ``include``s the agent's LIVE upstreams.conf and routes by Host
+to the three upstreams -- the renderer's config needs container paths and TLS, so the
+switch tests use this stand-alone one. Also a bounded load generator.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bankflow_infra.host import agent
+from bankflow_infra.host.verify import SNIConnection
+from tests.host.standin import LocalProcessRuntime
+
+APPS = (("site", 3000), ("saas", 3001), ("api", 8080))
+DOMAIN = "bankflow.test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def hostname(service: str) -> str:
+    return f"{service}.{DOMAIN}"
+
+
+def nginx_conf(live: Path, run: Path, port: int, version: str) -> str:
+    """Minimal http config: Host-routed proxying to the upstreams of the live include."""
+    tmp = run / "nginx-tmp"
+    servers = []
+    for service, _ in APPS:
+        servers.append(f"""
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {hostname(service)};
+        location / {{
+            proxy_pass http://bankflow_{service};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Bankflow-Proxy nginx;
+        }}
+    }}""")
+    return f"""# test nginx config, version {version}
+worker_processes 2;
+pid {run}/nginx.pid;
+error_log {run}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {live}/upstreams.conf;
+{"".join(servers)}
+}}
+"""
+
+
+@dataclass
+class HostEnv:
+    """One test host: BANKFLOW_HOME, the stand-in runtime, the nginx port."""
+
+    home: Path
+    run: Path
+    bundles: Path
+    port: int
+    runtime: LocalProcessRuntime
+    verify_url: str = ""
+    health_timeout: float = 3.0
+    drain: float = 0.3
+    counter: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
+
+    @property
+    def live(self) -> Path:
+        return self.home / "nginx"
+
+    def bundle(
+        self,
+        tag: str,
+        *,
+        nginx_version: str = "1",
+        postgres: str = "pg-1",
+        redis: str = "redis-1",
+        unhealthy: Sequence[str] = (),
+        markers: Sequence[str] = (),
+        registry_username: str | None = None,
+    ) -> Path:
+        """A bundle dir; ``tag`` changes the app images (so the apps' fingerprint)."""
+        path = self.bundles / f"bundle-{next(self.counter)}"
+        (path / "compose").mkdir(parents=True)
+        (path / "nginx").mkdir()
+        (path / "tls").mkdir()
+        (path / "secrets").mkdir(mode=0o700)
+        manifest = {
+            "schema": 1,
+            "stack": "test",
+            "environment": "staging",
+            "project": "bankflow",
+            "app_services": [
+                {
+                    "name": s,
+                    "port": p,
+                    "health_path": "/health",
+                    "upstream": f"bankflow_{s}",
+                    "image": f"ghcr.io/bankflow/bankflow-{s}:{tag}",
+                    "hostnames": [hostname(s)],
+                }
+                for s, p in APPS
+            ],
+            "base_services": ["postgres", "redis", "nginx"],
+            "migrate": {"service": "api", "command": ["/app/migrate"]},
+            "registry": "ghcr.io/bankflow",
+            "registry_username": registry_username,
+            "service_digests": {
+                **{s: f"{s}-{tag}" for s, _ in APPS},
+                "postgres": postgres,
+                "redis": redis,
+                "nginx": f"nginx-{nginx_version}",
+            },
+            "compose": {"base": "compose/base.yaml", "app": "compose/app.yaml"},
+            "nginx_dir": "nginx",
+            "upstreams_file": "upstreams.conf",
+        }
+        (path / "release.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        (path / "compose" / "base.yaml").write_text(f"name: bankflow\n# postgres {postgres} redis {redis}\n")
+        (path / "compose" / "app.yaml").write_text(f"# app services, tag {tag}\n")
+        (path / "nginx" / "nginx.conf").write_text(nginx_conf(self.live, self.run, self.port, nginx_version))
+        (path / "nginx" / "upstreams.conf").write_text("# placeholder until the first switch\n")
+        (path / "tls" / "origin.pem").write_text("-----BEGIN CERTIFICATE-----\ntest\n")
+        for name, text in (
+            ("app.env", "JWT_SECRET=test-secret-value\n"),
+            ("postgres.env", "POSTGRES_PASSWORD=pw\n"),
+        ):
+            fd = os.open(path / "secrets" / name, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, text.encode())
+            os.close(fd)
+        if registry_username:
+            (path / "secrets" / "registry-password").write_text("registry-token\n")
+        if unhealthy:
+            (path / "standin-unhealthy").write_text("\n".join(unhealthy))
+        for marker in markers:
+            (path / marker).write_text("1")
+        return path
+
+    def switch_options(self) -> list[str]:
+        return [
+            "--verify-url",
+            self.verify_url or f"http://127.0.0.1:{self.port}",
+            "--health-timeout",
+            str(self.health_timeout),
+            "--drain",
+            str(self.drain),
+            "--settle",
+            "0.2",
+            "--verify-timeout",
+            "3",
+        ]
+
+    def agent(self, *args: str) -> tuple[int, str, str]:
+        """Run the agent in-process against this host; (exit code, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["--home", str(self.home), "--actor", "test", *args]
+        if args and args[0] in ("deploy", "rollback"):
+            argv += self.switch_options()
+        code = agent.main(argv, runtime=self.runtime, out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    def deploy(self, bundle: Path) -> tuple[int, str, str]:
+        return self.agent("deploy", str(bundle))
+
+    def current(self) -> str | None:
+        path = self.home / "state" / "current.json"
+        return str(json.loads(path.read_text())["release"]) if path.exists() else None
+
+    def get(self, service: str, path: str = "/") -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", path, headers={"Host": hostname(service), "Connection": "close"})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+
+def make_host(root: Path, nginx: str) -> HostEnv:
+    home, run, bundles = root / "home", root / "run", root / "bundles"
+    for path in (home, run / "nginx-tmp", bundles):
+        path.mkdir(parents=True)
+    runtime = LocalProcessRuntime(run, nginx, home / "nginx" / "nginx.conf")
+    return HostEnv(home, run, bundles, free_port(), runtime)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadResult:
+    total: int = 0
+    failures: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    releases: Counter[str] = field(default_factory=Counter)
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
+
+
+class Load:
+    """Continuous GETs through nginx from a thread pool; bounded by time and request count.
+
+    One connection per request (``Connection: close``): a client reusing a keepalive connection
+    that an old nginx worker closes on graceful shutdown sees a reset that real clients retry;
+    counting that would measure the client, not the switch.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        workers: int = 6,
+        max_seconds: float = 90.0,
+        max_requests: int = 300_000,
+        hosts: Sequence[str] = (),
+        tls: bool = False,
+    ):
+        self.port = port
+        self.hosts = tuple(hosts) or tuple(hostname(s) for s, _ in APPS)
+        self.tls = tls
+        self.workers = workers
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.stop_event = threading.Event()
+        self.result = LoadResult()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _connect(self, host: str) -> http.client.HTTPConnection:
+        if not self.tls:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        # loopback with the public name as SNI, as the agent's verify step does
+        return SNIConnection("127.0.0.1", self.port, host, 10)
+
+    def _one(self, service: str) -> None:
+        started = time.monotonic()
+        conn = self._connect(service)
+        try:
+            conn.request("GET", "/", headers={"Host": service, "Connection": "close"})
+            response = conn.getresponse()
+            body = response.read().decode()
+            failure = None if response.status == 200 else f"{service}: HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            body, failure = "", f"{service}: {type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        with self._lock:
+            self.result.total += 1
+            self.result.latencies.append(time.monotonic() - started)
+            if failure:
+                self.result.failures.append(failure)
+            else:
+                self.result.releases[body.split()[0]] += 1
+
+    def _worker(self, index: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        services = self.hosts
+        n = index
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.result.total >= self.max_requests:
+                    return
+            self._one(services[n % len(services)])
+            n += 1
+
+    def __enter__(self) -> Load:
+        self._pool = ThreadPoolExecutor(self.workers)
+        for index in range(self.workers):
+            self._pool.submit(self._worker, index)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_event.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

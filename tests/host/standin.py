@@ -1,0 +1,247 @@
+"""LocalProcessRuntime: stands in for Docker, which has no engine on this machine.
+
+It implements the agent's :class:`~bankflow_infra.host.runtime.Runtime` with local processes:
+"starting a release" launches one small HTTP server per app service (``standin_server.py``) on
+a free loopback port, and upstream addresses are ``127.0.0.1:<port>``. nginx is the REAL local
+nginx: ``nginx -t`` / ``nginx -s reload`` / the master process started for the base project.
+What it cannot stand in for -- compose files, images, registries, migrations -- it records in a
+journal (``journal.jsonl``) that the tests read.
+
+Markers a test puts into a bundle dir to make a step fail:
+``standin-unhealthy`` (service names, one a line: /health answers 503), ``standin-fail-pull``,
+``standin-fail-migrate``, ``standin-fail-validate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bankflow_infra.host.manifest import load_manifest
+from bankflow_infra.host.runtime import BASE_PROJECT, Project, RuntimeFailure, app_project_name
+
+SERVER_SCRIPT = Path(__file__).with_name("standin_server.py")
+SERVER_MAX_SECONDS = 600.0
+
+
+class LocalProcessRuntime:
+    """LocalProcessRuntime: stands in for Docker, which has no engine on this machine."""
+
+    def __init__(self, run_dir: Path, nginx: str, nginx_conf: Path) -> None:
+        self.run_dir = run_dir
+        self.nginx = nginx
+        self.nginx_conf = nginx_conf
+        self.prefix = run_dir / "nginx-prefix"
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.state_file = run_dir / "standin.json"
+        self.journal_file = run_dir / "journal.jsonl"
+        self.nginx_proc: subprocess.Popen[bytes] | None = None
+        self._servers: dict[int, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _state(self) -> dict[str, dict[str, dict[str, int]]]:
+        if not self.state_file.exists():
+            return {}
+        data: dict[str, dict[str, dict[str, int]]] = json.loads(self.state_file.read_text())
+        return data
+
+    def _save(self, state: Mapping[str, object]) -> None:
+        self.state_file.write_text(json.dumps(state))
+
+    def _journal(self, call: str, **fields: object) -> None:
+        with self.journal_file.open("a") as journal:
+            journal.write(json.dumps({"call": call, **fields}) + "\n")
+
+    def journal(self) -> list[dict[str, object]]:
+        if not self.journal_file.exists():
+            return []
+        return [json.loads(line) for line in self.journal_file.read_text().splitlines()]
+
+    def count_file(self, project: str, service: str) -> Path:
+        return self.run_dir / f"{project}-{service}.count"
+
+    def proxied_requests(self, release: str) -> int:
+        """Requests that reached a release's servers THROUGH nginx."""
+        return sum(int(p.read_text() or 0) for p in self.run_dir.glob(f"{app_project_name(release)}-*.count"))
+
+    def _marker(self, project: Project, name: str) -> bool:
+        return (project.bundle / name).exists()
+
+    def _nginx_argv(self, *args: str) -> list[str]:
+        return [
+            self.nginx,
+            "-p",
+            str(self.prefix),
+            "-e",
+            str(self.run_dir / "nginx-stderr.log"),
+            "-c",
+            str(self.nginx_conf),
+            *args,
+        ]
+
+    # ------------------------------------------------------------------ the Runtime interface
+    def validate(self, project: Project) -> None:
+        self._journal("validate", project=project.name)
+        missing = [str(f) for f in project.files if not f.is_file()]
+        if missing or self._marker(project, "standin-fail-validate"):
+            raise RuntimeFailure(f"compose config of {project.name}: invalid ({missing or 'marker'})")
+
+    def login(self, registry: str, username: str, password: bytes) -> None:
+        # the password's length only: a journal is a log, and logs never hold secrets
+        self._journal("login", registry=registry, username=username, password_len=len(password))
+
+    def pull(self, project: Project, services: Sequence[str] = ()) -> None:
+        self._journal("pull", project=project.name, services=list(services))
+        if self._marker(project, "standin-fail-pull"):
+            raise RuntimeFailure(f"pull of {project.name} exited 1: manifest unknown")
+
+    def run_once(self, project: Project, service: str, command: Sequence[str]) -> None:
+        self._journal("run_once", project=project.name, service=service, command=list(command))
+        if self._marker(project, "standin-fail-migrate"):
+            raise RuntimeFailure(f"{service} {' '.join(command)} exited 1: migration failed")
+
+    def start(self, project: Project, services: Sequence[str] = ()) -> None:
+        self._journal("start", project=project.name, services=list(services))
+        if project.name == BASE_PROJECT:
+            if "nginx" in services and not self._nginx_running():
+                self._start_nginx()
+            return
+        manifest = load_manifest(project.bundle)
+        unhealthy_file = project.bundle / "standin-unhealthy"
+        unhealthy = set(unhealthy_file.read_text().split()) if unhealthy_file.exists() else set()
+        state = self._state()
+        running = state.setdefault(project.name, {})
+        for spec in manifest.app_services:
+            if (services and spec.name not in services) or spec.name in running:
+                continue
+            running[spec.name] = self._start_server(project, spec.name, spec.name in unhealthy)
+        self._save(state)
+
+    def _start_server(self, project: Project, service: str, unhealthy: bool) -> dict[str, int]:
+        argv = [
+            sys.executable,
+            str(SERVER_SCRIPT),
+            "--release",
+            project.release,
+            "--service",
+            service,
+            "--count-file",
+            str(self.count_file(project.name, service)),
+            "--max-seconds",
+            str(SERVER_MAX_SECONDS),
+        ]
+        if unhealthy:
+            argv.append("--unhealthy")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        line = proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            proc.kill()
+            proc.wait(5)
+            raise RuntimeFailure(f"start of {project.name}: {service} did not start")
+        self._servers[proc.pid] = proc
+        return {"pid": proc.pid, "port": int(line.split()[1])}
+
+    def wait_healthy(self, project: Project, services: Sequence[str], timeout: float) -> Mapping[str, bool]:
+        deadline = time.monotonic() + timeout
+        while True:
+            health = self.health(project, services)
+            if all(health.values()) or time.monotonic() >= deadline:
+                return health
+            time.sleep(0.1)
+
+    def health(self, project: Project, services: Sequence[str]) -> Mapping[str, bool]:
+        if project.name == BASE_PROJECT:
+            return {s: (self._nginx_running() if s == "nginx" else True) for s in services}
+        running = self._state().get(project.name, {})
+        return {s: s in running and _get_ok(running[s]["port"]) for s in services}
+
+    def upstream_address(self, release: str, service: str, port: int) -> str:
+        running = self._state().get(app_project_name(release), {})
+        if service not in running:
+            raise RuntimeFailure(f"{service} of release {release} is not running")
+        return f"127.0.0.1:{running[service]['port']}"
+
+    def stop(self, project: Project) -> None:
+        self._journal("stop", project=project.name)
+        state = self._state()
+        for server in state.pop(project.name, {}).values():
+            self._terminate(server["pid"])
+        self._save(state)
+
+    def nginx_test(self) -> None:
+        done = subprocess.run(self._nginx_argv("-t"), capture_output=True, check=False, timeout=30)
+        self._journal("nginx_test", ok=done.returncode == 0)
+        if done.returncode != 0:
+            raise RuntimeFailure(f"nginx -t exited {done.returncode}: {done.stderr.decode().strip()[-300:]}")
+
+    def nginx_reload(self) -> None:
+        done = subprocess.run(self._nginx_argv("-s", "reload"), capture_output=True, check=False, timeout=30)
+        self._journal("nginx_reload", ok=done.returncode == 0)
+        if done.returncode != 0:
+            raise RuntimeFailure(
+                f"nginx -s reload exited {done.returncode}: {done.stderr.decode().strip()[-300:]}"
+            )
+
+    def remove_images(self, images: Sequence[str]) -> None:
+        self._journal("remove_images", images=list(images))
+
+    def _terminate(self, pid: int) -> None:
+        proc = self._servers.pop(pid, None)
+        if proc is None:  # started by another stand-in instance: not our child to wait for
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            return
+        proc.terminate()  # SIGTERM: the server finishes requests in flight, then exits
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    # ------------------------------------------------------------------ nginx process
+    def _nginx_running(self) -> bool:
+        return self.nginx_proc is not None and self.nginx_proc.poll() is None
+
+    def _start_nginx(self) -> None:
+        # in the foreground, as in the container: nginx stays our child, so teardown always stops it
+        self.nginx_proc = subprocess.Popen(self._nginx_argv("-g", "daemon off;"), stdin=subprocess.DEVNULL)
+        time.sleep(0.3)
+        if not self._nginx_running():
+            raise RuntimeFailure("nginx did not start")
+
+    def shutdown(self) -> None:
+        """Stop every process this stand-in started (test teardown)."""
+        for project in list(self._state()):
+            with contextlib.suppress(Exception):
+                self.stop(Project(project, self.run_dir, (), None, ""))
+        if self.nginx_proc is not None and self.nginx_proc.poll() is None:
+            self.nginx_proc.send_signal(signal.SIGQUIT)
+            try:
+                self.nginx_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.nginx_proc.kill()
+                self.nginx_proc.wait(5)
+
+
+def _get_ok(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()

@@ -1,0 +1,82 @@
+"""One app service of one release, for the stand-in runtime (stdlib only, run as a script).
+
+Serves ``/health`` (503 when told to be unhealthy) and ``/`` (answers ``<release> <service>``)
+on a free loopback port, printed as ``PORT <n>`` on stdout once listening. Requests that came
+through nginx (``X-Bankflow-Proxy``/``X-Forwarded-Proto``, set by the nginx configs) are counted
+into ``--count-file``, so a test can prove a release never received traffic. It stops on
+SIGTERM (finishing requests in flight) and by itself after ``--max-seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--release", required=True)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--count-file", required=True, type=Path)
+    parser.add_argument("--unhealthy", action="store_true")
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args()
+    lock = threading.Lock()
+    proxied = [0]
+
+    def count() -> None:
+        with lock:
+            proxied[0] += 1
+            tmp = args.count_file.with_suffix(".tmp")
+            tmp.write_text(str(proxied[0]))
+            os.replace(tmp, args.count_file)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keepalive from nginx's upstream pool
+
+        def do_GET(self) -> None:
+            # through nginx: the test config's marker, or the rendered proxy.conf's forwarding header
+            if self.headers.get("X-Bankflow-Proxy") == "nginx" or self.headers.get("X-Forwarded-Proto"):
+                count()
+            if self.path == "/health":
+                status, body = (503, b"unhealthy\n") if args.unhealthy else (200, b"ok\n")
+            else:
+                status, body = 200, f"{args.release} {args.service}\n".encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *values: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # nginx resetting idle keepalive connections on reload is normal, not an error
+
+    server = Server(("127.0.0.1", 0), Handler)
+    args.count_file.write_text("0")
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    timer = threading.Timer(args.max_seconds, stop)  # never outlives a crashed test run
+    timer.daemon = True
+    timer.start()
+    print(f"PORT {server.server_address[1]}", flush=True)
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""DockerRuntime builds exact docker/compose argv lists: one test per command and option.
+
+Nothing runs docker here (no engine on this machine): a recording runner captures argv.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from bankflow_infra.host.runtime import Completed, DockerRuntime, Project, RuntimeFailure, parse_ps
+
+REL = "abc123def456"
+BUNDLE = Path("/opt/bankflow/releases") / REL
+APP = Project(f"bankflow-app-{REL}", BUNDLE, (BUNDLE / "compose/app.yaml",), BUNDLE / "release.env", REL)
+BASE = Project("bankflow", BUNDLE, (BUNDLE / "compose/base.yaml",), BUNDLE / "release.env", REL)
+COMPOSE_APP = [
+    "docker",
+    "compose",
+    "-p",
+    f"bankflow-app-{REL}",
+    "-f",
+    f"{BUNDLE}/compose/app.yaml",
+    "--env-file",
+    f"{BUNDLE}/release.env",
+]
+COMPOSE_BASE = [
+    "docker",
+    "compose",
+    "-p",
+    "bankflow",
+    "-f",
+    f"{BUNDLE}/compose/base.yaml",
+    "--env-file",
+    f"{BUNDLE}/release.env",
+]
+
+
+class Recorder:
+    def __init__(self, *results: Completed) -> None:
+        self.calls: list[tuple[list[str], bytes | None]] = []
+        self.results = list(results)
+
+    def __call__(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> Completed:
+        self.calls.append((list(argv), stdin))
+        return self.results.pop(0) if self.results else Completed(0, "", "")
+
+    @property
+    def argvs(self) -> list[list[str]]:
+        return [argv for argv, _ in self.calls]
+
+
+def runtime(*results: Completed) -> tuple[DockerRuntime, Recorder]:
+    recorder = Recorder(*results)
+    return DockerRuntime(recorder), recorder
+
+
+def test_validate_command() -> None:
+    rt, rec = runtime()
+    rt.validate(APP)
+    assert rec.argvs == [[*COMPOSE_APP, "config", "-q"]]
+
+
+def test_project_without_env_file_has_no_env_file_option() -> None:
+    rt, rec = runtime()
+    rt.validate(Project("bankflow", BUNDLE, (BUNDLE / "compose/base.yaml",), None, REL))
+    assert rec.argvs == [
+        ["docker", "compose", "-p", "bankflow", "-f", f"{BUNDLE}/compose/base.yaml", "config", "-q"]
+    ]
+
+
+def test_several_compose_files_each_get_f() -> None:
+    project = Project("p", BUNDLE, (Path("/a.yaml"), Path("/b.yaml")), None, REL)
+    assert DockerRuntime(Recorder()).compose_argv(project, "ps") == [
+        "docker",
+        "compose",
+        "-p",
+        "p",
+        "-f",
+        "/a.yaml",
+        "-f",
+        "/b.yaml",
+        "ps",
+    ]
+
+
+def test_login_command_passes_password_on_stdin_only() -> None:
+    rt, rec = runtime()
+    rt.login("ghcr.io/bankflow", "ci-bot", b"s3cret-token")
+    assert rec.calls == [
+        (["docker", "login", "ghcr.io/bankflow", "-u", "ci-bot", "--password-stdin"], b"s3cret-token")
+    ]
+    assert not any("s3cret" in part for part in rec.argvs[0])
+
+
+def test_pull_command() -> None:
+    rt, rec = runtime()
+    rt.pull(APP)
+    assert rec.argvs == [[*COMPOSE_APP, "pull"]]
+
+
+def test_pull_command_with_services() -> None:
+    rt, rec = runtime()
+    rt.pull(BASE, ["postgres"])
+    assert rec.argvs == [[*COMPOSE_BASE, "pull", "postgres"]]
+
+
+def test_run_once_command() -> None:
+    rt, rec = runtime()
+    rt.run_once(APP, "api", ["/app/migrate", "--yes"])
+    assert rec.argvs == [[*COMPOSE_APP, "run", "--rm", "--no-deps", "api", "/app/migrate", "--yes"]]
+
+
+def test_start_command() -> None:
+    rt, rec = runtime()
+    rt.start(APP)
+    assert rec.argvs == [[*COMPOSE_APP, "up", "-d", "--no-build"]]
+
+
+def test_start_command_with_services() -> None:
+    rt, rec = runtime()
+    rt.start(BASE, ["postgres", "redis"])
+    assert rec.argvs == [[*COMPOSE_BASE, "up", "-d", "--no-build", "postgres", "redis"]]
+
+
+def test_wait_healthy_command_and_timeout() -> None:
+    rt, rec = runtime()
+    assert rt.wait_healthy(APP, ["site", "api"], 120) == {"site": True, "api": True}
+    assert rec.argvs == [
+        [*COMPOSE_APP, "up", "-d", "--no-build", "--wait", "--wait-timeout", "120", "site", "api"]
+    ]
+
+
+def test_wait_healthy_failure_names_services_from_ps() -> None:
+    ps = "\n".join(
+        json.dumps(r)
+        for r in (
+            {"Service": "site", "State": "running", "Health": "healthy"},
+            {"Service": "api", "State": "running", "Health": "unhealthy"},
+        )
+    )
+    rt, rec = runtime(Completed(1, "", "container api is unhealthy"), Completed(0, ps, ""))
+    assert rt.wait_healthy(APP, ["site", "api"], 30) == {"site": True, "api": False}
+    assert rec.argvs[1] == [*COMPOSE_APP, "ps", "--all", "--format", "json"]
+
+
+def test_ps_command() -> None:
+    rt, rec = runtime(Completed(0, "[]", ""))
+    assert rt.health(APP, ["site"]) == {"site": False}
+    assert rec.argvs == [[*COMPOSE_APP, "ps", "--all", "--format", "json"]]
+
+
+def test_parse_ps_accepts_array_and_lines() -> None:
+    rows = [
+        {"Service": "site", "State": "running", "Health": ""},
+        {"Service": "api", "State": "exited", "Health": ""},
+    ]
+    assert parse_ps(json.dumps(rows)) == {"site": True, "api": False}
+    assert parse_ps("\n".join(json.dumps(r) for r in rows)) == {"site": True, "api": False}
+    assert parse_ps("") == {}
+
+
+def test_stop_command() -> None:
+    rt, rec = runtime()
+    rt.stop(APP)
+    assert rec.argvs == [[*COMPOSE_APP, "down"]]
+
+
+def test_nginx_test_command() -> None:
+    rt, rec = runtime()
+    rt.nginx_test()
+    assert rec.argvs == [["docker", "exec", "bankflow-nginx-1", "nginx", "-t"]]
+
+
+def test_nginx_reload_command() -> None:
+    rt, rec = runtime()
+    rt.nginx_reload()
+    assert rec.argvs == [["docker", "exec", "bankflow-nginx-1", "nginx", "-s", "reload"]]
+
+
+def test_remove_images_command() -> None:
+    rt, rec = runtime()
+    rt.remove_images(["ghcr.io/bankflow/bankflow-site:v1", "ghcr.io/bankflow/bankflow-api:v1"])
+    assert rec.argvs == [
+        ["docker", "image", "rm", "ghcr.io/bankflow/bankflow-site:v1", "ghcr.io/bankflow/bankflow-api:v1"]
+    ]
+
+
+def test_remove_no_images_runs_nothing() -> None:
+    rt, rec = runtime()
+    rt.remove_images([])
+    assert rec.argvs == []
+
+
+def test_upstream_address_is_the_release_alias() -> None:
+    assert DockerRuntime(Recorder()).upstream_address(REL, "api", 8080) == f"api-{REL}:8080"
+
+
+def test_docker_binary_and_nginx_container_are_options() -> None:
+    rt = DockerRuntime(Recorder(), docker="/usr/bin/docker", nginx_container="bankflow-nginx-2")
+    assert rt.nginx_test_argv() == ["/usr/bin/docker", "exec", "bankflow-nginx-2", "nginx", "-t"]
+
+
+def test_failure_names_the_action_and_last_stderr_line() -> None:
+    rt, _ = runtime(Completed(1, "", "pulling...\nError: manifest unknown\n"))
+    with pytest.raises(
+        RuntimeFailure, match=r"^pull of bankflow-app-abc123def456 exited 1: Error: manifest unknown$"
+    ):
+        rt.pull(APP)
