@@ -1,0 +1,660 @@
+#!/usr/bin/env bash
+# BankFlow host setup: the idempotent configuration of a droplet (Ubuntu 24.04 LTS "noble"), run
+# as root over SSH by the Pulumi bootstrap command, and safe to run again at any time.
+#
+# Every step checks before it acts and prints one line:
+#   ok: <step>        nothing to do
+#   changed: <step>   it changed the host
+# The last line is "host-setup: no changes" or "host-setup: N change(s)". Any failure exits
+# non-zero with "host-setup: error: ..." on stderr, which fails `pulumi up`.
+#
+# Usage:  host-setup.sh [PAYLOAD_DIR]
+#         host-setup.sh --print-config [PAYLOAD_DIR]   (print the resolved settings and exit)
+#
+# PAYLOAD_DIR is the unpacked bootstrap payload (bankflow_infra/render/host_payloads.py):
+#   ssh/50-bankflow-hardening.conf   the sshd drop-in (files/ssh/)
+#   ssh/authorized_keys              root's keys: deploy key + admin keys (optional)
+#   host/daemon.json                 -> /etc/docker/daemon.json        (docker restarted on change)
+#   host/logrotate-bankflow          -> /etc/logrotate.d/bankflow
+#   host/bankflow-backup.service     -> /etc/systemd/system/           (daemon-reload on change)
+#   host/bankflow-backup.timer       -> /etc/systemd/system/           (enabled and started)
+#   agent/...                        -> $BANKFLOW_BIN_DIR/... (the host agent; optional)
+# Environment (defaults are bankflow_infra/catalog.py's; no value here is secret):
+#   BANKFLOW_HOME=/opt/bankflow, BANKFLOW_{BIN,RELEASES,NGINX,SECRETS,STATE,LOGS,UPLOADS,BACKUPS}_DIR
+#                        (default $BANKFLOW_HOME/<bin|releases|nginx|secrets|state|logs|uploads|backups>)
+#   BANKFLOW_SWAP_GB=2   swap file size when the droplet has < 4 GiB RAM; 0 = no swap
+#   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR
+#                        override the payload paths above; BANKFLOW_HOST_FILES=none skips host files
+#   BANKFLOW_ROOTFS=     prefix of every path written (tests only; empty = the real /)
+#
+# Every system tool (apt-get, dpkg-query, curl, gpg, systemctl, ufw, iptables, sshd, dockerd,
+# docker, free, fallocate, mkswap, swapon, sysctl, timedatectl, cloud-init) is called by name
+# from PATH, so tests/bootstrap/test_host_setup.py can put recording stand-ins first.
+set -euo pipefail
+umask 022
+
+# --------------------------------------------------------------------------- constants
+readonly UBUNTU_CODENAME=noble
+# Docker's release signing key (docs.docker.com/engine/install/ubuntu): the downloaded key must
+# be exactly this one, so a tampered download cannot become an apt trust anchor.
+readonly DOCKER_KEY_URL=https://download.docker.com/linux/ubuntu/gpg
+readonly DOCKER_KEY_FINGERPRINT=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
+readonly DOCKER_KEYRING=/etc/apt/keyrings/docker.asc
+readonly DOCKER_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin)
+readonly BASE_PACKAGES=(ca-certificates curl gnupg ufw unattended-upgrades systemd-timesyncd)
+readonly METADATA_IP=169.254.169.254
+readonly METADATA_UNIT=bankflow-metadata-block.service
+readonly SSHD_DROPIN_NAME=50-bankflow-hardening.conf
+readonly SWAP_FILE=/swapfile
+readonly SWAP_RAM_THRESHOLD=$((4 * 1024 * 1024 * 1024))
+readonly HOST_FILE_NAMES=(daemon.json logrotate-bankflow bankflow-backup.service bankflow-backup.timer)
+
+# --------------------------------------------------------------------------- arguments
+print_config=0
+if [[ ${1:-} == --print-config ]]; then
+  print_config=1
+  shift
+fi
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit 0
+fi
+payload=${1:-}
+[[ $# -le 1 ]] || { echo "host-setup: error: expected at most one argument (the payload dir)" >&2; exit 2; }
+script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+
+ROOTFS=${BANKFLOW_ROOTFS:-}
+ROOTFS=${ROOTFS%/}
+HOME_DIR=${BANKFLOW_HOME:-/opt/bankflow}
+BIN_DIR=${BANKFLOW_BIN_DIR:-$HOME_DIR/bin}
+RELEASES_DIR=${BANKFLOW_RELEASES_DIR:-$HOME_DIR/releases}
+NGINX_DIR=${BANKFLOW_NGINX_DIR:-$HOME_DIR/nginx}
+SECRETS_DIR=${BANKFLOW_SECRETS_DIR:-$HOME_DIR/secrets}
+STATE_DIR=${BANKFLOW_STATE_DIR:-$HOME_DIR/state}
+LOGS_DIR=${BANKFLOW_LOGS_DIR:-$HOME_DIR/logs}
+UPLOADS_DIR=${BANKFLOW_UPLOADS_DIR:-$HOME_DIR/uploads}
+BACKUPS_DIR=${BANKFLOW_BACKUPS_DIR:-$HOME_DIR/backups}
+SWAP_GB=${BANKFLOW_SWAP_GB:-2}
+
+first_existing() {
+  local candidate
+  for candidate in "$@"; do
+    if [[ -n $candidate && -e $candidate ]]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  printf '%s\n' "$1"
+}
+if [[ -n $payload ]]; then
+  SSHD_DROPIN=${BANKFLOW_SSHD_DROPIN:-$payload/ssh/$SSHD_DROPIN_NAME}
+  HOST_FILES=${BANKFLOW_HOST_FILES:-$payload/host}
+  AUTHORIZED_KEYS=${BANKFLOW_AUTHORIZED_KEYS:-$payload/ssh/authorized_keys}
+  AGENT_DIR=${BANKFLOW_AGENT_DIR:-$payload/agent}
+else
+  # Run from a checkout or a copied pair of files: the drop-in next to the script or in ../ssh.
+  SSHD_DROPIN=${BANKFLOW_SSHD_DROPIN:-$(first_existing "$script_dir/$SSHD_DROPIN_NAME" \
+    "$script_dir/../ssh/$SSHD_DROPIN_NAME")}
+  HOST_FILES=${BANKFLOW_HOST_FILES:-}
+  AUTHORIZED_KEYS=${BANKFLOW_AUTHORIZED_KEYS:-}
+  AGENT_DIR=${BANKFLOW_AGENT_DIR:-}
+fi
+
+if ((print_config)); then
+  for name in ROOTFS HOME_DIR BIN_DIR RELEASES_DIR NGINX_DIR SECRETS_DIR STATE_DIR LOGS_DIR UPLOADS_DIR \
+    BACKUPS_DIR SWAP_GB SSHD_DROPIN HOST_FILES AUTHORIZED_KEYS AGENT_DIR; do
+    printf '%s=%s\n' "$name" "${!name}"
+  done
+  exit 0
+fi
+
+# --------------------------------------------------------------------------- helpers
+changes=0
+ok() { printf 'ok: %s\n' "$*"; }
+changed() {
+  printf 'changed: %s\n' "$*"
+  changes=$((changes + 1))
+}
+die() {
+  printf 'host-setup: error: %s\n' "$*" >&2
+  exit 1
+}
+# "a, b, c"
+joined() {
+  local out
+  printf -v out '%s, ' "$@"
+  printf '%s' "${out%, }"
+}
+# The path of an absolute host path inside the target root filesystem.
+target() { printf '%s%s' "$ROOTFS" "$1"; }
+
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+
+# sync_file SRC DEST MODE: make DEST (a target path) a copy of SRC with MODE, owned by the caller
+# (root on the droplet), via a temporary file and an atomic rename. Sets FILE_CHANGED=1 when it
+# wrote, 0 when DEST already had that content and mode. Call it as a plain command (not in an `if`)
+# so `set -e` applies inside.
+FILE_CHANGED=0
+sync_file() {
+  local src=$1 dest=$2 mode=$3 tmp
+  FILE_CHANGED=0
+  [[ -f $src ]] || die "missing input file: $src"
+  if [[ -f $dest && ! -L $dest ]] && cmp -s -- "$src" "$dest" && [[ $(stat -c '%a' -- "$dest") == "${mode#0}" ]]; then
+    return 0
+  fi
+  mkdir -p -- "$(dirname -- "$dest")"
+  tmp=$(mktemp -- "$dest.bankflow-new.XXXXXX")
+  cat -- "$src" >"$tmp"
+  chmod -- "$mode" "$tmp"
+  mv -f -- "$tmp" "$dest"
+  FILE_CHANGED=1
+}
+
+# sync_text DEST MODE < text: sync_file with content from stdin.
+sync_text() {
+  local staged
+  staged=$(mktemp -- "$work/text.XXXXXX")
+  cat >"$staged"
+  sync_file "$staged" "$1" "$2"
+}
+
+installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]; }
+
+apt_updated=0
+apt_get() {
+  # Unattended: no prompts, keep our/existing conffiles, wait for the apt lock that cloud-init or
+  # apt-daily may hold, and let needrestart only list (never restart) services.
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l apt-get -q -y \
+    -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null
+}
+apt_install() {
+  if ((!apt_updated)); then
+    apt_get update
+    apt_updated=1
+  fi
+  # --no-remove: fail rather than let a dependency resolution remove anything.
+  apt_get install --no-remove "$@"
+}
+
+unit_enabled_and_active() {
+  systemctl is-enabled --quiet "$1" && systemctl is-active --quiet "$1"
+}
+
+# --------------------------------------------------------------------------- preconditions
+[[ -n $ROOTFS || $(id -u) -eq 0 ]] || die "must run as root"
+[[ $SWAP_GB =~ ^[0-9]+$ ]] || die "BANKFLOW_SWAP_GB must be a whole number of GiB, got '$SWAP_GB'"
+[[ -f $SSHD_DROPIN ]] || die "sshd drop-in not found: $SSHD_DROPIN (set BANKFLOW_SSHD_DROPIN)"
+if [[ $HOST_FILES != none ]]; then
+  [[ -n $HOST_FILES ]] || die "BANKFLOW_HOST_FILES is required (the bundle's host/ directory; 'none' skips)"
+  for name in "${HOST_FILE_NAMES[@]}"; do
+    [[ -f $HOST_FILES/$name ]] || die "host file missing: $HOST_FILES/$name"
+  done
+fi
+if [[ -n $ROOTFS ]]; then
+  echo "host-setup: target root filesystem $ROOTFS (test mode)"
+fi
+
+# One run at a time (a manual run must not interleave with the Pulumi bootstrap).
+mkdir -p -- "$(target /run/lock)"
+exec 9>>"$(target /run/lock/bankflow-host-setup.lock)"
+flock -w 600 9 || die "another host-setup run holds the lock"
+
+# --------------------------------------------------------------------------- steps
+
+step_os() {
+  local id="" codename=""
+  if [[ -r $(target /etc/os-release) ]]; then
+    # shellcheck disable=SC1090,SC1091
+    id=$(. "$(target /etc/os-release)" && printf '%s' "${ID:-}")
+    # shellcheck disable=SC1090,SC1091
+    codename=$(. "$(target /etc/os-release)" && printf '%s' "${VERSION_CODENAME:-}")
+  fi
+  [[ $id == ubuntu && $codename == "$UBUNTU_CODENAME" ]] ||
+    die "supports Ubuntu 24.04 ($UBUNTU_CODENAME) only, found '${id:-?} ${codename:-?}'"
+  ok "operating system ubuntu $codename"
+}
+
+step_cloud_init() {
+  # The droplet's first boot installs the pinned host key and may hold the apt lock: wait for it.
+  # Exit code 2 means "done, degraded" (a non-fatal module warning) and is accepted.
+  if ! command -v cloud-init >/dev/null 2>&1; then
+    ok "cloud-init (not installed)"
+    return
+  fi
+  local rc=0
+  cloud-init status --wait >/dev/null || rc=$?
+  case $rc in
+    0) ok "cloud-init finished" ;;
+    2) ok "cloud-init finished (degraded; see cloud-init status --long)" ;;
+    *) die "cloud-init status --wait exited $rc" ;;
+  esac
+}
+
+step_base_packages() {
+  local missing=() package
+  for package in "${BASE_PACKAGES[@]}"; do
+    installed "$package" || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    ok "base packages"
+    return
+  fi
+  apt_install "${missing[@]}"
+  changed "base packages (installed ${missing[*]})"
+}
+
+docker_key_fingerprint() {
+  # Fingerprint(s) of the primary key(s) in an armored key file, one per line.
+  local home
+  home=$(mktemp -d -- "$work/gnupg.XXXXXX")
+  gpg --homedir "$home" --batch --quiet --show-keys --with-colons -- "$1" 2>/dev/null |
+    awk -F: '$1 == "pub" { primary = 1; next } $1 == "fpr" && primary { print $10; primary = 0 }'
+}
+
+step_docker_keyring() {
+  local keyring
+  keyring=$(target "$DOCKER_KEYRING")
+  if [[ -f $keyring && $(docker_key_fingerprint "$keyring") == "$DOCKER_KEY_FINGERPRINT" ]]; then
+    ok "docker apt key ($DOCKER_KEYRING)"
+    return
+  fi
+  local download="$work/docker.asc"
+  curl -fsSL --proto '=https' --tlsv1.2 --retry 3 -o "$download" "$DOCKER_KEY_URL"
+  local got
+  got=$(docker_key_fingerprint "$download")
+  [[ $got == "$DOCKER_KEY_FINGERPRINT" ]] ||
+    die "the key from $DOCKER_KEY_URL has fingerprint '${got//$'\n'/ }', expected $DOCKER_KEY_FINGERPRINT"
+  mkdir -p -- "$(dirname -- "$keyring")"
+  chmod 0755 -- "$(dirname -- "$keyring")"
+  sync_file "$download" "$keyring" 0644
+  changed "docker apt key ($DOCKER_KEYRING, fingerprint $DOCKER_KEY_FINGERPRINT)"
+}
+
+step_docker_repo() {
+  local arch
+  arch=$(dpkg --print-architecture)
+  printf 'deb [arch=%s signed-by=%s] https://download.docker.com/linux/ubuntu %s stable\n' \
+    "$arch" "$DOCKER_KEYRING" "$UBUNTU_CODENAME" | sync_text "$(target /etc/apt/sources.list.d/docker.list)" 0644
+  if ((FILE_CHANGED)); then
+    apt_updated=0 # the new source must be fetched before installing from it
+    changed "docker apt repository ($UBUNTU_CODENAME stable)"
+  else
+    ok "docker apt repository ($UBUNTU_CODENAME stable)"
+  fi
+}
+
+step_docker_packages() {
+  local missing=() package
+  for package in "${DOCKER_PACKAGES[@]}"; do
+    installed "$package" || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    ok "docker engine and compose plugin"
+  else
+    apt_install "${missing[@]}"
+    changed "docker engine and compose plugin (installed ${missing[*]})"
+  fi
+  if unit_enabled_and_active docker.service; then
+    ok "docker service enabled and running"
+  else
+    systemctl enable --now docker.service
+    changed "docker service enabled and running"
+  fi
+}
+
+step_directories() {
+  # mode owner-policy path. "strict": mode and root ownership are enforced on every run (money
+  # data and credentials). "create": created with that mode when missing, then left alone (the
+  # host agent may hand uploads/logs to the containers' users).
+  local specs=(
+    "0755 create $HOME_DIR" "0755 create $BIN_DIR" "0750 create $RELEASES_DIR" "0755 create $NGINX_DIR"
+    "0700 strict $SECRETS_DIR" "0750 create $STATE_DIR" "0755 create $LOGS_DIR" "0755 create $UPLOADS_DIR"
+    "0700 strict $BACKUPS_DIR"
+  )
+  local spec mode policy dir path did=()
+  for spec in "${specs[@]}"; do
+    read -r mode policy dir <<<"$spec"
+    path=$(target "$dir")
+    if [[ ! -d $path ]]; then
+      mkdir -p -- "$path"
+      chmod -- "$mode" "$path"
+      did+=("$dir")
+    elif [[ $policy == strict ]]; then
+      local want="${mode#0}" have
+      have=$(stat -c '%a' -- "$path")
+      if [[ $(id -u) -eq 0 && $(stat -c '%u:%g' -- "$path") != 0:0 ]]; then
+        chown 0:0 -- "$path"
+        did+=("$dir (owner)")
+      fi
+      if [[ $have != "$want" ]]; then
+        chmod -- "$mode" "$path"
+        did+=("$dir (mode $have -> $want)")
+      fi
+    fi
+  done
+  if ((${#did[@]} == 0)); then
+    ok "bankflow directories under $HOME_DIR"
+  else
+    changed "bankflow directories: $(joined "${did[@]}")"
+  fi
+}
+
+step_ufw() {
+  # Second layer behind the DigitalOcean cloud firewall. Rules before enabling, so enabling over
+  # SSH never locks this session out. (Ports Docker publishes bypass ufw: only nginx publishes.)
+  local did=()
+  if ! grep -qx 'DEFAULT_INPUT_POLICY="DROP"' "$(target /etc/default/ufw)" 2>/dev/null; then
+    ufw default deny incoming >/dev/null
+    did+=("default deny incoming")
+  fi
+  local added port
+  added=$(ufw show added)
+  for port in 22 80 443; do
+    if ! grep -qx "ufw allow $port/tcp" <<<"$added"; then
+      ufw allow "$port/tcp" >/dev/null
+      did+=("allow $port/tcp")
+    fi
+  done
+  if ! ufw status | grep -qx 'Status: active'; then
+    ufw --force enable >/dev/null
+    did+=("enable")
+  fi
+  if ((${#did[@]} == 0)); then
+    ok "ufw (deny incoming; allow 22, 80, 443/tcp; active)"
+  else
+    changed "ufw: $(joined "${did[@]}")"
+  fi
+}
+
+step_metadata_block() {
+  # Containers must not reach the metadata service: it serves user_data, which holds the droplet's
+  # SSH host PRIVATE key. DOCKER-USER is the chain Docker reserves for the administrator; it sees
+  # all forwarded (= container) traffic and Docker never flushes it. The rule is made persistent
+  # by our own unit that runs before docker.service (so no container starts unprotected after a
+  # reboot) and again whenever docker restarts (PartOf). Chosen over /etc/ufw/after.rules: that is
+  # a conffile of the ufw package and its iptables-restore would have to declare Docker's chain.
+  local check=(iptables -w -C DOCKER-USER -d "$METADATA_IP/32" -j DROP)
+  sync_text "$(target "/etc/systemd/system/$METADATA_UNIT")" 0644 <<EOF
+# Installed by BankFlow host-setup.sh: containers may not reach the cloud metadata service.
+[Unit]
+Description=BankFlow: block container traffic to $METADATA_IP (cloud metadata)
+After=ufw.service
+Before=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'iptables -w -S DOCKER-USER >/dev/null 2>&1 || iptables -w -N DOCKER-USER; ${check[*]} 2>/dev/null || iptables -w -I DOCKER-USER 1 -d $METADATA_IP/32 -j DROP'
+
+[Install]
+WantedBy=docker.service
+EOF
+  local unit_changed=$FILE_CHANGED
+  if ((unit_changed)); then
+    systemctl daemon-reload
+  fi
+  if ((unit_changed)) || ! unit_enabled_and_active "$METADATA_UNIT"; then
+    systemctl enable "$METADATA_UNIT" >/dev/null 2>&1
+    systemctl restart "$METADATA_UNIT"
+    changed "metadata block unit ($METADATA_UNIT)"
+  else
+    ok "metadata block unit ($METADATA_UNIT)"
+  fi
+  # The rule itself, checked in the kernel (the unit may be active while someone deleted it).
+  if "${check[@]}" 2>/dev/null; then
+    ok "DOCKER-USER drops traffic to $METADATA_IP"
+  else
+    iptables -w -S DOCKER-USER >/dev/null 2>&1 || iptables -w -N DOCKER-USER
+    iptables -w -I DOCKER-USER 1 -d "$METADATA_IP/32" -j DROP
+    changed "DOCKER-USER drops traffic to $METADATA_IP"
+  fi
+}
+
+step_host_files() {
+  if [[ $HOST_FILES == none ]]; then
+    ok "host files skipped (BANKFLOW_HOST_FILES=none)"
+    return
+  fi
+  # Docker daemon defaults (log rotation of every container): validated before it is installed,
+  # because a daemon.json that dockerd rejects would keep Docker -- and every service -- down.
+  local daemon_json=$HOST_FILES/daemon.json
+  dockerd --validate --config-file "$daemon_json" >/dev/null ||
+    die "$daemon_json is not a valid Docker daemon configuration"
+  sync_file "$daemon_json" "$(target /etc/docker/daemon.json)" 0644
+  if ((FILE_CHANGED)); then
+    systemctl restart docker.service
+    changed "docker daemon.json (docker restarted)"
+  else
+    ok "docker daemon.json"
+  fi
+
+  sync_file "$HOST_FILES/logrotate-bankflow" "$(target /etc/logrotate.d/bankflow)" 0644
+  if ((FILE_CHANGED)); then changed "logrotate /etc/logrotate.d/bankflow"; else ok "logrotate /etc/logrotate.d/bankflow"; fi
+
+  sync_file "$HOST_FILES/bankflow-backup.service" "$(target /etc/systemd/system/bankflow-backup.service)" 0644
+  local service_changed=$FILE_CHANGED
+  sync_file "$HOST_FILES/bankflow-backup.timer" "$(target /etc/systemd/system/bankflow-backup.timer)" 0644
+  local timer_changed=$FILE_CHANGED
+  if ((service_changed || timer_changed)); then
+    systemctl daemon-reload
+  fi
+  if ((timer_changed)) || ! unit_enabled_and_active bankflow-backup.timer; then
+    systemctl enable bankflow-backup.timer >/dev/null 2>&1
+    # restart, not start: a changed schedule takes effect now (restarting a timer runs nothing).
+    systemctl restart bankflow-backup.timer
+    changed "backup timer bankflow-backup.timer (enabled)"
+  elif ((service_changed)); then
+    changed "backup service bankflow-backup.service"
+  else
+    ok "backup timer and service"
+  fi
+}
+
+step_unattended_upgrades() {
+  sync_text "$(target /etc/apt/apt.conf.d/20auto-upgrades)" 0644 <<'EOF'
+// Installed by BankFlow host-setup.sh: daily package lists and unattended security upgrades.
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+EOF
+  local periodic=$FILE_CHANGED
+  sync_text "$(target /etc/apt/apt.conf.d/51bankflow-unattended-upgrades)" 0644 <<'EOF'
+// Installed by BankFlow host-setup.sh; read after Ubuntu's 50unattended-upgrades (lists append).
+// Docker's packages are upgraded deliberately by a deploy, never behind the services' back: an
+// engine upgrade restarts every container. (Entries are regular expressions matched against the
+// start of a package name, so docker-ce also covers docker-ce-rootless-extras.)
+Unattended-Upgrade::Package-Blacklist {
+    "docker-ce";
+    "docker-ce-cli";
+    "containerd.io";
+    "docker-compose-plugin";
+    "docker-buildx-plugin";
+};
+// A reboot is downtime on a single droplet: kernel updates wait for a planned reboot.
+Unattended-Upgrade::Automatic-Reboot "false";
+EOF
+  if ((periodic || FILE_CHANGED)); then
+    changed "unattended security upgrades (docker packages held back)"
+  else
+    ok "unattended security upgrades (docker packages held back)"
+  fi
+}
+
+step_authorized_keys() {
+  if [[ -z $AUTHORIZED_KEYS || ! -f $AUTHORIZED_KEYS ]]; then
+    ok "root authorized_keys (none in payload; left as is)"
+    return
+  fi
+  # Refuse key types the hardened sshd would never accept, instead of shipping a silent lockout.
+  local line count=0
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ -z $line || $line == \#* ]] && continue
+    [[ $line =~ ^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa)\ [A-Za-z0-9+/=]+(\ .*)?$ ]] ||
+      die "$AUTHORIZED_KEYS: a line is not an ed25519, sk-ed25519 or RSA public key (the only types sshd accepts)"
+    count=$((count + 1))
+  done <"$AUTHORIZED_KEYS"
+  ((count > 0)) || die "$AUTHORIZED_KEYS holds no key: installing it would lock everyone out"
+  local ssh_dir
+  ssh_dir=$(target /root/.ssh)
+  mkdir -p -- "$ssh_dir"
+  chmod 0700 -- "$ssh_dir"
+  sync_file "$AUTHORIZED_KEYS" "$ssh_dir/authorized_keys" 0600
+  if ((FILE_CHANGED)); then changed "root authorized_keys ($count key(s))"; else ok "root authorized_keys ($count key(s))"; fi
+}
+
+step_sshd() {
+  local dest config previous="$work/sshd-dropin.previous"
+  dest=$(target "/etc/ssh/sshd_config.d/$SSHD_DROPIN_NAME")
+  config=$(target /etc/ssh/sshd_config)
+  rm -f -- "$previous"
+  if [[ -f $dest ]]; then
+    cp -p -- "$dest" "$previous"
+  fi
+  sync_file "$SSHD_DROPIN" "$dest" 0644
+  if ((FILE_CHANGED)); then
+    # Validate the whole configuration with the new drop-in; on failure put the old one back so
+    # the running (and any restarted) sshd keeps a configuration that works.
+    local errors
+    if ! errors=$(sshd -t -f "$config" 2>&1); then
+      if [[ -f $previous ]]; then mv -f -- "$previous" "$dest"; else rm -f -- "$dest"; fi
+      die "sshd -t rejected $SSHD_DROPIN_NAME (previous configuration restored): $errors"
+    fi
+    # Reload if running; with Ubuntu's socket activation an idle ssh.service picks it up on start.
+    systemctl try-reload-or-restart ssh.service
+    changed "sshd hardening drop-in ($SSHD_DROPIN_NAME, sshd reloaded)"
+  else
+    ok "sshd hardening drop-in ($SSHD_DROPIN_NAME)"
+  fi
+  # The effective configuration must be the hardened one: an earlier-sorting drop-in could override
+  # ours (sshd keeps the first value it reads).
+  local effective key want
+  effective=$(sshd -T -f "$config" 2>/dev/null) || die "sshd -T failed"
+  for want in "passwordauthentication no" "kbdinteractiveauthentication no" \
+    "permitrootlogin without-password" "authenticationmethods publickey" "hostkeyalgorithms ssh-ed25519"; do
+    key=${want%% *}
+    grep -qx -- "$want" <<<"$effective" ||
+      die "effective sshd setting is '$(grep -m1 "^$key " <<<"$effective" || echo "$key unset")', expected '$want': another sshd_config.d file overrides $SSHD_DROPIN_NAME"
+  done
+}
+
+step_swap() {
+  local mem_bytes
+  mem_bytes=$(free -b | awk '$1 == "Mem:" { print $2 }')
+  [[ $mem_bytes =~ ^[0-9]+$ ]] || die "cannot read the memory size from free -b"
+  local mem_mib=$((mem_bytes / 1024 / 1024))
+  if ((SWAP_GB == 0)); then
+    ok "swap not wanted (BANKFLOW_SWAP_GB=0)"
+    return
+  fi
+  if ((mem_bytes >= SWAP_RAM_THRESHOLD)); then
+    ok "swap not needed (${mem_mib} MiB RAM)"
+    return
+  fi
+  local file want_bytes=$((SWAP_GB * 1024 * 1024 * 1024)) did=()
+  file=$(target "$SWAP_FILE")
+  if [[ ! -f $file ]]; then
+    # Built under a temporary name so an interrupted run never leaves a half-made /swapfile.
+    local staged="$file.bankflow-new"
+    rm -f -- "$staged"
+    fallocate -l "${SWAP_GB}G" "$staged"
+    chmod 0600 -- "$staged"
+    mkswap "$staged" >/dev/null
+    mv -f -- "$staged" "$file"
+    did+=("created ${SWAP_GB} GiB $SWAP_FILE")
+  else
+    local have_bytes
+    have_bytes=$(stat -c '%s' -- "$file")
+    if ((have_bytes != want_bytes)); then
+      # Resizing means swapoff, which can OOM a loaded host: never done unattended.
+      echo "warning: $SWAP_FILE is $((have_bytes / 1024 / 1024)) MiB, BANKFLOW_SWAP_GB=$SWAP_GB wants $((want_bytes / 1024 / 1024)) MiB; resize it in a maintenance window"
+    fi
+    if [[ $(stat -c '%a' -- "$file") != 600 ]]; then
+      chmod 0600 -- "$file"
+      did+=("mode 0600")
+    fi
+  fi
+  if ! swapon --show=NAME --noheadings | grep -qx -- "$SWAP_FILE"; then
+    swapon "$file"
+    did+=("swapon")
+  fi
+  local fstab
+  fstab=$(target /etc/fstab)
+  if ! grep -Eq "^[[:space:]]*${SWAP_FILE}[[:space:]]+none[[:space:]]+swap[[:space:]]" "$fstab" 2>/dev/null; then
+    printf '%s none swap sw 0 0\n' "$SWAP_FILE" >>"$fstab"
+    did+=("fstab entry")
+  fi
+  local sysctl_file=/etc/sysctl.d/60-bankflow-swap.conf
+  printf '# Installed by BankFlow host-setup.sh: swap is a safety net, not working memory.\nvm.swappiness = 10\n' |
+    sync_text "$(target "$sysctl_file")" 0644
+  if ((FILE_CHANGED)); then
+    sysctl -q -p "$(target "$sysctl_file")"
+    did+=("vm.swappiness=10")
+  fi
+  if ((${#did[@]} == 0)); then
+    ok "swap ${SWAP_GB} GiB $SWAP_FILE (${mem_mib} MiB RAM)"
+  else
+    changed "swap: $(joined "${did[@]}")"
+  fi
+}
+
+step_time_sync() {
+  # TLS, backups and logs need a correct clock: systemd-timesyncd, enabled through timedatectl.
+  local ntp synced
+  ntp=$(timedatectl show --property=NTP --value 2>/dev/null || true)
+  if [[ $ntp == yes ]] && systemctl is-active --quiet systemd-timesyncd.service; then
+    synced=$(timedatectl show --property=NTPSynchronized --value 2>/dev/null || true)
+    if [[ $synced == yes ]]; then ok "time sync (synchronized)"; else ok "time sync (enabled, not yet synchronized)"; fi
+    return
+  fi
+  timedatectl set-ntp true
+  changed "time sync (systemd-timesyncd enabled)"
+}
+
+step_agent() {
+  if [[ -z $AGENT_DIR || ! -d $AGENT_DIR ]]; then
+    ok "host agent (none in payload; left as is)"
+    return
+  fi
+  local relative mode count=0 updated=0
+  while IFS= read -r -d '' relative; do
+    relative=${relative#./}
+    mode=$(stat -c '%a' -- "$AGENT_DIR/$relative")
+    sync_file "$AGENT_DIR/$relative" "$(target "$BIN_DIR/$relative")" "0$mode"
+    count=$((count + 1))
+    updated=$((updated + FILE_CHANGED))
+  done < <(cd -- "$AGENT_DIR" && find . -type f -print0 | LC_ALL=C sort -z)
+  if ((updated)); then changed "host agent in $BIN_DIR ($updated of $count files)"; else ok "host agent in $BIN_DIR ($count files)"; fi
+}
+
+step_verify_docker() {
+  local engine compose
+  engine=$(docker info --format '{{.ServerVersion}}') || die "docker engine not answering (docker info)"
+  compose=$(docker compose version --short) || die "docker compose plugin not working"
+  ok "docker engine $engine, compose $compose"
+}
+
+step_os
+step_cloud_init
+step_base_packages
+step_docker_keyring
+step_docker_repo
+step_docker_packages
+step_directories
+step_ufw
+step_metadata_block
+step_host_files
+step_unattended_upgrades
+step_authorized_keys
+step_sshd
+step_swap
+step_time_sync
+step_agent
+step_verify_docker
+
+if ((changes == 0)); then
+  echo "host-setup: no changes"
+else
+  echo "host-setup: $changes change(s)"
+fi

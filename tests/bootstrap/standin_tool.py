@@ -1,0 +1,291 @@
+"""Recording stand-ins for the system managers host-setup.sh drives.
+
+apt, systemd, ufw, iptables, swap, the clock and the Docker engine cannot be driven from a test
+sandbox (no init system, no Docker engine, and they would change the machine running the tests).
+This one program plays all of them: the test installs it first on PATH under each command's name
+(``tests/bootstrap/standins.py``). Each call appends its argv to ``$STANDIN_LOG`` (JSON lines) and
+emulates just enough state, in ``$STANDIN_STATE`` (JSON), for the script's checks to see the effect
+of its own actions: ``iptables -C`` fails until ``-I`` ran, ``ufw status`` is inactive until
+``ufw --force enable``, ``dpkg-query`` reflects ``apt-get install``, and so on.
+
+``sshd`` is not emulated: when ``$STANDIN_REAL_SSHD`` is set, ``sshd -t``/``-T`` run the real
+OpenSSH server against the test root filesystem's configuration (with a test host key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+DOCKER_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+GENUINE_KEY_MARKER = "stand-in docker release key"
+TAMPERED_KEY_MARKER = "tampered key"
+
+
+def _state_path() -> Path:
+    return Path(os.environ["STANDIN_STATE"])
+
+
+def load_state() -> dict[str, Any]:
+    return dict(json.loads(_state_path().read_text()))
+
+
+def save_state(state: dict[str, Any]) -> None:
+    _state_path().write_text(json.dumps(state, indent=1, sort_keys=True))
+
+
+def _unit(name: str) -> str:
+    return name if "." in name else f"{name}.service"
+
+
+def _add(state: dict[str, Any], key: str, value: str) -> None:
+    if value not in state[key]:
+        state[key].append(value)
+
+
+def _host_path(path: str) -> str:
+    rootfs = os.environ.get("BANKFLOW_ROOTFS", "").rstrip("/")
+    return path[len(rootfs) :] if rootfs and path.startswith(rootfs + "/") else path
+
+
+def apt_get(state: dict[str, Any], args: list[str]) -> int:
+    words = [a for a in args if not a.startswith("-") and not a.startswith("DPkg::") and "=" not in a]
+    if "install" in words:
+        packages = words[words.index("install") + 1 :]
+        for package in packages:
+            _add(state, "installed", package)
+        if "docker-ce" in packages:  # the package's postinst enables and starts the engine
+            _add(state, "enabled", "docker.service")
+            _add(state, "active", "docker.service")
+            _add(state, "chains", "DOCKER-USER")
+    return 0
+
+
+def dpkg_query(state: dict[str, Any], args: list[str]) -> int:
+    package = args[-1]
+    if package in state["installed"]:
+        print("installed", end="")
+        return 0
+    print(f"dpkg-query: no packages found matching {package}", file=sys.stderr)
+    return 1
+
+
+def curl(state: dict[str, Any], args: list[str]) -> int:
+    target = Path(args[args.index("-o") + 1])
+    marker = TAMPERED_KEY_MARKER if state.get("tampered_key") else GENUINE_KEY_MARKER
+    target.write_text(f"-----BEGIN PGP PUBLIC KEY BLOCK-----\n{marker}\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    return 0
+
+
+def gpg(state: dict[str, Any], args: list[str]) -> int:
+    text = Path(args[-1]).read_text()
+    if GENUINE_KEY_MARKER in text:
+        fingerprint = DOCKER_KEY_FINGERPRINT
+    elif TAMPERED_KEY_MARKER in text:
+        fingerprint = "0123456789ABCDEF0123456789ABCDEF01234567"
+    else:
+        print("gpg: no valid OpenPGP data found.", file=sys.stderr)
+        return 2
+    print(f"pub:-:4096:1:{fingerprint[-16:]}:1487788586:::-:::scESA::::::23::0:")
+    print(f"fpr:::::::::{fingerprint}:")
+    print("sub:-:4096:1:7EA0A9C3F273FCD8:1487792064::::::s::::::23:")
+    print("fpr:::::::::D3306A018370199E527AE7317EA0A9C3F273FCD8:")
+    return 0
+
+
+def systemctl(state: dict[str, Any], args: list[str]) -> int:
+    flags = [a for a in args if a.startswith("--")]
+    words = [a for a in args if not a.startswith("--")]
+    verb, units = words[0], [_unit(u) for u in words[1:]]
+    if verb == "is-active":
+        return 0 if all(u in state["active"] for u in units) else 3
+    if verb == "is-enabled":
+        return 0 if all(u in state["enabled"] for u in units) else 1
+    for unit in units:
+        if verb == "enable":
+            _add(state, "enabled", unit)
+            if "--now" in flags:
+                _add(state, "active", unit)
+        elif verb in ("start", "restart"):
+            _add(state, "active", unit)
+    return 0
+
+
+def ufw(state: dict[str, Any], args: list[str]) -> int:
+    firewall = state["ufw"]
+    if args[:1] == ["status"]:
+        print("Status: active" if firewall["active"] else "Status: inactive")
+    elif args[:2] == ["show", "added"]:
+        print("Added user rules (see 'ufw status' for running firewall):")
+        print("\n".join(f"ufw allow {rule}" for rule in firewall["rules"]) or "(None)")
+    elif args[:1] == ["allow"]:
+        if args[1] not in firewall["rules"]:
+            firewall["rules"].append(args[1])
+    elif args[:3] == ["default", "deny", "incoming"]:
+        defaults = Path(os.environ["BANKFLOW_ROOTFS"], "etc/default/ufw")
+        text = defaults.read_text() if defaults.exists() else ""
+        text = re.sub(r"(?m)^DEFAULT_INPUT_POLICY=.*\n?", "", text) + 'DEFAULT_INPUT_POLICY="DROP"\n'
+        defaults.write_text(text)
+    elif args == ["--force", "enable"]:
+        firewall["active"] = True
+    else:
+        print(f"ufw stand-in: unsupported {args}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def iptables(state: dict[str, Any], args: list[str]) -> int:
+    args = [a for a in args if a not in ("-w", "--wait")]
+    operation, chain, rest = args[0], args[1], args[2:]
+    chain_missing = chain not in state["chains"]
+    if operation == "-N":
+        if not chain_missing:
+            print("iptables: Chain already exists.", file=sys.stderr)
+            return 1
+        state["chains"].append(chain)
+        return 0
+    if chain_missing:
+        print("iptables: No chain/target/match by that name.", file=sys.stderr)
+        return 1
+    rules = [r for r in state["rules"] if r[0] == chain]
+    if operation == "-S":
+        print(f"-N {chain}")
+        for rule in rules:
+            print(f"-A {chain} {rule[1]}")
+        return 0
+    if rest and rest[0].isdigit():
+        rest = rest[1:]
+    rule = " ".join(rest)
+    if operation == "-C":
+        return 0 if [chain, rule] in rules else 1
+    if operation in ("-I", "-A"):
+        state["rules"].append([chain, rule])
+        return 0
+    print(f"iptables stand-in: unsupported {args}", file=sys.stderr)
+    return 2
+
+
+def sshd(state: dict[str, Any], args: list[str]) -> int:
+    real = os.environ.get("STANDIN_REAL_SSHD")
+    if real:  # the real OpenSSH server validates/prints the test root filesystem's configuration
+        os.execv(real, [real, *args, "-h", os.environ["STANDIN_SSHD_HOSTKEY"]])  # noqa: S606
+    if "-T" in args:
+        print(
+            "passwordauthentication no\nkbdinteractiveauthentication no\npermitrootlogin without-password\n"
+            "authenticationmethods publickey\nhostkeyalgorithms ssh-ed25519"
+        )
+    return 0
+
+
+def dockerd(state: dict[str, Any], args: list[str]) -> int:
+    path = Path(args[args.index("--config-file") + 1])
+    try:
+        json.loads(path.read_text())
+    except ValueError as error:
+        print(f"unable to configure the Docker daemon with file {path}: {error}", file=sys.stderr)
+        return 1
+    print("configuration OK")
+    return 0
+
+
+def docker(state: dict[str, Any], args: list[str]) -> int:
+    if "docker.service" not in state["active"]:
+        print("Cannot connect to the Docker daemon", file=sys.stderr)
+        return 1
+    if args[:1] == ["info"]:
+        print("27.3.1")
+    elif args[:2] == ["compose", "version"]:
+        print("2.29.7")
+    return 0
+
+
+def free(state: dict[str, Any], args: list[str]) -> int:
+    total = int(state["mem_bytes"])
+    print("               total        used        free      shared  buff/cache   available")
+    print(f"Mem:    {total:>12} {total // 4:>11} {total // 2:>11} {0:>11} {total // 4:>11} {total // 2:>11}")
+    print(f"Swap:   {0:>12} {0:>11} {0:>11}")
+    return 0
+
+
+def fallocate(state: dict[str, Any], args: list[str]) -> int:
+    size = args[args.index("-l") + 1]
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    number = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    with open(args[-1], "wb") as handle:
+        handle.truncate(number)  # sparse: no disk is used
+    return 0
+
+
+def swapon(state: dict[str, Any], args: list[str]) -> int:
+    if any(a.startswith("--show") for a in args):
+        for name in state["swaps"]:
+            print(name)
+        return 0
+    _add(state, "swaps", _host_path(args[-1]))
+    return 0
+
+
+def timedatectl(state: dict[str, Any], args: list[str]) -> int:
+    if args[:1] == ["show"]:
+        prop = next(a.split("=", 1)[1] for a in args if a.startswith("--property="))
+        print("yes" if state["ntp"] and prop in ("NTP", "NTPSynchronized") else "no")
+    elif args[:2] == ["set-ntp", "true"]:
+        state["ntp"] = True
+        _add(state, "enabled", "systemd-timesyncd.service")
+        _add(state, "active", "systemd-timesyncd.service")
+    return 0
+
+
+def cloud_init(state: dict[str, Any], args: list[str]) -> int:
+    print("status: done")
+    return int(state.get("cloud_init_rc", 0))
+
+
+def dpkg(state: dict[str, Any], args: list[str]) -> int:
+    print("amd64")
+    return 0
+
+
+def passive(state: dict[str, Any], args: list[str]) -> int:
+    return 0
+
+
+COMMANDS = {
+    "apt-get": apt_get,
+    "dpkg-query": dpkg_query,
+    "dpkg": dpkg,
+    "curl": curl,
+    "gpg": gpg,
+    "systemctl": systemctl,
+    "ufw": ufw,
+    "iptables": iptables,
+    "sshd": sshd,
+    "dockerd": dockerd,
+    "docker": docker,
+    "free": free,
+    "fallocate": fallocate,
+    "mkswap": passive,
+    "swapon": swapon,
+    "sysctl": passive,
+    "timedatectl": timedatectl,
+    "cloud-init": cloud_init,
+}
+
+
+def main(argv: list[str]) -> int:
+    name, args = argv[1], argv[2:]
+    with open(os.environ["STANDIN_LOG"], "a") as log:
+        log.write(json.dumps([name, *args]) + "\n")
+    state = load_state()
+    try:
+        return COMMANDS[name](state, args)
+    finally:
+        save_state(state)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
