@@ -14,7 +14,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
 _T = TypeVar("_T")
 
@@ -38,12 +38,26 @@ _REGISTRY_RE: Final = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)*$")
 _REPOSITORY_RE: Final = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _SIZE_LIMIT_RE: Final = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 _SSH_KEY_RE: Final = re.compile(
-    r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|ssh-rsa) [A-Za-z0-9+/=]{60,}( .*)?$"
+    # The hardened sshd (files/ssh) accepts exactly these client key types; ECDSA would lock out.
+    r"^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa)"
+    r" [A-Za-z0-9+/=]{60,}( .*)?$"
 )
 _SLACK_URL_RE: Final = re.compile(r"^https://hooks\.slack\.com/services/[A-Za-z0-9/]+$")
 _STACK_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _TIME_RE: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-SPACES_REGIONS: Final = ("nyc3", "sfo2", "sfo3", "ams3", "sgp1", "fra1", "syd1", "blr1", "lon1", "tor1", "atl1")
+SPACES_REGIONS: Final = (
+    "nyc3",
+    "sfo2",
+    "sfo3",
+    "ams3",
+    "sgp1",
+    "fra1",
+    "syd1",
+    "blr1",
+    "lon1",
+    "tor1",
+    "atl1",
+)
 
 
 class SettingsError(ValueError):
@@ -238,7 +252,7 @@ def _typed(
     if not ok:
         problems.add(key, f"must be {what or kind.__name__}, got {value!r}")
         return fallback
-    return value
+    return cast(_T, value)
 
 
 def _string_list(problems: _Problems, key: str, value: Any) -> tuple[str, ...]:
@@ -307,14 +321,26 @@ def _parse_hostnames(raw: Any, zone: str, problems: _Problems) -> dict[str, tupl
 def _parse_server(raw: Any, env: str, stack: str, problems: _Problems) -> ServerSettings:
     v = _merged("server", raw, defaults(env)["server"], problems)
     region = _typed(problems, "server.region", v["region"], str, "nyc3")
-    _check(problems, "server.region", bool(_REGION_RE.match(region)),
-           f"{region!r} is not a DigitalOcean region slug (three letters and a digit, e.g. nyc3, fra1)")
+    _check(
+        problems,
+        "server.region",
+        bool(_REGION_RE.match(region)),
+        f"{region!r} is not a DigitalOcean region slug (three letters and a digit, e.g. nyc3, fra1)",
+    )
     size = _typed(problems, "server.size", v["size"], str, "s-1vcpu-1gb")
-    _check(problems, "server.size", bool(_SIZE_RE.match(size)),
-           f"{size!r} is not a DigitalOcean size slug (e.g. s-2vcpu-4gb, g-2vcpu-8gb, c-4)")
+    _check(
+        problems,
+        "server.size",
+        bool(_SIZE_RE.match(size)),
+        f"{size!r} is not a DigitalOcean size slug (e.g. s-2vcpu-4gb, g-2vcpu-8gb, c-4)",
+    )
     image = _typed(problems, "server.image", v["image"], str, DROPLET_IMAGE)
-    _check(problems, "server.image", image.startswith("ubuntu-24-04-"),
-           f"{image!r}: the host setup supports Ubuntu 24.04 LTS only (e.g. {DROPLET_IMAGE})")
+    _check(
+        problems,
+        "server.image",
+        image.startswith("ubuntu-24-04-"),
+        f"{image!r}: the host setup supports Ubuntu 24.04 LTS only (e.g. {DROPLET_IMAGE})",
+    )
     enabled = _typed(problems, "server.enabled", v["enabled"], bool, True, "true or false")
 
     vpc_cidr = v.get("vpcCidr")
@@ -329,12 +355,19 @@ def _parse_server(raw: Any, env: str, stack: str, problems: _Problems) -> Server
         elif net.prefixlen == 0:
             problems.add(key, f"{cidr!r} opens SSH to the whole internet; list the operators' ranges")
     if enabled and not ssh_cidrs:
-        problems.add("server.sshAllowedCidrs",
-                     "required when the server is enabled: the ranges allowed to reach port 22")
+        problems.add(
+            "server.sshAllowedCidrs",
+            "required when the server is enabled: the ranges allowed to reach port 22",
+        )
     keys = _string_list(problems, "server.adminSshKeys", v["adminSshKeys"])
     for index, key_text in enumerate(keys):
-        _check(problems, f"server.adminSshKeys[{index}]", bool(_SSH_KEY_RE.match(key_text)),
-               "not an OpenSSH public key line (ssh-ed25519 AAAA... comment)")
+        _check(
+            problems,
+            f"server.adminSshKeys[{index}]",
+            bool(_SSH_KEY_RE.match(key_text)),
+            "not an ed25519, sk-ed25519 or RSA OpenSSH public key line (ssh-ed25519 AAAA... comment); "
+            "the hardened sshd refuses other types",
+        )
     if len(set(keys)) != len(keys):
         problems.add("server.adminSshKeys", "lists the same key twice (DigitalOcean rejects duplicates)")
     backups = _typed(problems, "server.backups", v["backups"], bool, False, "true or false")
@@ -359,7 +392,9 @@ def _parse_server(raw: Any, env: str, stack: str, problems: _Problems) -> Server
 def _parse_vpc(value: Any, problems: _Problems) -> None:
     key = "server.vpcCidr"
     if not isinstance(value, str):
-        problems.add(key, "required: a private IPv4 range of /16 to /24 unique to this stack (e.g. 10.110.0.0/20)")
+        problems.add(
+            key, "required: a private IPv4 range of /16 to /24 unique to this stack (e.g. 10.110.0.0/20)"
+        )
         return
     net = _network(value)
     if not isinstance(net, ipaddress.IPv4Network):
@@ -384,8 +419,10 @@ def _parse_edge(raw: Any, env: str, stack: str, problems: _Problems) -> EdgeSett
         if not _STACK_RE.match(origin):
             problems.add("edge.originStack", f"{origin!r} is not a stack name (letters, digits, _ . -)")
         elif origin.rsplit("/", 1)[-1] == stack:
-            problems.add("edge.originStack",
-                         f"{origin!r} is this stack; leave it unset to serve from this stack's own droplet")
+            problems.add(
+                "edge.originStack",
+                f"{origin!r} is this stack; leave it unset to serve from this stack's own droplet",
+            )
     return EdgeSettings(
         enabled=_typed(problems, "edge.enabled", v["enabled"], bool, True, "true or false"),
         zone=zone,
@@ -399,14 +436,22 @@ def _parse_alerts(raw: Any, env: str, problems: _Problems) -> AlertSettings:
     v = _merged("alerts", raw, defaults(env)["alerts"], problems)
     emails = _string_list(problems, "alerts.emails", v["emails"])
     for index, email in enumerate(emails):
-        _check(problems, f"alerts.emails[{index}]", bool(_EMAIL_RE.match(email)),
-               f"{email!r} is not an e-mail address (e.g. ops@conciliaextrato.com)")
+        _check(
+            problems,
+            f"alerts.emails[{index}]",
+            bool(_EMAIL_RE.match(email)),
+            f"{email!r} is not an e-mail address (e.g. ops@conciliaextrato.com)",
+        )
     channel, url = v["slackChannel"], v["slackUrl"]
     if (channel is None) != (url is None):
-        problems.add("alerts.slackUrl" if url is None else "alerts.slackChannel",
-                     "slackChannel and slackUrl go together: set both or neither")
+        problems.add(
+            "alerts.slackUrl" if url is None else "alerts.slackChannel",
+            "slackChannel and slackUrl go together: set both or neither",
+        )
     if url is not None and not (isinstance(url, str) and _SLACK_URL_RE.match(url)):
-        problems.add("alerts.slackUrl", "must be a Slack incoming-webhook URL (https://hooks.slack.com/services/...)")
+        problems.add(
+            "alerts.slackUrl", "must be a Slack incoming-webhook URL (https://hooks.slack.com/services/...)"
+        )
     if channel is not None and not (isinstance(channel, str) and channel.startswith("#")):
         problems.add("alerts.slackChannel", f"must be a channel name starting with '#', got {channel!r}")
     if not emails and url is None:
@@ -431,8 +476,12 @@ def _parse_command(problems: _Problems, key: str, value: Any) -> tuple[str, ...]
 def _parse_release(raw: Any, env: str, problems: _Problems) -> ReleaseSettings:
     v = _merged("release", raw, defaults(env)["release"], problems)
     registry = _typed(problems, "release.registry", v["registry"], str, "")
-    _check(problems, "release.registry", bool(_REGISTRY_RE.match(registry)),
-           f"{registry!r} is not a registry path (e.g. ghcr.io/bankflow)")
+    _check(
+        problems,
+        "release.registry",
+        bool(_REGISTRY_RE.match(registry)),
+        f"{registry!r} is not a registry path (e.g. ghcr.io/bankflow)",
+    )
     tag = v.get("tag")
     if not isinstance(tag, str) or not _TAG_RE.match(tag):
         problems.add("release.tag", f"required: the image tag to deploy (e.g. 2026.11.26-1), got {tag!r}")
@@ -443,8 +492,12 @@ def _parse_release(raw: Any, env: str, problems: _Problems) -> ReleaseSettings:
     images: dict[str, str] = {}
     for service in APP_SERVICES:
         repo = _typed(problems, f"release.images.{service}", images_raw[service], str, "")
-        _check(problems, f"release.images.{service}", bool(_REPOSITORY_RE.match(repo)),
-               f"{repo!r} is not an image repository name (e.g. bankflow-{service})")
+        _check(
+            problems,
+            f"release.images.{service}",
+            bool(_REPOSITORY_RE.match(repo)),
+            f"{repo!r} is not an image repository name (e.g. bankflow-{service})",
+        )
         images[service] = repo
     username = v["registryUsername"]
     if username is not None and not isinstance(username, str):
@@ -457,8 +510,10 @@ def _parse_release(raw: Any, env: str, problems: _Problems) -> ReleaseSettings:
     else:
         for service, command in health_raw.items():
             if service not in APP_SERVICES:
-                problems.add(f"release.healthCommands.{service}",
-                             f"unknown service; valid services: {', '.join(APP_SERVICES)}")
+                problems.add(
+                    f"release.healthCommands.{service}",
+                    f"unknown service; valid services: {', '.join(APP_SERVICES)}",
+                )
                 continue
             health[service] = _parse_command(problems, f"release.healthCommands.{service}", command)
     return ReleaseSettings(
@@ -474,10 +529,16 @@ def _parse_release(raw: Any, env: str, problems: _Problems) -> ReleaseSettings:
 def _parse_backups(raw: Any, env: str, problems: _Problems) -> BackupSettings:
     v = _merged("backups", raw, defaults(env)["backups"], problems)
     region = _typed(problems, "backups.region", v["region"], str, "nyc3")
-    _check(problems, "backups.region", region in SPACES_REGIONS,
-           f"{region!r} has no Spaces; valid: {', '.join(SPACES_REGIONS)}")
+    _check(
+        problems,
+        "backups.region",
+        region in SPACES_REGIONS,
+        f"{region!r} has no Spaces; valid: {', '.join(SPACES_REGIONS)}",
+    )
     time_utc = _typed(problems, "backups.timeUtc", v["timeUtc"], str, "03:15")
-    _check(problems, "backups.timeUtc", bool(_TIME_RE.match(time_utc)), f"{time_utc!r} is not HH:MM (24 h, UTC)")
+    _check(
+        problems, "backups.timeUtc", bool(_TIME_RE.match(time_utc)), f"{time_utc!r} is not HH:MM (24 h, UTC)"
+    )
     retention = _int_range(problems, "backups.retentionDays", v["retentionDays"], 1, 3650)
     local = _int_range(problems, "backups.localDays", v["localDays"], 1, 90)
     return BackupSettings(region=region, retention_days=retention, local_days=local, time_utc=time_utc)
@@ -491,7 +552,9 @@ def _parse_nginx(raw: Any, env: str, problems: _Problems) -> NginxSettings:
         body = "1m"
     return NginxSettings(
         client_max_body_size=body,
-        proxy_timeout_seconds=_int_range(problems, "nginx.proxyTimeoutSeconds", v["proxyTimeoutSeconds"], 1, 3600),
+        proxy_timeout_seconds=_int_range(
+            problems, "nginx.proxyTimeoutSeconds", v["proxyTimeoutSeconds"], 1, 3600
+        ),
         hsts_max_age=_int_range(problems, "nginx.hstsMaxAge", v["hstsMaxAge"], 0, 63072000),
     )
 
@@ -500,9 +563,11 @@ def _parse_origin_cert(raw: Any, env: str, problems: _Problems) -> int:
     v = _merged("originCert", raw, defaults(env)["originCert"], problems)
     days = v["validityDays"]
     if days not in ORIGIN_CERT_VALIDITIES or isinstance(days, bool):
-        problems.add("originCert.validityDays",
-                     f"must be one of {', '.join(map(str, ORIGIN_CERT_VALIDITIES))} (Cloudflare Origin CA), "
-                     f"got {days!r}")
+        problems.add(
+            "originCert.validityDays",
+            f"must be one of {', '.join(map(str, ORIGIN_CERT_VALIDITIES))} (Cloudflare Origin CA), "
+            f"got {days!r}",
+        )
         return 365
     return int(days)
 
@@ -510,16 +575,22 @@ def _parse_origin_cert(raw: Any, env: str, problems: _Problems) -> int:
 def _cross_checks(settings: Settings, problems: _Problems) -> None:
     server, edge = settings.server, settings.edge
     if edge.enabled and not server.enabled and edge.origin_stack is None:
-        problems.add("edge.originStack",
-                     "required when bankflow:server.enabled is false: the stack whose droplet serves this edge")
+        problems.add(
+            "edge.originStack",
+            "required when bankflow:server.enabled is false: the stack whose droplet serves this edge",
+        )
     if edge.zone_settings and not edge.enabled:
         problems.add("edge.zoneSettings", "only a stack with bankflow:edge.enabled may own the zone settings")
     if edge.zone_settings and settings.environment != "production":
-        problems.add("edge.zoneSettings",
-                     "only production owns the zone-wide settings; staging shares the zone and must not fight")
+        problems.add(
+            "edge.zoneSettings",
+            "only production owns the zone-wide settings; staging shares the zone and must not fight",
+        )
 
 
-def parse_settings(project: str, stack: str, values: Mapping[str, Any], source: str = "stack config") -> Settings:
+def parse_settings(
+    project: str, stack: str, values: Mapping[str, Any], source: str = "stack config"
+) -> Settings:
     """Validate ``values`` (top-level ``bankflow:`` keys without the namespace) into Settings."""
     problems = _Problems()
     if not _STACK_RE.match(stack):
@@ -548,9 +619,7 @@ def parse_settings(project: str, stack: str, values: Mapping[str, Any], source: 
     return settings
 
 
-def settings_from_stack_file(
-    project: str, stack: str, document: Mapping[str, Any], source: str
-) -> Settings:
+def settings_from_stack_file(project: str, stack: str, document: Mapping[str, Any], source: str) -> Settings:
     """Settings from a parsed ``Pulumi.<stack>.yaml``: the ``config:`` keys under ``bankflow:``."""
     config = document.get("config") if isinstance(document, Mapping) else None
     if config is None:
@@ -563,4 +632,3 @@ def settings_from_stack_file(
         if isinstance(key, str) and key.startswith(f"{NAMESPACE}:")
     }
     return parse_settings(project, stack, values, source)
-

@@ -1,0 +1,150 @@
+"""The edge layer: proxied DNS for the environment's hostnames, zone settings (owner stack
+only), uptime checks on every public URL, and the environment's backups bucket."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+import pulumi_digitalocean as do
+
+from bankflow_infra.catalog import AppService
+from bankflow_infra.settings import AlertSettings, Settings
+
+# Zone-wide TLS posture. Exactly one stack (production) owns these: two owners would flip them.
+ZONE_SETTINGS: Final = {
+    "ssl": "strict",
+    "always_use_https": "on",
+    "min_tls_version": "1.2",
+    "tls_1_3": "on",
+}
+UPTIME_REGIONS: Final = ["us_east", "eu_west"]
+CERT_EXPIRY_WARNING_DAYS: Final = 14
+PROXIED_TTL: Final = 1  # Cloudflare requires "automatic" TTL on proxied records
+
+
+def record_comment(settings: Settings) -> str:
+    return f"managed by pulumi: project {settings.project}, stack {settings.stack}"
+
+
+def uptime_notifications(alerts: AlertSettings) -> list[do.UptimeAlertNotificationArgs]:
+    slacks = (
+        [do.UptimeAlertNotificationSlackArgs(channel=alerts.slack_channel, url=alerts.slack_url)]
+        if alerts.slack_channel and alerts.slack_url
+        else None
+    )
+    return [do.UptimeAlertNotificationArgs(emails=list(alerts.emails) or None, slacks=slacks)]
+
+
+class Edge(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        services: tuple[AppService, ...],
+        origin_ipv4: pulumi.Input[str],
+        origin_ipv6: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("bankflow:index:Edge", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        zone = cloudflare.get_zone_output(
+            filter=cloudflare.GetZoneFilterArgs(name=settings.edge.zone, match="all"),
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        zone_id = zone.id
+        comment = record_comment(settings)
+        for hostname in settings.all_hostnames:
+            for record_type, content in (("A", origin_ipv4), ("AAAA", origin_ipv6)):
+                cloudflare.DnsRecord(
+                    f"{name}-{hostname}-{record_type.lower()}",
+                    zone_id=zone_id,
+                    name=hostname,
+                    type=record_type,
+                    content=content,
+                    proxied=True,
+                    ttl=PROXIED_TTL,
+                    comment=comment,
+                    opts=child,
+                )
+
+        if settings.edge.zone_settings:
+            for setting_id, value in ZONE_SETTINGS.items():
+                cloudflare.ZoneSetting(
+                    f"{name}-zone-{setting_id}",
+                    zone_id=zone_id,
+                    setting_id=setting_id,
+                    value=value,
+                    opts=child,
+                )
+
+        if settings.edge.uptime_checks:
+            notifications = uptime_notifications(settings.alerts)
+            for service in services:
+                check = do.UptimeCheck(
+                    f"{name}-{service.name}-uptime",
+                    name=settings.resource_name(f"{service.name}-uptime"),
+                    target=f"{service.public_url}{service.health_path}",
+                    type="https",
+                    regions=UPTIME_REGIONS,
+                    enabled=True,
+                    opts=child,
+                )
+                do.UptimeAlert(
+                    f"{name}-{service.name}-down",
+                    check_id=check.id,
+                    name=settings.resource_name(f"{service.name}-down"),
+                    type="down",
+                    period="2m",
+                    notifications=notifications,
+                    opts=child,
+                )
+                do.UptimeAlert(
+                    f"{name}-{service.name}-cert-expiry",
+                    check_id=check.id,
+                    name=settings.resource_name(f"{service.name}-cert-expiry"),
+                    type="ssl_expiry",
+                    threshold=CERT_EXPIRY_WARNING_DAYS,
+                    period="2m",
+                    notifications=notifications,
+                    opts=child,
+                )
+        self.register_outputs({})
+
+
+class BackupBucket(pulumi.ComponentResource):
+    """The environment's Spaces bucket for database dumps, expiring them after retentionDays."""
+
+    bucket: do.SpacesBucket
+    name: str
+    endpoint: str
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("bankflow:index:BackupBucket", name, None, opts)
+        self.name = settings.resource_name("backups")
+        self.endpoint = f"https://{settings.backups.region}.digitaloceanspaces.com"
+        self.bucket = do.SpacesBucket(
+            f"{name}-bucket",
+            name=self.name,
+            region=settings.backups.region,
+            acl="private",
+            force_destroy=False,
+            versioning=do.SpacesBucketVersioningArgs(enabled=True),
+            lifecycle_rules=[
+                do.SpacesBucketLifecycleRuleArgs(
+                    enabled=True,
+                    id="expire-dumps",
+                    expiration=do.SpacesBucketLifecycleRuleExpirationArgs(
+                        days=settings.backups.retention_days
+                    ),
+                    noncurrent_version_expiration=do.SpacesBucketLifecycleRuleNoncurrentVersionExpirationArgs(
+                        days=settings.backups.retention_days
+                    ),
+                    abort_incomplete_multipart_upload_days=1,
+                )
+            ],
+            # Production's dumps are the last line of defence: never deleted by an `up` or `destroy`.
+            opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
+        )
+        self.register_outputs({"name": self.name})

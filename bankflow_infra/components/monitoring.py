@@ -1,0 +1,55 @@
+"""Droplet monitor alerts (CPU, memory, disk) to the stack's e-mails and Slack."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pulumi
+import pulumi_digitalocean as do
+
+from bankflow_infra.settings import AlertSettings, Settings
+
+# DigitalOcean monitoring metric types, by what the alert watches.
+METRICS: Final = {
+    "cpu": "v1/insights/droplet/cpu",
+    "memory": "v1/insights/droplet/memory_utilization_percent",
+    "disk": "v1/insights/droplet/disk_utilization_percent",
+}
+
+
+def thresholds(alerts: AlertSettings) -> dict[str, int]:
+    return {"cpu": alerts.cpu_percent, "memory": alerts.memory_percent, "disk": alerts.disk_percent}
+
+
+def monitor_recipients(alerts: AlertSettings) -> do.MonitorAlertAlertsArgs:
+    slacks = (
+        [do.MonitorAlertAlertsSlackArgs(channel=alerts.slack_channel, url=alerts.slack_url)]
+        if alerts.slack_channel and alerts.slack_url
+        else None
+    )
+    return do.MonitorAlertAlertsArgs(emails=list(alerts.emails) or None, slacks=slacks)
+
+
+class Monitoring(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        droplet: do.Droplet,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("bankflow:index:Monitoring", name, None, opts)
+        for kind, percent in thresholds(settings.alerts).items():
+            do.MonitorAlert(
+                f"{name}-{kind}",
+                description=f"BankFlow {settings.stack}: {kind} above {percent}% for 5 minutes",
+                type=METRICS[kind],
+                compare="GreaterThan",
+                value=percent,
+                window="5m",
+                entities=[droplet.id],
+                alerts=monitor_recipients(settings.alerts),
+                enabled=True,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({})

@@ -1,0 +1,48 @@
+"""The Cloudflare Origin CA certificate nginx presents to Cloudflare (SSL mode: strict)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+import pulumi_tls as tls
+
+from bankflow_infra.settings import Settings
+
+
+class OriginCertificate(pulumi.ComponentResource):
+    certificate_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+    expires_on: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        provider: cloudflare.Provider | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("bankflow:index:OriginCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        hostnames = list(settings.all_hostnames)
+        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        csr = tls.CertRequest(
+            f"{name}-csr",
+            private_key_pem=key.private_key_pem,
+            dns_names=hostnames,
+            subject=tls.CertRequestSubjectArgs(common_name=hostnames[0], organization="BankFlow"),
+            opts=child,
+        )
+        # Some accounts can only issue Origin CA certificates with the Origin CA key: then a
+        # dedicated provider (bankflow:originCaKey) is passed in.
+        certificate = cloudflare.OriginCaCertificate(
+            f"{name}-certificate",
+            csr=csr.cert_request_pem,
+            hostnames=hostnames,
+            request_type="origin-ecc",
+            requested_validity=settings.origin_cert_validity_days,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        self.certificate_pem = certificate.certificate
+        self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
+        self.expires_on = certificate.expires_on
+        self.register_outputs({"expires_on": self.expires_on})

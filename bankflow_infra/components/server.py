@@ -1,0 +1,159 @@
+"""The server layer's machine: VPC, SSH keys, droplet (pinned host key), data volume, firewall."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_digitalocean as do
+
+from bankflow_infra.catalog import HTTP_PORT, HTTPS_PORT, SSH_PORT
+from bankflow_infra.components.credentials import Credentials
+from bankflow_infra.render.cloud_init import render_host_key_user_data
+from bankflow_infra.settings import Settings
+
+ALL_IPV4 = "0.0.0.0/0"
+ALL_IPV6 = "::/0"
+
+
+def inbound_rules(
+    ssh_cidrs: Sequence[str], cloudflare_v4: Sequence[str], cloudflare_v6: Sequence[str]
+) -> list[do.FirewallInboundRuleArgs]:
+    """22 from the operators only, 80/443 from Cloudflare only, ICMP; nothing else comes in."""
+    edge = [*cloudflare_v4, *cloudflare_v6]
+    return [
+        do.FirewallInboundRuleArgs(
+            protocol="tcp", port_range=str(SSH_PORT), source_addresses=list(ssh_cidrs)
+        ),
+        do.FirewallInboundRuleArgs(protocol="tcp", port_range=str(HTTP_PORT), source_addresses=edge),
+        do.FirewallInboundRuleArgs(protocol="tcp", port_range=str(HTTPS_PORT), source_addresses=edge),
+        do.FirewallInboundRuleArgs(protocol="icmp", source_addresses=[ALL_IPV4, ALL_IPV6]),
+    ]
+
+
+def outbound_rules() -> list[do.FirewallOutboundRuleArgs]:
+    # The host pulls images, apt packages and pushes backups: outbound stays open.
+    everywhere = [ALL_IPV4, ALL_IPV6]
+    return [
+        do.FirewallOutboundRuleArgs(protocol="tcp", port_range="1-65535", destination_addresses=everywhere),
+        do.FirewallOutboundRuleArgs(protocol="udp", port_range="1-65535", destination_addresses=everywhere),
+        do.FirewallOutboundRuleArgs(protocol="icmp", destination_addresses=everywhere),
+    ]
+
+
+def droplet_tags(settings: Settings) -> list[str]:
+    return ["bankflow", f"env-{settings.environment}", f"stack-{settings.stack}"]
+
+
+class Server(pulumi.ComponentResource):
+    droplet: do.Droplet
+    volume: do.Volume | None
+    ipv4: pulumi.Output[str]
+    ipv6: pulumi.Output[str]
+    resource_urns: list[pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        credentials: Credentials,
+        cloudflare_v4: pulumi.Input[Sequence[str]],
+        cloudflare_v6: pulumi.Input[Sequence[str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("bankflow:index:Server", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        server = settings.server
+
+        vpc = do.Vpc(
+            f"{name}-vpc",
+            name=settings.resource_name("vpc"),
+            region=server.region,
+            ip_range=server.vpc_cidr,
+            description=f"BankFlow {settings.stack}",
+            opts=child,
+        )
+        deploy_key = do.SshKey(
+            f"{name}-deploy-key",
+            name=settings.resource_name("deploy"),
+            public_key=credentials.deploy_public_key,
+            opts=child,
+        )
+        # Admin keys are registered in the account (console recovery, audit) but NOT put on the
+        # droplet through `ssh_keys`: changing that list would replace the droplet. The host
+        # bootstrap installs them into authorized_keys instead.
+        for index, public_key in enumerate(server.admin_ssh_keys):
+            do.SshKey(
+                f"{name}-admin-key-{index}",
+                name=settings.resource_name(f"admin-{index}"),
+                public_key=public_key,
+                opts=child,
+            )
+
+        self.volume = None
+        if server.volume_size_gb > 0:
+            self.volume = do.Volume(
+                f"{name}-data",
+                name=settings.resource_name("data"),
+                region=server.region,
+                size=server.volume_size_gb,
+                initial_filesystem_type="ext4",
+                initial_filesystem_label="bankflow-data",
+                description=f"PostgreSQL data of BankFlow {settings.stack}",
+                tags=droplet_tags(settings),
+                # Money data: `pulumi destroy` must refuse until someone removes this on purpose.
+                opts=pulumi.ResourceOptions(parent=self, protect=True),
+            )
+
+        user_data: pulumi.Output[str] = pulumi.Output.all(
+            credentials.host_private_key, credentials.host_public_key
+        ).apply(lambda keys: render_host_key_user_data(keys[0], keys[1]))
+        secret_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data)
+        self.droplet = do.Droplet(
+            f"{name}-droplet",
+            name=settings.resource_name("server"),
+            image=server.image,
+            region=server.region,
+            size=server.size,
+            vpc_uuid=vpc.id,
+            ssh_keys=[deploy_key.fingerprint],
+            monitoring=True,
+            ipv6=True,
+            backups=server.backups,
+            graceful_shutdown=True,
+            tags=droplet_tags(settings),
+            # Only the generated host key, so every SSH connection can pin it from the first one.
+            user_data=secret_user_data,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # A droplet with an attached volume cannot be replaced while it holds the volume.
+                delete_before_replace=self.volume is not None,
+                additional_secret_outputs=["user_data"],
+            ),
+        )
+        droplet_id = self.droplet.id.apply(int)
+        if self.volume is not None:
+            do.VolumeAttachment(
+                f"{name}-data-attachment",
+                droplet_id=droplet_id,
+                volume_id=self.volume.id,
+                opts=child,
+            )
+
+        do.Firewall(
+            f"{name}-firewall",
+            name=settings.resource_name("firewall"),
+            droplet_ids=[droplet_id],
+            inbound_rules=pulumi.Output.all(cloudflare_v4, cloudflare_v6).apply(
+                lambda ranges: inbound_rules(server.ssh_allowed_cidrs, ranges[0], ranges[1])
+            ),
+            outbound_rules=outbound_rules(),
+            opts=child,
+        )
+
+        self.ipv4 = self.droplet.ipv4_address
+        self.ipv6 = self.droplet.ipv6_address
+        self.resource_urns = [self.droplet.droplet_urn]
+        if self.volume is not None:
+            self.resource_urns.append(self.volume.volume_urn)
+        self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6})

@@ -1,0 +1,247 @@
+"""Pulumi's mock engine, set up to run the real program offline (``plan`` and the tests).
+
+No provider plugin, credential or network is used: the engine records every resource the
+program registers (type, name, parent, inputs with their secret markers, options) and answers
+with deterministic stand-in values for what the cloud would compute (IDs, IP addresses from the
+documentation ranges, keys). Values the cloud computes are therefore placeholders in a plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+# Cloudflare's published edge ranges (cloudflare.com/ips), used only when no network is there:
+# a real `pulumi up` reads the live list through cloudflare.get_ip_ranges().
+CLOUDFLARE_IPV4_SNAPSHOT: Final = (
+    "173.245.48.0/20",
+    "103.21.244.0/22",
+    "103.22.200.0/22",
+    "103.31.4.0/22",
+    "141.101.64.0/18",
+    "108.162.192.0/18",
+    "190.93.240.0/20",
+    "188.114.96.0/20",
+    "197.234.240.0/22",
+    "198.41.128.0/17",
+    "162.158.0.0/15",
+    "104.16.0.0/13",
+    "104.24.0.0/14",
+    "172.64.0.0/13",
+    "131.0.72.0/22",
+)
+CLOUDFLARE_IPV6_SNAPSHOT: Final = (
+    "2400:cb00::/32",
+    "2606:4700::/32",
+    "2803:f800::/32",
+    "2405:b500::/32",
+    "2405:8100::/32",
+    "2a06:98c0::/29",
+    "2c0f:f248::/32",
+)
+# Documentation ranges (RFC 5737 / RFC 3849): a plan never shows an address someone owns.
+MOCK_IPV4: Final = "203.0.113.10"
+MOCK_IPV6: Final = "2001:db8::10"
+MOCK_REFERENCED_IPV4: Final = "203.0.113.20"
+MOCK_REFERENCED_IPV6: Final = "2001:db8::20"
+
+
+def _token(*parts: str, length: int = 40) -> str:
+    """Deterministic stand-in text: the same program gives the same plan."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    protect: bool
+    delete_before_replace: bool
+    deleted_with: str
+    replace_with: tuple[str, ...]
+    additional_secret_outputs: tuple[str, ...]
+    state: dict[str, Any]  # what the mock "cloud" answered: inputs plus computed values
+
+
+@dataclass
+class Recorder:
+    resources: list[Registration] = field(default_factory=list)
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, additionally keeping each registration's parent and options."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks, recorder: Recorder) -> None:
+        super().__init__(mocks)
+        self.recorder = recorder
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorder.resources.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=request.custom,
+                    inputs=rpc.deserialize_properties(request.object),
+                    protect=request.protect,
+                    delete_before_replace=request.deleteBeforeReplace,
+                    deleted_with=request.deletedWith,
+                    replace_with=tuple(request.replace_with),
+                    additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                    state=dict(self.resources[response.urn].state) if response.urn in self.resources else {},
+                )
+            )
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        # StackReferences (and `get` lookups) arrive here rather than as registrations.
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        self.recorder.resources.append(
+            Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                custom=True,
+                inputs=rpc.deserialize_properties(request.properties),
+                protect=False,
+                delete_before_replace=False,
+                deleted_with="",
+                replace_with=(),
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                state=dict(self.resources[response.urn].state),
+            )
+        )
+        return response
+
+
+def _fake_openssh_public_key(name: str) -> str:
+    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + _token(name, "pub", length=43)
+
+
+def _pem(kind: str, name: str) -> str:
+    body = _token(name, kind, length=64)
+    return f"-----BEGIN {kind}-----\nMOCK{body}\n-----END {kind}-----\n"
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Answers for what the clouds would compute; everything else echoes the inputs."""
+
+    def __init__(
+        self, recorder: Recorder, seed: str, referenced_outputs: dict[str, Any] | None = None
+    ) -> None:
+        self.recorder = recorder
+        self.seed = seed  # the stack: two stacks get different stand-in keys and passwords
+        self.referenced_outputs = referenced_outputs or {
+            "origin_ip": MOCK_REFERENCED_IPV4,
+            "origin_ipv6": MOCK_REFERENCED_IPV6,
+        }
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        name, typ = f"{self.seed}/{args.name}", args.typ
+        resource_id = f"{args.name}-id"
+        computed: dict[str, Any] = {}
+        if typ == "random:index/randomPassword:RandomPassword":
+            computed = {"result": "mockpw" + _token(name, length=int(args.inputs.get("length", 32)) - 6)}
+        elif typ == "tls:index/privateKey:PrivateKey":
+            computed = {
+                "privateKeyPem": _pem("PRIVATE KEY", name),
+                "privateKeyOpenssh": _pem("OPENSSH PRIVATE KEY", name),
+                "publicKeyOpenssh": _fake_openssh_public_key(name) + "\n",
+                "publicKeyPem": _pem("PUBLIC KEY", name),
+            }
+        elif typ == "tls:index/certRequest:CertRequest":
+            computed = {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
+        elif typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":
+            days = int(args.inputs.get("requestedValidity", 365))
+            expires = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=days)
+            computed = {"certificate": _pem("CERTIFICATE", name), "expiresOn": expires.isoformat()}
+        elif typ == "digitalocean:index/droplet:Droplet":
+            resource_id = "100000001"
+            computed = {
+                "ipv4Address": MOCK_IPV4,
+                "ipv6Address": MOCK_IPV6,
+                "dropletUrn": f"do:droplet:{resource_id}",
+            }
+        elif typ == "digitalocean:index/volume:Volume":
+            computed = {"volumeUrn": f"do:volume:{resource_id}"}
+        elif typ == "digitalocean:index/spacesBucket:SpacesBucket":
+            computed = {"bucketUrn": f"do:space:{args.inputs.get('name')}"}
+        elif typ == "digitalocean:index/sshKey:SshKey":
+            resource_id = str(int(_token(name, length=8), 16))
+            computed = {
+                "fingerprint": ":".join(_token(name, "fp", length=32)[i : i + 2] for i in range(0, 32, 2))
+            }
+        elif typ == "pulumi:pulumi:StackReference":
+            computed = {"outputs": self.referenced_outputs}
+        return resource_id, {**state, **computed}
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.recorder.invokes.append((args.token, dict(args.args)))
+        no_failures: list[tuple[str, str]] = []
+        if args.token == "cloudflare:index/getZone:getZone":
+            zone_name = (args.args.get("filter") or {}).get("name", "")
+            zone_id = f"zone-{_token(zone_name, length=16)}"
+            return {"id": zone_id, "zoneId": zone_id, "name": zone_name}, no_failures
+        if args.token == "cloudflare:index/getIpRanges:getIpRanges":
+            ranges = {
+                "ipv4Cidrs": list(CLOUDFLARE_IPV4_SNAPSHOT),
+                "ipv6Cidrs": list(CLOUDFLARE_IPV6_SNAPSHOT),
+            }
+            return ranges, no_failures
+        return {}, no_failures
+
+
+def is_secret(value: Any) -> bool:
+    return bool(rpc.is_rpc_secret(value))
+
+
+def unwrap(value: Any) -> Any:
+    """A recorded input with every secret marker removed (for tests that inspect values)."""
+    if rpc.is_rpc_secret(value):
+        return unwrap(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def without_secrets(value: Any) -> Any:
+    """A recorded input with every secret-marked part dropped: what Pulumi stores in plain text."""
+    if rpc.is_rpc_secret(value):
+        return None
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
+def redact(value: Any) -> Any:
+    """A recorded input with every secret replaced by ``[secret]`` (for display)."""
+    if rpc.is_rpc_secret(value):
+        return "[secret]"
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value

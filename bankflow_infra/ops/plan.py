@@ -1,0 +1,173 @@
+"""``bankflow-infra plan``: run the real Pulumi program offline under the mock engine.
+
+Reads ``Pulumi.yaml`` and ``Pulumi.<stack>.yaml``, feeds the stack config to the same
+``program.build`` that ``pulumi up`` runs, and reports what would be registered. No pulumi
+CLI, plugin, credential or network is involved; cloud-computed values are placeholders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.config import set_all_config
+
+from bankflow_infra.ops.mocks import PlanMocks, Recorder, RecordingMonitor, redact
+from bankflow_infra.render import Bundle
+
+
+class PlanError(Exception):
+    """Bad input to ``plan`` (missing stack file, unreadable YAML): one message, exit 2."""
+
+
+@dataclass
+class PlanResult:
+    project: str
+    stack: str
+    recorder: Recorder
+    outputs: dict[str, Any]  # resolved values, secrets included (for tests only)
+    secret_outputs: frozenset[str]
+    bundle: Bundle | None
+
+    def resource_rows(self) -> list[dict[str, Any]]:
+        names = {r.urn: r.name for r in self.recorder.resources}
+        return [
+            {"type": r.type, "name": r.name, "parent": names.get(r.parent), "inputs": _tidy(redact(r.inputs))}
+            for r in self.recorder.resources
+        ]
+
+    def shown_outputs(self) -> dict[str, Any]:
+        return {k: ("[secret]" if k in self.secret_outputs else v) for k, v in sorted(self.outputs.items())}
+
+    def document(self) -> dict[str, Any]:
+        return {"resources": self.resource_rows(), "outputs": self.shown_outputs()}
+
+
+def _tidy(value: Any) -> Any:
+    # The engine's wire format has only floats: show 40, not 40.0, for whole numbers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _tidy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tidy(v) for v in value]
+    return value
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PlanError(f"{path}: not found") from None
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path}: not valid YAML: {error}") from None
+
+
+def read_stack(project_dir: Path, stack: str) -> tuple[str, dict[str, Any], list[str]]:
+    """Project name, config (``ns:key`` -> value) and the secret keys of one stack file."""
+    project_doc = _load_yaml(project_dir / "Pulumi.yaml")
+    if not isinstance(project_doc, dict) or not isinstance(project_doc.get("name"), str):
+        raise PlanError(f"{project_dir / 'Pulumi.yaml'}: no project 'name'")
+    stack_file = project_dir / f"Pulumi.{stack}.yaml"
+    if not stack_file.exists():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise PlanError(f"{stack_file.name}: no such stack file; stacks here: {', '.join(known) or 'none'}")
+    stack_doc = _load_yaml(stack_file) or {}
+    config = stack_doc.get("config") if isinstance(stack_doc, dict) else None
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise PlanError(f"{stack_file.name}: 'config' must be a mapping of 'namespace:key' to values")
+    # `secure:` values are encrypted with the stack's secrets provider; a plan cannot decrypt
+    # them, so it shows them as [secret] placeholders.
+    secret_keys = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
+    values = {k: ("[secret]" if k in secret_keys else v) for k, v in config.items()}
+    return project_doc["name"], values, secret_keys
+
+
+def _as_config_strings(config: dict[str, Any]) -> dict[str, str]:
+    # The engine hands config to programs as strings, structured values as JSON.
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+def run_program(
+    project: str,
+    stack: str,
+    config: dict[str, Any],
+    secret_keys: list[str] | None = None,
+    referenced_outputs: dict[str, Any] | None = None,
+) -> PlanResult:
+    """Run ``program.build`` under mocks with this config; raise SettingsError on bad config."""
+    from bankflow_infra import program  # imported late: it needs the mocks configured first
+
+    recorder = Recorder()
+    mocks = PlanMocks(recorder, stack, referenced_outputs)
+    set_all_config(_as_config_strings(config), secret_keys or [])
+    pulumi_mocks.set_mocks(mocks, project, stack, preview=False, monitor=RecordingMonitor(mocks, recorder))
+    holder: dict[str, Any] = {}
+
+    async def resolve(built: program.Built) -> None:
+        values: dict[str, Any] = {}
+        secrets: set[str] = set()
+        for name, value in built.outputs.items():
+            output = pulumi.Output.from_input(value)
+            values[name] = await output.future()
+            if await output.is_secret():
+                secrets.add(name)
+        holder["outputs"], holder["secrets"] = values, frozenset(secrets)
+        holder["bundle"] = await built.bundle.future() if built.bundle is not None else None
+
+    def body() -> pulumi.Output[None]:
+        built = program.build(program.load_settings())
+        return pulumi.Output.from_input(asyncio.ensure_future(resolve(built)))
+
+    pulumi.runtime.test(body)()  # type: ignore[no-untyped-call]
+    return PlanResult(project, stack, recorder, holder["outputs"], holder["secrets"], holder["bundle"])
+
+
+def plan_stack(project_dir: Path, stack: str) -> PlanResult:
+    project, config, secret_keys = read_stack(project_dir, stack)
+    return run_program(project, stack, config, secret_keys)
+
+
+def write_bundle(bundle: Bundle, out_dir: Path) -> list[Path]:
+    """Write every file the program renders (secret files redacted) under ``out_dir``."""
+    written = []
+    for item in bundle.redacted():
+        target = out_dir / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(item.text)
+        target.chmod(item.mode)
+        written.append(target)
+    return written
+
+
+def format_tree(result: PlanResult) -> str:
+    """The human view: resources indented under their parents, key inputs, then outputs."""
+    rows = result.resource_rows()
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        children.setdefault(row["parent"], []).append(row)
+    lines = [f"Stack {result.project}/{result.stack}: {len(rows)} resources (offline plan, mock engine)", ""]
+
+    def walk(parent: str | None, depth: int) -> None:
+        for row in children.get(parent, []):
+            lines.append(f"{'  ' * depth}+ {row['type']}  {row['name']}")
+            for key, value in sorted(row["inputs"].items()):
+                text = json.dumps(value, sort_keys=True)
+                if len(text) > 100:
+                    text = text[:97] + "..."
+                lines.append(f"{'  ' * depth}    {key}: {text}")
+            walk(row["name"], depth + 1)
+
+    walk(None, 0)
+    lines += ["", "Outputs:"]
+    for key, value in result.shown_outputs().items():
+        lines.append(f"  {key}: {json.dumps(value, sort_keys=True)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""The remote commands the program registers on the droplet (mock engine)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from bankflow_infra.ops.mocks import Registration, unwrap, without_secrets
+from bankflow_infra.ops.plan import PlanResult
+from tests.program.stacks import run_stack
+from tests.program.test_graph import DROPLET, only, production, staging
+
+COMMAND = "command:remote:Command"
+
+
+def commands(result: PlanResult) -> dict[str, Registration]:
+    return {r.name.removeprefix("host-"): r for r in result.recorder.of_type(COMMAND)}
+
+
+def host_public_key(result: PlanResult) -> str:
+    key = next(r for r in result.recorder.resources if r.name == "credentials-host-key")
+    return str(key.state["publicKeyOpenssh"]).strip()
+
+
+@pytest.mark.parametrize("plan", [staging, production], ids=["staging", "production"])
+def test_every_remote_command_follows_the_droplet_and_pins_its_host_key(plan):
+    result = plan()
+    droplet = only(result, DROPLET)
+    registered = commands(result)
+    assert set(registered) == {"wait-cloud-init", "bootstrap", "deploy"}
+    for name, command in registered.items():
+        assert command.deleted_with == droplet.urn, name
+        assert command.replace_with == (droplet.urn,), name
+        connection = unwrap(command.inputs)["connection"]
+        assert connection["host"] == "203.0.113.10"  # the droplet's own address
+        assert connection["hostKey"] == host_public_key(result)
+        assert connection["user"] == "root"
+        assert connection["dialErrorLimit"] >= 60
+        assert unwrap(command.inputs)["addPreviousOutputInEnv"] is False
+
+
+def test_triggers_are_the_payload_digests():
+    result = staging()
+    registered = commands(result)
+    bootstrap = unwrap(registered["bootstrap"].inputs)
+    assert bootstrap["triggers"] == [hashlib.sha256(bootstrap["stdin"].encode()).hexdigest()]
+    deploy = unwrap(registered["deploy"].inputs)
+    assert result.bundle is not None
+    assert deploy["triggers"] == [result.bundle.digest]
+    assert "triggers" not in unwrap(registered["wait-cloud-init"].inputs)
+
+
+def test_a_new_release_re_runs_the_deploy_but_not_the_bootstrap():
+    def new_tag(config):
+        config["bankflow:release"]["tag"] = "2026.12.24-7"
+
+    before, after = commands(staging()), commands(run_stack("staging", new_tag))
+    assert unwrap(before["bootstrap"].inputs)["triggers"] == unwrap(after["bootstrap"].inputs)["triggers"]
+    assert unwrap(before["deploy"].inputs)["triggers"] != unwrap(after["deploy"].inputs)["triggers"]
+
+
+def test_the_same_config_gives_the_same_triggers():
+    first, second = commands(staging()), commands(run_stack("staging"))
+    for name in ("bootstrap", "deploy"):
+        assert unwrap(first[name].inputs)["triggers"] == unwrap(second[name].inputs)["triggers"]
+
+
+def test_deploy_carries_secrets_only_on_stdin_and_logs_nothing():
+    result = staging()
+    deploy = commands(result)["deploy"]
+    plain = without_secrets(deploy.inputs)
+    assert plain["stdin"] is None  # secret-marked
+    assert plain["logging"] == "none"
+    assert set(deploy.additional_secret_outputs) >= {"stdout", "stderr"}
+    assert result.bundle is not None
+    text = json.dumps(plain)
+    for secret_file in result.bundle.secret_files:
+        for line in secret_file.text.splitlines():
+            value = line.split("=", 1)[-1]
+            if len(value) >= 16:
+                assert value not in text
+
+
+def test_no_secret_in_any_command_text():
+    result = production()
+    assert result.bundle is not None
+    secret_texts = [f.text for f in result.bundle.secret_files]
+    for command in commands(result).values():
+        create = unwrap(command.inputs)["create"]
+        assert without_secrets(command.inputs)["create"] == create  # the text itself is not secret
+        for secret in secret_texts:
+            for line in secret.splitlines():
+                value = line.split("=", 1)[-1]
+                if len(value) >= 16:
+                    assert value not in create
+
+
+def test_bootstrap_payload_holds_the_setup_script_host_files_and_agent():
+    bootstrap = unwrap(commands(staging())["bootstrap"].inputs)
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bootstrap["stdin"])), mode="r:gz") as archive:
+        names = set(archive.getnames())
+    assert "bootstrap/host-setup.sh" in names
+    assert "ssh/50-bankflow-hardening.conf" in names
+    assert "ssh/authorized_keys" in names
+    assert "agent/bankflow_infra/host/agent.py" in names
+    assert "agent/bankflow-agent" in names
+    assert any(name.startswith("host/") for name in names)
+    assert not any(name.startswith("secrets/") for name in names)
