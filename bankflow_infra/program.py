@@ -13,8 +13,9 @@ import pulumi_cloudflare as cloudflare
 import pulumi_digitalocean as do
 
 from bankflow_infra.catalog import SSH_PORT, SSH_USER, app_services
+from bankflow_infra.components.backups import BackupAccess, BackupBucket
 from bankflow_infra.components.credentials import Credentials
-from bankflow_infra.components.edge import BackupBucket, Edge
+from bankflow_infra.components.edge import Edge
 from bankflow_infra.components.host import Host
 from bankflow_infra.components.monitoring import Monitoring
 from bankflow_infra.components.origin_cert import OriginCertificate
@@ -141,6 +142,7 @@ def build(settings: Settings) -> Built:
         server = Server("server", settings, credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs)
         certificate = OriginCertificate("origin-cert", settings, _origin_ca_provider())
         Monitoring("monitoring", settings, server.droplet)
+        BackupAccess("backup-access", settings)
         bundle = _render(settings, credentials, certificate, ranges)
         host = Host("host", settings, server, credentials, bundle)
         project_urns += server.resource_urns

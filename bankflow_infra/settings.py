@@ -121,6 +121,9 @@ class BackupSettings:
     retention_days: int  # bucket lifecycle expiry
     local_days: int  # kept on the droplet
     time_utc: str  # nightly pg_dump, HH:MM
+    # The stack whose edge layer owns the bucket this server uploads to: the stack itself, or
+    # (an emergency rebuild, edge off) the environment's original stack.
+    bucket_stack: str
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,11 @@ class Settings:
     @property
     def all_hostnames(self) -> tuple[str, ...]:
         return tuple(h for service in APP_SERVICES for h in self.hostnames[service])
+
+    @property
+    def backup_bucket_name(self) -> str:
+        """The Spaces bucket this stack's server uploads dumps to (see BackupSettings.bucket_stack)."""
+        return f"bankflow-{self.backups.bucket_stack}-backups"
 
     def resource_name(self, kind: str) -> str:
         """Cloud-side name of a resource: prefixed with the stack so two stacks never collide."""
@@ -199,7 +207,13 @@ def defaults(environment: str) -> dict[str, Any]:
             "migrateCommand": ["/app/migrate"],
             "healthCommands": {},
         },
-        "backups": {"region": "nyc3", "retentionDays": 30, "localDays": 7, "timeUtc": "03:15"},
+        "backups": {
+            "region": "nyc3",
+            "retentionDays": 30,
+            "localDays": 7,
+            "timeUtc": "03:15",
+            "bucketStack": None,  # None: this stack's own bucket
+        },
         "nginx": {"clientMaxBodySize": "25m", "proxyTimeoutSeconds": 60, "hstsMaxAge": 63072000},
         "originCert": {"validityDays": 365},
     }
@@ -526,7 +540,7 @@ def _parse_release(raw: Any, env: str, problems: _Problems) -> ReleaseSettings:
     )
 
 
-def _parse_backups(raw: Any, env: str, problems: _Problems) -> BackupSettings:
+def _parse_backups(raw: Any, env: str, stack: str, problems: _Problems) -> BackupSettings:
     v = _merged("backups", raw, defaults(env)["backups"], problems)
     region = _typed(problems, "backups.region", v["region"], str, "nyc3")
     _check(
@@ -541,7 +555,21 @@ def _parse_backups(raw: Any, env: str, problems: _Problems) -> BackupSettings:
     )
     retention = _int_range(problems, "backups.retentionDays", v["retentionDays"], 1, 3650)
     local = _int_range(problems, "backups.localDays", v["localDays"], 1, 90)
-    return BackupSettings(region=region, retention_days=retention, local_days=local, time_utc=time_utc)
+    bucket_stack = v["bucketStack"]
+    if bucket_stack is None:
+        bucket_stack = stack
+    elif not isinstance(bucket_stack, str) or not _STACK_RE.match(bucket_stack):
+        problems.add(
+            "backups.bucketStack", f"must be a stack name (letters, digits, _ . -), got {bucket_stack!r}"
+        )
+        bucket_stack = stack
+    return BackupSettings(
+        region=region,
+        retention_days=retention,
+        local_days=local,
+        time_utc=time_utc,
+        bucket_stack=bucket_stack,
+    )
 
 
 def _parse_nginx(raw: Any, env: str, problems: _Problems) -> NginxSettings:
@@ -574,6 +602,11 @@ def _parse_origin_cert(raw: Any, env: str, problems: _Problems) -> int:
 
 def _cross_checks(settings: Settings, problems: _Problems) -> None:
     server, edge = settings.server, settings.edge
+    if edge.enabled and settings.backups.bucket_stack != settings.stack:
+        problems.add(
+            "backups.bucketStack",
+            "a stack with bankflow:edge.enabled owns its backups bucket: leave bucketStack unset",
+        )
     if edge.enabled and not server.enabled and edge.origin_stack is None:
         problems.add(
             "edge.originStack",
@@ -609,7 +642,7 @@ def parse_settings(
         edge=edge,
         alerts=_parse_alerts(values.get("alerts"), env, problems),
         release=_parse_release(values.get("release"), env, problems),
-        backups=_parse_backups(values.get("backups"), env, problems),
+        backups=_parse_backups(values.get("backups"), env, stack, problems),
         nginx=_parse_nginx(values.get("nginx"), env, problems),
         origin_cert_validity_days=_parse_origin_cert(values.get("originCert"), env, problems),
     )

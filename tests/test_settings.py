@@ -192,6 +192,12 @@ BAD_CONFIGS: list[tuple[str, Callable[[Values], None], str, str]] = [
     ),
     ("typo in key", _set("server.sise", "s-1vcpu-1gb"), "bankflow:server.sise:", "unknown key"),
     ("unknown top-level key", _set("servr", {}), "bankflow:servr:", "unknown key"),
+    (
+        "foreign bucket on an edge stack",
+        _set("backups.bucketStack", "production"),
+        "bankflow:backups.bucketStack:",
+        "owns its backups bucket",
+    ),
     ("wrong environment", _set("environment", "prod"), "bankflow:environment:", "staging, production"),
     ("bool as number", _set("server.volumeSizeGb", True), "bankflow:server.volumeSizeGb:", "integer"),
     ("section not a mapping", _set("edge", "on"), "bankflow:edge:", "mapping"),

@@ -20,6 +20,7 @@ import pulumi
 import pulumi_command.remote as remote
 
 from bankflow_infra.catalog import BIN_DIR, HOST_ROOT, SSH_PORT, SSH_USER
+from bankflow_infra.components.backups import DATA_VOLUME_LABEL
 from bankflow_infra.components.credentials import Credentials
 from bankflow_infra.components.server import Server
 from bankflow_infra.render import Bundle
@@ -41,10 +42,12 @@ WAIT_CLOUD_INIT_COMMAND: Final = (
 
 def bootstrap_command(settings: Settings) -> str:
     """Unpack the stdin payload into a private temp dir and run the host setup from it."""
+    # With a data volume, the setup mounts it (by filesystem label) before PostgreSQL starts.
+    volume = f"BANKFLOW_DATA_VOLUME_LABEL={DATA_VOLUME_LABEL} " if settings.server.volume_size_gb > 0 else ""
     return (
         "set -eu; work=$(mktemp -d); trap 'rm -rf \"$work\"' EXIT; "
         'base64 -d | tar -xz --no-same-owner -C "$work"; '
-        f"BANKFLOW_HOME={HOST_ROOT} BANKFLOW_SWAP_GB={settings.server.swap_gb} "
+        f"BANKFLOW_HOME={HOST_ROOT} BANKFLOW_SWAP_GB={settings.server.swap_gb} {volume}"
         'bash "$work/bootstrap/host-setup.sh" "$work"'
     )
 
@@ -111,7 +114,7 @@ class Host(pulumi.ComponentResource):
             stdin=bootstrap_text,
             triggers=[bootstrap_digest],
             add_previous_output_in_env=False,
-            opts=on_droplet([wait]),
+            opts=on_droplet([wait, *([server.volume_attachment] if server.volume_attachment else [])]),
         )
 
         payload: pulumi.Output[str] = bundle.apply(deploy_payload)

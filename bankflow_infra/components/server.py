@@ -8,6 +8,7 @@ import pulumi
 import pulumi_digitalocean as do
 
 from bankflow_infra.catalog import HTTP_PORT, HTTPS_PORT, SSH_PORT
+from bankflow_infra.components.backups import DATA_VOLUME_LABEL
 from bankflow_infra.components.credentials import Credentials
 from bankflow_infra.render.cloud_init import render_host_key_user_data
 from bankflow_infra.settings import Settings
@@ -98,7 +99,7 @@ class Server(pulumi.ComponentResource):
                 region=server.region,
                 size=server.volume_size_gb,
                 initial_filesystem_type="ext4",
-                initial_filesystem_label="bankflow-data",
+                initial_filesystem_label=DATA_VOLUME_LABEL,
                 description=f"PostgreSQL data of BankFlow {settings.stack}",
                 tags=droplet_tags(settings),
                 # Money data: `pulumi destroy` must refuse until someone removes this on purpose.
@@ -132,8 +133,9 @@ class Server(pulumi.ComponentResource):
             ),
         )
         droplet_id = self.droplet.id.apply(int)
+        self.volume_attachment: do.VolumeAttachment | None = None
         if self.volume is not None:
-            do.VolumeAttachment(
+            self.volume_attachment = do.VolumeAttachment(
                 f"{name}-data-attachment",
                 droplet_id=droplet_id,
                 volume_id=self.volume.id,

@@ -71,6 +71,7 @@ class Registration:
     replace_with: tuple[str, ...]
     additional_secret_outputs: tuple[str, ...]
     state: dict[str, Any]  # what the mock "cloud" answered: inputs plus computed values
+    dependencies: tuple[str, ...] = ()  # URNs this resource waits for (depends_on and inputs)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     replace_with=tuple(request.replace_with),
                     additional_secret_outputs=tuple(request.additionalSecretOutputs),
                     state=dict(self.resources[response.urn].state) if response.urn in self.resources else {},
+                    dependencies=tuple(request.dependencies),
                 )
             )
         return response
@@ -189,6 +191,11 @@ class PlanMocks(pulumi.runtime.Mocks):
             resource_id = str(int(_token(name, length=8), 16))
             computed = {
                 "fingerprint": ":".join(_token(name, "fp", length=32)[i : i + 2] for i in range(0, 32, 2))
+            }
+        elif typ == "digitalocean:index/spacesKey:SpacesKey":
+            computed = {
+                "accessKey": "DO00" + _token(name, "ak", length=16).upper(),
+                "secretKey": _token(name, "sk"),
             }
         elif typ == "pulumi:pulumi:StackReference":
             computed = {"outputs": self.referenced_outputs}

@@ -359,3 +359,21 @@ def test_outputs_are_the_documented_contract():
     readme = (REPO_ROOT / "README.md").read_text()
     for name in CONTRACT:
         assert f"`{name}`" in readme, f"README does not document output {name}"
+
+
+@pytest.mark.parametrize(
+    ("plan", "bucket"),
+    [(staging, "bankflow-staging-backups"), (rebuild, "bankflow-production-backups")],
+    ids=["own-bucket", "rebuild-uses-the-environment-bucket"],
+)
+def test_the_droplet_backup_key_may_write_only_its_one_bucket(plan, bucket):
+    def use_production_bucket(config):
+        rebuild_shaped(config)
+        config["bankflow:backups"]["bucketStack"] = "production"
+
+    result = (
+        plan() if plan is staging else run_stack("production-r1", use_production_bucket, base="production")
+    )
+    key = only(result, "digitalocean:index/spacesKey:SpacesKey")
+    assert inputs(key)["grants"] == [{"bucket": bucket, "permission": "readwrite"}]
+    assert "secretKey" in key.additional_secret_outputs

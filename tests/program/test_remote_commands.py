@@ -111,3 +111,12 @@ def test_bootstrap_payload_holds_the_setup_script_host_files_and_agent():
     assert "agent/bankflow-agent" in names
     assert any(name.startswith("host/") for name in names)
     assert not any(name.startswith("secrets/") for name in names)
+
+
+def test_production_bootstrap_mounts_the_data_volume_after_it_is_attached():
+    result = production()
+    bootstrap = commands(result)["bootstrap"]
+    assert "BANKFLOW_DATA_VOLUME_LABEL=bankflow-data " in unwrap(bootstrap.inputs)["create"]
+    attachment = only(result, "digitalocean:index/volumeAttachment:VolumeAttachment")
+    assert attachment.urn in bootstrap.dependencies
+    assert "BANKFLOW_DATA_VOLUME_LABEL" not in unwrap(commands(staging())["bootstrap"].inputs)["create"]
