@@ -81,33 +81,49 @@ class Edge(pulumi.ComponentResource):
 
         if settings.edge.uptime_checks:
             notifications = uptime_notifications(settings.alerts)
+            # Every public hostname (www included), so a broken alias cannot go unnoticed.
             for service in services:
-                check = do.UptimeCheck(
-                    f"{name}-{service.name}-uptime",
-                    name=settings.resource_name(f"{service.name}-uptime"),
-                    target=f"{service.public_url}{service.health_path}",
-                    type="https",
-                    regions=UPTIME_REGIONS,
-                    enabled=True,
-                    opts=child,
-                )
-                do.UptimeAlert(
-                    f"{name}-{service.name}-down",
-                    check_id=check.id,
-                    name=settings.resource_name(f"{service.name}-down"),
-                    type="down",
-                    period="2m",
-                    notifications=notifications,
-                    opts=child,
-                )
-                do.UptimeAlert(
-                    f"{name}-{service.name}-cert-expiry",
-                    check_id=check.id,
-                    name=settings.resource_name(f"{service.name}-cert-expiry"),
-                    type="ssl_expiry",
-                    threshold=CERT_EXPIRY_WARNING_DAYS,
-                    period="2m",
-                    notifications=notifications,
-                    opts=child,
-                )
+                for hostname in service.hostnames:
+                    self._uptime(
+                        name, settings, hostname, f"https://{hostname}{service.health_path}", notifications
+                    )
         self.register_outputs({})
+
+    def _uptime(
+        self,
+        name: str,
+        settings: Settings,
+        hostname: str,
+        target: str,
+        notifications: list[do.UptimeAlertNotificationArgs],
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        label = hostname.replace(".", "-")
+        check = do.UptimeCheck(
+            f"{name}-{hostname}-uptime",
+            name=settings.resource_name(f"{label}-uptime"),
+            target=target,
+            type="https",
+            regions=UPTIME_REGIONS,
+            enabled=True,
+            opts=child,
+        )
+        do.UptimeAlert(
+            f"{name}-{hostname}-down",
+            check_id=check.id,
+            name=settings.resource_name(f"{label}-down"),
+            type="down",
+            period="2m",
+            notifications=notifications,
+            opts=child,
+        )
+        do.UptimeAlert(
+            f"{name}-{hostname}-cert-expiry",
+            check_id=check.id,
+            name=settings.resource_name(f"{label}-cert-expiry"),
+            type="ssl_expiry",
+            threshold=CERT_EXPIRY_WARNING_DAYS,
+            period="2m",
+            notifications=notifications,
+            opts=child,
+        )

@@ -224,14 +224,11 @@ def test_monitor_alerts_cover_cpu_memory_and_disk_to_the_configured_recipients()
     assert all(a["alerts"]["emails"] == ["ops@conciliaextrato.com"] for a in alerts)
 
 
-def test_uptime_checks_cover_every_public_url():
+def test_uptime_checks_cover_every_public_hostname():
     checks = [inputs(c) for c in production().recorder.of_type("digitalocean:index/uptimeCheck:UptimeCheck")]
-    assert sorted(c["target"] for c in checks) == sorted(
-        f"https://{h}/health"
-        for h in ("conciliaextrato.com", "app.conciliaextrato.com", "api.conciliaextrato.com")
-    )
-    alerts = production().recorder.of_type("digitalocean:index/uptimeAlert:UptimeAlert")
-    assert {inputs(a)["type"] for a in alerts} == {"down", "ssl_expiry"}
+    assert sorted(c["target"] for c in checks) == sorted(f"https://{h}/health" for h in PRODUCTION_HOSTS)
+    alerts = [inputs(a) for a in production().recorder.of_type("digitalocean:index/uptimeAlert:UptimeAlert")]
+    assert sorted(a["type"] for a in alerts) == sorted(["down", "ssl_expiry"] * len(PRODUCTION_HOSTS))
 
 
 def test_origin_certificate_covers_the_environment_hostnames():
