@@ -19,7 +19,7 @@ from bankflow_infra.components.edge import Edge
 from bankflow_infra.components.host import Host
 from bankflow_infra.components.monitoring import Monitoring
 from bankflow_infra.components.origin_cert import OriginCertificate
-from bankflow_infra.components.server import Server
+from bankflow_infra.components.server import DataVolume, Server
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
 from bankflow_infra.settings import NAMESPACE, TOP_LEVEL_KEYS, Settings, parse_settings
 
@@ -137,9 +137,12 @@ def build(settings: Settings) -> Built:
 
     origin_ipv4: pulumi.Input[str] | None = None
     origin_ipv6: pulumi.Input[str] | None = None
+    volume = DataVolume("data", settings).volume if settings.server.volume_size_gb > 0 else None
+    if volume is not None:
+        project_urns.append(volume.volume_urn)
     if settings.server.enabled:
         credentials = Credentials("credentials")
-        server = Server("server", settings, credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs)
+        server = Server("server", settings, credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs, volume)
         certificate = OriginCertificate("origin-cert", settings, _origin_ca_provider())
         Monitoring("monitoring", settings, server.droplet)
         BackupAccess("backup-access", settings)

@@ -60,6 +60,7 @@ class Server(pulumi.ComponentResource):
         credentials: Credentials,
         cloudflare_v4: pulumi.Input[Sequence[str]],
         cloudflare_v6: pulumi.Input[Sequence[str]],
+        volume: do.Volume | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("bankflow:index:Server", name, None, opts)
@@ -91,21 +92,7 @@ class Server(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.volume = None
-        if server.volume_size_gb > 0:
-            self.volume = do.Volume(
-                f"{name}-data",
-                name=settings.resource_name("data"),
-                region=server.region,
-                size=server.volume_size_gb,
-                initial_filesystem_type="ext4",
-                initial_filesystem_label=DATA_VOLUME_LABEL,
-                description=f"PostgreSQL data of BankFlow {settings.stack}",
-                tags=droplet_tags(settings),
-                # Money data: `pulumi destroy` must refuse until someone removes this on purpose.
-                opts=pulumi.ResourceOptions(parent=self, protect=True),
-            )
-
+        self.volume = volume
         user_data: pulumi.Output[str] = pulumi.Output.all(
             credentials.host_private_key, credentials.host_public_key
         ).apply(lambda keys: render_host_key_user_data(keys[0], keys[1]))
@@ -156,6 +143,29 @@ class Server(pulumi.ComponentResource):
         self.ipv4 = self.droplet.ipv4_address
         self.ipv6 = self.droplet.ipv6_address
         self.resource_urns = [self.droplet.droplet_urn]
-        if self.volume is not None:
-            self.resource_urns.append(self.volume.volume_urn)
         self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6})
+
+
+class DataVolume(pulumi.ComponentResource):
+    """PostgreSQL's block volume (production). Declared whenever the stack configures one, even
+    with the server layer off: it is `protect`ed, and a retired server must not make `pulumi up`
+    try (and refuse) to delete the last copy of the data."""
+
+    volume: do.Volume
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("bankflow:index:DataVolume", name, None, opts)
+        server = settings.server
+        self.volume = do.Volume(
+            f"{name}-volume",
+            name=settings.resource_name("data"),
+            region=server.region,
+            size=server.volume_size_gb,
+            initial_filesystem_type="ext4",
+            initial_filesystem_label=DATA_VOLUME_LABEL,
+            description=f"PostgreSQL data of BankFlow {settings.stack}",
+            tags=droplet_tags(settings),
+            # Money data: `pulumi destroy` must refuse until someone removes this on purpose.
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        self.register_outputs({})

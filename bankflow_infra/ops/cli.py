@@ -19,6 +19,7 @@ EXIT_BAD_INPUT = 2
 COMMANDS = (
     "bankflow_infra.ops.plan_command",
     "bankflow_infra.ops.health_command",
+    "bankflow_infra.ops.rebuild_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

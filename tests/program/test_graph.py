@@ -241,7 +241,7 @@ def test_everything_is_grouped_in_the_stack_project():
     project = inputs(only(production(), "digitalocean:index/project:Project"))
     assert project["name"] == "BankFlow production"
     assert sorted(project["resources"]) == sorted(
-        ["do:droplet:100000001", "do:volume:server-data-id", "do:space:bankflow-production-backups"]
+        ["do:droplet:100000001", "do:volume:data-volume-id", "do:space:bankflow-production-backups"]
     )
 
 
@@ -374,3 +374,13 @@ def test_the_droplet_backup_key_may_write_only_its_one_bucket(plan, bucket):
     key = only(result, "digitalocean:index/spacesKey:SpacesKey")
     assert inputs(key)["grants"] == [{"bucket": bucket, "permission": "readwrite"}]
     assert "secretKey" in key.additional_secret_outputs
+
+
+def test_a_retired_production_server_keeps_its_protected_data_volume():
+    result = cut_over()  # production with its own server switched off
+    volume = only(result, VOLUME)
+    assert volume.protect is True
+    assert inputs(volume)["name"] == "bankflow-production-data"
+    # Same URN as while the server was on: turning the server off never deletes the volume.
+    assert volume.urn.endswith("bankflow:index:DataVolume$digitalocean:index/volume:Volume::data-volume")
+    assert only(production(), VOLUME).urn.split("::")[-1] == "data-volume"
