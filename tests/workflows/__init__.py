@@ -1,0 +1,1 @@
+"""The GitHub workflows: lint (actionlint + shellcheck) and the wiring users rely on."""
