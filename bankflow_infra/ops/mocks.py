@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -217,38 +218,28 @@ class PlanMocks(pulumi.runtime.Mocks):
         return {}, no_failures
 
 
-def is_secret(value: Any) -> bool:
-    return bool(rpc.is_rpc_secret(value))
+def map_secrets(value: Any, on_secret: Callable[[Any], Any]) -> Any:
+    """``value`` (a recorded input: dicts, lists, scalars) with each secret-marked part replaced
+    by ``on_secret(its plain value)``."""
+    if rpc.is_rpc_secret(value):
+        return on_secret(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: map_secrets(v, on_secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_secrets(v, on_secret) for v in value]
+    return value
 
 
 def unwrap(value: Any) -> Any:
     """A recorded input with every secret marker removed (for tests that inspect values)."""
-    if rpc.is_rpc_secret(value):
-        return unwrap(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
+    return map_secrets(value, unwrap)
 
 
 def without_secrets(value: Any) -> Any:
     """A recorded input with every secret-marked part dropped: what Pulumi stores in plain text."""
-    if rpc.is_rpc_secret(value):
-        return None
-    if isinstance(value, dict):
-        return {k: without_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_secrets(v) for v in value]
-    return value
+    return map_secrets(value, lambda _: None)
 
 
 def redact(value: Any) -> Any:
     """A recorded input with every secret replaced by ``[secret]`` (for display)."""
-    if rpc.is_rpc_secret(value):
-        return "[secret]"
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+    return map_secrets(value, lambda _: "[secret]")
