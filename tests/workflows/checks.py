@@ -31,6 +31,14 @@ NEEDS_ENVIRONMENT = re.compile(
     r"\bpulumi (?:up|config set)\b|\bbankflow-infra (?:rollback|rebuild|cutover)\b"
 )
 HEALTH = re.compile(r"\bbankflow-infra health\b")
+# The only write scopes, by job name: the preview comment, and the jobs that open a pull request
+# with stack config (release.yml, emergency.yml).
+WRITE_SCOPES: dict[str, set[str]] = {
+    "preview": {"pull-requests"},
+    "pull-request": {"contents", "pull-requests"},
+}
+# Deploy credentials: a job that can push to the repository must hold none of them.
+PULUMI_USE = re.compile(r"\bpulumi\b|\bbankflow-infra (?!plan\b)[a-z]+")
 # Scripts that print every variable, secrets included: xtrace, `env`, `printenv`.
 DUMPS_ENVIRONMENT = re.compile(r"\bset -[a-z]*x|^\s*env\s*$|\bprintenv\b", re.MULTILINE)
 
@@ -175,7 +183,7 @@ def hygiene_problems(workflow: Workflow) -> list[str]:
             problems.append(f"{where}: no `permissions` of its own")
         else:
             for scope, level in permissions.items():
-                if level == "write" and (scope, job_name) != ("pull-requests", "preview"):
+                if level == "write" and scope not in WRITE_SCOPES.get(job_name, set()):
                     problems.append(f"{where}: {scope}: write")
         if "steps" in job and "timeout-minutes" not in job:
             problems.append(f"{where}: no timeout-minutes")
@@ -187,6 +195,29 @@ def hygiene_problems(workflow: Workflow) -> list[str]:
             script = run_text(candidate).strip()
             if "\n" in script and not script.startswith("set -euo pipefail"):
                 problems.append(f"{where}.steps[{index}]: a multi-line run without `set -euo pipefail` first")
+    return problems
+
+
+def write_job_problems(workflow: Workflow) -> list[str]:
+    """A job that can push (contents: write) holds no deploy credentials and changes no stack.
+
+    No environment, no secret but GITHUB_TOKEN, no pulumi and no bankflow-infra command beyond the
+    offline `plan`: it writes to git, and a deploy happens only from what git then holds.
+    """
+    problems = []
+    for job_name, job in jobs(workflow).items():
+        if (job.get("permissions") or {}).get("contents") != "write":
+            continue
+        where = f"jobs.{job_name}"
+        if job.get("environment") or job.get("uses"):
+            problems.append(f"{where}: can push and runs behind an environment or a reusable workflow")
+        for path, value in _walk(job, where):
+            if isinstance(value, str) and re.search(r"\bsecrets\.(?!GITHUB_TOKEN\b)", value):
+                problems.append(f"{path}: a secret other than GITHUB_TOKEN in a job that can push")
+        for index, candidate in enumerate(steps(job)):
+            uses = str(candidate.get("uses") or "")
+            if uses.startswith("pulumi/") or PULUMI_USE.search(commands(candidate)):
+                problems.append(f"{where}.steps[{index}]: pulumi or a stack command in a job that can push")
     return problems
 
 
@@ -243,6 +274,7 @@ def all_problems(text: str) -> list[str]:
         + secret_leaks(workflow)
         + run_injections(workflow)
         + hygiene_problems(workflow)
+        + write_job_problems(workflow)
         + environment_problems(workflow)
         + health_gate_problems(workflow)
     )

@@ -121,7 +121,7 @@ def test_unpinning_a_real_workflow_is_caught(name: str, old: str, new: str) -> N
 def test_echoing_a_secret_in_a_real_workflow_is_caught() -> None:
     broken = _mutated(
         "deploy-stack.yml",
-        'pulumi config set --path bankflow:release.tag "$RELEASE_TAG" -s "$STACK"',
+        'venv/bin/bankflow-infra rollback "$STACK" --yes',
         'echo "token: $PULUMI_ACCESS_TOKEN"',
     )
     assert checks.secret_leaks(checks.load(broken))
@@ -156,3 +156,69 @@ def test_breaking_the_health_gate_is_caught(name: str, old: str, new: str) -> No
 )
 def test_breaking_environment_or_concurrency_is_caught(name: str, old: str, new: str) -> None:
     assert checks.environment_problems(checks.load(_mutated(name, old, new)))
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        # a write scope on a job that is not a pull-request job
+        (
+            "release.yml",
+            "  validate:\n    runs-on: ubuntu-latest\n    timeout-minutes: 5\n    permissions: {}\n",
+            "  validate:\n    runs-on: ubuntu-latest\n    timeout-minutes: 5\n    permissions:\n"
+            "      contents: write\n",
+        ),
+        (
+            "emergency.yml",
+            "    permissions:\n      contents: read\n    outputs:\n",
+            "    permissions:\n      contents: read\n      pull-requests: write\n    outputs:\n",
+        ),
+        # a scope the pull-request job does not need
+        (
+            "release.yml",
+            "      pull-requests: write # open the pull request\n",
+            "      pull-requests: write # open the pull request\n      actions: write\n",
+        ),
+    ],
+    ids=["validate-contents", "rebuild-pull-requests", "pr-actions"],
+)
+def test_write_scopes_outside_the_pull_request_jobs_are_caught(name: str, old: str, new: str) -> None:
+    assert checks.hygiene_problems(checks.load(_mutated(name, old, new)))
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        # deploy credentials in a job that can push
+        (
+            "release.yml",
+            "    runs-on: ubuntu-latest\n    timeout-minutes: 15\n",
+            "    runs-on: ubuntu-latest\n    timeout-minutes: 15\n    environment: production\n",
+        ),
+        (
+            "release.yml",
+            "          GH_REPO: ${{ github.repository }}\n",
+            "          GH_REPO: ${{ github.repository }}\n          P: ${{ secrets.PULUMI_ACCESS_TOKEN }}\n",
+        ),
+        (
+            "emergency.yml",
+            "          GH_REPO: ${{ github.repository }}\n",
+            "          GH_REPO: ${{ github.repository }}\n          T: ${{ secrets.CLOUDFLARE_API_TOKEN }}\n",
+        ),
+        # a deploy from the job that can push
+        (
+            "release.yml",
+            'run: venv/bin/bankflow-infra plan "$STACK" --out "$RUNNER_TEMP/plan"',
+            'run: pulumi up --yes --stack "$STACK"',
+        ),
+        (
+            "emergency.yml",
+            '          if ! git apply "$patch"; then\n',
+            '          venv/bin/bankflow-infra cutover "$STACK" --to "$NEW_STACK" --yes\n'
+            '          if ! git apply "$patch"; then\n',
+        ),
+    ],
+    ids=["environment", "release-secret", "emergency-secret", "pulumi-up", "cutover"],
+)
+def test_deploy_credentials_in_a_job_that_can_push_are_caught(name: str, old: str, new: str) -> None:
+    assert checks.write_job_problems(checks.load(_mutated(name, old, new)))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bankflow_infra.settings import _TAG_RE
 from tests.conftest import REPO
@@ -158,15 +159,35 @@ def test_the_deploy_path_is_up_then_health_gate_then_rollback_then_summary() -> 
         ("production", "refs/heads/staging", False),
         ("production", "refs/heads/feature", False),
         ("staging", "refs/heads/staging", True),
-        ("staging", "refs/heads/main", True),  # a release to staging runs on the default branch
+        ("staging", "refs/heads/main", False),  # staging deploys the staging branch, nothing else
+        ("staging", "refs/heads/feature", False),
         ("prod", "refs/heads/main", False),
         ("", "refs/heads/main", False),
     ],
 )
-def test_the_guard_refuses_production_off_main(tmp_path: Path, stack: str, ref: str, ok: bool) -> None:
+def test_the_guard_deploys_each_stack_only_from_its_branch(
+    tmp_path: Path, stack: str, ref: str, ok: bool
+) -> None:
     guard = checks.step(checks.read("deploy-stack.yml"), "up", "guard")
-    code, _, output = _run(guard["run"], tmp_path, STACK=stack, GITHUB_REF=ref, RELEASE_TAG="")
+    code, _, output = _run(guard["run"], tmp_path, STACK=stack, GITHUB_REF=ref)
     assert (code == 0) == ok, output
+
+
+def test_the_deploy_path_deploys_only_the_committed_config() -> None:
+    reusable = checks.read("deploy-stack.yml")
+    assert set(checks.triggers(reusable)["workflow_call"]["inputs"]) == {"stack", "ref"}
+    [job] = checks.jobs(reusable).values()
+    for candidate in checks.steps(job):
+        assert "pulumi config set" not in checks.run_text(candidate)
+        assert "pulumi config rm" not in checks.run_text(candidate)
+    # Its only caller is deploy.yml: a push to the stack's branch.
+    callers = {
+        (path.name, job_name)
+        for path in checks.workflow_files()
+        for job_name, other in checks.jobs(checks.load(path.read_text())).items()
+        if other.get("uses") == REUSABLE
+    }
+    assert callers == {("deploy.yml", "staging"), ("deploy.yml", "production")}
 
 
 def test_pulumi_cli_matches_the_pinned_sdk() -> None:
@@ -205,12 +226,100 @@ BAD_TAGS = [
     "a" * 129,
     "ção",
 ]
+# Stack -> the branch that deploys it (deploy.yml), where releases and cutovers are proposed.
+STACK_BRANCHES = {"staging": "staging", "production": "main"}
+# Scopes any job may write, across every workflow: the preview comment and the two PR jobs.
+EXPECTED_WRITES = {
+    ("preview.yml", "preview", "pull-requests"),
+    ("release.yml", "pull-request", "contents"),
+    ("release.yml", "pull-request", "pull-requests"),
+    ("emergency.yml", "pull-request", "contents"),
+    ("emergency.yml", "pull-request", "pull-requests"),
+}
+FAKE_GH = """#!/bin/sh
+# Stand-in for the GitHub CLI: records each call, answers `pr list` and `pr create`.
+printf '%s\\n' "$*" >>"$GH_LOG"
+case "$1 $2" in
+  "pr list") printf '%s\\n' "${GH_OPEN_PR:-}" ;;
+  "pr create") echo "https://github.com/bankflow/infra/pull/7" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def _git(cwd: Path, *args: str) -> str:
+    command = ["git", "-C", str(cwd), "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+class Sandbox:
+    """A bare `origin` with staging and main holding the real stack files, a checkout of one of
+    them as actions/checkout leaves it, and a stand-in `gh`: the workflow steps run for real."""
+
+    def __init__(self, tmp_path: Path, base: str) -> None:
+        self.tmp = tmp_path
+        self.origin = tmp_path / "origin.git"
+        seed = tmp_path / "seed"
+        seed.mkdir(parents=True)
+        for stack in STACK_BRANCHES:
+            name = f"Pulumi.{stack}.yaml"
+            (seed / name).write_text((REPO / name).read_text())
+        (seed / ".gitignore").write_text("venv/\n")
+        _git(seed, "init", "-q", "-b", "main")
+        _git(seed, "add", ".")
+        _git(seed, "commit", "-qm", "stacks")
+        _git(seed, "branch", "staging")
+        subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(self.origin)], check=True)
+        self.work = tmp_path / "work"
+        subprocess.run(
+            ["git", "clone", "-q", "--depth", "1", "--branch", base, f"file://{self.origin}", str(self.work)],
+            check=True,
+        )
+        (self.work / "venv" / "bin").mkdir(parents=True)
+        (self.work / "venv" / "bin" / "python").symlink_to(sys.executable)
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        (self.bin / "gh").write_text(FAKE_GH)
+        (self.bin / "gh").chmod(0o755)
+        self.runner_temp = tmp_path / "runner"
+        self.runner_temp.mkdir()
+        self.gh_log = tmp_path / "gh.log"
+        self.gh_log.write_text("")
+
+    def run(self, script: str, **env: str) -> tuple[int, dict[str, str], str]:
+        env.setdefault("GH_TOKEN", "stand-in")  # read by `gh` only, which is the stand-in
+        return _run(
+            f"cd {self.work}\n{script}",
+            self.tmp,
+            PATH=f"{self.bin}:{os.environ['PATH']}",
+            HOME=str(self.tmp),
+            RUNNER_TEMP=str(self.runner_temp),
+            GH_LOG=str(self.gh_log),
+            GITHUB_ACTOR="release-bot",
+            GITHUB_EVENT_NAME="repository_dispatch",
+            GITHUB_SERVER_URL="https://github.com",
+            GITHUB_REPOSITORY="bankflow/infra",
+            GITHUB_RUN_ID="1234",
+            **env,
+        )
+
+    def gh_calls(self) -> list[str]:
+        return self.gh_log.read_text().splitlines()
+
+    def pushed(self, branch: str, path: str) -> str:
+        return _git(self.origin, "show", f"{branch}:{path}")
+
+
+def _release_steps() -> dict[str, checks.Step]:
+    job = checks.jobs(checks.read("release.yml"))["pull-request"]
+    return {s.get("id") or s["name"]: s for s in checks.steps(job)}
 
 
 def test_the_release_tag_grammar_is_the_one_settings_accepts() -> None:
-    for path, job, step_id in (("release.yml", "validate", "request"), ("deploy-stack.yml", "up", "guard")):
-        script = checks.step(checks.read(path), job, step_id)["run"]
-        assert f"pattern='{_TAG_RE.pattern}'" in script, path
+    for job, step_id in (("validate", "request"), ("pull-request", "edit")):
+        script = checks.step(checks.read("release.yml"), job, step_id)["run"]
+        assert f"pattern='{_TAG_RE.pattern}'" in script, step_id
 
 
 def test_the_example_tags_agree_with_settings() -> None:
@@ -225,45 +334,228 @@ def test_the_release_tag_is_validated_before_use(tmp_path: Path, tag: str) -> No
     accepted = tag in GOOD_TAGS
     assert (code == 0) == accepted, output
     assert outputs == ({"tag": tag, "stack": "production", "ref": "main"} if accepted else {})
-    guard = checks.step(checks.read("deploy-stack.yml"), "up", "guard")
-    code, _, output = _run(
-        guard["run"], tmp_path, STACK="staging", GITHUB_REF="refs/heads/main", RELEASE_TAG=tag
-    )
-    assert (code == 0) == (accepted or tag == ""), output  # "" = no tag: keep the committed one
+    # The pull-request job checks it again before its first use, and touches nothing if bad.
+    sandbox = Sandbox(tmp_path / "sandbox", "main")
+    edit = _release_steps()["edit"]
+    assert edit["run"].index("pattern=") < edit["run"].index("venv/bin/python")
+    code, outputs, output = sandbox.run(edit["run"], TAG=tag, STACK="production")
+    assert (code == 0) == accepted, output
+    if not accepted:
+        assert outputs == {}
+        assert _git(sandbox.work, "status", "--porcelain") == ""
+
+
+def test_the_tag_reaches_nothing_but_the_validating_step_unchecked() -> None:
+    release = checks.read("release.yml")
+    text = (checks.WORKFLOWS / "release.yml").read_text()
+    # The payload and the raw input are read in exactly one place: the validating step's env.
+    raw = [line.strip() for line in text.splitlines() if re.search(r"client_payload|inputs\.", line)]
+    raw = [line for line in raw if "${{" in line]
+    request = checks.step(release, "validate", "request")
+    assert sorted(raw) == sorted(f"{key}: {value}" for key, value in request["env"].items())
+    # Everything else gets the validated outputs, in a job that needs the validation.
+    job = checks.jobs(release)["pull-request"]
+    assert job["needs"] == "validate"
+    assert job["env"] == {
+        "STACK": "${{ needs.validate.outputs.stack }}",
+        "TAG": "${{ needs.validate.outputs.tag }}",
+        "BASE": "${{ needs.validate.outputs.ref }}",
+    }
 
 
 @pytest.mark.parametrize(("stack", "ref"), [("staging", "staging"), ("production", "main"), ("dev", None)])
-def test_the_release_deploys_the_stacks_branch(tmp_path: Path, stack: str, ref: str | None) -> None:
+def test_the_release_targets_the_stacks_branch(tmp_path: Path, stack: str, ref: str | None) -> None:
     request = checks.step(checks.read("release.yml"), "validate", "request")
     code, outputs, output = _run(request["run"], tmp_path, TAG="2026.11.26-1", STACK=stack)
     assert (code == 0) == (ref is not None), output
     assert outputs.get("ref") == ref
+    if ref is not None:
+        assert STACK_BRANCHES[stack] == ref
 
 
-def test_the_release_goes_through_the_deploy_path_with_the_validated_tag() -> None:
+def test_release_never_deploys() -> None:
     release = checks.read("release.yml")
     on = checks.triggers(release)
     assert on["repository_dispatch"] == {"types": ["release"]}
     assert set(on["workflow_dispatch"]["inputs"]) == {"environment", "tag"}
     jobs = checks.jobs(release)
-    assert jobs["deploy"]["uses"] == REUSABLE
-    assert jobs["deploy"]["needs"] == "validate"
-    assert jobs["deploy"]["with"] == {
-        "stack": "${{ needs.validate.outputs.stack }}",
-        "ref": "${{ needs.validate.outputs.ref }}",
-        "release-tag": "${{ needs.validate.outputs.tag }}",
+    assert set(jobs) == {"validate", "pull-request"}
+    for job_name, job in jobs.items():
+        assert "uses" not in job, job_name  # no deploy-stack.yml, no other reusable workflow
+        assert "environment" not in job, job_name  # no deploy credentials at all
+        for candidate in checks.steps(job):
+            script = checks.commands(candidate)  # without echo and comment lines
+            assert not re.search(r"\bpulumi (?:up|config|stack|refresh|destroy)\b", script), job_name
+            assert "bankflow-infra rollback" not in script
+            assert not str(candidate.get("uses", "")).startswith(PULUMI_ACTION)
+
+
+def test_write_permissions_only_on_the_pull_request_jobs() -> None:
+    writes = {
+        (path.name, job_name, scope)
+        for path in checks.workflow_files()
+        for job_name, job in checks.jobs(checks.load(path.read_text())).items()
+        for scope, level in (job.get("permissions") or {}).items()
+        if level == "write"
     }
-    # The payload is read in exactly one place: the validating step's env.
-    text = (checks.WORKFLOWS / "release.yml").read_text()
-    payload_lines = [line.strip() for line in text.splitlines() if "client_payload" in line and "${{" in line]
-    request = checks.step(release, "validate", "request")
-    assert sorted(payload_lines) == sorted(f"{key}: {value}" for key, value in request["env"].items())
-    # In the deploy path the tag reaches `pulumi config set` only through env, after the guard.
-    [job] = checks.jobs(checks.read("deploy-stack.yml")).values()
-    set_tag = next(s for s in checks.steps(job) if "pulumi config set" in s.get("run", ""))
-    assert set_tag["env"]["RELEASE_TAG"] == "${{ inputs.release-tag }}"
-    assert 'pulumi config set --path bankflow:release.tag "$RELEASE_TAG" -s "$STACK"' in set_tag["run"]
-    assert checks.steps(job).index(set_tag) < [s.get("id") for s in checks.steps(job)].index("up")
+    assert writes == EXPECTED_WRITES
+    for path in checks.workflow_files():
+        workflow = checks.load(path.read_text())
+        assert workflow["permissions"] == {}, path.name
+        assert checks.write_job_problems(workflow) == [], path.name
+    for name in ("release.yml", "emergency.yml"):
+        job = checks.jobs(checks.read(name))["pull-request"]
+        assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+        assert "environment" not in job
+        assert job["runs-on"] == "ubuntu-latest"
+        [checkout] = [s for s in checks.steps(job) if s.get("uses", "").startswith("actions/checkout@")]
+        assert checkout["with"]["persist-credentials"] is False
+        [pr] = [s for s in checks.steps(job) if s.get("id") == "pr"]
+        assert pr["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"  # noqa: S105 (an expression)
+        # The token is in the env of the one step that pushes and opens the pull request.
+        others = [s for s in checks.steps(job) if s is not pr]
+        for other in others:
+            handed = json.dumps([other.get("env"), other.get("with")])
+            assert "secrets." not in handed, other
+            assert "github.token" not in handed, other
+
+
+def test_the_pull_request_step_is_the_same_in_release_and_emergency() -> None:
+    release = checks.step(checks.read("release.yml"), "pull-request", "pr")
+    emergency = checks.step(checks.read("emergency.yml"), "pull-request", "pr")
+    assert release["run"] == emergency["run"]
+    assert {k: v for k, v in release["env"].items() if k not in ("BRANCH", "TITLE")} == {
+        k: v for k, v in emergency["env"].items() if k not in ("BRANCH", "TITLE")
+    }
+    assert 'gh pr create --base "$BASE" --head "$BRANCH"' in release["run"]
+    assert "gh pr merge" not in release["run"]  # no auto-merge: a bot merge would start no deploy
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+@pytest.mark.parametrize("tag", ["2026.12.01-1", "1", "a" * 128])
+def test_a_release_opens_a_pull_request_against_the_stacks_branch(
+    tmp_path: Path, stack: str, tag: str
+) -> None:
+    base = STACK_BRANCHES[stack]
+    sandbox = Sandbox(tmp_path, base)
+    steps = _release_steps()
+    job = checks.jobs(checks.read("release.yml"))["pull-request"]
+    [checkout] = [s for s in checks.steps(job) if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["ref"] == "${{ needs.validate.outputs.ref }}"
+    code, outputs, output = sandbox.run(steps["edit"]["run"], TAG=tag, STACK=stack, BASE=base)
+    assert code == 0, output
+    branch = f"release/{stack}-{tag}"
+    assert outputs == {"branch": branch, "title": f"release: {stack} {tag}"}
+    assert steps["pr"]["env"]["BRANCH"] == "${{ steps.edit.outputs.branch }}"
+    code, outputs, output = sandbox.run(
+        steps["pr"]["run"], BASE=base, BRANCH=branch, TITLE=f"release: {stack} {tag}"
+    )
+    assert code == 0, output
+    assert outputs == {"url": "https://github.com/bankflow/infra/pull/7"}
+    # The pushed branch is the base plus one commit changing the one line of the one stack file.
+    assert _git(sandbox.origin, "rev-parse", f"{branch}^") == _git(sandbox.origin, "rev-parse", base)
+    changed = _git(sandbox.origin, "diff", "--name-only", base, branch).split()
+    assert changed == [f"Pulumi.{stack}.yaml"]
+    numstat = _git(sandbox.origin, "diff", "--numstat", base, branch).split()
+    assert numstat[:2] == ["1", "1"]
+    before = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    after = yaml.safe_load(sandbox.pushed(branch, f"Pulumi.{stack}.yaml"))
+    assert after["config"]["bankflow:release"]["tag"] == tag  # a string, "1" included
+    before["config"]["bankflow:release"]["tag"] = tag
+    assert after == before
+    create = [call for call in sandbox.gh_calls() if call.startswith("pr create")]
+    assert create == [
+        f"pr create --base {base} --head {branch} --title release: {stack} {tag} "
+        f"--body-file {sandbox.runner_temp}/pull-request.md"
+    ]
+    body = (sandbox.runner_temp / "pull-request.md").read_text()
+    assert f'+    tag: "{tag}"' in body
+    assert "close and reopen" in body
+    # The summary links the pull request and says nothing was deployed.
+    summary = tmp_path / "summary.md"
+    code, _, output = sandbox.run(
+        steps["Job summary"]["run"],
+        TAG=tag,
+        STACK=stack,
+        BASE=base,
+        EDIT="success",
+        PR="success",
+        URL="https://github.com/bankflow/infra/pull/7",
+        GITHUB_STEP_SUMMARY=str(summary),
+    )
+    assert code == 0, output
+    assert "https://github.com/bankflow/infra/pull/7" in summary.read_text()
+    assert "Nothing was deployed" in summary.read_text()
+
+
+def test_a_release_of_the_committed_tag_opens_nothing(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path, "main")
+    stack_file = yaml.safe_load((REPO / "Pulumi.production.yaml").read_text())
+    committed = stack_file["config"]["bankflow:release"]["tag"]
+    steps = _release_steps()
+    code, outputs, output = sandbox.run(steps["edit"]["run"], TAG=committed, STACK="production")
+    assert code == 0, output
+    code, outputs, output = sandbox.run(
+        steps["pr"]["run"], BASE="main", BRANCH=outputs["branch"], TITLE=outputs["title"]
+    )
+    assert code == 0, output
+    assert outputs == {}
+    assert "Nothing to change" in output
+    assert sandbox.gh_calls() == []
+
+
+def test_a_rerun_reports_the_open_pull_request_instead_of_pushing(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path, "staging")
+    steps = _release_steps()
+    code, outputs, output = sandbox.run(steps["edit"]["run"], TAG="2026.12.01-1", STACK="staging")
+    assert code == 0, output
+    code, outputs, output = sandbox.run(
+        steps["pr"]["run"],
+        BASE="staging",
+        BRANCH=outputs["branch"],
+        TITLE=outputs["title"],
+        GH_OPEN_PR="https://github.com/bankflow/infra/pull/6",
+    )
+    assert code == 0, output
+    assert outputs == {"url": "https://github.com/bankflow/infra/pull/6"}
+    assert not any(call.startswith("pr create") for call in sandbox.gh_calls())
+    assert "release/staging-2026.12.01-1" not in _git(sandbox.origin, "branch", "--list")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("config:\n  bankflow:environment: staging\n", "found 0"),
+        ("config:\n  bankflow:release:\n    registry: r\n", "expected one `tag:`"),
+        ("config:\n  bankflow:release:\n    tag: a\n    tag: b\n", "expected one `tag:`"),
+    ],
+)
+def test_the_tag_edit_refuses_a_file_it_does_not_understand(tmp_path: Path, text: str, problem: str) -> None:
+    sandbox = Sandbox(tmp_path, "staging")
+    (sandbox.work / "Pulumi.staging.yaml").write_text(text)
+    code, _, output = sandbox.run(_release_steps()["edit"]["run"], TAG="2026.12.01-1", STACK="staging")
+    assert code != 0
+    assert problem in output
+    assert (sandbox.work / "Pulumi.staging.yaml").read_text() == text
+
+
+def test_the_tag_edit_keeps_comments_and_layout(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path, "staging")
+    stack_file = sandbox.work / "Pulumi.staging.yaml"
+    head = "# header\nconfig:\n  bankflow:release:   # the app\n    registry: ghcr.io/x  # pinned\n"
+    tail = "    images:\n      tag: not-this-one\n  bankflow:backups:\n    region: nyc3\n"
+    stack_file.write_text(f"{head}    tag: '2026.11.26-1'\n{tail}")
+    code, _, output = sandbox.run(_release_steps()["edit"]["run"], TAG="2026.12.01-1", STACK="staging")
+    assert code == 0, output
+    assert stack_file.read_text() == f'{head}    tag: "2026.12.01-1"\n{tail}'
+
+
+def test_the_release_checks_the_edited_file_offline_before_the_pull_request() -> None:
+    job = checks.jobs(checks.read("release.yml"))["pull-request"]
+    order = [s.get("id") or s.get("run") or s.get("uses") for s in checks.steps(job)]
+    plan = 'venv/bin/bankflow-infra plan "$STACK" --out "$RUNNER_TEMP/plan"'
+    assert order.index("./scripts/setup") < order.index("edit") < order.index(plan) < order.index("pr")
+    assert checks.steps(job)[-1]["if"] == "always()"
 
 
 # --- emergency -----------------------------------------------------------------------------
@@ -293,7 +585,11 @@ def test_emergency_requires_the_typed_confirmation(
     )
     assert (code == 0) == ok, output
     if ok:
-        assert outputs == {"stack": environment, "new-stack": new_stack or f"{environment}-r42"}
+        assert outputs == {
+            "stack": environment,
+            "new-stack": new_stack or f"{environment}-r42",
+            "branch": STACK_BRANCHES[environment],
+        }
 
 
 def test_emergency_rebuilds_only_after_confirmation_behind_the_environment() -> None:
@@ -309,10 +605,153 @@ def test_emergency_rebuilds_only_after_confirmation_behind_the_environment() -> 
     rebuild = checks.jobs(emergency)["rebuild"]
     assert rebuild["needs"] == "confirm"
     assert rebuild["environment"] == "${{ needs.confirm.outputs.stack }}"
+    assert rebuild["permissions"] == {"contents": "read"}
     runs = {s.get("id"): s for s in checks.steps(rebuild)}
     assert runs["rebuild"]["run"] == 'venv/bin/bankflow-infra rebuild "$STACK" --name "$NEW_STACK" --yes'
     assert runs["cutover"]["if"] == "inputs.cutover"
     assert runs["cutover"]["run"] == 'venv/bin/bankflow-infra cutover "$STACK" --to "$NEW_STACK" --yes'
+    # It rebuilds and cuts over what the stack's branch holds, where the pull request goes.
+    checkout = checks.steps(rebuild)[0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["ref"] == "${{ needs.confirm.outputs.branch }}"
+
+
+def test_emergency_commits_the_stack_config_through_a_pull_request_after_the_cutover() -> None:
+    emergency = checks.read("emergency.yml")
+    jobs = checks.jobs(emergency)
+    rebuild = checks.steps(jobs["rebuild"])
+    order = [s.get("id") or s.get("name") for s in rebuild]
+    collect = order.index("collect")
+    assert order.index("cutover") < order.index("health-cutover") < collect < len(order) - 2
+    assert rebuild[collect]["if"] == "always()"
+    assert rebuild[collect]["env"] == {"CUTOVER": "${{ steps.cutover.outcome }}"}
+    upload = rebuild[collect + 1]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["if"] == "always() && steps.collect.outputs.patch == 'true'"
+    assert upload["with"]["name"] == "stack-config"
+    assert order[-1] == "Job summary"
+    assert jobs["rebuild"]["outputs"]["config-patch"] == "${{ steps.collect.outputs.patch }}"
+    pull_request = jobs["pull-request"]
+    assert pull_request["needs"] == ["confirm", "rebuild"]
+    assert pull_request["if"] == "${{ !cancelled() && needs.rebuild.outputs.config-patch == 'true' }}"
+    assert pull_request["env"]["BASE"] == "${{ needs.confirm.outputs.branch }}"
+    steps = checks.steps(pull_request)
+    assert steps[0]["with"]["ref"] == "${{ needs.confirm.outputs.branch }}"
+    assert steps[1]["uses"].startswith("actions/download-artifact@")
+    assert steps[1]["with"]["name"] == "stack-config"
+    assert [s.get("id") for s in steps[2:4]] == ["apply", "pr"]
+    assert steps[3]["env"]["BRANCH"] == "${{ steps.apply.outputs.branch }}"
+
+
+def _rebuild_on_the_runner(sandbox: Sandbox, stack: str, new: str, cutover: bool) -> None:
+    """What rebuild and cutover leave in the checkout: a new stack file, edge.originStack set."""
+    source = (sandbox.work / f"Pulumi.{stack}.yaml").read_text()
+    (sandbox.work / f"Pulumi.{new}.yaml").write_text(
+        "encryptionsalt: v1:abc\n" + source.replace("zoneSettings: true", "zoneSettings: false")
+    )
+    if cutover:
+        own = sandbox.work / f"Pulumi.{stack}.yaml"
+        own.write_text(
+            own.read_text().replace(
+                "    zone: conciliaextrato.com\n", f"    zone: conciliaextrato.com\n    originStack: {new}\n"
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("wrote_new", "cutover", "outcome", "expected"),
+    [
+        (True, False, "skipped", ["Pulumi.production-r42.yaml"]),
+        (True, True, "success", ["Pulumi.production-r42.yaml", "Pulumi.production.yaml"]),
+        (True, True, "failure", ["Pulumi.production-r42.yaml"]),  # traffic state unknown: a person decides
+        (False, False, "", []),  # the rebuild failed before `stack init`
+    ],
+)
+def test_emergency_collects_the_new_stack_file_and_a_successful_cutover(
+    tmp_path: Path, wrote_new: bool, cutover: bool, outcome: str, expected: list[str]
+) -> None:
+    sandbox = Sandbox(tmp_path, "main")
+    if wrote_new:
+        _rebuild_on_the_runner(sandbox, "production", "production-r42", cutover)
+    collect = checks.step(checks.read("emergency.yml"), "rebuild", "collect")
+    code, outputs, output = sandbox.run(
+        collect["run"], STACK="production", NEW_STACK="production-r42", CUTOVER=outcome
+    )
+    assert code == 0, output
+    assert outputs == {"patch": "true" if expected else "false"}
+    assert ("::warning title=Stack config not committed::" in output) == (outcome == "failure")
+    patch = sandbox.runner_temp / "stack-config" / "stack-config.patch"
+    if expected:
+        files = re.findall(r"^diff --git a/(\S+) ", patch.read_text(), re.MULTILINE)
+        assert files == expected
+    else:
+        assert not patch.exists()
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_emergency_opens_a_pull_request_with_the_stack_config_against_the_stacks_branch(
+    tmp_path: Path, stack: str
+) -> None:
+    base = STACK_BRANCHES[stack]
+    new = f"{stack}-r42"
+    rebuild_side = Sandbox(tmp_path / "rebuild", base)
+    _rebuild_on_the_runner(rebuild_side, stack, new, cutover=True)
+    emergency = checks.read("emergency.yml")
+    code, outputs, output = rebuild_side.run(
+        checks.step(emergency, "rebuild", "collect")["run"], STACK=stack, NEW_STACK=new, CUTOVER="success"
+    )
+    assert code == 0, output
+    assert outputs == {"patch": "true"}
+    # The pull-request job: a fresh checkout of the stack's branch, the downloaded patch.
+    sandbox = Sandbox(tmp_path / "pr", base)
+    downloaded = sandbox.runner_temp / "stack-config"
+    downloaded.mkdir()
+    (downloaded / "stack-config.patch").write_bytes(
+        (rebuild_side.runner_temp / "stack-config" / "stack-config.patch").read_bytes()
+    )
+    outcomes = dict.fromkeys(("REBUILD", "HEALTH_NEW", "CUTOVER", "HEALTH_CUTOVER"), "success")
+    apply = checks.step(emergency, "pull-request", "apply")
+    code, outputs, output = sandbox.run(apply["run"], STACK=stack, NEW_STACK=new, BASE=base, **outcomes)
+    assert code == 0, output
+    assert outputs == {"branch": f"emergency/{new}", "title": f"emergency: {stack} cut over to {new}"}
+    code, pr_outputs, output = sandbox.run(
+        checks.step(emergency, "pull-request", "pr")["run"],
+        BASE=base,
+        BRANCH=outputs["branch"],
+        TITLE=outputs["title"],
+    )
+    assert code == 0, output
+    assert pr_outputs == {"url": "https://github.com/bankflow/infra/pull/7"}
+    branch = outputs["branch"]
+    changed = sorted(_git(sandbox.origin, "diff", "--name-only", base, branch).split())
+    assert changed == sorted([f"Pulumi.{new}.yaml", f"Pulumi.{stack}.yaml"])
+    own = yaml.safe_load(sandbox.pushed(branch, f"Pulumi.{stack}.yaml"))
+    assert own["config"]["bankflow:edge"]["originStack"] == new
+    written_on_the_runner = (rebuild_side.work / f"Pulumi.{new}.yaml").read_text()
+    assert sandbox.pushed(branch, f"Pulumi.{new}.yaml") == written_on_the_runner
+    [create] = [call for call in sandbox.gh_calls() if call.startswith("pr create")]
+    assert create.startswith(f"pr create --base {base} --head emergency/{new} ")
+    body = (sandbox.runner_temp / "pull-request.md").read_text()
+    assert "Traffic has moved" in body
+    assert "Merge this before any other push" in body
+
+
+def test_emergency_refuses_a_patch_that_touches_anything_but_stack_files(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path, "main")
+    downloaded = sandbox.runner_temp / "stack-config"
+    downloaded.mkdir()
+    (downloaded / "stack-config.patch").write_text(
+        "diff --git a/.github/workflows/x.yml b/.github/workflows/x.yml\nnew file mode 100644\n"
+        "--- /dev/null\n+++ b/.github/workflows/x.yml\n@@ -0,0 +1 @@\n+on: push\n"
+    )
+    apply = checks.step(checks.read("emergency.yml"), "pull-request", "apply")
+    code, outputs, output = sandbox.run(
+        apply["run"], STACK="production", NEW_STACK="production-r42", BASE="main"
+    )
+    assert code != 0
+    assert "Unexpected file" in output
+    assert outputs == {}
+    assert not (sandbox.work / ".github").exists()
 
 
 # --- ci ------------------------------------------------------------------------------------
@@ -332,7 +771,7 @@ def test_ci_runs_the_readme_test_command_as_ci_does() -> None:
         assert tool in test_script  # ruff and mypy run inside ./scripts/test
 
 
-def test_the_job_summary_shows_urls_release_health_and_the_config_to_commit(tmp_path: Path) -> None:
+def test_the_job_summary_shows_urls_release_and_health(tmp_path: Path) -> None:
     """Run the summary step for real, with a stand-in `pulumi` that answers from saved outputs."""
     work = tmp_path / "checkout"
     (work / "venv" / "bin").mkdir(parents=True)
@@ -342,14 +781,12 @@ def test_the_job_summary_shows_urls_release_health_and_the_config_to_commit(tmp_
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "stack"], check=True)
-    (work / "Pulumi.staging.yaml").write_text("config:\n  bankflow:release:\n    tag: 2026.12.01-1\n")
     outputs = {"urls": {"api": "https://api.qa.example", "site": "https://qa.example"}, "release": "ab12"}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pulumi = bin_dir / "pulumi"
     pulumi.write_text(
-        "#!/bin/sh\n"
-        f"case \"$2\" in output) echo '{json.dumps(outputs)}' ;; get) echo 2026.12.01-1 ;; esac\n"
+        f"#!/bin/sh\ncase \"$2\" in output) echo '{json.dumps(outputs)}' ;; get) echo 2026.12.01-1 ;; esac\n"
     )
     pulumi.chmod(0o755)
     runner_temp = tmp_path / "runner"
@@ -370,7 +807,7 @@ def test_the_job_summary_shows_urls_release_health_and_the_config_to_commit(tmp_
         GITHUB_STEP_SUMMARY=str(summary_file),
     )
     assert code == 0, output
-    assert "::warning title=Commit the release tag::" in output
+    assert "::warning" not in output
     text = summary_file.read_text()
     for expected in (
         "| pulumi up | success |",
@@ -379,6 +816,5 @@ def test_the_job_summary_shows_urls_release_health_and_the_config_to_commit(tmp_
         "Release (host bundle): `ab12`",
         "- api: https://api.qa.example",
         "api   healthy  200",
-        "+    tag: 2026.12.01-1",
     ):
         assert expected in text, text
