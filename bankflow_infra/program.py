@@ -78,6 +78,7 @@ def _render(
     credentials: Credentials,
     certificate: OriginCertificate,
     ranges: CloudflareRanges | pulumi.Output[CloudflareRanges],
+    backup_access: BackupAccess,
 ) -> pulumi.Output[Bundle]:
     registry_password = pulumi.Config(NAMESPACE).get_secret("registryPassword")
     return pulumi.Output.all(
@@ -88,6 +89,8 @@ def _render(
         certificate.certificate_pem,
         ranges,
         registry_password,
+        backup_access.access_key,
+        backup_access.secret_key,
     ).apply(
         lambda v: render_bundle(
             settings,
@@ -97,6 +100,8 @@ def _render(
                 jwt_secret=v[2],
                 origin_private_key_pem=v[3],
                 registry_password=v[6],
+                spaces_access_key=v[7],
+                spaces_secret_key=v[8],
             ),
             v[5],
             v[4],
@@ -145,8 +150,8 @@ def build(settings: Settings) -> Built:
         server = Server("server", settings, credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs, volume)
         certificate = OriginCertificate("origin-cert", settings, _origin_ca_provider())
         Monitoring("monitoring", settings, server.droplet)
-        BackupAccess("backup-access", settings)
-        bundle = _render(settings, credentials, certificate, ranges)
+        backup_access = BackupAccess("backup-access", settings)
+        bundle = _render(settings, credentials, certificate, ranges, backup_access)
         host = Host("host", settings, server, credentials, bundle)
         project_urns += server.resource_urns
         origin_ipv4, origin_ipv6 = server.ipv4, server.ipv6

@@ -7,10 +7,18 @@
     bankflow-agent rollback [RELEASE]                  the same switch towards a kept release
     bankflow-agent releases [--json]                   kept releases, current marked
     bankflow-agent status [--json]                     current release and its services
+    bankflow-agent logs [SERVICE] [--tail N] [--follow] logs of the current release's app services,
+                                                       or of a base service (postgres, redis, nginx)
+    bankflow-agent migrate                             run the current release's migrate command
+                                                       again (the deploy's migrate step), audited
 
 Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves,
 2 bad input (usage, manifest, unknown release), 3 another deploy holds the lock, 4 a step failed
 AND restoring the previous nginx state failed too (look now).
+
+``BANKFLOW_VERIFY_URL`` is the default of ``--verify-url`` (nginx as seen from the host): the
+Pulumi deploy command's text is fixed, so a host whose nginx is not at the default address --
+the over-SSH tests' host -- says so in the SSH session's environment instead.
 
 Runs as ``python3 -m bankflow_infra.host.agent`` or as the shipped directory
 (``python3 /opt/bankflow/bin/host ...``, see ``__main__.py``); all imports are relative.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -28,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, TextIO
 
+from . import backup
 from . import state as st
 from .manifest import (
     RELEASE_LEN,
@@ -59,6 +69,9 @@ EXIT_RESTORE_FAILED: Final = 4
 NGINX_SERVICE: Final = "nginx"  # the base service that proxies; it is reloaded, not recreated
 RELEASE_ENV: Final = "release.env"  # compose interpolation values, written into each release dir
 STALE_UPLOAD_SECONDS: Final = 3600  # a never-activated release dir older than this is pruned
+VERIFY_URL_ENV: Final = "BANKFLOW_VERIFY_URL"
+LOG_TAIL_DEFAULT: Final = 200
+LOG_TAIL_MAX: Final = 100_000  # lines; a bound so a typo never dumps months of logs over SSH
 
 
 @dataclass(frozen=True)
@@ -568,7 +581,89 @@ def cmd_status(ctx: Context, as_json: bool) -> int:
     return EXIT_OK
 
 
+def cmd_logs(ctx: Context, service: str | None, tail: int, follow: bool) -> int:
+    """Logs of the containers serving now: the app project holding the current release's app
+    containers (all app services when no SERVICE), or the base project for a base service."""
+    current = st.read_current(ctx.paths)
+    if current is None:
+        raise UsageError("no release deployed yet: no logs to show")
+    manifest = load_manifest(ctx.paths.release_dir(current.release))
+    app, _ = projects(ctx.paths, current.app_release, manifest)
+    _, base = projects(ctx.paths, current.release, manifest)
+    if service is None or service in manifest.app_names():
+        project = app
+    elif service in manifest.base_services:
+        project = base
+    else:
+        names = ", ".join((*manifest.app_names(), *manifest.base_services))
+        raise UsageError(f"unknown service {service!r}; services of release {current.release}: {names}")
+    ctx.out.flush()  # the runtime writes to the same stdout: our lines first
+    try:
+        code = ctx.runtime.logs(project, [service] if service else [], tail, follow)
+    except RuntimeFailure as exc:
+        print(f"logs: {exc}", file=ctx.err, flush=True)
+        return EXIT_FAILED
+    return EXIT_OK if code == 0 else EXIT_FAILED
+
+
+def cmd_migrate(ctx: Context) -> int:
+    """The deploy's migrate step again, for the current release (e.g. once a failed migration's
+    cause is fixed): same service and command, in the project of the containers serving now."""
+    current = st.read_current(ctx.paths)
+    if current is None:
+        raise UsageError("no release deployed yet: nothing to migrate")
+    release = current.release
+    manifest = load_manifest(ctx.paths.release_dir(release))
+    if manifest.migrate is None:
+        message = f"migrate {release}: the release has no migrate command; nothing to do"
+        ctx.say(message)
+        st.audit(ctx.paths.audit_log, ctx.actor, "migrate", release, "noop", message)
+        return EXIT_OK
+    app, _ = projects(ctx.paths, current.app_release, manifest)
+    what = f"{manifest.migrate.service} {' '.join(manifest.migrate.command)}"
+    ctx.say(f"migrate {release}: {what} in {app.name}")
+    try:
+        ctx.runtime.run_once(app, manifest.migrate.service, manifest.migrate.command)
+    except RuntimeFailure as exc:
+        message = f"migrate {release}: failed: {exc}; release {release} still serving"
+        print(message, file=ctx.err, flush=True)
+        st.audit(ctx.paths.audit_log, ctx.actor, "migrate", release, "failed", message)
+        return EXIT_FAILED
+    message = f"migrate {release}: done"
+    ctx.say(message)
+    st.audit(ctx.paths.audit_log, ctx.actor, "migrate", release, "ok", message)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- CLI
+
+
+def _tail_lines(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= LOG_TAIL_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a line count in 1..{LOG_TAIL_MAX}")
+    return value
+
+
+Handler = Callable[[Context, argparse.Namespace, BinaryIO | None], int]
+
+# subcommand -> (handler, whether it runs under the deploy lock). Whatever changes the host or
+# its containers takes the lock, so it never interleaves with a deploy. A new subcommand is its
+# parser in build_parser plus one entry here.
+COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
+    "deploy": (lambda ctx, a, _: cmd_deploy(ctx, a.bundle, a.release), True),
+    "receive": (lambda ctx, a, stdin: cmd_receive(ctx, stdin or sys.stdin.buffer, a.deploy), True),
+    "rollback": (lambda ctx, a, _: cmd_rollback(ctx, a.release), True),
+    "migrate": (lambda ctx, _a, _: cmd_migrate(ctx), True),
+    "releases": (lambda ctx, a, _: cmd_releases(ctx, a.json), False),
+    "status": (lambda ctx, a, _: cmd_status(ctx, a.json), False),
+    "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
+    **backup.COMMANDS,
+}
+SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -580,7 +675,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     switch = argparse.ArgumentParser(add_help=False)
     switch.add_argument("--health-timeout", type=float, default=Options.health_timeout)
-    switch.add_argument("--verify-url", default=Options.verify_url, help="nginx as seen from the host")
+    switch.add_argument(
+        "--verify-url",
+        default=os.environ.get(VERIFY_URL_ENV) or Options.verify_url,
+        help=f"nginx as seen from the host (default: ${VERIFY_URL_ENV} or {Options.verify_url})",
+    )
     switch.add_argument("--verify-timeout", type=float, default=Options.verify_timeout)
     switch.add_argument("--settle", type=float, default=Options.settle, help=argparse.SUPPRESS)
     switch.add_argument(
@@ -598,6 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--deploy", action="store_true", help="then deploy it")
     for name in ("releases", "status"):
         sub.add_parser(name).add_argument("--json", action="store_true")
+    logs = sub.add_parser("logs", help="logs of the serving containers (app services, or a base service)")
+    logs.add_argument("service", nargs="?", help="one service (default: every app service)")
+    logs.add_argument("--tail", type=_tail_lines, default=LOG_TAIL_DEFAULT, help="lines per service")
+    logs.add_argument("--follow", action="store_true", help="keep printing new lines")
+    sub.add_parser("migrate", help="run the current release's migrate command again")
+    backup.register(sub)
     return parser
 
 
@@ -612,7 +717,7 @@ def main(
     args = build_parser().parse_args(argv)
     paths = st.HostPaths.from_env(args.home)
     options = Options()
-    if args.command in ("deploy", "rollback", "receive"):
+    if args.command in SWITCH_COMMANDS:
         options = Options(
             args.health_timeout,
             args.verify_url,
@@ -625,26 +730,21 @@ def main(
     ctx = Context(
         paths, runtime or DockerRuntime(), options, st.actor(args.actor), out or sys.stdout, err or sys.stderr
     )
+    handler, locked = COMMANDS[args.command]
     try:
         parse_target(options.verify_url)
         paths.ensure()
-        if args.command == "releases":
-            return cmd_releases(ctx, args.json)
-        if args.command == "status":
-            return cmd_status(ctx, args.json)
+        if not locked:
+            return handler(ctx, args, stdin)
         with st.exclusive_lock(paths.lock):
-            if args.command == "deploy":
-                return cmd_deploy(ctx, args.bundle, args.release)
-            if args.command == "receive":
-                return cmd_receive(ctx, stdin or sys.stdin.buffer, args.deploy)
-            return cmd_rollback(ctx, args.release)
+            return handler(ctx, args, stdin)
     except st.LockBusy as exc:
         print(f"{args.command}: {exc}", file=ctx.err)
         st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
         return EXIT_LOCKED
     except (ManifestError, UsageError, ValueError) as exc:
         print(f"{args.command}: {exc}", file=ctx.err)
-        if args.command in ("deploy", "rollback", "receive"):
+        if locked:
             st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
         return EXIT_USAGE
 

@@ -237,7 +237,8 @@ def is_release_id(value: str) -> bool:
 
 
 # Secret files that do not reach the app containers; everything else in secrets/ might.
-_NON_APP_SECRETS: Final = frozenset({"origin.key", "registry-password"})
+# Secrets the app containers never read: rotating them must not restart the apps.
+_NON_APP_SECRETS: Final = frozenset({"origin.key", "registry-password", "rclone.conf"})
 
 
 def app_fingerprint(bundle: Path, manifest: Manifest) -> str:

@@ -9,6 +9,7 @@ processes, because there is no Docker engine where the tests run.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,20 @@ class Runner(Protocol):
     ) -> Completed: ...
 
 
+class Streamer(Protocol):
+    """Runs argv with the agent's own stdin/stdout/stderr (output streams as it comes); the exit code."""
+
+    def __call__(self, argv: Sequence[str]) -> int: ...
+
+
+def subprocess_streamer(argv: Sequence[str]) -> int:
+    # Not captured: `logs --follow` never ends, and its lines must reach the operator at once.
+    try:
+        return subprocess.run(list(argv), stdin=subprocess.DEVNULL, check=False).returncode
+    except OSError as exc:
+        raise RuntimeFailure(f"{argv[0]}: {exc.strerror or exc}") from None
+
+
 def subprocess_runner(
     argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
 ) -> Completed:
@@ -66,6 +81,57 @@ def subprocess_runner(
     return Completed(
         done.returncode,
         done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+    )
+
+
+class FileRunner(Protocol):
+    """Runs argv with stdin from a file and/or stdout into a file (a dump never passes through
+    memory); stdout is captured (as text) only when ``stdout_path`` is None."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin_path: Path | None = None,
+        stdout_path: Path | None = None,
+        timeout: float | None = None,
+    ) -> Completed: ...
+
+
+def subprocess_file_runner(
+    argv: Sequence[str],
+    *,
+    stdin_path: Path | None = None,
+    stdout_path: Path | None = None,
+    timeout: float | None = None,
+) -> Completed:
+    """Like :func:`subprocess_runner`, with file stdin/stdout; a stdout file is created 0600."""
+    stdin_file = open(stdin_path, "rb") if stdin_path is not None else None  # noqa: SIM115
+    stdout_fd = None
+    if stdout_path is not None:
+        stdout_fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=stdin_file if stdin_file is not None else subprocess.DEVNULL,
+            stdout=stdout_fd if stdout_fd is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Completed(124, "", f"timed out after {timeout:.0f}s")
+    except OSError as exc:
+        return Completed(127, "", str(exc))
+    finally:
+        if stdin_file is not None:
+            stdin_file.close()
+        if stdout_fd is not None:
+            os.close(stdout_fd)
+    return Completed(
+        done.returncode,
+        (done.stdout or b"").decode("utf-8", "replace"),
         done.stderr.decode("utf-8", "replace"),
     )
 
@@ -87,6 +153,22 @@ class Runtime(Protocol):
     def nginx_test(self) -> None: ...
     def nginx_reload(self) -> None: ...
     def remove_images(self, images: Sequence[str]) -> None: ...
+    def logs(self, project: Project, services: Sequence[str], tail: int, follow: bool) -> int:
+        """Print the services' logs (all of the project's when empty) to stdout; the exit code."""
+        ...
+    def exec(
+        self,
+        project: Project,
+        service: str,
+        argv: Sequence[str],
+        *,
+        stdin_path: Path | None = None,
+        stdout_path: Path | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run argv inside the running ``service`` container of ``project`` (backups: pg_dump,
+        pg_restore, psql); stdin from a file, stdout into a file (created 0600) or returned."""
+        ...
 
 
 def _tail(text: str) -> str:
@@ -127,11 +209,15 @@ class DockerRuntime:
         self,
         runner: Runner = subprocess_runner,
         *,
+        streamer: Streamer = subprocess_streamer,
+        file_runner: FileRunner = subprocess_file_runner,
         docker: str = "docker",
         nginx_container: str = NGINX_CONTAINER,
         command_timeout: float = 900.0,
     ) -> None:
         self._run = runner
+        self._stream = streamer
+        self._run_files = file_runner
         self._docker = docker
         self._nginx = nginx_container
         self._timeout = command_timeout
@@ -182,6 +268,15 @@ class DockerRuntime:
 
     def remove_images_argv(self, images: Sequence[str]) -> list[str]:
         return [self._docker, "image", "rm", *images]
+
+    def logs_argv(self, project: Project, services: Sequence[str], tail: int, follow: bool) -> list[str]:
+        return self.compose_argv(
+            project, "logs", "--tail", str(tail), *(["--follow"] if follow else []), *services
+        )
+
+    def exec_argv(self, project: Project, service: str, argv: Sequence[str]) -> list[str]:
+        # -T: no pseudo-terminal, so stdin/stdout carry the bytes of a dump unchanged
+        return self.compose_argv(project, "exec", "-T", service, *argv)
 
     # ---------------------------------------------------------------- actions
     def _check(
@@ -238,3 +333,29 @@ class DockerRuntime:
     def remove_images(self, images: Sequence[str]) -> None:
         if images:
             self._check("docker image rm", self.remove_images_argv(images))
+
+    def logs(self, project: Project, services: Sequence[str], tail: int, follow: bool) -> int:
+        return self._stream(self.logs_argv(project, services, tail, follow))
+
+    def exec(
+        self,
+        project: Project,
+        service: str,
+        argv: Sequence[str],
+        *,
+        stdin_path: Path | None = None,
+        stdout_path: Path | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        done = self._run_files(
+            self.exec_argv(project, service, argv),
+            stdin_path=stdin_path,
+            stdout_path=stdout_path,
+            timeout=timeout or self._timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeFailure(
+                f"{argv[0] if argv else 'exec'} in {service} exited {done.returncode}: "
+                f"{_tail(done.stderr) or _tail(done.stdout)}"
+            )
+        return done.stdout

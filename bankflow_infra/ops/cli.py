@@ -19,7 +19,9 @@ EXIT_BAD_INPUT = 2
 COMMANDS = (
     "bankflow_infra.ops.plan_command",
     "bankflow_infra.ops.health_command",
+    "bankflow_infra.ops.remote_commands",
     "bankflow_infra.ops.rebuild_commands",
+    "bankflow_infra.ops.backup_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

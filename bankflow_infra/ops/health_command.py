@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 from bankflow_infra.ops.cli import EXIT_BAD_INPUT, EXIT_UNHEALTHY, add_outputs_arguments, seconds
@@ -42,6 +43,11 @@ def register(commands: Any) -> None:
         help="overall deadline in seconds, retries included (default 30; 300 with --wait)",
     )
     health.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    health.add_argument(
+        "--backups",
+        action="store_true",
+        help="also ask the droplet (over SSH) for the newest backup's age; warn past 26 h",
+    )
     health.set_defaults(handler=run)
 
 
@@ -69,8 +75,18 @@ def run(args: argparse.Namespace) -> int:
         )
     policy = with_wait_default(Policy(timeout=args.timeout, wait=args.wait), args.deadline)
     try:
-        outputs = load_outputs(args.stack, args.outputs, show_secrets=False, cwd=args.project_dir)
-        report = check_health(outputs, "origin" if args.origin else "edge", policy, resolve)
+        # The deploy key is needed only to ask the droplet about backups over SSH.
+        outputs = load_outputs(args.stack, args.outputs, show_secrets=args.backups, cwd=args.project_dir)
+        newest_backup = None
+        if args.backups:
+            from bankflow_infra.ops.backup_commands import newest_backup_time
+
+            def newest_backup() -> datetime | None:
+                return newest_backup_time(outputs)
+
+        report = check_health(
+            outputs, "origin" if args.origin else "edge", policy, resolve, newest_backup=newest_backup
+        )
     except OutputsError as error:
         print(f"bankflow-infra health: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

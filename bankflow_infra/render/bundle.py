@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from bankflow_infra import catalog
-from bankflow_infra.render import compose, host
+from bankflow_infra.render import backup, compose, host
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -61,6 +61,10 @@ def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
     if secrets.registry_password is not None:
         # Read by the agent for `docker login --password-stdin`; no newline, it would be part of it.
         files[compose.REGISTRY_PASSWORD_FILE] = secrets.registry_password
+    if secrets.spaces_access_key is not None and secrets.spaces_secret_key is not None:
+        files[backup.RCLONE_CONFIG_FILE] = backup.render_rclone_config(
+            secrets.spaces_access_key, secrets.spaces_secret_key
+        )
     return files
 
 
@@ -165,6 +169,7 @@ def render_bundle(
         compose.ORIGIN_CERT_FILE: cert_text,
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
         **host.render_host_files(settings),
+        backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),
     }
     files = tuple(BundleFile(path, texts[path], FILE_MODE) for path in sorted(texts))
     secret_files = tuple(

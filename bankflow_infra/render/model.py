@@ -26,6 +26,9 @@ FILE_MODE: Final = 0o644
 _PASSWORD_RE: Final = re.compile(r"^[A-Za-z0-9._~-]{20,256}$")
 _JWT_RE: Final = re.compile(r"^[A-Za-z0-9._~+/=-]{32,1024}$")  # base64/base64url alphabet
 _TOKEN_RE: Final = re.compile(r"^[\x21-\x7e]{1,1024}$")  # printable, no whitespace (docker login stdin)
+# Spaces keys (backups): access key ids are alphanumerics, secrets base64. Anything else is refused:
+# a newline, ';' or '#' would change the meaning of the INI file rclone reads (render/backup.py).
+_SPACES_KEY_RE: Final = re.compile(r"^[A-Za-z0-9+/=._~-]{16,256}$")
 
 
 class BundleInputError(ValueError):
@@ -63,6 +66,13 @@ class BundleSecrets:
     jwt_secret: str
     origin_private_key_pem: str
     registry_password: str | None = None
+    # The droplet's Spaces key for database dumps (both or neither): secrets/rclone.conf.
+    spaces_access_key: str | None = None
+    spaces_secret_key: str | None = None
+
+    @property
+    def has_spaces_key(self) -> bool:
+        return self.spaces_access_key is not None and self.spaces_secret_key is not None
 
     def validate(self) -> None:
         checks = (
@@ -85,11 +95,21 @@ class BundleSecrets:
             raise BundleInputError(
                 "secrets.registry_password: must be printable with no whitespace (value not shown)"
             )
+        if (self.spaces_access_key is None) != (self.spaces_secret_key is None):
+            raise BundleInputError("secrets.spaces_access_key/spaces_secret_key: give both or neither")
+        spaces = {"spaces_access_key": self.spaces_access_key, "spaces_secret_key": self.spaces_secret_key}
+        for key_name, key_value in spaces.items():
+            if key_value is not None and not _SPACES_KEY_RE.match(key_value):
+                raise BundleInputError(
+                    f"secrets.{key_name}: must be 16-256 characters of A-Z a-z 0-9 + / = . _ ~ - "
+                    "(value not shown)"
+                )
 
     def values(self) -> tuple[str, ...]:
         """Every secret value, for tests and leak checks."""
         values = (self.postgres_password, self.redis_password, self.jwt_secret, self.origin_private_key_pem)
-        return values if self.registry_password is None else (*values, self.registry_password)
+        optional = (self.registry_password, self.spaces_access_key, self.spaces_secret_key)
+        return (*values, *(v for v in optional if v is not None))
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,15 @@
 #   BANKFLOW_HOME=/opt/bankflow, BANKFLOW_{BIN,RELEASES,NGINX,SECRETS,STATE,LOGS,UPLOADS,BACKUPS}_DIR
 #                        (default $BANKFLOW_HOME/<bin|releases|nginx|secrets|state|logs|uploads|backups>)
 #   BANKFLOW_SWAP_GB=2   swap file size when the droplet has < 4 GiB RAM; 0 = no swap
+#   BANKFLOW_DATA_VOLUME_LABEL   filesystem label of the attached data volume (production:
+#                        bankflow-data); when set, it is mounted at BANKFLOW_DATA_VOLUME_MOUNT
+#                        (/mnt/bankflow-data) through /etc/fstab, with postgres/ (0700, uid 70)
 #   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR
 #                        override the payload paths above; BANKFLOW_HOST_FILES=none skips host files
 #   BANKFLOW_ROOTFS=     prefix of every path written (tests only; empty = the real /)
 #
 # Every system tool (apt-get, dpkg-query, curl, gpg, systemctl, ufw, iptables, sshd, dockerd,
-# docker, free, fallocate, mkswap, swapon, sysctl, timedatectl, cloud-init) is called by name
+# docker, free, fallocate, mkswap, swapon, sysctl, timedatectl, cloud-init, findmnt, mount) is called by name
 # from PATH, so tests/bootstrap/test_host_setup.py can put recording stand-ins first.
 set -euo pipefail
 umask 022
@@ -48,6 +51,12 @@ readonly SSHD_DROPIN_NAME=50-bankflow-hardening.conf
 readonly SWAP_FILE=/swapfile
 readonly SWAP_RAM_THRESHOLD=$((4 * 1024 * 1024 * 1024))
 readonly HOST_FILE_NAMES=(daemon.json logrotate-bankflow bankflow-backup.service bankflow-backup.timer)
+# The host agent's backup client (bankflow_infra/render/backup.py: why rclone).
+readonly BACKUP_PACKAGES=(rclone)
+# postgres:15-alpine runs PostgreSQL as uid/gid 70; its data dir must be that user's, mode 0700.
+readonly POSTGRES_UID=70
+readonly DATA_VOLUME_FS=ext4
+readonly DATA_VOLUME_OPTIONS=defaults,nofail,discard
 
 # --------------------------------------------------------------------------- arguments
 print_config=0
@@ -75,6 +84,8 @@ LOGS_DIR=${BANKFLOW_LOGS_DIR:-$HOME_DIR/logs}
 UPLOADS_DIR=${BANKFLOW_UPLOADS_DIR:-$HOME_DIR/uploads}
 BACKUPS_DIR=${BANKFLOW_BACKUPS_DIR:-$HOME_DIR/backups}
 SWAP_GB=${BANKFLOW_SWAP_GB:-2}
+DATA_VOLUME_LABEL=${BANKFLOW_DATA_VOLUME_LABEL:-}
+DATA_VOLUME_MOUNT=${BANKFLOW_DATA_VOLUME_MOUNT:-/mnt/bankflow-data}
 
 first_existing() {
   local candidate
@@ -102,7 +113,7 @@ fi
 
 if ((print_config)); then
   for name in ROOTFS HOME_DIR BIN_DIR RELEASES_DIR NGINX_DIR SECRETS_DIR STATE_DIR LOGS_DIR UPLOADS_DIR \
-    BACKUPS_DIR SWAP_GB SSHD_DROPIN HOST_FILES AUTHORIZED_KEYS AGENT_DIR; do
+    BACKUPS_DIR SWAP_GB DATA_VOLUME_LABEL DATA_VOLUME_MOUNT SSHD_DROPIN HOST_FILES AUTHORIZED_KEYS AGENT_DIR; do
     printf '%s=%s\n' "$name" "${!name}"
   done
   exit 0
@@ -185,6 +196,11 @@ unit_enabled_and_active() {
 # --------------------------------------------------------------------------- preconditions
 [[ -n $ROOTFS || $(id -u) -eq 0 ]] || die "must run as root"
 [[ $SWAP_GB =~ ^[0-9]+$ ]] || die "BANKFLOW_SWAP_GB must be a whole number of GiB, got '$SWAP_GB'"
+# ext4 labels are at most 16 bytes; the label and mount point end up in /etc/fstab, so no spaces.
+[[ -z $DATA_VOLUME_LABEL || $DATA_VOLUME_LABEL =~ ^[A-Za-z0-9_-]{1,16}$ ]] ||
+  die "BANKFLOW_DATA_VOLUME_LABEL must be 1-16 characters of A-Z a-z 0-9 _ -, got '$DATA_VOLUME_LABEL'"
+[[ $DATA_VOLUME_MOUNT =~ ^/[A-Za-z0-9_./-]+$ && $DATA_VOLUME_MOUNT != / && $DATA_VOLUME_MOUNT != *..* ]] ||
+  die "BANKFLOW_DATA_VOLUME_MOUNT must be an absolute path, got '$DATA_VOLUME_MOUNT'"
 [[ -f $SSHD_DROPIN ]] || die "sshd drop-in not found: $SSHD_DROPIN (set BANKFLOW_SSHD_DROPIN)"
 if [[ $HOST_FILES != none ]]; then
   [[ -n $HOST_FILES ]] || die "BANKFLOW_HOST_FILES is required (the bundle's host/ directory; 'none' skips)"
@@ -628,6 +644,82 @@ step_agent() {
   if ((updated)); then changed "host agent in $BIN_DIR ($updated of $count files)"; else ok "host agent in $BIN_DIR ($count files)"; fi
 }
 
+step_backup_client() {
+  local missing=() package
+  for package in "${BACKUP_PACKAGES[@]}"; do
+    installed "$package" || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    ok "backup client (${BACKUP_PACKAGES[*]})"
+    return
+  fi
+  apt_install "${missing[@]}"
+  changed "backup client (installed ${missing[*]})"
+}
+
+step_data_volume() {
+  # Production's PostgreSQL lives on the attached DigitalOcean volume (formatted ext4 with this
+  # label by Pulumi), never on the droplet's disk: a replaced droplet gets the same data back.
+  if [[ -z $DATA_VOLUME_LABEL ]]; then
+    ok "data volume (none: BANKFLOW_DATA_VOLUME_LABEL unset)"
+    return
+  fi
+  local did=() fstab mount_dir line
+  fstab=$(target /etc/fstab)
+  mount_dir=$(target "$DATA_VOLUME_MOUNT")
+  line="LABEL=$DATA_VOLUME_LABEL $DATA_VOLUME_MOUNT $DATA_VOLUME_FS $DATA_VOLUME_OPTIONS 0 2"
+  # nofail: a missing volume must not stop the droplet from booting (sshd stays reachable); the
+  # compose bind mount of the data dir refuses to start PostgreSQL on the bare disk instead.
+  if ! grep -qxF -- "$line" "$fstab" 2>/dev/null; then
+    local staged
+    staged=$(mktemp -- "$work/fstab.XXXXXX")
+    # drop any other line for this label or mount point (an earlier run's, or a hand edit), keep the rest
+    if [[ -f $fstab ]]; then
+      awk -v label="LABEL=$DATA_VOLUME_LABEL" -v dir="$DATA_VOLUME_MOUNT" \
+        '$1 == label || $2 == dir { next } { print }' "$fstab" >"$staged"
+    fi
+    printf '%s\n' "$line" >>"$staged"
+    sync_file "$staged" "$fstab" 0644
+    did+=("fstab entry")
+  fi
+  if [[ ! -d $mount_dir ]]; then
+    mkdir -p -- "$mount_dir"
+    did+=("mount point")
+  fi
+  if ! findmnt --mountpoint "$mount_dir" >/dev/null 2>&1; then
+    mount -- "$mount_dir" ||
+      die "cannot mount the data volume (LABEL=$DATA_VOLUME_LABEL) at $DATA_VOLUME_MOUNT: is it attached and formatted?"
+    findmnt --mountpoint "$mount_dir" >/dev/null 2>&1 ||
+      die "the data volume is not mounted at $DATA_VOLUME_MOUNT after mount"
+    did+=("mounted")
+  fi
+  # Only now, on the mounted volume: never create the data dir on the droplet's own disk.
+  local data="$mount_dir/postgres"
+  # (ownership needs root: only a test run in a temporary root filesystem is not root)
+  local as_root=0
+  [[ $(id -u) -eq 0 ]] && as_root=1
+  if [[ ! -d $data ]]; then
+    mkdir -- "$data"
+    chmod 0700 -- "$data"
+    if ((as_root)); then chown "$POSTGRES_UID:$POSTGRES_UID" -- "$data"; fi
+    did+=("postgres/ (0700, uid $POSTGRES_UID)")
+  else
+    if ((as_root)) && [[ $(stat -c '%u:%g' -- "$data") != "$POSTGRES_UID:$POSTGRES_UID" ]]; then
+      chown "$POSTGRES_UID:$POSTGRES_UID" -- "$data" # the directory only: the image owns its files
+      did+=("postgres/ owner")
+    fi
+    if [[ $(stat -c '%a' -- "$data") != 700 ]]; then
+      chmod 0700 -- "$data"
+      did+=("postgres/ mode 0700")
+    fi
+  fi
+  if ((${#did[@]} == 0)); then
+    ok "data volume LABEL=$DATA_VOLUME_LABEL at $DATA_VOLUME_MOUNT"
+  else
+    changed "data volume LABEL=$DATA_VOLUME_LABEL at $DATA_VOLUME_MOUNT: $(joined "${did[@]}")"
+  fi
+}
+
 step_verify_docker() {
   local engine compose
   engine=$(docker info --format '{{.ServerVersion}}') || die "docker engine not answering (docker info)"
@@ -641,6 +733,8 @@ step_base_packages
 step_docker_keyring
 step_docker_repo
 step_docker_packages
+step_backup_client
+step_data_volume
 step_directories
 step_ufw
 step_metadata_block

@@ -29,6 +29,7 @@ STANDIN_TOOL = Path(__file__).with_name("standin_tool.py")
 STANDIN_COMMANDS = (
     "apt-get", "dpkg-query", "dpkg", "curl", "gpg", "systemctl", "ufw", "iptables", "sshd", "dockerd",
     "docker", "free", "fallocate", "mkswap", "swapon", "sysctl", "timedatectl", "cloud-init",
+    "findmnt", "mount",
 )  # fmt: skip
 REAL_TOOLS = (
     "bash", "cat", "cmp", "stat", "mkdir", "mktemp", "chmod", "chown", "mv", "rm", "cp", "dirname", "id",
@@ -66,6 +67,8 @@ INITIAL_STATE: dict[str, Any] = {
     "ntp": False,
     "mem_bytes": 2 * 1024**3 - 180 * 1024**2,  # an "s-1vcpu-2gb" as the kernel reports it
     "cloud_init_rc": 0,
+    "mounts": [],  # host paths mounted (findmnt/mount stand-ins)
+    "volume_labels": ["bankflow-data"],  # filesystem labels of the attached volumes
 }
 
 # Commands that change a host; a run with nothing to do must call none of them.
@@ -75,7 +78,7 @@ _MUTATING_SYSTEMCTL = {"enable", "disable", "start", "stop", "restart", "reload"
 
 def is_mutating(argv: list[str]) -> bool:
     name, args = argv[0], argv[1:]
-    if name in ("apt-get", "curl", "fallocate", "mkswap"):
+    if name in ("apt-get", "curl", "fallocate", "mkswap", "mount"):
         return True
     if name == "systemctl":
         return any(a in _MUTATING_SYSTEMCTL for a in args)

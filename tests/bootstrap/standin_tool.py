@@ -250,6 +250,31 @@ def dpkg(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def findmnt(state: dict[str, Any], args: list[str]) -> int:
+    mountpoint = _host_path(args[args.index("--mountpoint") + 1])
+    if mountpoint in state.get("mounts", []):
+        print(f"TARGET SOURCE FSTYPE\n{mountpoint} /dev/sda ext4")
+        return 0
+    return 1
+
+
+def mount(state: dict[str, Any], args: list[str]) -> int:
+    """``mount DIR``: mounts what the (test root filesystem's) fstab says for DIR, if attached."""
+    mountpoint = _host_path(args[-1])
+    fstab = Path(os.environ["BANKFLOW_ROOTFS"], "etc/fstab")
+    for line in fstab.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1] == mountpoint:
+            label = fields[0].removeprefix("LABEL=")
+            if label not in state.get("volume_labels", []):
+                print(f"mount: {mountpoint}: can't find LABEL={label}.", file=sys.stderr)
+                return 32
+            _add(state, "mounts", mountpoint)
+            return 0
+    print(f"mount: {mountpoint}: can't find in /etc/fstab.", file=sys.stderr)
+    return 1
+
+
 def passive(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
@@ -273,6 +298,8 @@ COMMANDS = {
     "sysctl": passive,
     "timedatectl": timedatectl,
     "cloud-init": cloud_init,
+    "findmnt": findmnt,
+    "mount": mount,
 }
 
 

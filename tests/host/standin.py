@@ -196,6 +196,12 @@ class LocalProcessRuntime:
     def remove_images(self, images: Sequence[str]) -> None:
         self._journal("remove_images", images=list(images))
 
+    def logs(self, project: Project, services: Sequence[str], tail: int, follow: bool) -> int:
+        # No containers, so no container logs: one line saying what would be shown.
+        self._journal("logs", project=project.name, services=list(services), tail=tail, follow=follow)
+        print(f"standin logs {project.name} {' '.join(services) or '(all)'} tail={tail}", flush=True)
+        return 0
+
     def _terminate(self, pid: int) -> None:
         proc = self._servers.pop(pid, None)
         if proc is None:  # started by another stand-in instance: not our child to wait for

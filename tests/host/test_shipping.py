@@ -84,7 +84,7 @@ def test_module_entry_point_prints_usage() -> None:
         timeout=60,
     )
     assert done.returncode == 0
-    assert "{deploy,rollback,receive,releases,status}" in done.stdout
+    assert "{deploy,rollback,receive,releases,status,logs,migrate,backup,backups,restore}" in done.stdout
 
 
 def test_launcher_is_shellcheck_clean() -> None:

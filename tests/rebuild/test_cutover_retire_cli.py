@@ -132,7 +132,8 @@ def test_retire_production_keeps_the_protected_data_volume(rebuilt: Rig) -> None
     assert result.code == 0, result.err
     assert ["pulumi", "up", "-s", "production", "--yes"] in result.calls
     assert not any("unprotect" in word for call in result.calls for word in call)
-    assert "DataVolume$digitalocean:index/volume:Volume::data-volume" in result.out.split("Still protected")[1]
+    still_protected = result.out.split("Still protected")[1]
+    assert "DataVolume$digitalocean:index/volume:Volume::data-volume" in still_protected
 
 
 STAGING_RETIRE = [

@@ -31,6 +31,7 @@ LAYOUT = {
     "host/logrotate-bankflow",
     "host/bankflow-backup.service",
     "host/bankflow-backup.timer",
+    "backup/backup.json",  # where the host agent uploads dumps (render/backup.py)
 }
 
 

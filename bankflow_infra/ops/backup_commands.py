@@ -1,0 +1,236 @@
+"""Database backups from the operator's machine: the host agent does the work, over SSH.
+
+    bankflow-infra backup STACK                     dump now, upload, verify (what the nightly timer runs)
+    bankflow-infra backups STACK [--json]           the bucket's dumps, newest first
+    bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER]
+                                                    replace STACK's database with a dump, then probe
+                                                    the services' health
+
+``restore`` asks for confirmation (type the stack's name) on a terminal; without one it needs
+``--yes`` and exits 2 before connecting otherwise. ``--source-stack OTHER`` restores from
+OTHER's bucket (its ``backup_bucket`` output): the emergency rebuild restores production's
+latest dump into a fresh stack that has no bucket of its own.
+
+Exit codes: the host agent's (0 done, 1 a step failed -- the database is unchanged unless the
+message says otherwise, 2 bad input such as an unknown or expired key, 3 another backup, restore
+or deploy is running); 2 also for everything refused before connecting; 1 when the operator
+declined or the services are unhealthy after a restore; 255 when ssh failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from bankflow_infra.ops.cli import EXIT_BAD_INPUT, EXIT_UNHEALTHY, add_outputs_arguments
+from bankflow_infra.ops.health import Mode, check_health, format_table
+from bankflow_infra.ops.outputs import OutputsError, StackOutputs, load_outputs
+from bankflow_infra.ops.remote import EXIT_INTERRUPTED, RemoteError, SshSession, ssh_session
+
+EXIT_DECLINED: Final = 1
+LATEST: Final = "latest"
+
+
+def register(commands: Any) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="dump the stack's database now, upload it to the backups bucket and verify it",
+        description="Run the host agent's backup on the stack's droplet (the nightly timer's job).",
+    )
+    add_outputs_arguments(backup)
+    backup.set_defaults(handler=run_backup)
+
+    backups = commands.add_parser("backups", help="the database dumps in the stack's bucket, newest first")
+    add_outputs_arguments(backups)
+    backups.add_argument("--json", action="store_true", help="one JSON document")
+    backups.set_defaults(handler=run_backups)
+
+    restore = commands.add_parser(
+        "restore",
+        help="replace the stack's database with a dump from the bucket, then check health",
+        description="Download a dump, verify it, stop the app services, restore it into a fresh "
+        "database and swap it in, start the apps, probe health. A dump that is missing or corrupt "
+        "leaves the database as it was. Asks for confirmation; without a terminal it needs --yes.",
+    )
+    add_outputs_arguments(restore)
+    restore.add_argument(
+        "--from",
+        dest="source",
+        default=LATEST,
+        metavar="KEY",
+        help="a key from `backups`, or 'latest' (default)",
+    )
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument(
+        "--source-stack",
+        metavar="OTHER",
+        help="restore from OTHER stack's bucket (emergency rebuild: the original stack's dumps)",
+    )
+    restore.add_argument(
+        "--source-outputs", type=Path, metavar="FILE", help="saved outputs of OTHER (default: pulumi)"
+    )
+    restore.set_defaults(handler=run_restore)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _error(command: str, message: str) -> None:
+    print(f"bankflow-infra {command}: {message}", file=sys.stderr)
+
+
+def _with_session(
+    args: argparse.Namespace, command: str, action: Callable[[StackOutputs, SshSession], int]
+) -> int:
+    try:
+        outputs = load_outputs(args.stack, args.outputs, show_secrets=True, cwd=args.project_dir)
+        with ssh_session(outputs) as session:
+            return action(outputs, session)
+    except OutputsError as error:
+        _error(command, str(error))
+        return EXIT_BAD_INPUT
+    except RemoteError as error:
+        _error(command, str(error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        _error(command, "interrupted")
+        return EXIT_INTERRUPTED
+
+
+def parse_rows(stack: str, stdout: bytes) -> list[dict[str, Any]]:
+    """The agent's ``backups --json`` answer (newest first), checked."""
+    try:
+        rows = json.loads(stdout)
+        if not isinstance(rows, list):
+            raise TypeError("not a list")
+        for row in rows:
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("key"), str)
+                or not isinstance(row.get("time"), str)
+            ):
+                raise TypeError(f"bad row {row!r}")
+            datetime.strptime(row["time"], "%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, TypeError) as error:
+        raise RemoteError(f"unexpected `backups --json` answer from stack {stack!r}: {error}") from None
+    return rows
+
+
+def _bucket_args(bucket: tuple[str, str] | None) -> list[str]:
+    return ["--bucket", bucket[0], "--endpoint", bucket[1]] if bucket else []
+
+
+def source_bucket(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(name, endpoint) of --source-stack's bucket; None without --source-stack."""
+    if not args.source_stack:
+        return None
+    other = load_outputs(args.source_stack, args.source_outputs, show_secrets=False, cwd=args.project_dir)
+    if other.backup_bucket is None:
+        raise OutputsError(
+            f"stack {args.source_stack!r} has no backups bucket (output 'backup_bucket' is null): "
+            "its edge layer owns none"
+        )
+    return other.backup_bucket.name, other.backup_bucket.endpoint
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    return _with_session(args, "backup", lambda _o, session: session.run_agent(["backup"]).returncode)
+
+
+def run_backups(args: argparse.Namespace) -> int:
+    agent_args = ["backups", "--json"] if args.json else ["backups"]
+    return _with_session(args, "backups", lambda _o, session: session.run_agent(agent_args).returncode)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    if not args.yes and not sys.stdin.isatty():
+        # Before anything else: a script must say --yes; nothing is sent to the host otherwise.
+        _error("restore", "not a terminal: refusing to replace the database without --yes")
+        return EXIT_BAD_INPUT
+    try:
+        bucket = source_bucket(args)
+    except OutputsError as error:
+        _error("restore", str(error))
+        return EXIT_BAD_INPUT
+
+    def action(outputs: StackOutputs, session: SshSession) -> int:
+        key = args.source
+        if not args.yes:
+            confirmed = _confirm(session, args.stack, key, bucket)
+            if isinstance(confirmed, int):
+                return confirmed
+            key = confirmed
+        done = session.run_agent(["restore", "--from", key, "--yes", *_bucket_args(bucket)])
+        if done.returncode != 0:
+            return done.returncode
+        return _health_after_restore(outputs)
+
+    return _with_session(args, "restore", action)
+
+
+def _confirm(session: SshSession, stack: str, key: str, bucket: tuple[str, str] | None) -> str | int:
+    """Show exactly which dump replaces the database and ask; the key to restore, or an exit code."""
+    listed = session.run_agent(["backups", "--json", *_bucket_args(bucket)], capture=True)
+    if listed.returncode != 0:
+        return listed.returncode
+    rows = parse_rows(stack, listed.stdout)
+    chosen = rows[0] if key == LATEST and rows else next((r for r in rows if r["key"] == key), None)
+    where = f"bucket {bucket[0]}" if bucket else f"stack {stack}'s bucket"
+    if chosen is None:
+        _error("restore", f"no backup {key} in {where}; nothing changed")
+        return EXIT_BAD_INPUT
+    print(
+        f"stack {stack}: REPLACE the database with {chosen['key']} (taken {chosen['time']}, "
+        f"{chosen.get('size', '?')} bytes) from {where}. The app services stop during the restore.",
+        file=sys.stderr,
+    )
+    try:
+        reply = input(f"Type the stack name ({stack}) to proceed: ")
+    except EOFError:
+        reply = ""
+    if reply.strip() != stack:
+        _error("restore", "not confirmed; nothing changed")
+        return EXIT_DECLINED
+    return str(chosen["key"])  # exactly what was shown, even if a newer dump lands meanwhile
+
+
+def _health_after_restore(outputs: StackOutputs) -> int:
+    # A fresh (rebuilt) stack is not behind the edge yet: probe its origin when it has one.
+    mode: Mode = "origin" if outputs.origin_ip and outputs.origin_certificate else "edge"
+    try:
+        report = check_health(outputs, mode)
+    except OutputsError as error:
+        _error("restore", f"restored, but health could not be checked: {error}")
+        return EXIT_UNHEALTHY
+    sys.stdout.write(format_table(report))
+    if not report.healthy:
+        _error("restore", "the database was restored, but the services are not all healthy (see above)")
+        return EXIT_UNHEALTHY
+    return 0
+
+
+# --------------------------------------------------------------------------- health seam
+
+
+def newest_backup_time(outputs: StackOutputs) -> datetime | None:
+    """When the newest dump in the stack's bucket was taken (None: the bucket holds none), read
+    over SSH with the agent's ``backups --json``; for ``check_health(newest_backup=...)``.
+    Raises when the host cannot be asked (health reports that as a backup problem)."""
+    with ssh_session(outputs) as session:
+        done = session.run_agent(["backups", "--json"], capture=True)
+    if done.returncode != 0:
+        raise RemoteError(f"`backups --json` on stack {outputs.stack!r} exited {done.returncode}")
+    return newest_of(parse_rows(outputs.stack, done.stdout))
+
+
+def newest_of(rows: Sequence[dict[str, Any]]) -> datetime | None:
+    times = [datetime.strptime(r["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) for r in rows]
+    return max(times, default=None)

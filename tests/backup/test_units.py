@@ -1,0 +1,234 @@
+"""Pure parts of the backup piece: the exec argv of DockerRuntime, the rendered files, names,
+retention and listing rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bankflow_infra.host import backup
+from bankflow_infra.host.runtime import Completed, DockerRuntime, Project, RuntimeFailure
+from bankflow_infra.render import backup as render_backup
+from bankflow_infra.render.bundle import render_bundle
+from bankflow_infra.render.model import BundleInputError
+from tests.conftest import require_tool
+from tests.render import helpers
+
+REL = "abc123def456"
+BUNDLE = Path("/opt/bankflow/releases") / REL
+BASE = Project("bankflow", BUNDLE, (BUNDLE / "compose/base.yaml",), BUNDLE / "release.env", REL)
+ACCESS, SECRET = "DO00ABCDEFGHIJKLMNOP", "c2VjcmV0K2tleS9mb3Ivc3BhY2VzPT0rK3NlY3JldA=="
+
+
+class FileRecorder:
+    def __init__(self, result: Completed | None = None) -> None:
+        self.calls: list[tuple[list[str], Path | None, Path | None]] = []
+        self.result = result or Completed(0, "out", "")
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin_path: Path | None = None,
+        stdout_path: Path | None = None,
+        timeout: float | None = None,
+    ) -> Completed:
+        self.calls.append((list(argv), stdin_path, stdout_path))
+        return self.result
+
+
+# --------------------------------------------------------------------------- DockerRuntime.exec
+
+
+def test_docker_exec_argv_is_compose_exec_without_a_tty() -> None:
+    recorder = FileRecorder()
+    runtime = DockerRuntime(file_runner=recorder)
+    out = runtime.exec(BASE, "postgres", ["pg_dump", "--format=custom", "-U", "bankflow", "-d", "bankflow"],
+                       stdout_path=Path("/opt/bankflow/backups/x.dump"))  # fmt: skip
+    assert out == "out"
+    assert recorder.calls == [
+        (
+            ["docker", "compose", "-p", "bankflow", "-f", f"{BUNDLE}/compose/base.yaml",
+             "--env-file", f"{BUNDLE}/release.env", "exec", "-T", "postgres",
+             "pg_dump", "--format=custom", "-U", "bankflow", "-d", "bankflow"],
+            None,
+            Path("/opt/bankflow/backups/x.dump"),
+        )
+    ]  # fmt: skip
+
+
+def test_docker_exec_with_stdin_and_failure_message() -> None:
+    recorder = FileRecorder(Completed(1, "", "pg_restore: error: could not read from input file\n"))
+    runtime = DockerRuntime(file_runner=recorder)
+    with pytest.raises(
+        RuntimeFailure, match="pg_restore in postgres exited 1: pg_restore: error: could not read"
+    ):
+        runtime.exec(BASE, "postgres", ["pg_restore", "--list"], stdin_path=Path("/tmp/d.dump"))
+    assert recorder.calls[0][0][-4:] == ["-T", "postgres", "pg_restore", "--list"]
+    assert recorder.calls[0][1] == Path("/tmp/d.dump")
+
+
+def test_subprocess_file_runner_streams_files(tmp_path: Path) -> None:
+    from bankflow_infra.host.runtime import subprocess_file_runner
+
+    source = tmp_path / "in"
+    source.write_bytes(b"PGDMP" + bytes(range(256)) * 100)
+    target = tmp_path / "out"
+    done = subprocess_file_runner(["cat"], stdin_path=source, stdout_path=target, timeout=30)
+    assert done.returncode == 0
+    assert target.read_bytes() == source.read_bytes()
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+# --------------------------------------------------------------------------- rendered files
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    return helpers.load_settings("staging")
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> helpers.OriginCert:
+    return helpers.make_cert(require_tool("openssl"), tmp_path_factory.mktemp("cert"), ("app.example.com",))
+
+
+def test_backup_json_names_the_bucket_endpoint_and_retention() -> None:
+    settings = _settings()
+    config = json.loads(render_backup.render_backup_config(settings))
+    assert config["bucket"] == settings.backup_bucket_name
+    assert config["endpoint"] == f"https://{settings.backups.region}.digitaloceanspaces.com"
+    assert config["local_days"] == settings.backups.local_days
+    assert config["stack"] == settings.stack
+    # the agent accepts exactly what the renderer writes
+    parsed = backup.parse_config(config, "backup.json")
+    assert parsed.bucket == settings.backup_bucket_name
+    assert parsed.remote == render_backup.RCLONE_REMOTE
+
+
+def test_the_agent_and_the_renderer_agree_on_file_names() -> None:
+    assert render_backup.BACKUP_CONFIG_FILE == backup.BACKUP_CONFIG
+    assert f"secrets/{backup.RCLONE_CONFIG}" == render_backup.RCLONE_CONFIG_FILE
+
+
+def test_rclone_conf_has_the_key_and_no_endpoint() -> None:
+    text = render_backup.render_rclone_config(ACCESS, SECRET)
+    assert f"access_key_id = {ACCESS}\n" in text
+    assert f"secret_access_key = {SECRET}\n" in text
+    assert "endpoint" not in text
+    assert "env_auth = false" in text
+    assert "force_path_style = true" in text
+
+
+@pytest.mark.parametrize(
+    ("access", "secret", "field"),
+    [
+        (ACCESS, None, "give both or neither"),
+        (ACCESS, "short", "spaces_secret_key"),
+        ("DO00ABC\nDEFGHIJKLMNOP", SECRET, "spaces_access_key"),
+        (ACCESS, SECRET + "; evil", "spaces_secret_key"),
+    ],
+)
+def test_bad_spaces_keys_are_refused_naming_the_field_only(
+    origin: helpers.OriginCert, access: str, secret: str | None, field: str
+) -> None:
+    secrets = replace(helpers.make_secrets(origin), spaces_access_key=access, spaces_secret_key=secret)
+    with pytest.raises(BundleInputError) as caught:
+        secrets.validate()
+    assert field in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert "DO00ABC" not in str(caught.value)
+
+
+def test_render_bundle_with_and_without_spaces_keys(origin: helpers.OriginCert) -> None:
+    settings = _settings()
+    base = helpers.make_secrets(origin)
+    without = render_bundle(settings, base, helpers.CLOUDFLARE, origin.cert_pem)
+    assert render_backup.RCLONE_CONFIG_FILE not in {f.path for f in without.secret_files}
+    assert render_backup.BACKUP_CONFIG_FILE in {f.path for f in without.files}
+
+    keyed = replace(base, spaces_access_key=ACCESS, spaces_secret_key=SECRET)
+    bundle = render_bundle(settings, keyed, helpers.CLOUDFLARE, origin.cert_pem)
+    secret_file = bundle.file(render_backup.RCLONE_CONFIG_FILE)
+    assert secret_file.mode == 0o600
+    assert SECRET in secret_file.text
+    assert all(SECRET not in f.text and ACCESS not in f.text for f in bundle.files)
+    assert all(SECRET not in f.text and ACCESS not in f.text for f in bundle.redacted())
+    assert bundle.digest != without.digest
+    assert bundle.service_digests == without.service_digests  # a key change restarts no service
+    assert {ACCESS, SECRET} <= set(keyed.values())
+    # the host agent accepts the receive payload's paths
+    assert all(f.path.startswith(("secrets/", "backup/")) or "/" in f.path or f.path == "release.json"
+               for f in (*bundle.files, *bundle.secret_files))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- names, retention, listing
+
+
+def test_dump_names_and_their_times() -> None:
+    when = datetime(2026, 11, 25, 3, 15, 0, tzinfo=UTC)
+    name = backup.dump_name("production-r1", when)
+    assert name == "bankflow-production-r1-20261125T031500Z"
+    assert backup.KEY_RE.match(f"{name}.dump").group("stack") == "production-r1"  # type: ignore[union-attr]
+    assert backup.time_of(f"{name}.dump") == when
+    assert backup.time_of(f"{name}.globals.sql") == when
+    assert backup.time_of("notes.txt") is None
+    assert backup.sidecar_keys(f"{name}.dump") == (f"{name}.globals.sql", f"{name}.sha256")
+
+
+def test_local_prune_plan_keeps_recent_and_foreign_files() -> None:
+    now = datetime(2026, 11, 25, 3, 15, tzinfo=UTC)
+    names = [
+        "bankflow-p-20261117T031500Z.dump",  # 8 days
+        "bankflow-p-20261117T031500Z.sha256",
+        "bankflow-p-20261118T031600Z.dump",  # just under 7 days
+        "bankflow-p-20261125T031500Z.dump",
+        "random-20200101T000000Z.dump",
+        ".bankflow-p-20261101T000000Z.dump.partial",
+    ]
+    assert backup.local_prune_plan(names, now, 7) == [
+        ".bankflow-p-20261101T000000Z.dump.partial",
+        "bankflow-p-20261117T031500Z.dump",
+        "bankflow-p-20261117T031500Z.sha256",
+    ]
+
+
+def test_backup_rows_newest_first_without_sidecars() -> None:
+    objects = [
+        backup.RemoteObject("bankflow-s-20261124T031500Z.dump", 10, None),
+        backup.RemoteObject("bankflow-s-20261124T031500Z.sha256", 1, None),
+        backup.RemoteObject("bankflow-s-20261125T031500Z.dump", 20, "ab"),
+        backup.RemoteObject("something-else.txt", 5, None),
+    ]
+    rows = backup.backup_rows(objects, datetime(2026, 11, 25, 4, 15, tzinfo=UTC))
+    assert [(r["key"], r["age_seconds"]) for r in rows] == [
+        ("bankflow-s-20261125T031500Z.dump", 3600),
+        ("bankflow-s-20261124T031500Z.dump", 90000),
+    ]
+
+
+def test_checksum_file_round_trip() -> None:
+    text = backup.checksum_text({"a.dump": "0" * 64, "a.globals.sql": "1" * 64})
+    assert text == f"{'0' * 64}  a.dump\n{'1' * 64}  a.globals.sql\n"
+    assert backup.parse_checksums(text) == {"a.dump": "0" * 64, "a.globals.sql": "1" * 64}
+
+
+def test_rclone_argv_holds_no_credentials_and_a_clean_environment(tmp_path: Path) -> None:
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def runner(argv: Sequence[str], *, env: dict[str, str], timeout: float) -> Completed:  # type: ignore[override]
+        seen.append((list(argv), dict(env)))
+        return Completed(0, "[]", "")
+
+    bucket = backup.Bucket(tmp_path / "rclone.conf", "bankflow-backups", "bankflow-s-backups",
+                           "https://fra1.digitaloceanspaces.com", tmp_path, runner)  # fmt: skip
+    bucket.list()
+    argv, env = seen[0]
+    assert argv[:5] == ["rclone", "--config", str(tmp_path / "rclone.conf"), "--s3-endpoint",
+                        "https://fra1.digitaloceanspaces.com"]  # fmt: skip
+    assert argv[-1] == "bankflow-backups:bankflow-s-backups"
+    assert sorted(env) == ["HOME", "LANG", "PATH"]

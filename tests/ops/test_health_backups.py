@@ -1,0 +1,52 @@
+"""`health --backups`: the newest dump's age, asked of the droplet, warned past 26 h.
+
+The SSH round trip itself is tested in tests/backup (newest_backup_time with a session) and
+tests/remote (the transport); here the function that asks the host is replaced so the test
+stays on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bankflow_infra.ops import backup_commands
+from bankflow_infra.ops.cli import main
+from tests.ops.local_https import Certs, LocalHttps, outputs_document
+from tests.ops.test_cli_health import FAST, _saved, server  # noqa: F401 -- the fixture
+
+
+@pytest.mark.parametrize(
+    ("age_hours", "warned"),
+    [(3, False), (30, True)],
+    ids=["fresh", "stale"],
+)
+def test_backup_age_is_reported_and_warned_past_26_hours(
+    age_hours, warned, certs: Certs, server: LocalHttps, tmp_path: Path, monkeypatch, capsys  # noqa: F811
+) -> None:
+    asked = []
+
+    def newest(outputs):
+        asked.append(outputs.stack)
+        return datetime.now(UTC) - timedelta(hours=age_hours)
+
+    monkeypatch.setattr(backup_commands, "newest_backup_time", newest)
+    saved = _saved(tmp_path, outputs_document(certs.origin.pem))
+    code = main(["health", "staging", "--origin", "--backups", "--outputs", saved, *FAST])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err  # a stale backup warns; it does not fail the health gate
+    assert asked == ["staging"]
+    assert ("WARNING: newest backup is" in out) is warned
+    if not warned:
+        assert "newest backup" in out
+
+
+def test_without_the_flag_the_droplet_is_not_asked(certs: Certs, server: LocalHttps, tmp_path: Path,  # noqa: F811
+                                                   monkeypatch, capsys) -> None:
+    monkeypatch.setattr(backup_commands, "newest_backup_time", lambda _: pytest.fail("asked the host"))
+    saved = _saved(tmp_path, outputs_document(certs.origin.pem))
+    assert main(["health", "staging", "--origin", "--outputs", saved, *FAST, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["backup"] is None
