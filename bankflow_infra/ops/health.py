@@ -92,6 +92,7 @@ class HealthReport:
     results: tuple[ProbeResult, ...]
     rounds: int
     backup: BackupAge | None = None
+    certificate_warning: str | None = None  # the origin certificate expires soon (or is unreadable)
 
     @property
     def healthy(self) -> bool:
@@ -333,6 +334,36 @@ def run_async(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return runner.run(coroutine)
 
 
+# Origin CA certificates are not renewed automatically: warn a month ahead, time to `pulumi up`
+# with a replaced certificate and deploy it.
+CERT_WARN_BEFORE: Final = timedelta(days=30)
+
+
+def certificate_warning(expires_on: str | None, now: datetime | None = None) -> str | None:
+    """A warning when the origin certificate (output origin_cert_expires_on) expires within 30 days."""
+    if expires_on is None:
+        return None
+    now = now or datetime.now(UTC)
+    try:
+        expiry = datetime.fromisoformat(expires_on.replace("Z", "+00:00"))
+    except ValueError:
+        return f"WARNING: origin_cert_expires_on {expires_on!r} is not a date; check the certificate by hand"
+    if expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=UTC)
+    left = expiry - now
+    if left <= timedelta(0):
+        return (
+            f"WARNING: the origin certificate EXPIRED on {expiry.date()}: "
+            "Cloudflare (SSL strict) refuses the origin"
+        )
+    if left <= CERT_WARN_BEFORE:
+        return (
+            f"WARNING: the origin certificate expires on {expiry.date()} ({left.days} days): replace it "
+            "(pulumi up -s STACK --replace <OriginCaCertificate URN>) and deploy"
+        )
+    return None
+
+
 def backup_age(newest_backup: NewestBackup, now: datetime | None = None) -> BackupAge:
     now = now or datetime.now(UTC)
     try:
@@ -371,7 +402,9 @@ def check_health(
         context = trust or edge_context()
     results, rounds = run_async(run_rounds(probes, context, policy, pinned))
     backup = backup_age(newest_backup) if newest_backup is not None else None
-    return HealthReport(outputs.stack, mode, results, rounds, backup)
+    return HealthReport(
+        outputs.stack, mode, results, rounds, backup, certificate_warning(outputs.origin_cert_expires_on)
+    )
 
 
 # --------------------------------------------------------------------------- reporting (pure)
@@ -399,6 +432,7 @@ def report_document(report: HealthReport) -> dict[str, Any]:
             for r in report.results
         ],
         "backup": backup,
+        "certificate_warning": report.certificate_warning,
     }
 
 
@@ -423,6 +457,8 @@ def format_table(report: HealthReport) -> str:
                  else f"healthy: {len(report.results)}/{len(report.results)} services")
     if report.backup is not None:
         lines.append(format_backup(report.backup))
+    if report.certificate_warning is not None:
+        lines.append(report.certificate_warning)
     return "\n".join(lines) + "\n"
 
 

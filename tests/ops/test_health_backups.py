@@ -50,3 +50,26 @@ def test_without_the_flag_the_droplet_is_not_asked(certs: Certs, server: LocalHt
     saved = _saved(tmp_path, outputs_document(certs.origin.pem))
     assert main(["health", "staging", "--origin", "--outputs", saved, *FAST, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["backup"] is None
+
+
+@pytest.mark.parametrize(
+    ("days_left", "expected"),
+    [(200, None), (20, "expires on"), (-1, "EXPIRED")],
+    ids=["far", "within-30-days", "expired"],
+)
+def test_origin_certificate_expiry_is_warned_a_month_ahead(days_left, expected) -> None:
+    from bankflow_infra.ops.health import certificate_warning
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    warning = certificate_warning((now + timedelta(days=days_left)).isoformat(), now)
+    assert (warning is None) if expected is None else (expected in str(warning))
+
+
+def test_the_health_table_carries_the_certificate_warning(certs: Certs, server: LocalHttps,  # noqa: F811
+                                                          tmp_path: Path, capsys) -> None:
+    document = outputs_document(certs.origin.pem)
+    document["origin_cert_expires_on"] = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    code = main(["health", "staging", "--origin", "--outputs", _saved(tmp_path, document), *FAST])
+    out = capsys.readouterr().out
+    assert code == 0  # a warning, not an outage
+    assert "WARNING: the origin certificate expires on" in out
