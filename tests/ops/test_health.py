@@ -205,7 +205,7 @@ def test_wait_until_healthy(certs: Certs) -> None:
 
 def test_wait_gives_up_at_the_deadline(certs: Certs) -> None:
     site = hostnames()[0]
-    policy = Policy(timeout=0.5, deadline=2.0, attempts=2, backoff=0.05, wait=True, poll_interval=0.2)
+    policy = Policy(timeout=0.5, deadline=4.0, attempts=2, backoff=0.05, wait=True, poll_interval=0.2)
     with _servers(certs.origin, _all() | {site: Behaviour(statuses=[503])}) as (server, resolve):
         report = check_health(_outputs(certs), "origin", policy, resolve)
     result = _by_service(report)["site"]
