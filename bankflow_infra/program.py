@@ -4,6 +4,7 @@ that the ops CLI and the workflows read -- see README "Stack outputs")."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,25 @@ def _origin_ca_provider() -> cloudflare.Provider | None:
     if key is None:
         return None
     return cloudflare.Provider("origin-ca", api_user_service_key=key)
+
+
+class OriginStackError(ValueError):
+    """The stack named by bankflow:edge.originStack has no usable server address."""
+
+
+def origin_address(value: object, version: int, stack: str) -> str:
+    """The referenced stack's droplet address, or one clear error: DNS must never get "None"."""
+    key = "origin_ip" if version == 4 else "origin_ipv6"
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        address = None
+    if value is None or address is None or address.version != version:
+        raise OriginStackError(
+            f"bankflow:edge.originStack: stack {stack!r} has no usable {key} output (got {value!r}); "
+            f"is its server layer on and deployed (pulumi up -s {stack})?"
+        )
+    return str(address)
 
 
 def _stack_reference_name(stack: str) -> str:
@@ -173,8 +193,11 @@ def build(settings: Settings) -> Built:
     if settings.edge.enabled:
         if settings.edge.origin_stack is not None:
             reference = pulumi.StackReference(_stack_reference_name(settings.edge.origin_stack))
-            origin_ipv4 = reference.require_output("origin_ip").apply(str)
-            origin_ipv6 = reference.require_output("origin_ipv6").apply(str)
+            origin = settings.edge.origin_stack
+            origin_ipv4 = reference.get_output("origin_ip").apply(lambda v: origin_address(v, 4, origin))
+            origin_ipv6 = reference.get_output("origin_ipv6").apply(
+                lambda v: origin_address(v, 6, origin)
+            )
         # Settings validation guarantees an origin: this stack's server or edge.originStack.
         assert origin_ipv4 is not None
         assert origin_ipv6 is not None

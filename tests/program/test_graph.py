@@ -384,3 +384,17 @@ def test_a_retired_production_server_keeps_its_protected_data_volume():
     # Same URN as while the server was on: turning the server off never deletes the volume.
     assert volume.urn.endswith("bankflow:index:DataVolume$digitalocean:index/volume:Volume::data-volume")
     assert only(production(), VOLUME).urn.split("::")[-1] == "data-volume"
+
+
+@pytest.mark.parametrize(
+    "bad", [None, "", "not-an-ip", "2001:db8::20"], ids=["null", "empty", "text", "wrong-family"]
+)
+def test_an_origin_stack_without_a_usable_address_is_one_clear_error(bad):
+    # Pulumi wraps errors raised while resolving an input in a ValueError naming the resource;
+    # the message keeps ours, which names the key and the stack.
+    with pytest.raises(ValueError, match=r"stack 'production-r1' has no usable origin_ip output"):
+        run_stack(
+            "production",
+            edge_on_other_stack,
+            referenced_outputs={"origin_ip": bad, "origin_ipv6": "2001:db8::20"},
+        )
