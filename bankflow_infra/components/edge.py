@@ -30,7 +30,11 @@ def record_comment(settings: Settings) -> str:
 
 def uptime_notifications(alerts: AlertSettings) -> list[do.UptimeAlertNotificationArgs]:
     slacks = (
-        [do.UptimeAlertNotificationSlackArgs(channel=alerts.slack_channel, url=alerts.slack_url)]
+        [
+            do.UptimeAlertNotificationSlackArgs(
+                channel=alerts.slack_channel, url=pulumi.Output.secret(alerts.slack_url)
+            )
+        ]
         if alerts.slack_channel and alerts.slack_url
         else None
     )

@@ -23,7 +23,12 @@ def thresholds(alerts: AlertSettings) -> dict[str, int]:
 
 def monitor_recipients(alerts: AlertSettings) -> do.MonitorAlertAlertsArgs:
     slacks = (
-        [do.MonitorAlertAlertsSlackArgs(channel=alerts.slack_channel, url=alerts.slack_url)]
+        # Whoever holds the webhook URL can post into the ops channel: keep it out of plain state.
+        [
+            do.MonitorAlertAlertsSlackArgs(
+                channel=alerts.slack_channel, url=pulumi.Output.secret(alerts.slack_url)
+            )
+        ]
         if alerts.slack_channel and alerts.slack_url
         else None
     )

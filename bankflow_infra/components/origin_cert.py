@@ -40,7 +40,10 @@ class OriginCertificate(pulumi.ComponentResource):
             hostnames=hostnames,
             request_type="origin-ecc",
             requested_validity=settings.origin_cert_validity_days,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            # Replacing the certificate must not revoke the old one: the kept releases on the
+            # droplet still hold it, and a rollback to one of them would otherwise serve a revoked
+            # certificate (Cloudflare 526 on every hostname). Old ones simply expire.
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, retain_on_delete=True),
         )
         self.certificate_pem = certificate.certificate
         self.private_key_pem = pulumi.Output.secret(key.private_key_pem)

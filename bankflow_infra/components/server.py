@@ -42,8 +42,12 @@ def outbound_rules() -> list[do.FirewallOutboundRuleArgs]:
     ]
 
 
+def stack_tag_name(settings: Settings) -> str:
+    return f"stack-{settings.stack}"
+
+
 def droplet_tags(settings: Settings) -> list[str]:
-    return ["bankflow", f"env-{settings.environment}", f"stack-{settings.stack}"]
+    return ["bankflow", f"env-{settings.environment}", stack_tag_name(settings)]
 
 
 class Server(pulumi.ComponentResource):
@@ -81,18 +85,27 @@ class Server(pulumi.ComponentResource):
             public_key=credentials.deploy_public_key,
             opts=child,
         )
-        # Admin keys are registered in the account (console recovery, audit) but NOT put on the
-        # droplet through `ssh_keys`: changing that list would replace the droplet. The host
-        # bootstrap installs them into authorized_keys instead.
-        for index, public_key in enumerate(server.admin_ssh_keys):
-            do.SshKey(
-                f"{name}-admin-key-{index}",
-                name=settings.resource_name(f"admin-{index}"),
-                public_key=public_key,
-                opts=child,
-            )
+        # Admin keys (server.adminSshKeys) are NOT DigitalOcean SSH keys: the droplet's
+        # `ssh_keys` list replaces the droplet when it changes, and DigitalOcean refuses the same
+        # public key twice per account (staging, production and a rebuild share admins). The
+        # host bootstrap installs them into root's authorized_keys on every run instead.
 
         self.volume = volume
+        # The stack's tag exists before the droplet and the firewall that selects it.
+        stack_tag = do.Tag(f"{name}-tag", name=stack_tag_name(settings), opts=child)
+        self.firewall = do.Firewall(
+            f"{name}-firewall",
+            name=settings.resource_name("firewall"),
+            # Selected by the stack's tag, created before the droplet: a new droplet is inside
+            # the perimeter from its first boot, never briefly open to the whole internet.
+            tags=[stack_tag.name],
+            inbound_rules=pulumi.Output.all(cloudflare_v4, cloudflare_v6).apply(
+                lambda ranges: inbound_rules(server.ssh_allowed_cidrs, ranges[0], ranges[1])
+            ),
+            outbound_rules=outbound_rules(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[stack_tag]),
+        )
+
         user_data: pulumi.Output[str] = pulumi.Output.all(
             credentials.host_private_key, credentials.host_public_key
         ).apply(lambda keys: render_host_key_user_data(keys[0], keys[1]))
@@ -109,11 +122,12 @@ class Server(pulumi.ComponentResource):
             ipv6=True,
             backups=server.backups,
             graceful_shutdown=True,
-            tags=droplet_tags(settings),
+            tags=[*droplet_tags(settings)[:-1], stack_tag.name],
             # Only the generated host key, so every SSH connection can pin it from the first one.
             user_data=secret_user_data,
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=[self.firewall],
                 # A droplet with an attached volume cannot be replaced while it holds the volume.
                 delete_before_replace=self.volume is not None,
                 additional_secret_outputs=["user_data"],
@@ -128,17 +142,6 @@ class Server(pulumi.ComponentResource):
                 volume_id=self.volume.id,
                 opts=child,
             )
-
-        do.Firewall(
-            f"{name}-firewall",
-            name=settings.resource_name("firewall"),
-            droplet_ids=[droplet_id],
-            inbound_rules=pulumi.Output.all(cloudflare_v4, cloudflare_v6).apply(
-                lambda ranges: inbound_rules(server.ssh_allowed_cidrs, ranges[0], ranges[1])
-            ),
-            outbound_rules=outbound_rules(),
-            opts=child,
-        )
 
         self.ipv4 = self.droplet.ipv4_address
         self.ipv6 = self.droplet.ipv6_address

@@ -73,6 +73,7 @@ class Registration:
     additional_secret_outputs: tuple[str, ...]
     state: dict[str, Any]  # what the mock "cloud" answered: inputs plus computed values
     dependencies: tuple[str, ...] = ()  # URNs this resource waits for (depends_on and inputs)
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -109,6 +110,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     additional_secret_outputs=tuple(request.additionalSecretOutputs),
                     state=dict(self.resources[response.urn].state) if response.urn in self.resources else {},
                     dependencies=tuple(request.dependencies),
+                    retain_on_delete=request.retainOnDelete,
                 )
             )
         return response

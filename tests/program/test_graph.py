@@ -95,10 +95,14 @@ def test_firewall_ssh_sources_follow_config():
     assert [sorted(r["sourceAddresses"]) for r in ssh] == [["198.51.100.0/24", "2001:db8:1::/48"]]
 
 
-def test_firewall_attaches_to_the_stack_droplet():
+def test_firewall_selects_the_stack_tag_and_exists_before_the_droplet():
     result = staging()
-    firewall = inputs(only(result, FIREWALL))
-    assert firewall["dropletIds"] == [100000001]  # the id the mock engine gave the droplet
+    firewall = only(result, FIREWALL)
+    droplet = only(result, DROPLET)
+    assert inputs(firewall)["tags"] == ["stack-staging"]
+    assert "stack-staging" in inputs(droplet)["tags"]
+    # The droplet waits for the firewall: it is never up without its perimeter.
+    assert firewall.urn in droplet.dependencies
 
 
 # --------------------------------------------------------------------------- DNS and zone
@@ -231,8 +235,10 @@ def test_uptime_checks_cover_every_public_hostname():
     assert sorted(a["type"] for a in alerts) == sorted(["down", "ssl_expiry"] * len(PRODUCTION_HOSTS))
 
 
-def test_origin_certificate_covers_the_environment_hostnames():
-    cert = inputs(only(production(), "cloudflare:index/originCaCertificate:OriginCaCertificate"))
+def test_origin_certificate_covers_the_environment_hostnames_and_is_never_revoked_by_a_replace():
+    registration = only(production(), "cloudflare:index/originCaCertificate:OriginCaCertificate")
+    assert registration.retain_on_delete is True  # kept releases may still serve the old one
+    cert = inputs(registration)
     assert set(cert["hostnames"]) == PRODUCTION_HOSTS
     assert cert["requestedValidity"] == 365
 
@@ -398,3 +404,29 @@ def test_an_origin_stack_without_a_usable_address_is_one_clear_error(bad):
             edge_on_other_stack,
             referenced_outputs={"origin_ip": bad, "origin_ipv6": "2001:db8::20"},
         )
+
+
+def test_admin_keys_reach_authorized_keys_not_the_account():
+    key = "ssh-ed25519 " + "A" * 68 + " ana@bankflow"
+
+    def with_admin(config):
+        config["bankflow:server"]["adminSshKeys"] = [key]
+
+    result = run_stack("staging", with_admin)
+    ssh_keys = [inputs(r)["name"] for r in result.recorder.of_type("digitalocean:index/sshKey:SshKey")]
+    assert ssh_keys == ["bankflow-staging-deploy"]  # a shared admin key would be a 422 per stack
+
+
+def test_the_slack_webhook_never_sits_in_plain_state():
+    url = "https://hooks.slack.com/services/T000/B000/secretwebhook"
+
+    def with_slack(config):
+        config["bankflow:alerts"]["slackChannel"] = "#ops"
+        config["bankflow:alerts"]["slackUrl"] = url
+
+    result = run_stack("staging", with_slack)
+    alerting = [r for r in result.recorder.resources if "Alert" in r.type]
+    assert alerting
+    for registration in alerting:
+        assert url not in json.dumps(without_secrets(registration.inputs))
+        assert url in json.dumps(unwrap(registration.inputs))
