@@ -352,12 +352,17 @@ def _fail(
         except Exception as exc:
             nginx_unrestored = True
             problems.append(f"restoring the previous nginx config failed: {_describe(exc)}")
-    if undo.started is not None:
+    if nginx_unrestored:
+        # nginx may still route to the new release: stopping it (or putting the old secrets
+        # back under nginx's feet) would turn a failed deploy into a full outage.
+        if undo.started is not None:
+            problems.append(f"left {undo.started.name} running because nginx may still route to it")
+    elif undo.started is not None:
         try:
             ctx.runtime.stop(undo.started)
         except Exception as exc:
             problems.append(f"stopping {undo.started.name} failed: {_describe(exc)}")
-    if current is not None:
+    if current is not None and not nginx_unrestored:
         try:
             install_live_files(ctx.paths, ctx.paths.release_dir(current.release))
         except Exception as exc:

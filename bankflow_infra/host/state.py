@@ -75,7 +75,9 @@ class HostPaths:
 
     @property
     def audit_log(self) -> Path:
-        return self.logs / "audit.log"
+        # In state/ (root only), not logs/: the app containers mount logs/ read-write and must
+        # not be able to erase the audit trail or plant a symlink that root then appends to.
+        return self.state / "audit.log"
 
     def release_dir(self, release: str) -> Path:
         return self.releases / release
@@ -258,7 +260,7 @@ def audit(path: Path, who: str, action: str, release: str | None, result: str, m
         },
         sort_keys=True,
     )
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
     try:
         os.write(fd, (line + "\n").encode())
     finally:

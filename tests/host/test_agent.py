@@ -24,7 +24,7 @@ def str_list(value: object) -> list[str]:
 
 
 def audit_lines(host: HostEnv) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (host.home / "logs" / "audit.log").read_text().splitlines()]
+    return [json.loads(line) for line in (host.home / "state" / "audit.log").read_text().splitlines()]
 
 
 def app_starts(host: HostEnv) -> list[dict[str, object]]:
@@ -242,7 +242,7 @@ def test_secrets_are_installed_0600_in_a_0700_dir_and_never_printed(host: HostEn
         "postgres.env": 0o600,
     }
     assert "test-secret-value" not in out + err
-    assert "test-secret-value" not in (host.home / "logs" / "audit.log").read_text()
+    assert "test-secret-value" not in (host.home / "state" / "audit.log").read_text()
 
 
 def _payload(bundle: Path) -> tuple[str, bytes]:
@@ -307,3 +307,22 @@ def test_actor_comes_from_sudo_user_when_not_given() -> None:
     assert actor(None, {"BANKFLOW_ACTOR": "pulumi:production", "SUDO_USER": "maria"}) == "pulumi:production"
     assert actor("ops", {"BANKFLOW_ACTOR": "x"}) == "ops"
     assert actor(None, {}) == f"uid:{os.getuid()}"
+
+
+def test_when_nginx_cannot_be_restored_the_new_release_is_left_running(host: HostEnv, monkeypatch) -> None:
+    good = host.bundle("v1")
+    assert host.deploy(good)[0] == 0
+    bad = host.bundle("v2", nginx_version="2")
+    with (bad / "nginx" / "nginx.conf").open("a") as conf:
+        conf.write("this is not nginx config;\n")
+
+    def broken_reload() -> None:  # the restore's reload fails too (e.g. docker exec refused)
+        raise RuntimeError("nginx reload refused")
+
+    monkeypatch.setattr(host.runtime, "nginx_reload", broken_reload)
+    code, _, err = host.deploy(bad)
+    assert code == agent.EXIT_RESTORE_FAILED
+    assert "ATTENTION" in err
+    assert "because nginx may still route to it" in err
+    stopped = [c["project"] for c in host.runtime.journal() if c["call"] == "stop"]
+    assert f"bankflow-app-{rel(bad)}" not in stopped  # stopping it could leave nothing serving

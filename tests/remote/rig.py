@@ -189,7 +189,7 @@ class RemoteHost:
         return [json.loads(line)["argv"] for line in self.journal_path.read_text().splitlines()]
 
     def audit(self) -> list[dict[str, Any]]:
-        path = self.home / "logs" / "audit.log"
+        path = self.home / "state" / "audit.log"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def current(self) -> str | None:

@@ -48,7 +48,7 @@ def deployed(host: HostEnv) -> str:
 
 
 def audit(host: HostEnv) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (host.home / "logs" / "audit.log").read_text().splitlines()]
+    return [json.loads(line) for line in (host.home / "state" / "audit.log").read_text().splitlines()]
 
 
 def calls(host: HostEnv, call: str) -> list[dict[str, object]]:
