@@ -121,7 +121,7 @@ def test_unpinning_a_real_workflow_is_caught(name: str, old: str, new: str) -> N
 def test_echoing_a_secret_in_a_real_workflow_is_caught() -> None:
     broken = _mutated(
         "deploy-stack.yml",
-        'venv/bin/bankflow-infra rollback "$STACK" --yes',
+        'venv/bin/bankflow-infra rollback "$STACK" "${BEFORE:0:12}" --yes',
         'echo "token: $PULUMI_ACCESS_TOKEN"',
     )
     assert checks.secret_leaks(checks.load(broken))

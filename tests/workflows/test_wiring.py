@@ -144,7 +144,11 @@ def test_the_deploy_path_is_up_then_health_gate_then_rollback_then_summary() -> 
     assert 'pulumi up --yes --non-interactive --diff --stack "$STACK"' in steps[up]["run"]
     assert 'bankflow-infra health "$STACK" --wait' in steps[health]["run"]
     assert steps[rollback]["if"] == "failure() && steps.health.outcome == 'failure'"
-    assert 'bankflow-infra rollback "$STACK" --yes' in steps[rollback]["run"]
+    # Back to exactly the release that served before this up, and only if the up replaced it.
+    assert 'bankflow-infra rollback "$STACK" "${BEFORE:0:12}" --yes' in steps[rollback]["run"]
+    assert '[[ -z $BEFORE || $BEFORE == "$after" ]]' in steps[rollback]["run"]
+    assert steps[rollback]["env"]["BEFORE"] == "${{ steps.before.outputs.release }}"
+    assert order.index("before") < up
     summary = steps[-1]
     assert summary["if"] == "always()"
     needed = ("pulumi stack output --json", "$GITHUB_STEP_SUMMARY", "for table in health ", "urls", "release")
