@@ -701,12 +701,15 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def resolve_key(bucket: Bucket, wanted: str) -> RemoteObject:
-    """The dump ``wanted`` names (``latest``: the newest dump in the bucket)."""
+def resolve_key(bucket: Bucket, wanted: str, stack: str) -> RemoteObject:
+    """The dump ``wanted`` names (``latest``: the newest dump of ``stack`` in the bucket).
+
+    One bucket can hold several stacks' dumps (a rebuild's server and the old one both upload
+    to the environment's bucket until the old one is retired): "latest" is per stack."""
     if wanted == "latest":
-        rows = backup_rows(bucket.list(), dt.datetime.now(dt.UTC))
+        rows = [r for r in backup_rows(bucket.list(), dt.datetime.now(dt.UTC)) if r["stack"] == stack]
         if not rows:
-            raise BackupUsageError(f"no backups in bucket {bucket.name}: nothing to restore")
+            raise BackupUsageError(f"no backups of stack {stack} in bucket {bucket.name}: nothing to restore")
         wanted = str(rows[0]["key"])
     if not KEY_RE.match(wanted):
         raise BackupUsageError(
@@ -772,7 +775,12 @@ class RestoreResult:
 
 
 def run_restore(
-    ctx: Context, wanted: str, bucket_name: str | None, endpoint: str | None, health_timeout: float
+    ctx: Context,
+    wanted: str,
+    bucket_name: str | None,
+    endpoint: str | None,
+    health_timeout: float,
+    of_stack: str | None = None,
 ) -> RestoreResult:
     target = load_target(ctx)
     config = target.config
@@ -780,7 +788,7 @@ def run_restore(
     directory = backups_dir(ctx.paths)
     _ensure_private_dir(directory)
 
-    found = resolve_key(bucket, wanted)
+    found = resolve_key(bucket, wanted, of_stack or config.stack)
     ctx.say(f"restore: {found.key} ({found.size} bytes) from bucket {bucket.name}")
     local = download_verified(ctx, bucket, found, directory)
     try:
@@ -879,7 +887,9 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
         raise BackupUsageError("--bucket and --endpoint go together")
     try:
         with backup_lock(ctx.paths):
-            result = run_restore(ctx, args.source, bucket_name, endpoint, args.health_timeout)
+            result = run_restore(
+                ctx, args.source, bucket_name, endpoint, args.health_timeout, getattr(args, "of_stack", None)
+            )
     except _Locked as exc:
         return _refuse(ctx, "restore", str(exc), EXIT_LOCKED)
     except BackupUsageError as exc:
@@ -933,4 +943,8 @@ def register(sub: Any) -> None:
     )
     restore.add_argument("--from", dest="source", required=True, metavar="KEY", help="a key, or 'latest'")
     restore.add_argument("--yes", action="store_true", help="required: the database is replaced")
+    restore.add_argument(
+        "--of-stack",
+        help="with --from latest: whose dumps (default: this host's stack; a rebuild: the original)",
+    )
     restore.add_argument("--health-timeout", type=float, default=HEALTH_TIMEOUT, help=argparse.SUPPRESS)

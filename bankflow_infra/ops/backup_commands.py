@@ -161,14 +161,18 @@ def run_restore(args: argparse.Namespace) -> int:
         _error("restore", str(error))
         return EXIT_BAD_INPUT
 
+    dumps_of = args.source_stack or args.stack
+
     def action(outputs: StackOutputs, session: SshSession) -> int:
         key = args.source
         if not args.yes:
-            confirmed = _confirm(session, args.stack, key, bucket)
+            confirmed = _confirm(session, args.stack, key, bucket, dumps_of)
             if isinstance(confirmed, int):
                 return confirmed
             key = confirmed
-        done = session.run_agent(["restore", "--from", key, "--yes", *_bucket_args(bucket)])
+        done = session.run_agent(
+            ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *_bucket_args(bucket)]
+        )
         if done.returncode != 0:
             return done.returncode
         return _health_after_restore(outputs)
@@ -176,13 +180,17 @@ def run_restore(args: argparse.Namespace) -> int:
     return _with_session(args, "restore", action)
 
 
-def _confirm(session: SshSession, stack: str, key: str, bucket: tuple[str, str] | None) -> str | int:
+def _confirm(
+    session: SshSession, stack: str, key: str, bucket: tuple[str, str] | None, dumps_of: str
+) -> str | int:
     """Show exactly which dump replaces the database and ask; the key to restore, or an exit code."""
     listed = session.run_agent(["backups", "--json", *_bucket_args(bucket)], capture=True)
     if listed.returncode != 0:
         return listed.returncode
     rows = parse_rows(stack, listed.stdout)
-    chosen = rows[0] if key == LATEST and rows else next((r for r in rows if r["key"] == key), None)
+    # "latest" is the newest dump of the stack whose data is wanted, not of any stack in the bucket.
+    own = [r for r in rows if r.get("stack") == dumps_of]
+    chosen = own[0] if key == LATEST and own else next((r for r in rows if r["key"] == key), None)
     where = f"bucket {bucket[0]}" if bucket else f"stack {stack}'s bucket"
     if chosen is None:
         _error("restore", f"no backup {key} in {where}; nothing changed")
@@ -228,7 +236,8 @@ def newest_backup_time(outputs: StackOutputs) -> datetime | None:
         done = session.run_agent(["backups", "--json"], capture=True)
     if done.returncode != 0:
         raise RemoteError(f"`backups --json` on stack {outputs.stack!r} exited {done.returncode}")
-    return newest_of(parse_rows(outputs.stack, done.stdout))
+    # Only this stack's own dumps prove that this stack's database is being backed up.
+    return newest_of([r for r in parse_rows(outputs.stack, done.stdout) if r.get("stack") == outputs.stack])
 
 
 def newest_of(rows: Sequence[dict[str, Any]]) -> datetime | None:

@@ -130,14 +130,14 @@ def test_restore_with_yes_sends_exactly_the_restore_then_checks_health(
 ) -> None:
     no_tty(monkeypatch)
     assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", KEY_OLD, "--yes") == 0
-    assert rig.session.calls == [["restore", "--from", KEY_OLD, "--yes"]]
+    assert rig.session.calls == [["restore", "--from", KEY_OLD, "--yes", "--of-stack", "staging"]]
     assert rig.health == [("staging", "origin")]
 
 
 def test_restore_defaults_to_latest(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     no_tty(monkeypatch)
     assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--yes") == 0
-    assert rig.session.calls == [["restore", "--from", "latest", "--yes"]]
+    assert rig.session.calls == [["restore", "--from", "latest", "--yes", "--of-stack", "staging"]]
 
 
 def test_restore_without_yes_and_without_a_terminal_is_refused_before_anything(
@@ -164,7 +164,10 @@ def test_restore_on_a_terminal_shows_the_dump_and_needs_the_stack_name(
     rig.session.calls.clear()
     assert rig.run("restore", "staging", "--outputs", str(rig.outputs)) == 0
     # 'latest' became the key that was shown: a dump landing meanwhile cannot slip in
-    assert rig.session.calls == [["backups", "--json"], ["restore", "--from", KEY_NEW, "--yes"]]
+    assert rig.session.calls == [
+        ["backups", "--json"],
+        ["restore", "--from", KEY_NEW, "--yes", "--of-stack", "staging"],
+    ]
 
 
 def test_restore_of_a_key_that_does_not_exist_is_one_error_and_changes_nothing(
@@ -181,7 +184,7 @@ def test_restore_of_a_key_that_does_not_exist_is_one_error_and_changes_nothing(
     rig.session.calls.clear()
     rig.session.answers["restore"] = (2, b"")
     assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", missing, "--yes") == 2
-    assert rig.session.calls == [["restore", "--from", missing, "--yes"]]
+    assert rig.session.calls == [["restore", "--from", missing, "--yes", "--of-stack", "staging"]]
     assert rig.health == []  # no health check after a failed restore
 
 
@@ -191,8 +194,8 @@ def test_restore_from_another_stacks_bucket(rig: Rig, monkeypatch: pytest.Monkey
                    "--source-outputs", str(rig.production_outputs), "--from", "latest", "--yes")  # fmt: skip
     assert code == 0
     assert rig.session.calls == [
-        ["restore", "--from", "latest", "--yes", "--bucket", "bankflow-production-backups",
-         "--endpoint", "https://fra1.digitaloceanspaces.com"],
+        ["restore", "--from", "latest", "--yes", "--of-stack", "production",
+         "--bucket", "bankflow-production-backups", "--endpoint", "https://fra1.digitaloceanspaces.com"],
     ]  # fmt: skip
     assert rig.opened == ["staging"]  # only the target stack's droplet is reached
 

@@ -247,7 +247,7 @@ def test_unknown_key_and_bad_names_are_refused(host: BackupHost) -> None:
     assert "is not a backup key" in err
     code, _, err = run_agent(host.env, "restore", "--from", "latest", "--yes")
     assert code == 2
-    assert "no backups in bucket" in err
+    assert "no backups of stack" in err
     assert calls(host, "stop") == []
 
 

@@ -232,3 +232,39 @@ def test_rclone_argv_holds_no_credentials_and_a_clean_environment(tmp_path: Path
                         "https://fra1.digitaloceanspaces.com"]  # fmt: skip
     assert argv[-1] == "bankflow-backups:bankflow-s-backups"
     assert sorted(env) == ["HOME", "LANG", "PATH"]
+
+
+class _ListedBucket:
+    """Just the listing a resolve needs: the real Bucket talks to rclone (tested in the drill)."""
+
+    name = "bankflow-production-backups"
+
+    def __init__(self, keys: list[str]) -> None:
+        from bankflow_infra.host.backup import RemoteObject
+
+        self.objects = {k: RemoteObject(k, 100, None) for k in keys}
+
+    def list(self):
+        return list(self.objects.values())
+
+    def stat(self, key):
+        return self.objects.get(key)
+
+
+def test_latest_is_the_newest_dump_of_the_wanted_stack_not_of_the_whole_bucket() -> None:
+    from bankflow_infra.host.backup import BackupUsageError, resolve_key
+
+    # After a cutover both servers upload to the environment's bucket until the old one retires.
+    bucket = _ListedBucket(
+        [
+            "bankflow-production-20261124T031500Z.dump",
+            "bankflow-production-r1-20261125T031500Z.dump",
+            "bankflow-production-20261123T031500Z.dump",
+        ]
+    )
+    assert resolve_key(bucket, "latest", "production").key == "bankflow-production-20261124T031500Z.dump"  # type: ignore[arg-type]
+    assert (
+        resolve_key(bucket, "latest", "production-r1").key == "bankflow-production-r1-20261125T031500Z.dump"
+    )  # type: ignore[arg-type]
+    with pytest.raises(BackupUsageError, match="no backups of stack staging"):
+        resolve_key(bucket, "latest", "staging")  # type: ignore[arg-type]
