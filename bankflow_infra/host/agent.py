@@ -390,15 +390,8 @@ def _finish(
 ) -> None:
     paths = ctx.paths
     warnings: list[str] = []
-    if current is not None and not reuse and current.app_release != app_release:
-        old_manifest = load_manifest(paths.release_dir(current.app_release))
-        old_app, _ = projects(paths, current.app_release, old_manifest)
-        ctx.say(f"{action} {release}: stop-old: {old_app.name} after {ctx.options.drain:g}s drain")
-        ctx.sleep(ctx.options.drain)  # nginx's old workers finish their in-flight requests
-        try:
-            ctx.runtime.stop(old_app)
-        except RuntimeFailure as exc:
-            warnings.append(f"stopping {old_app.name} failed: {exc}")
+    # nginx already serves the new release: record that first, so nothing below (an unreadable
+    # old manifest, a full disk while stopping) can leave the state naming the old release.
     base = dict(running_base)
     base[NGINX_SERVICE] = manifest.service_digests[NGINX_SERVICE]
     if action == "deploy":
@@ -408,6 +401,15 @@ def _finish(
         paths, {"release": release, "app_release": app_release, "action": action, "actor": ctx.actor}
     )
     st.write_base(paths, base)
+    if current is not None and not reuse and current.app_release != app_release:
+        try:
+            old_manifest = load_manifest(paths.release_dir(current.app_release))
+            old_app, _ = projects(paths, current.app_release, old_manifest)
+            ctx.say(f"{action} {release}: stop-old: {old_app.name} after {ctx.options.drain:g}s drain")
+            ctx.sleep(ctx.options.drain)  # nginx's old workers finish their in-flight requests
+            ctx.runtime.stop(old_app)
+        except Exception as exc:  # the new release serves: a leftover old one is a warning
+            warnings.append(f"stopping the old release {current.app_release} failed: {_describe(exc)}")
     warnings += prune(ctx, st.Current(release, app_release, fingerprint))
     message = f"{action} {release}: done; release {release} serving"
     if current is not None:

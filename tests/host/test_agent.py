@@ -326,3 +326,18 @@ def test_when_nginx_cannot_be_restored_the_new_release_is_left_running(host: Hos
     assert "because nginx may still route to it" in err
     stopped = [c["project"] for c in host.runtime.journal() if c["call"] == "stop"]
     assert f"bankflow-app-{rel(bad)}" not in stopped  # stopping it could leave nothing serving
+
+
+def test_a_failure_after_the_switch_still_records_the_new_release_as_serving(host: HostEnv) -> None:
+    first = host.bundle("v1")
+    assert host.deploy(first)[0] == 0
+    # The old release's manifest became unreadable (disk trouble, a hand edit): stopping the old
+    # release cannot even find its project. nginx already serves the new one by then.
+    (host.home / "releases" / rel(first) / "release.json").write_text("{not json")
+    second = host.bundle("v2")
+    code, out, err = host.deploy(second)
+    assert code == 0, err
+    assert f"stopping the old release {rel(first)} failed" in out + err
+    current = json.loads((host.home / "state" / "current.json").read_text())
+    assert current["release"] == rel(second)
+    assert host.get("saas") == (200, f"{rel(second)} saas\n")
