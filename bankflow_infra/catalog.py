@@ -19,6 +19,7 @@ RELEASES_DIR: Final = f"{HOST_ROOT}/releases"
 SECRETS_DIR: Final = f"{HOST_ROOT}/secrets"  # 0700, files 0600, written from SSH stdin only
 BIN_DIR: Final = f"{HOST_ROOT}/bin"
 LOGS_DIR: Final = f"{HOST_ROOT}/logs"
+STATE_DIR: Final = f"{HOST_ROOT}/state"  # root only: the agent's state and the audit log
 UPLOADS_DIR: Final = f"{HOST_ROOT}/uploads"
 BACKUPS_DIR: Final = f"{HOST_ROOT}/backups"
 DATA_VOLUME_MOUNT: Final = "/mnt/bankflow-data"  # production: the DO volume holding PostgreSQL

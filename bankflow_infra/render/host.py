@@ -52,7 +52,9 @@ def render_host_files(settings: Settings) -> dict[str, str]:
     """Bundle path -> text."""
     return {
         DAEMON_JSON: render_daemon_json(),
-        LOGROTATE: fill_template("logrotate/bankflow", {"LOGS_DIR": catalog.LOGS_DIR}),
+        LOGROTATE: fill_template(
+            "logrotate/bankflow", {"LOGS_DIR": catalog.LOGS_DIR, "STATE_DIR": catalog.STATE_DIR}
+        ),
         BACKUP_SERVICE: fill_template("systemd/bankflow-backup.service", {"AGENT_BIN": catalog.AGENT_BIN}),
         BACKUP_TIMER: fill_template("systemd/bankflow-backup.timer", {"TIME_UTC": settings.backups.time_utc}),
     }

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -214,6 +215,8 @@ def test_host_files(stack: str, origin_cert: OriginCert) -> None:
     logrotate = bundle.file("host/logrotate-bankflow").text
     assert logrotate.startswith("#")
     assert f"{catalog.LOGS_DIR}/*.log" in logrotate
+    audit = logrotate.split(f"{catalog.STATE_DIR}/audit.log {{", 1)[1].split("}", 1)[0]
+    assert "rotate 24" in audit  # two years of monthly audit files, not 14 days
     assert "@" not in "".join(
         bundle.file(p).text
         for p in ("host/logrotate-bankflow", "host/bankflow-backup.timer", "host/bankflow-backup.service")
@@ -227,3 +230,21 @@ def test_backup_schedule_is_a_valid_systemd_calendar(origin_cert: OriginCert) ->
     done = subprocess.run([tool, "calendar", calendar], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "03:15:00 UTC" in done.stdout
+
+
+def test_the_real_logrotate_accepts_the_rendered_rules(tmp_path: Path, origin_cert: OriginCert) -> None:
+    logrotate = require_tool("logrotate")
+    settings = load_settings("production")
+    bundle = render_bundle(settings, make_secrets(origin_cert), CLOUDFLARE, origin_cert.cert_pem)
+    rules = tmp_path / "bankflow"
+    rules.write_text(bundle.file("host/logrotate-bankflow").text)
+    done = subprocess.run(
+        [logrotate, "--debug", "--state", str(tmp_path / "status"), str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "error" not in done.stderr.lower()
+    assert "rotating pattern: /opt/bankflow/state/audit.log  monthly (24 rotations)" in done.stderr
