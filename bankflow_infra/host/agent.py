@@ -645,7 +645,8 @@ def cmd_migrate(ctx: Context) -> int:
 # --------------------------------------------------------------------------- CLI
 
 
-def _tail_lines(text: str) -> int:
+def tail_lines(text: str) -> int:
+    """argparse type: a log line count in 1..LOG_TAIL_MAX (the ops CLI uses the same check)."""
     try:
         value = int(text)
     except ValueError:
@@ -706,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name).add_argument("--json", action="store_true")
     logs = sub.add_parser("logs", help="logs of the serving containers (app services, or a base service)")
     logs.add_argument("service", nargs="?", help="one service (default: every app service)")
-    logs.add_argument("--tail", type=_tail_lines, default=LOG_TAIL_DEFAULT, help="lines per service")
+    logs.add_argument("--tail", type=tail_lines, default=LOG_TAIL_DEFAULT, help="lines per service")
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     sub.add_parser("migrate", help="run the current release's migrate command again")
     backup.register(sub)

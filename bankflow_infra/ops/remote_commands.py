@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bankflow_infra.catalog import LIMITS
-from bankflow_infra.host.agent import LOG_TAIL_MAX
+from bankflow_infra.host.agent import tail_lines
 from bankflow_infra.ops.cli import EXIT_BAD_INPUT, add_outputs_arguments
 from bankflow_infra.ops.outputs import OutputsError, load_outputs
 from bankflow_infra.ops.remote import EXIT_INTERRUPTED, RemoteError, SshSession, ssh_session
@@ -42,17 +42,6 @@ def catalog_services() -> tuple[str, ...]:
     for per_service in LIMITS.values():
         names.update(dict.fromkeys(per_service))
     return tuple(names)
-
-
-def tail_lines(text: str) -> int:
-    """argparse type: a line count the host agent accepts."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= LOG_TAIL_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a line count in 1..{LOG_TAIL_MAX}")
-    return value
 
 
 def register(commands: Any) -> None:
