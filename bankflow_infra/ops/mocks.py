@@ -79,7 +79,6 @@ class Registration:
 @dataclass
 class Recorder:
     resources: list[Registration] = field(default_factory=list)
-    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
@@ -205,7 +204,6 @@ class PlanMocks(pulumi.runtime.Mocks):
         return resource_id, {**state, **computed}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        self.recorder.invokes.append((args.token, dict(args.args)))
         no_failures: list[tuple[str, str]] = []
         if args.token == "cloudflare:index/getZone:getZone":
             zone_name = (args.args.get("filter") or {}).get("name", "")
