@@ -21,6 +21,7 @@ from bankflow_infra.components.host import Host
 from bankflow_infra.components.monitoring import Monitoring
 from bankflow_infra.components.origin_cert import OriginCertificate
 from bankflow_infra.components.server import DataVolume, Server
+from bankflow_infra.contract.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
 from bankflow_infra.settings import NAMESPACE, TOP_LEVEL_KEYS, Settings, parse_settings
 
@@ -223,5 +224,9 @@ def build(settings: Settings) -> Built:
 
 
 def export(built: Built) -> None:
-    for name, value in built.outputs.items():
-        pulumi.export(name, value)
+    """Export exactly the contract's outputs; a secret one stays secret whatever its source."""
+    if set(built.outputs) != set(OUTPUT_NAMES):
+        raise ValueError(f"program outputs {sorted(built.outputs)} differ from the contract's {OUTPUT_NAMES}")
+    for name in OUTPUT_NAMES:
+        value = built.outputs[name]
+        pulumi.export(name, pulumi.Output.secret(value) if name in SECRET_OUTPUTS else value)

@@ -14,14 +14,16 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
+
+from bankflow_infra.contract import grammar
+from bankflow_infra.contract.services import APP_SERVICES, ENVIRONMENTS, Environment
 
 _T = TypeVar("_T")
 
+__all__ = ["APP_SERVICES", "ENVIRONMENTS", "NAMESPACE", "Environment", "Settings", "SettingsError"]
+
 NAMESPACE: Final = "bankflow"
-Environment = Literal["staging", "production"]
-ENVIRONMENTS: Final[tuple[Environment, ...]] = ("staging", "production")
-APP_SERVICES: Final = ("site", "saas", "api")
 
 # Cloudflare Origin CA accepts only these validity periods (days).
 ORIGIN_CERT_VALIDITIES: Final = (7, 30, 90, 365, 730, 1095, 5475)
@@ -33,7 +35,6 @@ _REGION_RE: Final = re.compile(r"^[a-z]{3}[1-9]$")
 _SIZE_RE: Final = re.compile(r"^(?:[a-z][a-z0-9]*(?:_\d+)?-\d+vcpu-\d+gb(?:-[a-z0-9]+)*|c2?-\d+)$")
 _HOSTNAME_RE: Final = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _EMAIL_RE: Final = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}$")
-_TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REGISTRY_RE: Final = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)*$")
 _REPOSITORY_RE: Final = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _SIZE_LIMIT_RE: Final = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
@@ -43,7 +44,6 @@ _SSH_KEY_RE: Final = re.compile(
     r" [A-Za-z0-9+/=]{60,}( .*)?$"
 )
 _SLACK_URL_RE: Final = re.compile(r"^https://hooks\.slack\.com/services/[A-Za-z0-9/]+$")
-_STACK_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _TIME_RE: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 SPACES_REGIONS: Final = (
     "nyc3",
@@ -430,7 +430,7 @@ def _parse_edge(raw: Any, env: str, stack: str, problems: _Problems) -> EdgeSett
     origin = v["originStack"]
     if origin is not None:
         origin = _typed(problems, "edge.originStack", origin, str, "", "a stack name or null")
-        if not _STACK_RE.match(origin):
+        if not grammar.is_stack_name(origin):
             problems.add("edge.originStack", f"{origin!r} is not a stack name (letters, digits, _ . -)")
         elif origin.rsplit("/", 1)[-1] == stack:
             problems.add(
@@ -497,7 +497,7 @@ def _parse_release(raw: Any, env: str, problems: _Problems) -> ReleaseSettings:
         f"{registry!r} is not a registry path (e.g. ghcr.io/bankflow)",
     )
     tag = v.get("tag")
-    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+    if not isinstance(tag, str) or not grammar.is_image_tag(tag):
         problems.add("release.tag", f"required: the image tag to deploy (e.g. 2026.11.26-1), got {tag!r}")
         tag = ""
     elif tag == "latest":
@@ -558,7 +558,7 @@ def _parse_backups(raw: Any, env: str, stack: str, problems: _Problems) -> Backu
     bucket_stack = v["bucketStack"]
     if bucket_stack is None:
         bucket_stack = stack
-    elif not isinstance(bucket_stack, str) or not _STACK_RE.match(bucket_stack):
+    elif not isinstance(bucket_stack, str) or not grammar.is_stack_name(bucket_stack):
         problems.add(
             "backups.bucketStack", f"must be a stack name (letters, digits, _ . -), got {bucket_stack!r}"
         )
@@ -626,7 +626,7 @@ def parse_settings(
 ) -> Settings:
     """Validate ``values`` (top-level ``bankflow:`` keys without the namespace) into Settings."""
     problems = _Problems()
-    if not _STACK_RE.match(stack):
+    if not grammar.is_stack_name(stack):
         problems.add("stack", f"{stack!r} is not a usable stack name (letters, digits, _ . -)")
     for name in values:
         if name not in TOP_LEVEL_KEYS:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, TextIO
 
+from ..contract.upstreams import render_upstreams
 from . import backup
 from . import state as st
 from .manifest import (
@@ -57,7 +58,6 @@ from .runtime import (
     RuntimeFailure,
     app_project_name,
 )
-from .upstreams import render_upstreams
 from .verify import DEFAULT_VERIFY_URL, Target, http_status, parse_target, wait_for_ok
 
 EXIT_OK: Final = 0

@@ -854,8 +854,8 @@ class _RestoreFailed(BackupFailed):
 
 def _start_apps(ctx: Context, target: Target, health_timeout: float, problems: list[str]) -> bool:
     """Start the app services again and point nginx at them (a new container means a new address)."""
+    from ..contract.upstreams import render_upstreams
     from .agent import upstream_addresses
-    from .upstreams import render_upstreams
 
     ctx.say(f"restore: start-apps: {target.app.name}")
     try:

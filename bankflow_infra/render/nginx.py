@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from bankflow_infra import catalog
-from bankflow_infra.host.upstreams import render_upstreams
+from bankflow_infra.contract.upstreams import render_upstreams
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST_AGENT_PACKAGE = REPO_ROOT / "bankflow_infra" / "host"
+# The agent imports the shared contract (stdlib only) relatively: both ship together.
+SHIPPED_PACKAGES = ("host", "contract")
 
 
 def tar_payload(files: Iterable[tuple[str, bytes, int]]) -> str:
@@ -43,7 +45,7 @@ def digest_of(text: str) -> str:
 
 
 def agent_files() -> list[tuple[str, bytes, int]]:
-    """The host agent as shipped: ``bankflow_infra/host/*.py`` plus the package marker.
+    """The host agent as shipped: ``bankflow_infra/{host,contract}/*.py`` plus the package marker.
 
     The droplet runs it with its own python3 as ``python3 -m bankflow_infra.host.agent``
     from /opt/bankflow/bin (stdlib only, so nothing else is installed there).
@@ -53,6 +55,7 @@ def agent_files() -> list[tuple[str, bytes, int]]:
         # The launcher: /opt/bankflow/bin/bankflow-agent runs the package with the host's python3.
         ("bankflow-agent", (HOST_AGENT_PACKAGE / "bankflow-agent").read_bytes(), 0o755),
     ]
-    for source in sorted(HOST_AGENT_PACKAGE.glob("*.py")):
-        files.append((f"bankflow_infra/host/{source.name}", source.read_bytes(), 0o644))
+    for package in SHIPPED_PACKAGES:
+        for source in sorted((REPO_ROOT / "bankflow_infra" / package).glob("*.py")):
+            files.append((f"bankflow_infra/{package}/{source.name}", source.read_bytes(), 0o644))
     return files

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bankflow_infra.contract.upstreams import render_upstreams
 from bankflow_infra.host.agent import changed_base, previous_release, prune_plan
 from bankflow_infra.host.manifest import ManifestError, parse_manifest
 from bankflow_infra.host.state import Current
-from bankflow_infra.host.upstreams import render_upstreams
 from tests.host.fixtures import HostEnv
 from tests.host.standin import LocalProcessRuntime
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra.host.upstreams import render_upstreams
+from bankflow_infra.contract.upstreams import render_upstreams
 from bankflow_infra.render import CloudflareRanges, render_bundle
 from bankflow_infra.settings import APP_SERVICES, Settings
 from tests.conftest import require_tool

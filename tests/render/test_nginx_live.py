@@ -13,7 +13,7 @@ import ssl
 
 import pytest
 
-from bankflow_infra.host.upstreams import render_upstreams
+from bankflow_infra.contract.upstreams import render_upstreams
 from tests.render.conftest import UNTRUSTED, StartNginx, with_body_limit
 from tests.render.helpers import (
     Response,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bankflow_infra.settings import _TAG_RE
+from bankflow_infra.contract.grammar import IMAGE_TAG
 from tests.conftest import REPO
 from tests.workflows import checks
 
@@ -323,12 +323,12 @@ def _release_steps() -> dict[str, checks.Step]:
 def test_the_release_tag_grammar_is_the_one_settings_accepts() -> None:
     for job, step_id in (("validate", "request"), ("pull-request", "edit")):
         script = checks.step(checks.read("release.yml"), job, step_id)["run"]
-        assert f"pattern='{_TAG_RE.pattern}'" in script, step_id
+        assert f"pattern='^{IMAGE_TAG.pattern}$'" in script, step_id
 
 
 def test_the_example_tags_agree_with_settings() -> None:
-    assert all(_TAG_RE.match(tag) for tag in GOOD_TAGS)
-    assert not any(_TAG_RE.match(tag) and tag != "latest" for tag in BAD_TAGS)
+    assert all(IMAGE_TAG.fullmatch(tag) for tag in GOOD_TAGS)
+    assert not any(IMAGE_TAG.fullmatch(tag) and tag != "latest" for tag in BAD_TAGS)
 
 
 @pytest.mark.parametrize("tag", GOOD_TAGS + BAD_TAGS)
