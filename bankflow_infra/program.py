@@ -23,10 +23,7 @@ from bankflow_infra.components.origin_cert import OriginCertificate
 from bankflow_infra.components.server import DataVolume, Server
 from bankflow_infra.contract.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
-from bankflow_infra.settings import NAMESPACE, TOP_LEVEL_KEYS, Settings, parse_settings
-
-# Keys whose value is read as a secret by the program, never part of Settings.
-SECRET_KEYS = ("originCaKey", "registryPassword")
+from bankflow_infra.settings import NAMESPACE, SECRET_KEYS, TOP_LEVEL_KEYS, Settings, parse_settings
 
 
 def stack_config_values() -> dict[str, Any]:

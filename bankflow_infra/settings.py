@@ -24,6 +24,8 @@ _T = TypeVar("_T")
 __all__ = ["APP_SERVICES", "ENVIRONMENTS", "NAMESPACE", "Environment", "Settings", "SettingsError"]
 
 NAMESPACE: Final = "bankflow"
+# Keys whose value the program reads as a Pulumi secret, never part of Settings.
+SECRET_KEYS: Final = ("originCaKey", "registryPassword")
 
 # Cloudflare Origin CA accepts only these validity periods (days).
 ORIGIN_CERT_VALIDITIES: Final = (7, 30, 90, 365, 730, 1095, 5475)

@@ -1,39 +1,7 @@
-"""Shared test fixtures.
-
-Tools the tests run for real (nginx, sshd, shellcheck, PostgreSQL) are installed by
-``scripts/install-test-tools``. Locally a missing tool skips its tests with the reason; under
-``CI=true`` it fails them, so CI never passes by skipping.
-"""
+"""Shared test set-up. The rigs themselves live in ``tests/support/``."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
+from tests.support.tools import REPO, find_tool, require_tool
 
-import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-_EXTRA_PATHS = ("/usr/sbin", "/usr/lib/postgresql/15/bin")
-
-
-def find_tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _EXTRA_PATHS:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def require_tool(name: str) -> str:
-    """Path of a real tool; skip locally when missing, fail in CI (nothing is skipped there)."""
-    path = find_tool(name)
-    if path is None:
-        message = f"{name} is not installed: run scripts/install-test-tools"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+__all__ = ["REPO", "find_tool", "require_tool"]

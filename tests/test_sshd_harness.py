@@ -1,6 +1,6 @@
 """The SSH properties deploy and the day-2 CLI rely on, over a real OpenSSH connection.
 
-tests/sshd.py starts the system sshd on loopback with the droplet's hardening drop-in; the
+tests/support/sshd.py starts the system sshd on loopback with the droplet's hardening drop-in; the
 client is the system ssh with the server's host key pinned (StrictHostKeyChecking=yes).
 """
 
@@ -10,7 +10,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.sshd import SshServer, generate_ed25519_key, hardening_dropin_for, sshd_server_fixture  # noqa: F401
+from tests.support.sshd import SshServer, generate_ed25519_key, hardening_dropin_for, sshd_server_fixture  # noqa: F401
 
 
 def _run(argv: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO, find_tool
-from tests.sshd import ensure_privsep_dir, generate_ed25519_key
+from tests.support.sshd import ensure_privsep_dir, generate_ed25519_key
 
 SCRIPT = REPO / "files" / "bootstrap" / "host-setup.sh"
 DROPIN = REPO / "files" / "ssh" / "50-bankflow-hardening.conf"

@@ -33,7 +33,7 @@ from typing import Any
 
 from bankflow_infra.ops.plan import PlanResult
 from tests.ops.local_https import outputs_document
-from tests.sshd import SshServer, generate_ed25519_key
+from tests.support.sshd import SshServer, generate_ed25519_key
 
 STANDIN = Path(__file__).with_name("docker_standin.py")
 COMMAND_TYPE = "command:remote:Command"

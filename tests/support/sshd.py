@@ -16,7 +16,7 @@ run commands: not a nologin account) -- both work.
 
 Use it as a context manager, or through the ``sshd_server`` fixture::
 
-    from tests.sshd import sshd_server_fixture  # noqa: F401  (registers the fixture)
+    from tests.support.sshd import sshd_server_fixture  # noqa: F401  (registers the fixture)
 
     def test_x(sshd_server: SshServer) -> None:
         subprocess.run(sshd_server.ssh_argv("echo ok"), check=True)
@@ -37,7 +37,9 @@ from types import TracebackType
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
 HARDENING_DROPIN = REPO / "files" / "ssh" / "50-bankflow-hardening.conf"
 DROPLET_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 PRIVSEP_DIR = Path("/run/sshd")
@@ -85,12 +87,6 @@ def hardening_dropin_for(host_key: Path, source: Path = HARDENING_DROPIN) -> str
     if paths != [DROPLET_HOST_KEY]:
         raise SshHarnessError(f"{source}: expected exactly one 'HostKey {DROPLET_HOST_KEY}', found {paths}")
     return _HOSTKEY_LINE.sub(f"HostKey {host_key}", text)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SshServer:
@@ -278,7 +274,7 @@ class SshServer:
 def sshd_server_fixture(tmp_path: Path) -> Iterator[SshServer]:
     """Fixture ``sshd_server``: a started :class:`SshServer` in ``tmp_path``, stopped after the test.
 
-    Make it available with ``from tests.sshd import sshd_server_fixture  # noqa: F401`` (in a
+    Make it available with ``from tests.support.sshd import sshd_server_fixture  # noqa: F401`` (in a
     conftest or a test module); the fixture's name stays ``sshd_server``.
     """
     server = SshServer(tmp_path / "sshd")

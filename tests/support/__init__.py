@@ -1,0 +1,1 @@
+"""Rigs shared by the test folders: ports, tools, the real sshd, stack-outputs documents."""
