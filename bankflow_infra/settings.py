@@ -652,18 +652,3 @@ def parse_settings(
     if problems.items:
         raise SettingsError(source, problems.items)
     return settings
-
-
-def settings_from_stack_file(project: str, stack: str, document: Mapping[str, Any], source: str) -> Settings:
-    """Settings from a parsed ``Pulumi.<stack>.yaml``: the ``config:`` keys under ``bankflow:``."""
-    config = document.get("config") if isinstance(document, Mapping) else None
-    if config is None:
-        config = {}
-    if not isinstance(config, Mapping):
-        raise SettingsError(source, ["config: must be a mapping of 'namespace:key' to values"])
-    values = {
-        key.split(":", 1)[1]: value
-        for key, value in config.items()
-        if isinstance(key, str) and key.startswith(f"{NAMESPACE}:")
-    }
-    return parse_settings(project, stack, values, source)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bankflow_infra.settings import SettingsError, parse_settings, settings_from_stack_file
+from bankflow_infra.settings import SettingsError, parse_settings
+from bankflow_infra.stackfile import settings_from_stack_file
 from tests.conftest import REPO
 
 Values = dict[str, Any]

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 
 from bankflow_infra.ops.mocks import PlanMocks, Recorder, RecordingMonitor, redact
 from bankflow_infra.render import Bundle
+from bankflow_infra.stackfile import StackFileError, read_stack_file
 
 
 class PlanError(Exception):
@@ -60,35 +60,19 @@ def _tidy(value: Any) -> Any:
     return value
 
 
-def _load_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise PlanError(f"{path}: not found") from None
-    except yaml.YAMLError as error:
-        raise PlanError(f"{path}: not valid YAML: {error}") from None
-
-
 def read_stack(project_dir: Path, stack: str) -> tuple[str, dict[str, Any], list[str]]:
-    """Project name, config (``ns:key`` -> value) and the secret keys of one stack file."""
-    project_doc = _load_yaml(project_dir / "Pulumi.yaml")
-    if not isinstance(project_doc, dict) or not isinstance(project_doc.get("name"), str):
-        raise PlanError(f"{project_dir / 'Pulumi.yaml'}: no project 'name'")
-    stack_file = project_dir / f"Pulumi.{stack}.yaml"
-    if not stack_file.exists():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
-        raise PlanError(f"{stack_file.name}: no such stack file; stacks here: {', '.join(known) or 'none'}")
-    stack_doc = _load_yaml(stack_file) or {}
-    config = stack_doc.get("config") if isinstance(stack_doc, dict) else None
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise PlanError(f"{stack_file.name}: 'config' must be a mapping of 'namespace:key' to values")
-    # `secure:` values are encrypted with the stack's secrets provider; a plan cannot decrypt
-    # them, so it shows them as [secret] placeholders.
-    secret_keys = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
-    values = {k: ("[secret]" if k in secret_keys else v) for k, v in config.items()}
-    return project_doc["name"], values, secret_keys
+    """Project name, config (``ns:key`` -> value) and the secret keys of one stack file.
+
+    `secure:` values are encrypted with the stack's secrets provider; a plan cannot decrypt
+    them, so it shows them as [secret] placeholders.
+    """
+    try:
+        stack_file = read_stack_file(project_dir, stack)
+    except StackFileError as error:
+        raise PlanError(str(error)) from None
+    secret_keys = list(stack_file.secure_keys)
+    values = {k: ("[secret]" if k in secret_keys else v) for k, v in stack_file.config.items()}
+    return stack_file.project, values, secret_keys
 
 
 def _as_config_strings(config: dict[str, Any]) -> dict[str, str]:

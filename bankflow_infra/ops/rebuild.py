@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import yaml
-
+from bankflow_infra import stackfile
 from bankflow_infra.settings import DO_RESERVED_RANGES, NAMESPACE, Settings, SettingsError, parse_settings
 
 StepKind = Literal["pulumi", "ops"]
@@ -265,50 +264,21 @@ def stop_message(command: str, steps: Sequence[Step], failed: int, code: int,
 # --------------------------------------------------------------------------- what exists
 
 
-def bankflow_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``bankflow:`` keys of a stack config, without the namespace and without secrets.
-
-    Secret values (``secure:`` in the file, ``secret: true`` from pulumi) are never settings
-    (registryPassword, originCaKey): dropping them keeps parse_settings from calling them unknown.
-    """
-    values: dict[str, Any] = {}
-    for key, value in config.items():
-        namespace, _, name = str(key).partition(":")
-        if namespace != NAMESPACE or (isinstance(value, Mapping) and set(value) == {"secure"}):
-            continue
-        values[name] = value
-    return values
-
-
 def read_stack_file(project_dir: Path, stack: str) -> dict[str, Any] | None:
     """The bankflow values of ``Pulumi.<stack>.yaml`` (what `stack init` writes), None if absent."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
+    if not (project_dir / stackfile.stack_file_name(stack)).exists():
         return None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise RebuildError(f"{path}: cannot read the stack config: {error}") from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        return {}
-    return bankflow_values(config)
+    try:
+        return stackfile.read_stack_file(project_dir, stack).bankflow_values()
+    except stackfile.StackFileError as error:
+        raise RebuildError(f"cannot read the stack config: {error}") from None
 
 
 def project_name(project_dir: Path) -> str:
-    path = project_dir / "Pulumi.yaml"
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise RebuildError(f"{path}: cannot read the Pulumi project (use --project-dir): {error}") from None
-    name = document.get("name") if isinstance(document, dict) else None
-    if not isinstance(name, str):
-        raise RebuildError(f"{path}: no project 'name'")
-    return name
-
-
-def stack_files(project_dir: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        return stackfile.project_name(project_dir)
+    except stackfile.StackFileError as error:
+        raise RebuildError(str(error)) from None
 
 
 class PulumiQueries:
@@ -360,7 +330,7 @@ class PulumiQueries:
             if not isinstance(entry, dict) or entry.get("secret"):
                 continue
             config[key] = entry["objectValue"] if "objectValue" in entry else _decoded(entry.get("value"))
-        return bankflow_values(config)
+        return stackfile.bankflow_values(config)
 
 
 def _decoded(value: Any) -> Any:
@@ -427,7 +397,7 @@ def read_inventory(project_dir: Path, queries: PulumiQueries | None) -> Inventor
     ``queries`` None (dry run): only the files are read, so nothing runs at all.
     """
     project = project_name(project_dir)
-    files = stack_files(project_dir)
+    files = stackfile.stack_names(project_dir)
     configs: dict[str, Mapping[str, Any]] = {}
     for stack in files:
         values = read_stack_file(project_dir, stack)

@@ -140,7 +140,7 @@ def test_print_config_shows_the_volume_settings(rig: HostSetupRig) -> None:
 def test_the_mount_point_is_where_the_renderer_puts_postgres_data() -> None:
     import yaml
 
-    from bankflow_infra.settings import settings_from_stack_file
+    from bankflow_infra.stackfile import settings_from_stack_file
 
     stack_file = Path(__file__).resolve().parents[2] / "Pulumi.production.yaml"
     if not stack_file.exists():

@@ -340,7 +340,7 @@ def test_runs_with_the_host_files_the_renderer_produces(rig: HostSetupRig) -> No
     import yaml
 
     from bankflow_infra.render.host import render_host_files
-    from bankflow_infra.settings import settings_from_stack_file
+    from bankflow_infra.stackfile import settings_from_stack_file
 
     stack_file = Path(__file__).resolve().parents[2] / "Pulumi.staging.yaml"
     settings = settings_from_stack_file(

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from bankflow_infra.catalog import app_services
-from bankflow_infra.settings import settings_from_stack_file
+from bankflow_infra.stackfile import settings_from_stack_file
 from tests.conftest import REPO
 
 HANDLER_WAIT_LIMIT = 5.0  # seconds: no handler ever blocks longer than this

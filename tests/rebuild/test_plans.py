@@ -13,7 +13,6 @@ from bankflow_infra.ops.rebuild import (
     Inventory,
     RebuildError,
     apply_edits,
-    bankflow_values,
     check_new_stack_name,
     default_new_name,
     free_vpc_cidr,
@@ -26,6 +25,7 @@ from bankflow_infra.ops.rebuild import (
 )
 from bankflow_infra.ops.rebuild_commands import protected_deletions
 from bankflow_infra.settings import DO_RESERVED_RANGES, parse_settings
+from bankflow_infra.stackfile import bankflow_values
 from tests.conftest import REPO
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, NginxParams
-from bankflow_infra.settings import Settings, settings_from_stack_file
+from bankflow_infra.settings import Settings
+from bankflow_infra.stackfile import settings_from_stack_file
 from tests.conftest import REPO
 
 STACKS = ("staging", "production")

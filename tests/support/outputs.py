@@ -14,7 +14,7 @@ import yaml
 
 from bankflow_infra.catalog import SSH_PORT, SSH_USER, app_services
 from bankflow_infra.contract.outputs import OUTPUT_NAMES, REDACTED
-from bankflow_infra.settings import settings_from_stack_file
+from bankflow_infra.stackfile import settings_from_stack_file
 from tests.support.tools import REPO
 
 HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest"
