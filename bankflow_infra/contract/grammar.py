@@ -9,8 +9,9 @@ import re
 from typing import Final
 
 # A stack of this project as named in Pulumi.<stack>.yaml and in bankflow:* keys that name stacks.
-STACK_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-STACK_NAME_RULE: Final = "letters, digits, _ . - (at most 100)"
+# Never starts with '-': a stack name ends up in argv (`pulumi ... -s NAME`), never as a flag.
+STACK_NAME: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}")
+STACK_NAME_RULE: Final = "letters, digits, _ . - (at most 100, not starting with -)"
 # What the CLI accepts: a stack name, or org/project/stack as Pulumi Cloud spells it. Never
 # starts with '-', so it can never be read as a flag.
 QUALIFIED_STACK_NAME: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+){0,2}")
