@@ -86,6 +86,7 @@ def test_an_input_cannot_inject_a_workflow_command(
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     assert not any(line.startswith("::add-mask") for line in out.splitlines())
+    assert outputs(github) == {}
 
 
 def test_annotations_escape_what_would_end_the_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,7 +94,6 @@ def test_annotations_escape_what_would_end_the_command(capsys: pytest.CaptureFix
 
     annotate("error", "a:b,c", "one\n::add-mask::x 100%")
     assert capsys.readouterr().out == "::error title=a%3Ab%2Cc::one%0A::add-mask::x 100%25\n"
-    assert outputs(github) == {}
 
 
 def test_a_value_starting_with_a_dash_is_a_value(
