@@ -22,6 +22,7 @@ COMMANDS = (
     "bankflow_infra.ops.remote_commands",
     "bankflow_infra.ops.rebuild_commands",
     "bankflow_infra.ops.backup_commands",
+    "bankflow_infra.ops.workflow_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -7,6 +7,7 @@ snippet and prove the rule catches it (tests/workflows/test_checks.py).
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,13 @@ WRITE_SCOPES: dict[str, set[str]] = {
     "preview": {"pull-requests"},
     "pull-request": {"contents", "pull-requests"},
 }
-# Deploy credentials: a job that can push to the repository must hold none of them.
-PULUMI_USE = re.compile(r"\bpulumi\b|\bbankflow-infra (?!plan\b)[a-z]+")
+# Deploy credentials: a job that can push to the repository must hold none of them. The offline
+# commands are allowed there: `plan` (mock engine) and the `workflow` group (no pulumi, no
+# credentials: tests/ops/workflow proves it imports no stack access).
+PULUMI_USE = re.compile(r"\bpulumi\b|\bbankflow-infra (?!plan\b|workflow\b)[a-z]+")
+# Longest `run:` block, in lines of the workflow file: longer logic belongs in `bankflow-infra
+# workflow` (Python with unit tests), the YAML only wires steps.
+MAX_RUN_LINES = 15
 # Scripts that print every variable, secrets included: xtrace, `env`, `printenv`.
 DUMPS_ENVIRONMENT = re.compile(r"\bset -[a-z]*x|^\s*env\s*$|\bprintenv\b", re.MULTILINE)
 
@@ -91,11 +97,7 @@ def run_text(candidate: Step) -> str:
 
 def commands(candidate: Step) -> str:
     """The script without the lines that only print or comment (`echo "| pulumi up |"` runs nothing)."""
-    kept = [
-        line
-        for line in run_text(candidate).splitlines()
-        if not re.match(r"\s*(?:echo\b|#)", line)
-    ]
+    kept = [line for line in run_text(candidate).splitlines() if not re.match(r"\s*(?:echo\b|#)", line)]
     return "\n".join(kept)
 
 
@@ -267,6 +269,52 @@ def health_gate_problems(workflow: Workflow) -> list[str]:
     return problems
 
 
+def run_block_lines(text: str) -> list[tuple[int, int]]:
+    """(first line, line count) of every `run:` value as written in the file, folded or not."""
+    found: list[tuple[int, int]] = []
+
+    def visit(node: yaml.Node) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if (
+                    isinstance(key, yaml.ScalarNode)
+                    and key.value == "run"
+                    and isinstance(value, yaml.ScalarNode)
+                ):
+                    end = value.end_mark.line + (1 if value.end_mark.column else 0)
+                    found.append((value.start_mark.line + 1, max(1, end - value.start_mark.line)))
+                visit(value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                visit(item)
+
+    root = yaml.compose(text)
+    if root is not None:
+        visit(root)
+    return found
+
+
+def long_run_blocks(text: str) -> list[str]:
+    """No `run:` longer than MAX_RUN_LINES, counted in the file (a folded `>-` block included)."""
+    problems = []
+    for line, count in run_block_lines(text):
+        if count > MAX_RUN_LINES:
+            problems.append(f"line {line}: a run block of {count} lines (at most {MAX_RUN_LINES})")
+    return problems
+
+
+def workflow_calls(candidate: Step) -> list[list[str]]:
+    """Each `bankflow-infra workflow ...` command line of a step, split as the shell would."""
+    script = run_text(candidate).replace("\\\n", " ")
+    calls = []
+    for line in script.splitlines():
+        words = shlex.split(line, comments=True)
+        for index, word in enumerate(words[:-1]):
+            if word.endswith("bankflow-infra") and words[index + 1] == "workflow":
+                calls.append(words[index + 2 :])
+    return calls
+
+
 def all_problems(text: str) -> list[str]:
     workflow = load(text)
     return (
@@ -277,4 +325,5 @@ def all_problems(text: str) -> list[str]:
         + write_job_problems(workflow)
         + environment_problems(workflow)
         + health_gate_problems(workflow)
+        + long_run_blocks(text)
     )

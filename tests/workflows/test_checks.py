@@ -121,7 +121,7 @@ def test_unpinning_a_real_workflow_is_caught(name: str, old: str, new: str) -> N
 def test_echoing_a_secret_in_a_real_workflow_is_caught() -> None:
     broken = _mutated(
         "deploy-stack.yml",
-        'venv/bin/bankflow-infra rollback "$STACK" "${BEFORE:0:12}" --yes',
+        'venv/bin/bankflow-infra rollback "$STACK" "$BEFORE_ID" --yes',
         'echo "token: $PULUMI_ACCESS_TOKEN"',
     )
     assert checks.secret_leaks(checks.load(broken))
@@ -164,9 +164,8 @@ def test_breaking_environment_or_concurrency_is_caught(name: str, old: str, new:
         # a write scope on a job that is not a pull-request job
         (
             "release.yml",
-            "  validate:\n    runs-on: ubuntu-latest\n    timeout-minutes: 5\n    permissions: {}\n",
-            "  validate:\n    runs-on: ubuntu-latest\n    timeout-minutes: 5\n    permissions:\n"
-            "      contents: write\n",
+            "    permissions:\n      contents: read\n    outputs:\n      stack: ${{ steps.request",
+            "    permissions:\n      contents: write\n    outputs:\n      stack: ${{ steps.request",
         ),
         (
             "emergency.yml",
@@ -213,12 +212,37 @@ def test_write_scopes_outside_the_pull_request_jobs_are_caught(name: str, old: s
         ),
         (
             "emergency.yml",
-            '          if ! git apply "$patch"; then\n',
+            "          venv/bin/bankflow-infra workflow apply-stack-config",
             '          venv/bin/bankflow-infra cutover "$STACK" --to "$NEW_STACK" --yes\n'
-            '          if ! git apply "$patch"; then\n',
+            "          venv/bin/bankflow-infra workflow apply-stack-config",
         ),
     ],
     ids=["environment", "release-secret", "emergency-secret", "pulumi-up", "cutover"],
 )
 def test_deploy_credentials_in_a_job_that_can_push_are_caught(name: str, old: str, new: str) -> None:
     assert checks.write_job_problems(checks.load(_mutated(name, old, new)))
+
+
+def test_a_long_run_block_is_caught() -> None:
+    script = "".join(f"          echo {n}\n" for n in range(checks.MAX_RUN_LINES))
+    broken = GOOD.replace(
+        "run: ./scripts/test", "run: |\n          set -euo pipefail\n" + script.rstrip("\n")
+    )
+    assert checks.long_run_blocks(broken)
+    folded = GOOD.replace("run: ./scripts/test", "run: >-\n" + script.replace("echo", "./x").rstrip("\n"))
+    assert checks.long_run_blocks(folded)
+    assert checks.long_run_blocks(GOOD) == []
+
+
+def test_a_script_pasted_back_into_a_real_workflow_is_caught() -> None:
+    """The old 80-line tag edit back in release.yml: the length rule notices."""
+    old = '          venv/bin/bankflow-infra workflow set-release-tag "$STACK" "$TAG"\n'
+    pasted = old + "".join(f"          python - <<'PY' # {n}\n" for n in range(checks.MAX_RUN_LINES))
+    assert checks.long_run_blocks(_mutated("release.yml", old, pasted))
+
+
+def test_a_push_job_may_run_the_offline_workflow_commands_only() -> None:
+    allowed = {"run": 'venv/bin/bankflow-infra workflow set-release-tag "$STACK" "$TAG"'}
+    assert not checks.PULUMI_USE.search(checks.commands(allowed))
+    for command in ("rollback", "health", "cutover", "rebuild"):
+        assert checks.PULUMI_USE.search(checks.commands({"run": f"venv/bin/bankflow-infra {command} x"}))

@@ -18,6 +18,7 @@ from tests.conftest import REPO
 from tests.workflows import checks
 
 PULUMI_ACTION = "pulumi/actions@"
+CLI = Path(sys.executable).parent / "bankflow-infra"
 REUSABLE = "./.github/workflows/deploy-stack.yml"
 
 
@@ -34,6 +35,24 @@ def _run(script: str, tmp_path: Path, **env: str) -> tuple[int, dict[str, str], 
     )
     written = dict(line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)
     return result.returncode, written, result.stdout + result.stderr
+
+
+def _with_cli(directory: Path) -> Path:
+    """``directory`` as a step sees its checkout after scripts/setup: venv/bin/bankflow-infra works."""
+    (directory / "venv" / "bin").mkdir(parents=True, exist_ok=True)
+    (directory / "venv" / "bin" / "bankflow-infra").symlink_to(CLI)
+    (directory / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    return directory
+
+
+def _run_in(directory: Path, script: str, tmp_path: Path, **env: str) -> tuple[int, dict[str, str], str]:
+    return _run(f"cd {directory}\n{script}", tmp_path, **env)
+
+
+def _call(workflow: str, job: str, step_id: str) -> list[str]:
+    """The one `bankflow-infra workflow ...` call of a step: subcommand and arguments."""
+    [call] = checks.workflow_calls(checks.step(checks.read(workflow), job, step_id))
+    return call
 
 
 def _uses(workflow: checks.Workflow) -> list[tuple[str, dict[str, Any]]]:
@@ -138,22 +157,45 @@ def test_the_deploy_path_is_up_then_health_gate_then_rollback_then_summary() -> 
     [job] = checks.jobs(checks.read("deploy-stack.yml")).values()
     order = [s.get("id") or s.get("name") for s in checks.steps(job)]
     up, health, rollback = (order.index(name) for name in ("up", "health", "rollback"))
-    assert order[0] == "guard"
     assert up < health < rollback < order.index("Job summary") == len(order) - 1
     steps = checks.steps(job)
+    # The guard runs once the CLI is installed and before any step is handed a credential.
+    guard = order.index("guard")
+    setup = next(i for i, step in enumerate(checks.steps(job)) if step.get("run") == "./scripts/setup")
+    assert setup < guard
+    assert all(not s.get("env") and "pulumi" not in checks.run_text(s) for s in steps[:guard])
     assert 'pulumi up --yes --non-interactive --diff --stack "$STACK"' in steps[up]["run"]
     assert 'bankflow-infra health "$STACK" --wait' in steps[health]["run"]
     assert steps[rollback]["if"] == "failure() && steps.health.outcome == 'failure'"
     # Back to exactly the release that served before this up, and only if the up replaced it.
-    assert 'bankflow-infra rollback "$STACK" "${BEFORE:0:12}" --yes' in steps[rollback]["run"]
-    assert '[[ -z $BEFORE || $BEFORE == "$after" ]]' in steps[rollback]["run"]
+    assert 'bankflow-infra rollback "$STACK" "$BEFORE_ID" --yes' in steps[rollback]["run"]
+    assert checks.workflow_calls(steps[rollback]) == [
+        ["check-rollback", "$STACK", "--before=$BEFORE", "--after=$after"]
+    ]
+    script = steps[rollback]["run"]
+    assert script.index("workflow check-rollback") < script.index("bankflow-infra rollback")
     assert steps[rollback]["env"]["BEFORE"] == "${{ steps.before.outputs.release }}"
+    assert steps[rollback]["env"]["BEFORE_ID"] == "${{ steps.before.outputs.release-id }}"
+    assert checks.workflow_calls(steps[order.index("before")]) == [["served-release", "--value=$release"]]
     assert order.index("before") < up
     summary = steps[-1]
     assert summary["if"] == "always()"
-    needed = ("pulumi stack output --json", "$GITHUB_STEP_SUMMARY", "for table in health ", "urls", "release")
-    for text in needed:
-        assert text in summary["run"]
+    assert "pulumi stack output --json" in summary["run"]
+    assert checks.workflow_calls(summary) == [
+        [
+            "deploy-summary",
+            "$STACK",
+            "--outputs",
+            "$outputs",
+            "--up=$UP",
+            "--health=$HEALTH",
+            "--rollback=$ROLLBACK",
+            "--table",
+            "$RUNNER_TEMP/health.txt",
+            "--table",
+            "$RUNNER_TEMP/health-after-rollback.txt",
+        ]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -173,8 +215,11 @@ def test_the_guard_deploys_each_stack_only_from_its_branch(
     tmp_path: Path, stack: str, ref: str, ok: bool
 ) -> None:
     guard = checks.step(checks.read("deploy-stack.yml"), "up", "guard")
-    code, _, output = _run(guard["run"], tmp_path, STACK=stack, GITHUB_REF=ref)
+    checkout = _with_cli(tmp_path / "checkout")
+    code, _, output = _run_in(checkout, guard["run"], tmp_path, STACK=stack, GITHUB_REF=ref)
     assert (code == 0) == ok, output
+    if not ok:
+        assert "::error title=" in output
 
 
 def test_the_deploy_path_deploys_only_the_committed_config() -> None:
@@ -266,8 +311,7 @@ class Sandbox:
         self.origin = tmp_path / "origin.git"
         seed = tmp_path / "seed"
         seed.mkdir(parents=True)
-        for stack in STACK_BRANCHES:
-            name = f"Pulumi.{stack}.yaml"
+        for name in ["Pulumi.yaml", *(f"Pulumi.{stack}.yaml" for stack in STACK_BRANCHES)]:
             (seed / name).write_text((REPO / name).read_text())
         (seed / ".gitignore").write_text("venv/\n")
         _git(seed, "init", "-q", "-b", "main")
@@ -280,8 +324,7 @@ class Sandbox:
             ["git", "clone", "-q", "--depth", "1", "--branch", base, f"file://{self.origin}", str(self.work)],
             check=True,
         )
-        (self.work / "venv" / "bin").mkdir(parents=True)
-        (self.work / "venv" / "bin" / "python").symlink_to(sys.executable)
+        _with_cli(self.work)
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
         (self.bin / "gh").write_text(FAKE_GH)
@@ -320,10 +363,19 @@ def _release_steps() -> dict[str, checks.Step]:
     return {s.get("id") or s["name"]: s for s in checks.steps(job)}
 
 
-def test_the_release_tag_grammar_is_the_one_settings_accepts() -> None:
-    for job, step_id in (("validate", "request"), ("pull-request", "edit")):
-        script = checks.step(checks.read("release.yml"), job, step_id)["run"]
-        assert f"pattern='^{IMAGE_TAG.pattern}$'" in script, step_id
+def test_both_release_jobs_check_the_request_with_the_one_grammar() -> None:
+    """The tag rule and the stack->branch map live in Python (contract.grammar, DEPLOY_BRANCH):
+    both jobs call `workflow release-request`, and no workflow spells a pattern of its own."""
+    request = ["release-request", "--stack=$STACK", "--tag=$TAG"]
+    assert _call("release.yml", "validate", "request") == request
+    edit = checks.workflow_calls(checks.step(checks.read("release.yml"), "pull-request", "edit"))
+    assert edit[0] == request
+    assert edit[1] == ["set-release-tag", "$STACK", "$TAG"]
+    for path in checks.workflow_files():
+        text = path.read_text()
+        assert IMAGE_TAG.pattern not in text, path.name
+        assert "pattern=" not in text, path.name
+        assert not re.search(r"^\s*(staging|production)\)", text, re.MULTILINE), path.name
 
 
 def test_the_example_tags_agree_with_settings() -> None:
@@ -334,14 +386,16 @@ def test_the_example_tags_agree_with_settings() -> None:
 @pytest.mark.parametrize("tag", GOOD_TAGS + BAD_TAGS)
 def test_the_release_tag_is_validated_before_use(tmp_path: Path, tag: str) -> None:
     request = checks.step(checks.read("release.yml"), "validate", "request")
-    code, outputs, output = _run(request["run"], tmp_path, TAG=tag, STACK="production")
+    checkout = _with_cli(tmp_path / "checkout")
+    code, outputs, output = _run_in(checkout, request["run"], tmp_path, TAG=tag, STACK="production")
     accepted = tag in GOOD_TAGS
     assert (code == 0) == accepted, output
-    assert outputs == ({"tag": tag, "stack": "production", "ref": "main"} if accepted else {})
+    expected = {"tag": tag, "stack": "production", "ref": "main"}
+    assert {k: outputs[k] for k in expected if k in outputs} == (expected if accepted else {})
     # The pull-request job checks it again before its first use, and touches nothing if bad.
     sandbox = Sandbox(tmp_path / "sandbox", "main")
     edit = _release_steps()["edit"]
-    assert edit["run"].index("pattern=") < edit["run"].index("venv/bin/python")
+    assert edit["run"].index("workflow release-request") < edit["run"].index("workflow set-release-tag")
     code, outputs, output = sandbox.run(edit["run"], TAG=tag, STACK="production")
     assert (code == 0) == accepted, output
     if not accepted:
@@ -370,7 +424,8 @@ def test_the_tag_reaches_nothing_but_the_validating_step_unchecked() -> None:
 @pytest.mark.parametrize(("stack", "ref"), [("staging", "staging"), ("production", "main"), ("dev", None)])
 def test_the_release_targets_the_stacks_branch(tmp_path: Path, stack: str, ref: str | None) -> None:
     request = checks.step(checks.read("release.yml"), "validate", "request")
-    code, outputs, output = _run(request["run"], tmp_path, TAG="2026.11.26-1", STACK=stack)
+    checkout = _with_cli(tmp_path / "checkout")
+    code, outputs, output = _run_in(checkout, request["run"], tmp_path, TAG="2026.11.26-1", STACK=stack)
     assert (code == 0) == (ref is not None), output
     assert outputs.get("ref") == ref
     if ref is not None:
@@ -431,8 +486,17 @@ def test_the_pull_request_step_is_the_same_in_release_and_emergency() -> None:
     assert {k: v for k, v in release["env"].items() if k not in ("BRANCH", "TITLE")} == {
         k: v for k, v in emergency["env"].items() if k not in ("BRANCH", "TITLE")
     }
-    assert 'gh pr create --base "$BASE" --head "$BRANCH"' in release["run"]
-    assert "gh pr merge" not in release["run"]  # no auto-merge: a bot merge would start no deploy
+    assert checks.workflow_calls(release) == [
+        [
+            "open-pull-request",
+            "--base=$BASE",
+            "--branch=$BRANCH",
+            "--title=$TITLE",
+            "--body=$RUNNER_TEMP/pull-request.md",
+        ]
+    ]
+    # No auto-merge: a bot merge would start no deploy.
+    assert '"merge"' not in (REPO / "bankflow_infra/ops/workflow_git.py").read_text()
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -449,7 +513,13 @@ def test_a_release_opens_a_pull_request_against_the_stacks_branch(
     code, outputs, output = sandbox.run(steps["edit"]["run"], TAG=tag, STACK=stack, BASE=base)
     assert code == 0, output
     branch = f"release/{stack}-{tag}"
-    assert outputs == {"branch": branch, "title": f"release: {stack} {tag}"}
+    assert outputs == {
+        "tag": tag,
+        "stack": stack,
+        "ref": base,
+        "branch": branch,
+        "title": f"release: {stack} {tag}",
+    }
     assert steps["pr"]["env"]["BRANCH"] == "${{ steps.edit.outputs.branch }}"
     code, outputs, output = sandbox.run(
         steps["pr"]["run"], BASE=base, BRANCH=branch, TITLE=f"release: {stack} {tag}"
@@ -546,12 +616,15 @@ def test_the_tag_edit_refuses_a_file_it_does_not_understand(tmp_path: Path, text
 def test_the_tag_edit_keeps_comments_and_layout(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path, "staging")
     stack_file = sandbox.work / "Pulumi.staging.yaml"
-    head = "# header\nconfig:\n  bankflow:release:   # the app\n    registry: ghcr.io/x  # pinned\n"
-    tail = "    images:\n      tag: not-this-one\n  bankflow:backups:\n    region: nyc3\n"
-    stack_file.write_text(f"{head}    tag: '2026.11.26-1'\n{tail}")
+    committed = stack_file.read_text()
+    block = '  bankflow:release:\n    registry: ghcr.io/bankflow\n    tag: "2026.11.26-1"\n'
+    assert block in committed
+    commented = "  bankflow:release:   # the app\n    registry: ghcr.io/bankflow  # pinned\n"
+    stack_file.write_text("# header\n" + committed.replace(block, commented + "    tag: '2026.11.26-1'\n"))
     code, _, output = sandbox.run(_release_steps()["edit"]["run"], TAG="2026.12.01-1", STACK="staging")
     assert code == 0, output
-    assert stack_file.read_text() == f'{head}    tag: "2026.12.01-1"\n{tail}'
+    expected = "# header\n" + committed.replace(block, commented + '    tag: "2026.12.01-1"\n')
+    assert stack_file.read_text() == expected
 
 
 def test_the_release_checks_the_edited_file_offline_before_the_pull_request() -> None:
@@ -584,8 +657,15 @@ def test_emergency_requires_the_typed_confirmation(
     tmp_path: Path, environment: str, confirm: str, ref: str, new_stack: str, ok: bool
 ) -> None:
     check = checks.step(checks.read("emergency.yml"), "confirm", "check")
-    code, outputs, output = _run(
-        check["run"], tmp_path, ENVIRONMENT=environment, CONFIRM=confirm, GITHUB_REF=ref, NEW_STACK=new_stack
+    checkout = _with_cli(tmp_path / "checkout")
+    code, outputs, output = _run_in(
+        checkout,
+        check["run"],
+        tmp_path,
+        ENVIRONMENT=environment,
+        CONFIRM=confirm,
+        GITHUB_REF=ref,
+        NEW_STACK=new_stack,
     )
     assert (code == 0) == ok, output
     if ok:
@@ -641,10 +721,11 @@ def test_emergency_commits_the_stack_config_through_a_pull_request_after_the_cut
     assert pull_request["env"]["BASE"] == "${{ needs.confirm.outputs.branch }}"
     steps = checks.steps(pull_request)
     assert steps[0]["with"]["ref"] == "${{ needs.confirm.outputs.branch }}"
-    assert steps[1]["uses"].startswith("actions/download-artifact@")
-    assert steps[1]["with"]["name"] == "stack-config"
-    assert [s.get("id") for s in steps[2:4]] == ["apply", "pr"]
-    assert steps[3]["env"]["BRANCH"] == "${{ steps.apply.outputs.branch }}"
+    assert [s.get("run") for s in steps[1:3]] == [None, "./scripts/setup"]  # setup-python, the CLI
+    assert steps[3]["uses"].startswith("actions/download-artifact@")
+    assert steps[3]["with"]["name"] == "stack-config"
+    assert [s.get("id") for s in steps[4:6]] == ["apply", "pr"]
+    assert steps[5]["env"]["BRANCH"] == "${{ steps.apply.outputs.branch }}"
 
 
 def _rebuild_on_the_runner(sandbox: Sandbox, stack: str, new: str, cutover: bool) -> None:
@@ -777,10 +858,10 @@ def test_ci_runs_the_readme_test_command_as_ci_does() -> None:
 
 def test_the_job_summary_shows_urls_release_and_health(tmp_path: Path) -> None:
     """Run the summary step for real, with a stand-in `pulumi` that answers from saved outputs."""
-    work = tmp_path / "checkout"
-    (work / "venv" / "bin").mkdir(parents=True)
-    (work / "venv" / "bin" / "python").symlink_to(sys.executable)
-    (work / "Pulumi.staging.yaml").write_text("config:\n  bankflow:release:\n    tag: old\n")
+    work = _with_cli(tmp_path / "checkout")
+    # The tag comes from the committed stack file (what `pulumi config get` read before).
+    committed = (REPO / "Pulumi.staging.yaml").read_text()
+    (work / "Pulumi.staging.yaml").write_text(committed.replace('tag: "2026.11.26-1"', 'tag: "2026.12.01-1"'))
     git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
@@ -790,7 +871,7 @@ def test_the_job_summary_shows_urls_release_and_health(tmp_path: Path) -> None:
     bin_dir.mkdir()
     pulumi = bin_dir / "pulumi"
     pulumi.write_text(
-        f"#!/bin/sh\ncase \"$2\" in output) echo '{json.dumps(outputs)}' ;; get) echo 2026.12.01-1 ;; esac\n"
+        f"#!/bin/sh\ncase \"$2\" in output) echo '{json.dumps(outputs)}' ;; *) exit 1 ;; esac\n"
     )
     pulumi.chmod(0o755)
     runner_temp = tmp_path / "runner"
