@@ -219,14 +219,18 @@ def check_no_plain_secret_inputs(args: ResourceValidationArgs, report: ReportVio
 
 
 def _secret_texts(secrets: Iterable[Secret]) -> set[str]:
-    """Every string of at least SHORTEST_TRACKED_SECRET characters inside a secret marker."""
+    """The secret strings worth tracking: each marker around a string of at least
+    SHORTEST_TRACKED_SECRET characters. A marker around a structure (an SSH connection: host,
+    user, pinned public host key, private key) also wraps public parts, so only the strings
+    marked on their own count; the private key inside is marked on its own where it is made."""
     texts: set[str] = set()
     for secret in secrets:
         inner = reveal(secret)
-        for _, leaf in plain_leaves(inner):
-            if isinstance(leaf, str) and len(leaf) >= SHORTEST_TRACKED_SECRET and not _is_address(leaf):
-                texts.add(leaf)
-        texts |= _secret_texts(_secrets_in(inner))  # a secret nested in a secret
+        if isinstance(inner, str):
+            if len(inner) >= SHORTEST_TRACKED_SECRET and not _is_address(inner):
+                texts.add(inner)
+        else:
+            texts |= _secret_texts(_secrets_in(inner))  # a secret nested in a secret
     return texts
 
 
