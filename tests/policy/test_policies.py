@@ -4,6 +4,7 @@ copy of a plan per rule: that exact rule must report it, naming the resource."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,11 +12,15 @@ from bankflow_policy import rules
 from bankflow_policy.cloudflare import CLOUDFLARE_RANGES
 from bankflow_policy.pack import policies
 from pulumi.runtime import rpc
+from pulumi_policy import ResourceValidationPolicy
 
 from bankflow_infra.ops.mocks import CLOUDFLARE_IPV4_SNAPSHOT, CLOUDFLARE_IPV6_SNAPSHOT, Registration
 from bankflow_infra.ops.plan import PlanResult
 from tests.policy.adapter import Violation, edited, one, resource_args, run_pack, set_option
 from tests.program.stacks import run_stack
+
+# Breaks a copy of a plan's registrations in place.
+Edit = Callable[[list[Registration]], None]
 
 
 @functools.cache
@@ -33,7 +38,7 @@ def protect_droplet(resources: list[Registration]) -> None:
     set_option(resources, rules.DROPLET, protect=True)
 
 
-def production_as_intended(edit: Any = None) -> list[Violation]:
+def production_as_intended(edit: Edit | None = None) -> list[Violation]:
     def both(resources: list[Registration]) -> None:
         protect_droplet(resources)
         if edit is not None:
@@ -42,7 +47,7 @@ def production_as_intended(edit: Any = None) -> list[Violation]:
     return run_pack(edited(production(), both))
 
 
-def staging_with(edit: Any) -> list[Violation]:
+def staging_with(edit: Edit) -> list[Violation]:
     return run_pack(edited(staging(), edit))
 
 
@@ -128,7 +133,7 @@ def test_an_unprotected_production_droplet_is_reported():
 # --------------------------------------------------------------------------- firewall
 
 
-def add_inbound(protocol: str, ports: str, sources: list[str]):
+def add_inbound(protocol: str, ports: str, sources: list[str]) -> Edit:
     def edit(resources):
         firewall = one(resources, rules.FIREWALL)
         rule = {"protocol": protocol, "portRange": ports, "sourceAddresses": sources}
@@ -161,7 +166,7 @@ def test_ssh_from_an_operator_range_or_the_vpc_is_fine():
     assert [v for v in found if v.policy == "no-internet-ssh"] == []
 
 
-def web_rule_sources(change):
+def web_rule_sources(change: Callable[[dict[str, Any]], object]) -> Edit:
     def edit(resources):
         firewall = one(resources, rules.FIREWALL)
         for rule in firewall.inputs["inboundRules"]:
@@ -197,10 +202,15 @@ def test_an_all_ports_rule_for_operators_opens_80_and_443_to_them():
 
 def test_a_new_cloudflare_range_in_the_policy_config_is_required_on_the_firewall():
     policy = next(p for p in policies() if p.name == "web-only-from-cloudflare")
+    assert isinstance(policy, ResourceValidationPolicy)
     registration = one(staging().recorder.resources, rules.FIREWALL)
     config = {"cloudflareRanges": [*CLOUDFLARE_RANGES, "192.0.2.0/24"]}
     messages: list[str] = []
-    policy.validate(resource_args(registration, config), lambda m, _urn=None: messages.append(m))
+
+    def report(message: str, urn: str | None = None) -> None:
+        messages.append(message)
+
+    policy.validate(resource_args(registration, config), report)
     assert messages
     assert all("192.0.2.0/24" in m for m in messages)
 
@@ -224,7 +234,7 @@ def test_an_unproxied_dns_record_is_reported(proxied):
 # --------------------------------------------------------------------------- secrets
 
 
-def unmark(type_: str, name_part: str, key: str):
+def unmark(type_: str, name_part: str, key: str) -> Edit:
     def edit(resources):
         reg = one(resources, type_, name_part)
         assert rpc.is_rpc_secret(reg.inputs[key])
