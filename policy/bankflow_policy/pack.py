@@ -1,0 +1,79 @@
+"""The pack's policies: names, descriptions and enforcement of the rules in ``rules``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    ResourceValidationPolicy,
+    StackValidationPolicy,
+)
+
+from bankflow_policy import rules
+from bankflow_policy.cloudflare import CLOUDFLARE_RANGES
+
+PACK_NAME: Final = "bankflow"
+
+CLOUDFLARE_CONFIG: Final = PolicyConfigSchema(
+    properties={
+        "cloudflareRanges": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": list(CLOUDFLARE_RANGES),
+            "description": "Cloudflare's published edge ranges (cloudflare.com/ips)",
+        }
+    }
+)
+
+
+def policies() -> list[Policy]:
+    """Every rule, mandatory: a violation stops the preview and the up."""
+    mandatory = EnforcementLevel.MANDATORY
+    return [
+        ResourceValidationPolicy(
+            name="production-data-protected",
+            description="Production's data volume and backup bucket are protected.",
+            validate=rules.check_production_data_protected,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="no-internet-ssh",
+            description="No firewall opens port 22 to the internet.",
+            validate=rules.check_no_internet_ssh,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="web-only-from-cloudflare",
+            description="Ports 80 and 443 admit exactly Cloudflare's published ranges.",
+            validate=rules.check_web_only_from_cloudflare,
+            enforcement_level=mandatory,
+            config_schema=CLOUDFLARE_CONFIG,
+        ),
+        ResourceValidationPolicy(
+            name="dns-proxied",
+            description="Every A, AAAA and CNAME record is proxied by Cloudflare.",
+            validate=rules.check_dns_proxied,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="no-plain-secret-inputs",
+            description="No resource input holds a secret outside a Pulumi secret.",
+            validate=rules.check_no_plain_secret_inputs,
+            enforcement_level=mandatory,
+        ),
+        StackValidationPolicy(
+            name="secret-values-stay-secret",
+            description="A value secret in one resource is plain in none.",
+            validate=rules.check_secret_values_stay_secret,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="droplet-replaced-only-by-rebuild",
+            description="Production's droplet is protected: only `rebuild`/`cutover` replace it.",
+            validate=rules.check_production_droplet_replaced_only_by_rebuild,
+            enforcement_level=mandatory,
+        ),
+    ]
