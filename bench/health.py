@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bankflow_infra.ops.health import (
+from bankflow_infra.contract.outputs import parse_outputs
+from bankflow_infra.ops.probes import (
     Policy,
     Probe,
     ProbeResult,
@@ -24,8 +25,8 @@ from bankflow_infra.ops.health import (
     run_async,
     run_rounds,
 )
-from bankflow_infra.ops.outputs import parse_outputs
-from tests.ops.local_https import Behaviour, LocalHttps, hostnames, make_certs, outputs_document
+from tests.support.https import Behaviour, LocalHttps, hostnames, make_certs
+from tests.support.outputs import outputs_document
 
 DELAYS = (0.2, 0.4, 0.8)  # seconds, one per service: sum 1.4 s, slowest 0.8 s
 EXTRA_PROBES = 12  # a second run: many probes of the same services, to see it scale
@@ -57,7 +58,7 @@ def main() -> int:
     names = hostnames()
     with tempfile.TemporaryDirectory() as directory:
         certs = make_certs(openssl, Path(directory), names)
-        outputs = parse_outputs("staging", outputs_document(certs.origin.pem))
+        outputs = parse_outputs("staging", outputs_document(origin_certificate=certs.origin.pem))
         behaviours = {host: Behaviour(delay=delay) for host, delay in zip(names, DELAYS, strict=True)}
         with LocalHttps(certs.origin, behaviours) as server:
             resolve = {host: ("127.0.0.1", server.port) for host in names}

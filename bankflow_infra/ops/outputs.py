@@ -1,55 +1,28 @@
-"""The stack outputs, read once and validated into a typed value (README "Stack outputs").
+"""The stack outputs, read once and validated into the contract's typed value.
 
 Every day-2 command starts here: ``pulumi stack output --json -s STACK`` (or a saved copy of
-that JSON via ``--outputs FILE``) becomes the contract's frozen :class:`StackOutputs`. Anything
-wrong -- no pulumi CLI, not logged in, unknown stack, bad JSON, a missing or mistyped output --
-is one :class:`OutputsError` naming the stack and the output, raised before any command touches
-a server.
+that JSON via ``--outputs FILE``) becomes the frozen :class:`StackOutputs` of
+``contract.outputs``. Anything wrong -- no pulumi CLI, not logged in, unknown stack, bad JSON, a
+missing or mistyped output -- is one :class:`OutputsError` naming the stack and the output,
+raised before any command touches a server.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
 
 from bankflow_infra.contract import grammar
-from bankflow_infra.contract.outputs import (
-    REDACTED,
-    BackupBucket,
-    HealthTarget,
-    OutputsError,
-    SshEndpoint,
-    StackOutputs,
-    parse_outputs,
+from bankflow_infra.contract.outputs import OutputsError, StackOutputs, parse_outputs
+from bankflow_infra.ops.stack_access import (
+    QUERY_TIMEOUT_SECONDS,
+    PulumiFailed,
+    PulumiMissing,
+    PulumiTimedOut,
+    Runner,
+    StackAccess,
 )
-
-__all__ = [
-    "REDACTED",
-    "BackupBucket",
-    "HealthTarget",
-    "OutputsError",
-    "SshEndpoint",
-    "StackOutputs",
-    "check_stack_name",
-    "load_outputs",
-    "parse_outputs",
-    "pulumi_command",
-]
-
-# Bounded so a hung backend (e.g. a state bucket that does not answer) never hangs a command.
-PULUMI_TIMEOUT_SECONDS: Final = 120.0
-_STDERR_LIMIT: Final = 2000
-
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-def pulumi_command(stack: str, show_secrets: bool) -> list[str]:
-    # --non-interactive: a missing login or passphrase must fail with a message, never prompt.
-    command = ["pulumi", "stack", "output", "--json", "--non-interactive", "-s", stack]
-    return [*command, "--show-secrets"] if show_secrets else command
 
 
 def check_stack_name(stack: str) -> None:
@@ -70,7 +43,7 @@ def load_outputs(
         text = _read_file(stack, outputs_file)
         source = str(outputs_file)
     else:
-        text = _run_pulumi(stack, show_secrets, runner, cwd)
+        text = _run_pulumi(stack, show_secrets, StackAccess(runner, cwd))
         source = "pulumi stack output --json"
     try:
         document = json.loads(text)
@@ -86,37 +59,31 @@ def _read_file(stack: str, path: Path) -> str:
         raise OutputsError(f"cannot read the saved outputs of stack {stack!r} from {path}: {error}") from None
 
 
-def _run_pulumi(stack: str, show_secrets: bool, runner: Runner, cwd: Path | None) -> str:
-    command = pulumi_command(stack, show_secrets)
+def _run_pulumi(stack: str, show_secrets: bool, access: StackAccess) -> str:
+    cannot = f"cannot read the outputs of stack {stack!r}"
     try:
-        done = runner(command, capture_output=True, text=True, check=False, cwd=cwd,
-                      stdin=subprocess.DEVNULL, timeout=PULUMI_TIMEOUT_SECONDS)
-    except FileNotFoundError:
+        return access.outputs_text(stack, show_secrets)
+    except PulumiMissing:
         raise OutputsError(
-            f"cannot read the outputs of stack {stack!r}: the pulumi CLI is not installed "
-            "(install it: https://www.pulumi.com/docs/install/), or pass --outputs FILE with saved "
-            "`pulumi stack output --json` output"
+            f"{cannot}: the pulumi CLI is not installed (install it: https://www.pulumi.com/docs/install/), "
+            "or pass --outputs FILE with saved `pulumi stack output --json` output"
         ) from None
-    except subprocess.TimeoutExpired:
+    except PulumiTimedOut as error:
         raise OutputsError(
-            f"cannot read the outputs of stack {stack!r}: `{' '.join(command)}` did not finish within "
-            f"{PULUMI_TIMEOUT_SECONDS:.0f} s (is the state backend reachable?)"
+            f"{cannot}: `{' '.join(error.argv)}` did not finish within {QUERY_TIMEOUT_SECONDS:.0f} s "
+            "(is the state backend reachable?)"
         ) from None
-    if done.returncode != 0:
-        raise OutputsError(_pulumi_failure(stack, command, done.returncode, done.stderr or ""))
-    return done.stdout or ""
+    except PulumiFailed as error:
+        raise OutputsError(f"{cannot}: `{' '.join(error.argv)}` exited {error.code}:\n"
+                           f"  {error.detail}\n  hint: {_hint(error.detail)}") from None
 
 
-def _pulumi_failure(stack: str, command: Sequence[str], code: int, stderr: str) -> str:
-    detail = stderr.strip()[-_STDERR_LIMIT:] or "(no error output)"
+def _hint(detail: str) -> str:
     lowered = detail.lower()
     if "no stack named" in lowered:
-        hint = "check the stack name (`pulumi stack ls`) and that you are in the project directory"
-    elif "login" in lowered or "access_token" in lowered or "not logged in" in lowered:
-        hint = "log in to the state backend first (`pulumi login`, see README \"Credentials\")"
-    elif "passphrase" in lowered:
-        hint = "set PULUMI_CONFIG_PASSPHRASE (or _FILE) for this stack's secrets"
-    else:
-        hint = "see pulumi's message above"
-    return (f"cannot read the outputs of stack {stack!r}: `{' '.join(command)}` exited {code}:\n"
-            f"  {detail}\n  hint: {hint}")
+        return "check the stack name (`pulumi stack ls`) and that you are in the project directory"
+    if "login" in lowered or "access_token" in lowered or "not logged in" in lowered:
+        return "log in to the state backend first (`pulumi login`, see README \"Credentials\")"
+    if "passphrase" in lowered:
+        return "set PULUMI_CONFIG_PASSPHRASE (or _FILE) for this stack's secrets"
+    return "see pulumi's message above"

@@ -6,8 +6,8 @@ import ssl
 
 import pytest
 
-from tests.conftest import require_tool
-from tests.ops.local_https import Certs, hostnames, make_certs
+from tests.support.https import Certs, hostnames, make_certs
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="session")

@@ -496,7 +496,7 @@ def test_the_pull_request_step_is_the_same_in_release_and_emergency() -> None:
         ]
     ]
     # No auto-merge: a bot merge would start no deploy.
-    assert '"merge"' not in (REPO / "bankflow_infra/ops/workflow_git.py").read_text()
+    assert '"merge"' not in (REPO / "bankflow_infra/ops/workflow/git.py").read_text()
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])

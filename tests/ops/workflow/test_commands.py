@@ -90,7 +90,7 @@ def test_an_input_cannot_inject_a_workflow_command(
 
 
 def test_annotations_escape_what_would_end_the_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from bankflow_infra.ops.workflow_handlers import annotate
+    from bankflow_infra.ops.cli.workflow_handlers import annotate
 
     annotate("error", "a:b,c", "one\n::add-mask::x 100%")
     assert capsys.readouterr().out == "::error title=a%3Ab%2Cc::one%0A::add-mask::x 100%25\n"
@@ -202,10 +202,11 @@ def test_without_github_files_results_go_to_stdout(
 def test_the_workflow_commands_never_load_pulumi_or_stack_access() -> None:
     """A job that can push runs them: they must not reach a stack or its credentials."""
     probe = (
-        "import sys; from bankflow_infra.ops import workflow_commands; "
+        "import sys; from bankflow_infra.ops.cli import workflow; "
         "bad = [m for m in sys.modules if m.split('.')[0] == 'pulumi' or m in "
-        "('bankflow_infra.ops.remote', 'bankflow_infra.ops.outputs', 'bankflow_infra.ops.rebuild', "
-        "'bankflow_infra.ops.health')]; print(bad); sys.exit(bool(bad))"
+        "('bankflow_infra.ops.ssh', 'bankflow_infra.ops.outputs', 'bankflow_infra.ops.rebuild', "
+        "'bankflow_infra.ops.health', 'bankflow_infra.ops.stack_access', 'bankflow_infra.ops.probes')]; "
+        "print(bad); sys.exit(bool(bad))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=False

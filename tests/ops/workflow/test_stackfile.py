@@ -1,4 +1,4 @@
-"""`workflow set-release-tag`: one line, validated, nothing half-written (workflow_stackfile)."""
+"""`workflow set-release-tag`: one line, validated, nothing half-written (workflow.stack_files)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra.ops import workflow_stackfile as edit
-from bankflow_infra.ops.workflow_tools import WorkflowError
+from bankflow_infra.ops.workflow import stack_files as edit
+from bankflow_infra.ops.workflow.tools import WorkflowError
 from bankflow_infra.settings import SettingsError
 from bankflow_infra.stackfile import StackFileError
 from tests.support.tools import REPO

@@ -1,8 +1,8 @@
-"""The summaries and pull-request bodies (workflow_text): each branch of what they say."""
+"""The summaries and pull-request bodies (workflow.text): each branch of what they say."""
 
 from __future__ import annotations
 
-from bankflow_infra.ops import workflow_text as md
+from bankflow_infra.ops.workflow import text as md
 
 RUN = md.Run(
     actor="octo", event="workflow_dispatch", server="https://github.com", repository="b/i", run_id="9"

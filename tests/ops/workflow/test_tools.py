@@ -1,4 +1,4 @@
-"""The workflows' decisions (bankflow_infra.ops.workflow_tools), bad inputs included."""
+"""The workflows' decisions (bankflow_infra.ops.workflow.tools), bad inputs included."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from bankflow_infra.contract import exit_codes, grammar
 from bankflow_infra.contract.services import DEPLOY_BRANCH
-from bankflow_infra.ops import workflow_tools as tools
+from bankflow_infra.ops.workflow import tools as tools
 
 GOOD_TAGS = ["2026.11.26-1", "v1.2.3", "sha-0123abc", "1", "_build.7", "a" * 128]
 BAD_TAGS = [

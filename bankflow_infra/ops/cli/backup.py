@@ -1,0 +1,182 @@
+"""Database backups from the operator's machine: the host agent does the work, over SSH.
+
+    bankflow-infra backup STACK                     dump now, upload, verify (what the nightly timer runs)
+    bankflow-infra backups STACK [--json]           the bucket's dumps, newest first
+    bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER]
+                                                    replace STACK's database with a dump, then probe
+                                                    the services' health
+
+``restore`` asks for confirmation (type the stack's name) on a terminal; without one it needs
+``--yes`` and exits 2 before connecting otherwise. ``--source-stack OTHER`` restores from
+OTHER's bucket (its ``backup_bucket`` output): the emergency rebuild restores production's
+latest dump into a fresh stack that has no bucket of its own.
+
+Exit codes: the host agent's (0 done, 1 a step failed -- the database is unchanged unless the
+message says otherwise, 2 bad input such as an unknown or expired key, 3 another backup, restore
+or deploy is running); 2 also for everything refused before connecting; 1 when the operator
+declined or the services are unhealthy after a restore; 255 when ssh failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from bankflow_infra.contract import exit_codes
+from bankflow_infra.contract.outputs import OutputsError, StackOutputs
+from bankflow_infra.ops.backups import parse_rows
+from bankflow_infra.ops.cli import session
+from bankflow_infra.ops.cli.session import add_outputs_arguments
+from bankflow_infra.ops.health import check_health, format_table
+from bankflow_infra.ops.outputs import load_outputs
+from bankflow_infra.ops.probes import Mode
+from bankflow_infra.ops.ssh import SshSession
+
+LATEST: Final = "latest"
+
+
+def register(commands: Any) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="dump the stack's database now, upload it to the backups bucket and verify it",
+        description="Run the host agent's backup on the stack's droplet (the nightly timer's job).",
+    )
+    add_outputs_arguments(backup)
+    backup.set_defaults(handler=run_backup)
+
+    backups = commands.add_parser("backups", help="the database dumps in the stack's bucket, newest first")
+    add_outputs_arguments(backups)
+    backups.add_argument("--json", action="store_true", help="one JSON document")
+    backups.set_defaults(handler=run_backups)
+
+    restore = commands.add_parser(
+        "restore",
+        help="replace the stack's database with a dump from the bucket, then check health",
+        description="Download a dump, verify it, stop the app services, restore it into a fresh "
+        "database and swap it in, start the apps, probe health. A dump that is missing or corrupt "
+        "leaves the database as it was. Asks for confirmation; without a terminal it needs --yes.",
+    )
+    add_outputs_arguments(restore)
+    restore.add_argument(
+        "--from",
+        dest="source",
+        default=LATEST,
+        metavar="KEY",
+        help="a key from `backups`, or 'latest' (default)",
+    )
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument(
+        "--source-stack",
+        metavar="OTHER",
+        help="restore from OTHER stack's bucket (emergency rebuild: the original stack's dumps)",
+    )
+    restore.add_argument(
+        "--source-outputs", type=Path, metavar="FILE", help="saved outputs of OTHER (default: pulumi)"
+    )
+    restore.set_defaults(handler=run_restore)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _bucket_args(bucket: tuple[str, str] | None) -> list[str]:
+    return ["--bucket", bucket[0], "--endpoint", bucket[1]] if bucket else []
+
+
+def source_bucket(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(name, endpoint) of --source-stack's bucket; None without --source-stack."""
+    if not args.source_stack:
+        return None
+    other = load_outputs(args.source_stack, args.source_outputs, show_secrets=False, cwd=args.project_dir)
+    if other.backup_bucket is None:
+        raise OutputsError(
+            f"stack {args.source_stack!r} has no backups bucket (output 'backup_bucket' is null): "
+            "its edge layer owns none"
+        )
+    return other.backup_bucket.name, other.backup_bucket.endpoint
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    return session.with_remote(args, "backup", lambda _o, ssh: ssh.run_agent(["backup"]).returncode)
+
+
+def run_backups(args: argparse.Namespace) -> int:
+    agent_args = ["backups", "--json"] if args.json else ["backups"]
+    return session.with_remote(args, "backups", lambda _o, ssh: ssh.run_agent(agent_args).returncode)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    if not args.yes and not session.has_terminal():
+        # Before anything else: a script must say --yes; nothing is sent to the host otherwise.
+        session.error("restore", "not a terminal: refusing to replace the database without --yes")
+        return exit_codes.USAGE
+    try:
+        bucket = source_bucket(args)
+    except OutputsError as error:
+        session.error("restore", str(error))
+        return exit_codes.USAGE
+
+    dumps_of = args.source_stack or args.stack
+
+    def action(outputs: StackOutputs, ssh: SshSession) -> int:
+        key = args.source
+        if not args.yes:
+            confirmed = _confirm(ssh, args.stack, key, bucket, dumps_of)
+            if isinstance(confirmed, int):
+                return confirmed
+            key = confirmed
+        done = ssh.run_agent(
+            ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *_bucket_args(bucket)]
+        )
+        if done.returncode != 0:
+            return done.returncode
+        return _health_after_restore(outputs)
+
+    return session.with_remote(args, "restore", action)
+
+
+def _confirm(
+    ssh: SshSession, stack: str, key: str, bucket: tuple[str, str] | None, dumps_of: str
+) -> str | int:
+    """Show exactly which dump replaces the database and ask; the key to restore, or an exit code."""
+    listed = ssh.run_agent(["backups", "--json", *_bucket_args(bucket)], capture=True)
+    if listed.returncode != 0:
+        return listed.returncode
+    rows = parse_rows(stack, listed.stdout)
+    # "latest" is the newest dump of the stack whose data is wanted, not of any stack in the bucket.
+    own = [r for r in rows if r.get("stack") == dumps_of]
+    chosen = own[0] if key == LATEST and own else next((r for r in rows if r["key"] == key), None)
+    where = f"bucket {bucket[0]}" if bucket else f"stack {stack}'s bucket"
+    if chosen is None:
+        session.error("restore", f"no backup {key} in {where}; nothing changed")
+        return exit_codes.USAGE
+    print(
+        f"stack {stack}: REPLACE the database with {chosen['key']} (taken {chosen['time']}, "
+        f"{chosen.get('size', '?')} bytes) from {where}. The app services stop during the restore.",
+        file=sys.stderr,
+    )
+    if session.ask(f"Type the stack name ({stack}) to proceed: ") != stack:
+        session.error("restore", "not confirmed; nothing changed")
+        return session.DECLINED
+    return str(chosen["key"])  # exactly what was shown, even if a newer dump lands meanwhile
+
+
+def _health_after_restore(outputs: StackOutputs) -> int:
+    # A fresh (rebuilt) stack is not behind the edge yet: probe its origin when it has one.
+    mode: Mode = "origin" if outputs.origin_ip and outputs.origin_certificate else "edge"
+    try:
+        report = check_health(outputs, mode)
+    except OutputsError as error:
+        session.error("restore", f"restored, but health could not be checked: {error}")
+        return exit_codes.FAILED
+    sys.stdout.write(format_table(report))
+    if not report.healthy:
+        session.error("restore",
+                      "the database was restored, but the services are not all healthy (see above)")
+        return exit_codes.FAILED
+    return exit_codes.OK

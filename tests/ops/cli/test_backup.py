@@ -1,0 +1,229 @@
+"""bankflow-infra backup / backups / restore: what each sends to the host agent over SSH.
+
+Unit level: the SSH session is a fake (ops/ssh.py's SshSession API: ``run_agent(args, *,
+stdin, capture, tty)``) that records the agent arguments and answers like the agent would; the
+outputs are saved-outputs files; health probing is replaced by a recorder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bankflow_infra.contract.outputs import StackOutputs
+from bankflow_infra.ops import backups
+from bankflow_infra.ops.cli import backup as backup_commands
+from bankflow_infra.ops.cli import main
+from bankflow_infra.ops.cli import session as cli_session
+from bankflow_infra.ops.health import HealthReport
+from tests.support.outputs import outputs_document
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+KEY_NEW = "bankflow-staging-20261125T031500Z.dump"
+KEY_OLD = "bankflow-staging-20261124T031500Z.dump"
+ROWS = [
+    {"key": KEY_NEW, "stack": "staging", "time": "2026-11-25T03:15:00Z", "size": 123456, "age_seconds": 60},
+    {
+        "key": KEY_OLD,
+        "stack": "staging",
+        "time": "2026-11-24T03:15:00Z",
+        "size": 120000,
+        "age_seconds": 86460,
+    },
+]
+
+
+@dataclass
+class FakeSession:
+    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    calls: list[list[str]] = field(default_factory=list)
+
+    def run_agent(
+        self, args: Sequence[str], *, stdin: bytes | None = None, capture: bool = False, tty: bool = False
+    ) -> subprocess.CompletedProcess[bytes]:
+        self.calls.append(list(args))
+        code, out = self.answers.get(args[0], (0, b""))
+        return subprocess.CompletedProcess(list(args), code, out if capture else b"", b"")
+
+
+@dataclass
+class Rig:
+    session: FakeSession
+    opened: list[str]
+    health: list[tuple[str, str]]
+    outputs: Path
+    production_outputs: Path
+
+    def run(self, *argv: str) -> int:
+        return main(list(argv))
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
+    session = FakeSession({"backups": (0, json.dumps(ROWS).encode())})
+    opened: list[str] = []
+    health: list[tuple[str, str]] = []
+
+    @contextlib.contextmanager
+    def fake_ssh_session(outputs: StackOutputs, **_options: Any) -> Iterator[FakeSession]:
+        opened.append(outputs.stack)
+        yield session
+
+    def fake_check_health(
+        outputs: StackOutputs, mode: str = "edge", *args: Any, **kwargs: Any
+    ) -> HealthReport:
+        health.append((outputs.stack, mode))
+        return HealthReport(outputs.stack, mode, (), 1)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli_session, "ssh_session", fake_ssh_session)
+    monkeypatch.setattr(backups, "ssh_session", fake_ssh_session)
+    monkeypatch.setattr(backup_commands, "check_health", fake_check_health)
+    outputs = tmp_path / "staging.json"
+    outputs.write_text(json.dumps(outputs_document(origin_certificate=PEM)))
+    fresh = outputs_document(origin_ip=None)  # a stack without its own bucket...
+    production = {**fresh, "backup_bucket": {"name": "bankflow-production-backups", "region": "fra1",
+                                             "endpoint": "https://fra1.digitaloceanspaces.com"}}  # fmt: skip
+    production_outputs = tmp_path / "production.json"
+    production_outputs.write_text(json.dumps(production))
+    return Rig(session, opened, health, outputs, production_outputs)
+
+
+def tty(monkeypatch: pytest.MonkeyPatch, answer: str | None) -> None:
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    if answer is None:
+        return
+
+    def reply(prompt: str = "") -> str:
+        return answer
+
+    monkeypatch.setattr("builtins.input", reply)
+
+
+def no_tty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+
+
+def test_backup_runs_the_agents_backup(rig: Rig) -> None:
+    assert rig.run("backup", "staging", "--outputs", str(rig.outputs)) == 0
+    assert rig.session.calls == [["backup"]]
+
+
+def test_backup_failure_is_the_agents_exit_code(rig: Rig) -> None:
+    rig.session.answers["backup"] = (1, b"")
+    assert rig.run("backup", "staging", "--outputs", str(rig.outputs)) == 1
+
+
+@pytest.mark.parametrize(("flags", "agent_args"), [([], ["backups"]), (["--json"], ["backups", "--json"])])
+def test_backups_lists_through_the_agent(rig: Rig, flags: list[str], agent_args: list[str]) -> None:
+    assert rig.run("backups", "staging", "--outputs", str(rig.outputs), *flags) == 0
+    assert rig.session.calls == [agent_args]
+
+
+def test_restore_with_yes_sends_exactly_the_restore_then_checks_health(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_tty(monkeypatch)
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", KEY_OLD, "--yes") == 0
+    assert rig.session.calls == [["restore", "--from", KEY_OLD, "--yes", "--of-stack", "staging"]]
+    assert rig.health == [("staging", "origin")]
+
+
+def test_restore_defaults_to_latest(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_tty(monkeypatch)
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--yes") == 0
+    assert rig.session.calls == [["restore", "--from", "latest", "--yes", "--of-stack", "staging"]]
+
+
+def test_restore_without_yes_and_without_a_terminal_is_refused_before_anything(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_tty(monkeypatch)
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", KEY_OLD) == 2
+    assert rig.opened == []
+    assert rig.session.calls == []
+    assert "refusing to replace the database without --yes" in capsys.readouterr().err
+
+
+def test_restore_on_a_terminal_shows_the_dump_and_needs_the_stack_name(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tty(monkeypatch, "yes")  # not the stack's name
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs)) == 1
+    assert rig.session.calls == [["backups", "--json"]]  # looked, changed nothing
+    err = capsys.readouterr().err
+    assert f"REPLACE the database with {KEY_NEW}" in err
+    assert "not confirmed; nothing changed" in err
+
+    tty(monkeypatch, "staging")
+    rig.session.calls.clear()
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs)) == 0
+    # 'latest' became the key that was shown: a dump landing meanwhile cannot slip in
+    assert rig.session.calls == [
+        ["backups", "--json"],
+        ["restore", "--from", KEY_NEW, "--yes", "--of-stack", "staging"],
+    ]
+
+
+def test_restore_of_a_key_that_does_not_exist_is_one_error_and_changes_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = "bankflow-staging-20200101T000000Z.dump"
+    tty(monkeypatch, "staging")
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", missing) == 2
+    assert rig.session.calls == [["backups", "--json"]]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bankflow-infra restore: no backup {missing} in stack staging's bucket; nothing changed"]
+
+    # with --yes the agent decides (it refuses the unknown key with exit 2; nothing changed there)
+    rig.session.calls.clear()
+    rig.session.answers["restore"] = (2, b"")
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", missing, "--yes") == 2
+    assert rig.session.calls == [["restore", "--from", missing, "--yes", "--of-stack", "staging"]]
+    assert rig.health == []  # no health check after a failed restore
+
+
+def test_restore_from_another_stacks_bucket(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_tty(monkeypatch)
+    code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "production",
+                   "--source-outputs", str(rig.production_outputs), "--from", "latest", "--yes")  # fmt: skip
+    assert code == 0
+    assert rig.session.calls == [
+        ["restore", "--from", "latest", "--yes", "--of-stack", "production",
+         "--bucket", "bankflow-production-backups", "--endpoint", "https://fra1.digitaloceanspaces.com"],
+    ]  # fmt: skip
+    assert rig.opened == ["staging"]  # only the target stack's droplet is reached
+
+
+def test_restore_from_a_stack_without_a_bucket_is_refused(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_tty(monkeypatch)
+    nobucket = tmp_path / "r1.json"
+    nobucket.write_text(json.dumps({**outputs_document(origin_certificate=PEM), "backup_bucket": None}))
+    code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "production-r1",
+                   "--source-outputs", str(nobucket), "--yes")  # fmt: skip
+    assert code == 2
+    assert rig.opened == []
+    assert "has no backups bucket" in capsys.readouterr().err
+
+
+def test_newest_backup_time_for_health(rig: Rig) -> None:
+    from bankflow_infra.ops.outputs import load_outputs
+
+    outputs = load_outputs("staging", rig.outputs)
+    assert backups.newest_backup_time(outputs) == datetime(2026, 11, 25, 3, 15, tzinfo=UTC)
+    assert rig.session.calls == [["backups", "--json"]]
+    rig.session.answers["backups"] = (0, b"[]")
+    assert backups.newest_backup_time(outputs) is None
+    rig.session.answers["backups"] = (1, b"")
+    with pytest.raises(Exception, match="exited 1"):
+        backups.newest_backup_time(outputs)
