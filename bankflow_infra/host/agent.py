@@ -11,6 +11,7 @@
                                                        or of a base service (postgres, redis, nginx)
     bankflow-agent migrate                             run the current release's migrate command
                                                        again (the deploy's migrate step), audited
+    bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
 
 Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves,
 2 bad input (usage, manifest, unknown release), 3 another deploy holds the lock, 4 a step failed

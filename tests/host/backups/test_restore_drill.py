@@ -3,7 +3,7 @@
 Real: PostgreSQL 15 (a throw-away cluster), the S3 API (moto's server on loopback), rclone with
 the rendered rclone.conf, nginx. Stand-in: Docker (no engine here) -- the postgres container's
 clients run as local processes against the cluster, app services are local HTTP servers
-(tests/backup/rig.py).
+(tests/host/backups/rig.py).
 """
 
 from __future__ import annotations
