@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import find_tool
 from tests.host.fixtures import Load, make_host
+from tests.support.tools import find_tool
 
 
 def main() -> int:

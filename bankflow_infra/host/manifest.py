@@ -1,9 +1,10 @@
 """The bundle manifest (``release.json``): everything the agent knows about services.
 
-Stdlib only. The renderer writes ``release.json``; the agent never imports the catalog, so
-this module re-states the shape it expects and refuses anything else with every problem
-listed at once. Names and paths from the manifest end up in argv lists, container names and
-nginx config, so they are checked against tight patterns here, before anything runs.
+Stdlib only. The renderer writes ``release.json`` (its name, schema and compose project come from
+``contract.release``, which both sides import); the agent never imports the catalog, so this
+module states the shape it expects and refuses anything else with every problem listed at once.
+Names and paths from the manifest end up in argv lists, container names and nginx config, so
+they are checked against tight patterns here, before anything runs.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-MANIFEST_NAME: Final = "release.json"
-SCHEMA: Final = 1
-RELEASE_LEN: Final = 12  # a release id is the first 12 hex chars of the bundle digest
+from ..contract.release import BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA, release_id
 
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _UPSTREAM_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HOST_RE: Final = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 _HEALTH_RE: Final = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _IMAGE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+# What --release and a bundle dir's name may be: a release id, or a longer prefix of the digest.
 _RELEASE_RE: Final = re.compile(r"^[0-9a-f]{12,64}$")
 _ARG_RE: Final = re.compile(r"^[^\x00\n]{1,200}$")
 
@@ -137,13 +137,22 @@ def _migrate(raw: object, app_names: Sequence[str], problems: list[str]) -> Migr
     return Migrate(str(service), tuple(command))
 
 
+def _project(data: Mapping[str, Any], problems: list[str]) -> str:
+    # The agent names its compose projects after contract.release, never after the manifest: a
+    # bundle rendered for another project would run its containers beside ours, so it is refused.
+    project = _string(data, "project", problems, _NAME_RE)
+    if project and project != BASE_PROJECT:
+        problems.append(f"project: expected {BASE_PROJECT!r}, got {project!r}")
+    return project
+
+
 def parse_manifest(data: object, source: str = MANIFEST_NAME) -> Manifest:
     """A validated :class:`Manifest`, or :class:`ManifestError` naming every problem."""
     if not isinstance(data, dict):
         raise ManifestError(source, ["expected a JSON object"])
     problems: list[str] = []
-    if data.get("schema") != SCHEMA:
-        problems.append(f"schema: expected {SCHEMA}, got {data.get('schema')!r}")
+    if data.get("schema") != MANIFEST_SCHEMA:
+        problems.append(f"schema: expected {MANIFEST_SCHEMA}, got {data.get('schema')!r}")
     raw_apps = data.get("app_services")
     apps: list[AppSpec] = []
     if not isinstance(raw_apps, list) or not raw_apps:
@@ -177,7 +186,7 @@ def parse_manifest(data: object, source: str = MANIFEST_NAME) -> Manifest:
     manifest = Manifest(
         stack=str(data.get("stack", "")),
         environment=str(data.get("environment", "")),
-        project=_string(data, "project", problems, _NAME_RE),
+        project=_project(data, problems),
         app_services=tuple(apps),
         base_services=tuple(base),
         migrate=_migrate(data.get("migrate"), names, problems),
@@ -222,18 +231,14 @@ def bundle_digest(bundle: Path, exclude: frozenset[str] = frozenset()) -> str:
     )
 
 
-def release_id(bundle: Path, override: str | None = None) -> str:
-    """The release id: ``--release``, else a hex directory name, else the computed digest; 12 chars."""
+def bundle_release_id(bundle: Path, override: str | None = None) -> str:
+    """The release id of a bundle dir: ``--release``, else a hex directory name, else its digest."""
     for candidate in (override, bundle.name):
         if candidate is not None and _RELEASE_RE.match(candidate):
-            return candidate[:RELEASE_LEN]
+            return release_id(candidate)
     if override is not None:
         raise ManifestError("--release", [f"expected 12-64 lowercase hex chars, got {override!r}"])
-    return bundle_digest(bundle)[:RELEASE_LEN]
-
-
-def is_release_id(value: str) -> bool:
-    return bool(_RELEASE_RE.match(value)) and len(value) == RELEASE_LEN
+    return release_id(bundle_digest(bundle))
 
 
 # Secret files that do not reach the app containers; everything else in secrets/ might.

@@ -1,4 +1,4 @@
-"""Receive a release bundle on stdin (``bankflow-agent receive --stdin [--deploy]``).
+"""``receive --stdin [--deploy]``: a release bundle sent on stdin, written as a release dir.
 
 Stdlib only. The Pulumi deploy command sends the whole bundle -- secret files included -- as
 one JSON document on SSH stdin: ``{"digest": HEX64, "files": [{"path", "mode", "text"}]}``
@@ -17,8 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Final
 
+from ..contract.exit_codes import OK
+from ..contract.layout import SECRET_DIR_MODE, SECRET_FILE_MODE, HostPaths
+from ..contract.release import release_id
 from . import state as st
-from .manifest import RELEASE_LEN, ManifestError, digest_files
+from .context import Context
+from .deploy import cmd_deploy
+from .manifest import ManifestError, digest_files
 
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024
 _DIGEST_RE: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -75,9 +80,9 @@ def parse_payload(raw: bytes) -> tuple[str, tuple[PayloadFile, ...]]:
     return digest, tuple(files)
 
 
-def write_release(paths: st.HostPaths, digest: str, files: Sequence[PayloadFile]) -> Path:
+def write_release(paths: HostPaths, digest: str, files: Sequence[PayloadFile]) -> Path:
     """Write the files as ``releases/<release>`` (temp dir + rename): secrets 0600 in a 0700 dir."""
-    release = digest[:RELEASE_LEN]
+    release = release_id(digest)
     target = paths.release_dir(release)
     tmp = paths.releases / f".{release}.incoming-{os.getpid()}"
     if tmp.exists():
@@ -86,10 +91,10 @@ def write_release(paths: st.HostPaths, digest: str, files: Sequence[PayloadFile]
     for item in files:
         dest = tmp / item.path
         if _is_secret(item.path):
-            dest.parent.mkdir(mode=st.SECRET_DIR_MODE, parents=True, exist_ok=True)
+            dest.parent.mkdir(mode=SECRET_DIR_MODE, parents=True, exist_ok=True)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
-        st.write_atomic(dest, item.content, st.SECRET_FILE_MODE if _is_secret(item.path) else item.mode)
+        st.write_atomic(dest, item.content, SECRET_FILE_MODE if _is_secret(item.path) else item.mode)
     st.lock_down_secrets(tmp / "secrets")
     if target.exists():
         shutil.rmtree(target)
@@ -102,3 +107,18 @@ def read_limited(stream: BinaryIO) -> bytes:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ManifestError("stdin payload", [f"larger than {MAX_PAYLOAD_BYTES} bytes"])
     return data
+
+
+def cmd_receive(ctx: Context, stdin: BinaryIO, deploy: bool) -> int:
+    digest, files = parse_payload(read_limited(stdin))
+    release = release_id(digest)
+    current = st.read_current(ctx.paths)
+    if current is not None and current.release == release:
+        # never rewrite the serving release's dir; the deploy below says it is a no-op
+        target = ctx.paths.release_dir(release)
+    else:
+        target = write_release(ctx.paths, digest, files)
+        ctx.say(f"receive {release}: {len(files)} files in {target}")
+    if not deploy:
+        return OK
+    return cmd_deploy(ctx, target, release)

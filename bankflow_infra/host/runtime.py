@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-BASE_PROJECT: Final = "bankflow"
-APP_PROJECT_PREFIX: Final = "bankflow-app-"
-NGINX_CONTAINER: Final = "bankflow-nginx-1"  # compose names it <project>-<service>-<index>
+from ..contract.release import BASE_PROJECT, release_alias
+
+NGINX_CONTAINER: Final = f"{BASE_PROJECT}-nginx-1"  # compose names it <project>-<service>-<index>
 _TAIL_CHARS: Final = 300
 
 
@@ -35,10 +35,6 @@ class Project:
     files: tuple[Path, ...]
     env_file: Path | None  # compose interpolation values (BANKFLOW_RELEASE, BANKFLOW_HOME)
     release: str
-
-
-def app_project_name(release: str) -> str:
-    return f"{APP_PROJECT_PREFIX}{release}"
 
 
 @dataclass(frozen=True)
@@ -171,9 +167,10 @@ class Runtime(Protocol):
         ...
 
 
-def _tail(text: str) -> str:
+def error_tail(text: str, limit: int = _TAIL_CHARS) -> str:
+    """The last non-blank line of a tool's output, cut to ``limit``: enough to say what failed."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][-_TAIL_CHARS:] if lines else ""
+    return lines[-1][-limit:] if lines else ""
 
 
 def parse_ps(output: str) -> dict[str, bool]:
@@ -285,7 +282,7 @@ class DockerRuntime:
         done = self._run(argv, stdin=stdin, timeout=timeout or self._timeout)
         if done.returncode != 0:
             raise RuntimeFailure(
-                f"{what} exited {done.returncode}: {_tail(done.stderr) or _tail(done.stdout)}"
+                f"{what} exited {done.returncode}: {error_tail(done.stderr) or error_tail(done.stdout)}"
             )
         return done.stdout
 
@@ -310,7 +307,7 @@ class DockerRuntime:
             return {s: True for s in services}
         health = self.health(project, services)
         if all(health.values()):
-            raise RuntimeFailure(f"compose up --wait of {project.name} failed: {_tail(done.stderr)}")
+            raise RuntimeFailure(f"compose up --wait of {project.name} failed: {error_tail(done.stderr)}")
         return health
 
     def health(self, project: Project, services: Sequence[str]) -> Mapping[str, bool]:
@@ -318,8 +315,8 @@ class DockerRuntime:
         return {s: seen.get(s, False) for s in services}
 
     def upstream_address(self, release: str, service: str, port: int) -> str:
-        # the renderer gives each app container the network alias <service>-<release>
-        return f"{service}-{release}:{port}"
+        # the renderer gives each app container this network alias (contract.release_alias)
+        return f"{release_alias(service, release)}:{port}"
 
     def stop(self, project: Project) -> None:
         self._check(f"stop of {project.name}", self.stop_argv(project))
@@ -356,6 +353,6 @@ class DockerRuntime:
         if done.returncode != 0:
             raise RuntimeFailure(
                 f"{argv[0] if argv else 'exec'} in {service} exited {done.returncode}: "
-                f"{_tail(done.stderr) or _tail(done.stdout)}"
+                f"{error_tail(done.stderr) or error_tail(done.stdout)}"
             )
         return done.stdout

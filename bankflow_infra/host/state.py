@@ -1,4 +1,6 @@
-"""The agent's files on the host: layout, state, lock, audit log, secret installation.
+"""The agent's files on the host: atomic writes, the lock, the audit log, the release state.
+
+The layout itself (``HostPaths``: which folder and state file is where) is ``contract.layout``.
 
 Stdlib only. Every write is atomic (temp file + rename in the same directory), so a crash
 mid-write leaves the previous content, never half a file -- nginx and the next agent run both
@@ -17,77 +19,9 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-DEFAULT_HOME: Final = "/opt/bankflow"
-HOME_ENV: Final = "BANKFLOW_HOME"
-SECRET_DIR_MODE: Final = 0o700
-SECRET_FILE_MODE: Final = 0o600
-
-
-@dataclass(frozen=True)
-class HostPaths:
-    home: Path
-
-    @classmethod
-    def from_env(cls, override: str | None = None) -> HostPaths:
-        return cls(Path(override or os.environ.get(HOME_ENV) or DEFAULT_HOME))
-
-    @property
-    def releases(self) -> Path:
-        return self.home / "releases"
-
-    @property
-    def nginx(self) -> Path:  # the LIVE nginx dir, mounted by the nginx container
-        return self.home / "nginx"
-
-    @property
-    def secrets(self) -> Path:  # the live release's secrets (0700 dir, 0600 files)
-        return self.home / "secrets"
-
-    @property
-    def tls(self) -> Path:  # the live release's public certificate
-        return self.home / "tls"
-
-    @property
-    def state(self) -> Path:
-        return self.home / "state"
-
-    @property
-    def logs(self) -> Path:
-        return self.home / "logs"
-
-    @property
-    def lock(self) -> Path:
-        return self.state / "lock"
-
-    @property
-    def current_file(self) -> Path:
-        return self.state / "current.json"
-
-    @property
-    def history_file(self) -> Path:
-        return self.state / "history.json"
-
-    @property
-    def base_file(self) -> Path:
-        return self.state / "base.json"
-
-    @property
-    def audit_log(self) -> Path:
-        # In state/ (root only), not logs/: the app containers mount logs/ read-write and must
-        # not be able to erase the audit trail or plant a symlink that root then appends to.
-        return self.state / "audit.log"
-
-    def release_dir(self, release: str) -> Path:
-        return self.releases / release
-
-    def ensure(self) -> None:
-        for path in (self.releases, self.nginx, self.tls, self.state, self.logs):
-            path.mkdir(parents=True, exist_ok=True)
-        self.secrets.mkdir(mode=SECRET_DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(self.secrets, SECRET_DIR_MODE)  # mkdir's mode is masked by umask
-
+from ..contract.layout import SECRET_DIR_MODE, SECRET_FILE_MODE, HostPaths
 
 # --------------------------------------------------------------------------- atomic files
 
@@ -323,3 +257,11 @@ def releases_by_recency(history: list[dict[str, str]]) -> list[str]:
         if release and release not in seen:
             seen.append(release)
     return seen
+
+
+def previous_release(history: list[dict[str, str]], current: str | None) -> str | None:
+    """The most recently activated release other than ``current``: what a bare rollback targets."""
+    for release in releases_by_recency(history):
+        if release != current:
+            return release
+    return None

@@ -20,17 +20,19 @@ DEFAULT_VERIFY_URL: Final = "https://127.0.0.1:443"
 
 
 @dataclass(frozen=True)
-class Target:
+class NginxEndpoint:
+    """Where the host reaches its own nginx (``--verify-url``)."""
+
     scheme: str
     host: str
     port: int
 
 
-def parse_target(url: str) -> Target:
+def parse_nginx_endpoint(url: str) -> NginxEndpoint:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"verify URL must be http(s)://HOST[:PORT], got {url!r}")
-    return Target(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    return NginxEndpoint(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
 class SNIConnection(http.client.HTTPSConnection):
@@ -52,13 +54,13 @@ class SNIConnection(http.client.HTTPSConnection):
         self.sock = self._ssl_context.wrap_socket(raw, server_hostname=self._server_name)
 
 
-def http_status(target: Target, hostname: str, path: str, timeout: float = 5.0) -> int:
+def http_status(endpoint: NginxEndpoint, hostname: str, path: str, timeout: float = 5.0) -> int:
     """Status of ``GET path`` with ``Host: hostname`` through nginx; 0 when no answer at all."""
     conn: http.client.HTTPConnection
-    if target.scheme == "https":
-        conn = SNIConnection(target.host, target.port, hostname, timeout)
+    if endpoint.scheme == "https":
+        conn = SNIConnection(endpoint.host, endpoint.port, hostname, timeout)
     else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+        conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"Host": hostname, "User-Agent": "bankflow-agent/verify"})
         response = conn.getresponse()

@@ -45,10 +45,11 @@ def digest_of(text: str) -> str:
 
 
 def agent_files() -> list[tuple[str, bytes, int]]:
-    """The host agent as shipped: ``bankflow_infra/{host,contract}/*.py`` plus the package marker.
+    """The host agent as shipped: ``bankflow_infra/{host,contract}/**/*.py`` (subpackages such as
+    ``host/backups/`` included) plus the package marker and the launcher.
 
-    The droplet runs it with its own python3 as ``python3 -m bankflow_infra.host.agent``
-    from /opt/bankflow/bin (stdlib only, so nothing else is installed there).
+    The droplet runs it with its own python3 through the launcher /opt/bankflow/bin/bankflow-agent
+    (stdlib only, so nothing else is installed there).
     """
     files = [
         ("bankflow_infra/__init__.py", b"", 0o644),
@@ -56,6 +57,8 @@ def agent_files() -> list[tuple[str, bytes, int]]:
         ("bankflow-agent", (HOST_AGENT_PACKAGE / "bankflow-agent").read_bytes(), 0o755),
     ]
     for package in SHIPPED_PACKAGES:
-        for source in sorted((REPO_ROOT / "bankflow_infra" / package).glob("*.py")):
-            files.append((f"bankflow_infra/{package}/{source.name}", source.read_bytes(), 0o644))
+        root = REPO_ROOT / "bankflow_infra" / package
+        for source in sorted(root.rglob("*.py")):
+            relative = source.relative_to(root).as_posix()
+            files.append((f"bankflow_infra/{package}/{relative}", source.read_bytes(), 0o644))
     return files

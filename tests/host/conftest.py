@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
 from tests.host.fixtures import HostEnv, make_host
+from tests.support.tools import require_tool
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import http.client
 import io
 import json
 import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,15 +23,10 @@ from pathlib import Path
 from bankflow_infra.host import agent
 from bankflow_infra.host.verify import SNIConnection
 from tests.host.standin import LocalProcessRuntime
+from tests.support.ports import free_port
 
 APPS = (("site", 3000), ("saas", 3001), ("api", 8080))
 DOMAIN = "bankflow.test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def hostname(service: str) -> str:

@@ -26,8 +26,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bankflow_infra.contract.release import BASE_PROJECT, app_project_name
 from bankflow_infra.host.manifest import load_manifest
-from bankflow_infra.host.runtime import BASE_PROJECT, Project, RuntimeFailure, app_project_name
+from bankflow_infra.host.runtime import Project, RuntimeFailure
 
 SERVER_SCRIPT = Path(__file__).with_name("standin_server.py")
 SERVER_MAX_SECONDS = 600.0

@@ -9,13 +9,14 @@ import os
 import stat
 from pathlib import Path
 
+from bankflow_infra.contract import exit_codes
 from bankflow_infra.host import agent
-from bankflow_infra.host.manifest import digest_files, release_id
+from bankflow_infra.host.manifest import bundle_release_id, digest_files
 from tests.host.fixtures import HostEnv
 
 
 def rel(bundle: Path) -> str:
-    return release_id(bundle)
+    return bundle_release_id(bundle)
 
 
 def str_list(value: object) -> list[str]:
@@ -59,7 +60,7 @@ def test_unhealthy_release_fails_and_the_old_one_keeps_serving(host: HostEnv) ->
     good, bad = host.bundle("v1"), host.bundle("v2", unhealthy=["api"])
     assert host.deploy(good)[0] == 0
     code, _, err = host.deploy(bad)
-    assert code == agent.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert err.strip().splitlines() == [
         f"deploy {rel(bad)}: step 'wait-healthy' failed: service api unhealthy after 3s; "
         f"release {rel(good)} still serving"
@@ -74,7 +75,7 @@ def test_unhealthy_release_fails_and_the_old_one_keeps_serving(host: HostEnv) ->
 def test_failed_first_deploy_says_nothing_was_serving(host: HostEnv) -> None:
     bundle = host.bundle("v1", markers=["standin-fail-pull"])
     code, _, err = host.deploy(bundle)
-    assert code == agent.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert "step 'pull' failed: pull of bankflow-app-" in err
     assert err.strip().endswith("no release was serving (first deploy)")
     assert host.current() is None
@@ -84,7 +85,7 @@ def test_failed_migration_names_the_step_and_starts_nothing(host: HostEnv) -> No
     assert host.deploy(host.bundle("v1"))[0] == 0
     starts = len(app_starts(host))
     code, _, err = host.deploy(host.bundle("v2", markers=["standin-fail-migrate"]))
-    assert code == agent.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert "step 'migrate' failed: api /app/migrate exited 1" in err
     assert len(app_starts(host)) == starts
 
@@ -97,7 +98,7 @@ def test_nginx_test_failure_restores_the_previous_include(host: HostEnv) -> None
     with (bad / "nginx" / "nginx.conf").open("a") as conf:
         conf.write("this is not nginx config;\n")
     code, _, err = host.deploy(bad)
-    assert code == agent.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert "step 'nginx-test' failed" in err
     assert (host.live / "upstreams.conf").read_text() == include
     assert "this is not" not in (host.live / "nginx.conf").read_text()
@@ -124,7 +125,7 @@ def test_rollback_switches_to_the_previous_release(host: HostEnv) -> None:
 def test_rollback_to_an_unknown_release_is_a_usage_error(host: HostEnv) -> None:
     host.deploy(host.bundle("v1"))
     code, _, err = host.agent("rollback", "0123456789ab")
-    assert code == agent.EXIT_USAGE
+    assert code == exit_codes.USAGE
     assert "no kept release 0123456789ab" in err
 
 
@@ -176,7 +177,7 @@ def test_a_second_deploy_is_refused_while_the_lock_is_held(host: HostEnv) -> Non
         held.write("4242\n")
         held.flush()
         code, _, err = host.deploy(host.bundle("v1"))
-    assert code == agent.EXIT_LOCKED
+    assert code == exit_codes.LOCKED
     assert err.strip() == "deploy: another deploy is running (pid 4242)"
     assert audit_lines(host)[-1]["result"] == "refused"
 
@@ -280,7 +281,7 @@ def test_receive_refuses_a_payload_whose_digest_does_not_match(host: HostEnv) ->
         err=err,
         stdin=io.BytesIO(tampered),
     )
-    assert code == agent.EXIT_USAGE
+    assert code == exit_codes.USAGE
     assert "digest: does not match the files" in err.getvalue()
     assert "other" not in err.getvalue()
     assert not any(p.name[0] != "." for p in (host.home / "releases").iterdir())
@@ -296,7 +297,7 @@ def test_receive_refuses_paths_outside_the_release(host: HostEnv) -> None:
         err=err,
         stdin=io.BytesIO(json.dumps(body).encode()),
     )
-    assert code == agent.EXIT_USAGE
+    assert code == exit_codes.USAGE
     assert "refused '../../etc/passwd'" in err.getvalue()
 
 
@@ -321,7 +322,7 @@ def test_when_nginx_cannot_be_restored_the_new_release_is_left_running(host: Hos
 
     monkeypatch.setattr(host.runtime, "nginx_reload", broken_reload)
     code, _, err = host.deploy(bad)
-    assert code == agent.EXIT_RESTORE_FAILED
+    assert code == exit_codes.RESTORE_FAILED
     assert "ATTENTION" in err
     assert "because nginx may still route to it" in err
     stopped = [c["project"] for c in host.runtime.journal() if c["call"] == "stop"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from bankflow_infra.host import agent
-from bankflow_infra.host.manifest import release_id
+from bankflow_infra.contract import exit_codes
+from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import HostEnv, Load
 
 TAIL_SECONDS = 0.5
@@ -35,8 +35,8 @@ def test_three_deploys_and_a_rollback_under_load_fail_no_request(host: HostEnv) 
     assert result.failures == []
     assert result.total > 100
     # every release really served part of the traffic: the switches happened under load
-    assert set(result.releases) == {release_id(b) for b in bundles}
-    assert host.current() == release_id(bundles[2])
+    assert set(result.releases) == {bundle_release_id(b) for b in bundles}
+    assert host.current() == bundle_release_id(bundles[2])
 
 
 def test_unhealthy_release_never_receives_a_request_under_load(host: HostEnv) -> None:
@@ -46,9 +46,9 @@ def test_unhealthy_release_never_receives_a_request_under_load(host: HostEnv) ->
         time.sleep(TAIL_SECONDS)
         code, _, err = host.deploy(bad)
         time.sleep(TAIL_SECONDS)
-    assert code == agent.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert "step 'wait-healthy' failed: service api unhealthy" in err
     assert load.result.failures == []
     assert load.result.total > 50
-    assert set(load.result.releases) == {release_id(good)}
-    assert host.runtime.proxied_requests(release_id(bad)) == 0
+    assert set(load.result.releases) == {bundle_release_id(good)}
+    assert host.runtime.proxied_requests(bundle_release_id(bad)) == 0

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from bankflow_infra.host.manifest import release_id
-from tests.conftest import require_tool
-from tests.host.fixtures import HostEnv, Load, free_port, make_host
+from bankflow_infra.host.manifest import bundle_release_id
+from tests.host.fixtures import HostEnv, Load, make_host
+from tests.support.ports import free_port
+from tests.support.tools import require_tool
 
 render = pytest.importorskip("bankflow_infra.render")
 helpers = pytest.importorskip("tests.render.helpers")
@@ -98,4 +99,4 @@ def test_rendered_config_three_deploys_and_a_rollback_under_load(rendered: tuple
         time.sleep(0.5)
     assert load.result.failures == []
     assert load.result.total > 100
-    assert set(load.result.releases) == {release_id(b) for b in bundles}
+    assert set(load.result.releases) == {bundle_release_id(b) for b in bundles}

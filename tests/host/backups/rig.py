@@ -1,8 +1,8 @@
 """The backup rig: a host with a deployed release, a REAL PostgreSQL and a REAL S3 endpoint.
 
-- PostgreSQL 15: a throw-away cluster (``tests/backup/pg.py``).
-- S3: moto's server on 127.0.0.1 (``moto.server.ThreadedMotoServer``), reached by the real rclone
-  the host setup installs, with the rendered ``secrets/rclone.conf``.
+- PostgreSQL 15: a throw-away cluster (``tests/support/postgres.py``).
+- S3: moto's server on 127.0.0.1 (``tests/support/s3.py``), reached by the real rclone the host
+  setup installs, with the rendered ``secrets/rclone.conf``.
 - Docker stand-in: there is no Docker engine here, so :class:`PgStandinRuntime` (the host tests'
   LocalProcessRuntime: app services are local HTTP servers, nginx is the real one) runs what the
   agent would ``docker compose exec`` in the postgres container -- pg_dump, pg_dumpall,
@@ -16,18 +16,19 @@ import io
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bankflow_infra.host import agent, backup
+from bankflow_infra.contract.layout import HostPaths
 from bankflow_infra.host import state as st
-from bankflow_infra.host.runtime import Completed, Project, RuntimeFailure
+from bankflow_infra.host.backups import commands
+from bankflow_infra.host.context import Context, Options
+from bankflow_infra.host.runtime import Project, RuntimeFailure
 from bankflow_infra.render.backup import render_rclone_config
-from tests.backup.pg import PgCluster
 from tests.host.fixtures import HostEnv
 from tests.host.standin import LocalProcessRuntime
+from tests.support.postgres import PgCluster
 
 ACCESS_KEY = "AKBANKFLOWTEST0000001"
 SECRET_KEY = "c2VjcmV0LWJhbmtmbG93LXRlc3Qta2V5LTAwMDAwMQ=="  # noqa: S105 - a test value
@@ -89,23 +90,6 @@ class PgStandinRuntime(LocalProcessRuntime):
         return [list(e["argv"]) for e in self.journal() if e["call"] == "exec"]  # type: ignore[call-overload]
 
 
-@dataclass
-class Recorder:
-    """Wraps the agent's process runner for rclone: records argv and environment of each call."""
-
-    real: Any
-    calls: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
-    tamper: Any = None  # (argv) -> argv: lets a test change what is uploaded
-
-    def __call__(self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> Completed:
-        argv = list(argv)
-        if self.tamper is not None:
-            argv = self.tamper(argv)
-        self.calls.append((argv, dict(env)))
-        result: Completed = self.real(argv, env=env, timeout=timeout)
-        return result
-
-
 def backup_config(endpoint: str, bucket: str, local_days: int = 7) -> dict[str, Any]:
     return {
         "schema": 1,
@@ -133,12 +117,12 @@ def run_agent(env: HostEnv, *args: str) -> tuple[int, str, str]:
     (its COMMANDS table: handler + deploy lock; ValueError -> exit 2)."""
     parser = argparse.ArgumentParser(prog="bankflow-agent")
     sub = parser.add_subparsers(dest="command", required=True)
-    backup.register(sub)
+    commands.register(sub)
     parsed = parser.parse_args(list(args))
     out, err = io.StringIO(), io.StringIO()
-    paths = st.HostPaths(env.home)
-    ctx = agent.Context(paths, env.runtime, agent.Options(), "test", out, err, sleep=lambda _s: None)
-    handler, locked = backup.COMMANDS[parsed.command]
+    paths = HostPaths(env.home)
+    ctx = Context(paths, env.runtime, Options(), "test", out, err, sleep=lambda _s: None)
+    handler, locked = commands.COMMANDS[parsed.command]
     try:
         paths.ensure()
         if locked:

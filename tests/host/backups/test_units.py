@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra.host import backup
+from bankflow_infra.host.backups import archive, storage
+from bankflow_infra.host.backups import config as backup_config
 from bankflow_infra.host.runtime import Completed, DockerRuntime, Project, RuntimeFailure
 from bankflow_infra.render import backup as render_backup
 from bankflow_infra.render.bundle import render_bundle
 from bankflow_infra.render.model import BundleInputError
-from tests.conftest import require_tool
 from tests.render import helpers
+from tests.support.tools import require_tool
 
 REL = "abc123def456"
 BUNDLE = Path("/opt/bankflow/releases") / REL
@@ -105,14 +106,14 @@ def test_backup_json_names_the_bucket_endpoint_and_retention() -> None:
     assert config["local_days"] == settings.backups.local_days
     assert config["stack"] == settings.stack
     # the agent accepts exactly what the renderer writes
-    parsed = backup.parse_config(config, "backup.json")
+    parsed = backup_config.parse_config(config, "backup.json")
     assert parsed.bucket == settings.backup_bucket_name
     assert parsed.remote == render_backup.RCLONE_REMOTE
 
 
 def test_the_agent_and_the_renderer_agree_on_file_names() -> None:
-    assert render_backup.BACKUP_CONFIG_FILE == backup.BACKUP_CONFIG
-    assert f"secrets/{backup.RCLONE_CONFIG}" == render_backup.RCLONE_CONFIG_FILE
+    assert render_backup.BACKUP_CONFIG_FILE == backup_config.BACKUP_CONFIG
+    assert f"secrets/{backup_config.RCLONE_CONFIG}" == render_backup.RCLONE_CONFIG_FILE
 
 
 def test_rclone_conf_has_the_key_and_no_endpoint() -> None:
@@ -171,13 +172,13 @@ def test_render_bundle_with_and_without_spaces_keys(origin: helpers.OriginCert) 
 
 def test_dump_names_and_their_times() -> None:
     when = datetime(2026, 11, 25, 3, 15, 0, tzinfo=UTC)
-    name = backup.dump_name("production-r1", when)
+    name = archive.dump_name("production-r1", when)
     assert name == "bankflow-production-r1-20261125T031500Z"
-    assert backup.KEY_RE.match(f"{name}.dump").group("stack") == "production-r1"  # type: ignore[union-attr]
-    assert backup.time_of(f"{name}.dump") == when
-    assert backup.time_of(f"{name}.globals.sql") == when
-    assert backup.time_of("notes.txt") is None
-    assert backup.sidecar_keys(f"{name}.dump") == (f"{name}.globals.sql", f"{name}.sha256")
+    assert archive.KEY_RE.match(f"{name}.dump").group("stack") == "production-r1"  # type: ignore[union-attr]
+    assert archive.time_of(f"{name}.dump") == when
+    assert archive.time_of(f"{name}.globals.sql") == when
+    assert archive.time_of("notes.txt") is None
+    assert archive.sidecar_keys(f"{name}.dump") == (f"{name}.globals.sql", f"{name}.sha256")
 
 
 def test_local_prune_plan_keeps_recent_and_foreign_files() -> None:
@@ -190,7 +191,7 @@ def test_local_prune_plan_keeps_recent_and_foreign_files() -> None:
         "random-20200101T000000Z.dump",
         ".bankflow-p-20261101T000000Z.dump.partial",
     ]
-    assert backup.local_prune_plan(names, now, 7) == [
+    assert archive.local_prune_plan(names, now, 7) == [
         ".bankflow-p-20261101T000000Z.dump.partial",
         "bankflow-p-20261117T031500Z.dump",
         "bankflow-p-20261117T031500Z.sha256",
@@ -199,12 +200,12 @@ def test_local_prune_plan_keeps_recent_and_foreign_files() -> None:
 
 def test_backup_rows_newest_first_without_sidecars() -> None:
     objects = [
-        backup.RemoteObject("bankflow-s-20261124T031500Z.dump", 10, None),
-        backup.RemoteObject("bankflow-s-20261124T031500Z.sha256", 1, None),
-        backup.RemoteObject("bankflow-s-20261125T031500Z.dump", 20, "ab"),
-        backup.RemoteObject("something-else.txt", 5, None),
+        archive.RemoteObject("bankflow-s-20261124T031500Z.dump", 10, None),
+        archive.RemoteObject("bankflow-s-20261124T031500Z.sha256", 1, None),
+        archive.RemoteObject("bankflow-s-20261125T031500Z.dump", 20, "ab"),
+        archive.RemoteObject("something-else.txt", 5, None),
     ]
-    rows = backup.backup_rows(objects, datetime(2026, 11, 25, 4, 15, tzinfo=UTC))
+    rows = archive.backup_rows(objects, datetime(2026, 11, 25, 4, 15, tzinfo=UTC))
     assert [(r["key"], r["age_seconds"]) for r in rows] == [
         ("bankflow-s-20261125T031500Z.dump", 3600),
         ("bankflow-s-20261124T031500Z.dump", 90000),
@@ -212,9 +213,9 @@ def test_backup_rows_newest_first_without_sidecars() -> None:
 
 
 def test_checksum_file_round_trip() -> None:
-    text = backup.checksum_text({"a.dump": "0" * 64, "a.globals.sql": "1" * 64})
+    text = archive.checksum_text({"a.dump": "0" * 64, "a.globals.sql": "1" * 64})
     assert text == f"{'0' * 64}  a.dump\n{'1' * 64}  a.globals.sql\n"
-    assert backup.parse_checksums(text) == {"a.dump": "0" * 64, "a.globals.sql": "1" * 64}
+    assert archive.parse_checksums(text) == {"a.dump": "0" * 64, "a.globals.sql": "1" * 64}
 
 
 def test_rclone_argv_holds_no_credentials_and_a_clean_environment(tmp_path: Path) -> None:
@@ -224,7 +225,7 @@ def test_rclone_argv_holds_no_credentials_and_a_clean_environment(tmp_path: Path
         seen.append((list(argv), dict(env)))
         return Completed(0, "[]", "")
 
-    bucket = backup.Bucket(tmp_path / "rclone.conf", "bankflow-backups", "bankflow-s-backups",
+    bucket = storage.Bucket(tmp_path / "rclone.conf", "bankflow-backups", "bankflow-s-backups",
                            "https://fra1.digitaloceanspaces.com", tmp_path, runner)  # fmt: skip
     bucket.list()
     argv, env = seen[0]
@@ -240,7 +241,7 @@ class _ListedBucket:
     name = "bankflow-production-backups"
 
     def __init__(self, keys: list[str]) -> None:
-        from bankflow_infra.host.backup import RemoteObject
+        from bankflow_infra.host.backups.archive import RemoteObject
 
         self.objects = {k: RemoteObject(k, 100, None) for k in keys}
 
@@ -252,7 +253,8 @@ class _ListedBucket:
 
 
 def test_latest_is_the_newest_dump_of_the_wanted_stack_not_of_the_whole_bucket() -> None:
-    from bankflow_infra.host.backup import BackupUsageError, resolve_key
+    from bankflow_infra.host.backups.config import BackupUsageError
+    from bankflow_infra.host.backups.restore import resolve_key
 
     # After a cutover both servers upload to the environment's bucket until the old one retires.
     bucket = _ListedBucket(

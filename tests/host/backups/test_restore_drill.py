@@ -3,7 +3,7 @@
 Real: PostgreSQL 15 (a throw-away cluster), the S3 API (moto's server on loopback), rclone with
 the rendered rclone.conf, nginx. Stand-in: Docker (no engine here) -- the postgres container's
 clients run as local processes against the cluster, app services are local HTTP servers
-(tests/backup/rig.py).
+(tests/host/backups/rig.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra.host.backup import KEY_RE
-from tests.backup.conftest import BackupHost
-from tests.backup.rig import ACCESS_KEY, SECRET_KEY, run_agent
+from bankflow_infra.host.backups.archive import KEY_RE
+from tests.host.backups.conftest import BackupHost
+from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, run_agent
 
 SEED = """
 CREATE TABLE accounts (id serial PRIMARY KEY, bank text NOT NULL, agency text, number text);
@@ -78,7 +78,8 @@ def backup(host: BackupHost) -> str:
 
 
 def app_health(host: BackupHost) -> dict[str, bool]:
-    from bankflow_infra.host.runtime import Project, app_project_name
+    from bankflow_infra.contract.release import app_project_name
+    from bankflow_infra.host.runtime import Project
 
     current = json.loads((host.env.home / "state" / "current.json").read_text())["app_release"]
     project = Project(app_project_name(current), host.env.home, (), None, current)

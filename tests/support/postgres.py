@@ -12,24 +12,18 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import find_tool, require_tool
+from tests.support.ports import free_port
+from tests.support.tools import find_tool, require_tool
 
 SUPERUSER = "bankflow"  # POSTGRES_USER of the compose file: the image makes it the superuser
 DATABASE = "bankflow"
 CLIENTS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _owner() -> str | None:
@@ -109,7 +103,7 @@ def start_cluster() -> PgCluster:
         require_tool("runuser")
     # Not pytest's tmp_path: as root it is a 0700 directory the cluster's owner cannot enter.
     root = Path(tempfile.mkdtemp(prefix="bankflow-pg-"))
-    cluster = PgCluster(root, _free_port(), owner, bins)
+    cluster = PgCluster(root, free_port(), owner, bins)
     try:
         cluster.socket_dir.mkdir()
         if owner:

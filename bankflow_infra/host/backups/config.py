@@ -1,0 +1,153 @@
+"""What backups act on: the current release's ``backup/backup.json``, its postgres service and
+the app services that use it; the errors of the backup commands and their lock. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ...contract.grammar import STACK_NAME
+from ...contract.layout import HostPaths
+from .. import state as st
+from ..context import Context
+from ..manifest import Manifest, load_manifest
+from ..release_dir import projects
+from ..runtime import Project
+
+# The bundle's files (bankflow_infra/render/backup.py; a test checks the names agree).
+BACKUP_CONFIG: Final = "backup/backup.json"
+RCLONE_CONFIG: Final = "rclone.conf"  # in the live secrets dir
+LOCK_NAME: Final = "backup.lock"  # in the state dir: one backup or restore at a time
+
+_IDENT_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_SERVICE_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_BUCKET_RE: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ENDPOINT_RE: Final = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$")
+_REMOTE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class BackupFailed(Exception):
+    """A step failed; the message is safe to print (names, sizes, tails of tool errors)."""
+
+
+class BackupUsageError(ValueError):
+    """Bad input (exit 2); a ValueError so the agent's main reports it like its own usage errors."""
+
+
+class BackupLocked(Exception):
+    """Another backup or restore holds the backup lock (exit 3)."""
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    stack: str
+    bucket: str
+    endpoint: str
+    local_days: int
+    database: str
+    user: str
+    service: str
+    remote: str
+
+
+def parse_config(document: Any, source: str) -> BackupConfig:
+    problems: list[str] = []
+    doc = document if isinstance(document, dict) else {}
+    if not isinstance(document, dict):
+        problems.append("expected a JSON object")
+
+    def text(key: str, pattern: re.Pattern[str]) -> str:
+        value = doc.get(key)
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            problems.append(f"{key}: refused {value!r}")
+            return ""
+        return value
+
+    config = BackupConfig(
+        stack=text("stack", STACK_NAME),
+        bucket=text("bucket", _BUCKET_RE),
+        endpoint=text("endpoint", _ENDPOINT_RE),
+        local_days=0,
+        database=text("database", _IDENT_RE),
+        user=text("user", _IDENT_RE),
+        service=text("service", _SERVICE_RE),
+        remote=text("remote", _REMOTE_RE),
+    )
+    days = doc.get("local_days")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        problems.append(f"local_days: expected a whole number of days in 1..3650, got {days!r}")
+        days = 1
+    if problems:
+        raise BackupUsageError(f"invalid backup configuration {source}: " + "; ".join(problems))
+    return BackupConfig(**{**config.__dict__, "local_days": days})
+
+
+def check_bucket(name: str) -> str:
+    if not _BUCKET_RE.match(name):
+        raise BackupUsageError(f"--bucket: {name!r} is not a bucket name")
+    return name
+
+
+def check_endpoint(url: str) -> str:
+    if not _ENDPOINT_RE.match(url):
+        raise BackupUsageError(f"--endpoint: {url!r} is not an http(s)://host[:port] URL")
+    return url
+
+
+@dataclass
+class LiveDatabase:
+    """What backup and restore act on: the current release's postgres and app services."""
+
+    release: str
+    manifest: Manifest
+    config: BackupConfig
+    base: Project  # holds the postgres service
+    app: Project  # the app containers serving now
+    app_manifest: Manifest
+
+
+def load_live_database(ctx: Context) -> LiveDatabase:
+    current = st.read_current(ctx.paths)
+    if current is None:
+        raise BackupUsageError("no release deployed yet: no database to back up or restore")
+    bundle = ctx.paths.release_dir(current.release)
+    manifest = load_manifest(bundle)
+    path = bundle / BACKUP_CONFIG
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BackupUsageError(
+            f"release {current.release} has no {BACKUP_CONFIG}: deploy a release rendered with backups"
+        ) from None
+    except ValueError as exc:
+        raise BackupUsageError(f"{path}: not JSON ({exc})") from None
+    config = parse_config(document, str(path))
+    if config.service not in manifest.base_services:
+        raise BackupUsageError(f"{path}: service {config.service!r} is not a base service of the release")
+    _, base = projects(ctx.paths, current.release, manifest)
+    app_manifest = load_manifest(ctx.paths.release_dir(current.app_release))
+    app, _ = projects(ctx.paths, current.app_release, app_manifest)
+    return LiveDatabase(current.release, manifest, config, base, app, app_manifest)
+
+
+@contextmanager
+def backup_lock(paths: HostPaths) -> Iterator[None]:
+    try:
+        with st.exclusive_lock(paths.state / LOCK_NAME):
+            yield
+    except st.LockBusy as exc:
+        raise BackupLocked(
+            f"another backup or restore is running ({str(exc).rsplit('(', 1)[-1].rstrip(')')})"
+        ) from None
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)

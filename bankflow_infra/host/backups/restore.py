@@ -1,0 +1,189 @@
+"""``restore``: a dump from the bucket, downloaded and checked, restored into a scratch database
+with the apps stopped, swapped in by rename; then the apps start again through the release
+switch's :func:`~bankflow_infra.host.switch.restart_apps`. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ..context import Context
+from ..runtime import RuntimeFailure
+from ..switch import restart_apps
+from .archive import DUMP_MAGIC, KEY_RE, RemoteObject, backup_rows, digest_file, parse_checksums, sidecar_keys
+from .config import BackupFailed, BackupUsageError, LiveDatabase, ensure_private_dir, load_live_database
+from .database import PostgresClient
+from .storage import Bucket, open_bucket
+
+HEALTH_TIMEOUT: Final = 120.0  # for the apps started again after the restore
+
+
+def resolve_key(bucket: Bucket, wanted: str, stack: str) -> RemoteObject:
+    """The dump ``wanted`` names (``latest``: the newest dump of ``stack`` in the bucket).
+
+    One bucket can hold several stacks' dumps (a rebuild's server and the old one both upload
+    to the environment's bucket until the old one is retired): "latest" is per stack."""
+    if wanted == "latest":
+        rows = [r for r in backup_rows(bucket.list(), dt.datetime.now(dt.UTC)) if r["stack"] == stack]
+        if not rows:
+            raise BackupUsageError(f"no backups of stack {stack} in bucket {bucket.name}: nothing to restore")
+        wanted = str(rows[0]["key"])
+    if not KEY_RE.match(wanted):
+        raise BackupUsageError(
+            f"--from: {wanted!r} is not a backup key (bankflow-<stack>-<YYYYmmddTHHMMSSZ>.dump)"
+        )
+    found = bucket.stat(wanted)
+    if found is None:
+        raise BackupUsageError(
+            f"backup {wanted} is not in bucket {bucket.name}: it expired (the bucket keeps dumps for the "
+            "retention days) or never existed; see `backups` for what there is"
+        )
+    return found
+
+
+def download_verified(ctx: Context, bucket: Bucket, found: RemoteObject, directory: Path) -> Path:
+    local = directory / f"restore-{found.key}"
+    partial = directory / f".{local.name}.partial"
+    partial.unlink(missing_ok=True)
+    try:
+        bucket.download(found.key, partial)
+        if not partial.is_file():
+            raise BackupFailed(
+                f"downloading {found.key}: nothing arrived (the key vanished from the bucket?)"
+            )
+        os.chmod(partial, 0o600)
+        got = digest_file(partial)
+        if got.size != found.size or (found.md5 is not None and got.md5 != found.md5):
+            raise BackupFailed(
+                f"downloaded {found.key} does not match the bucket ({got.size} bytes, MD5 {got.md5}; "
+                f"bucket: {found.size} bytes, MD5 {found.md5})"
+            )
+        _, checksum_key = sidecar_keys(found.key)
+        if bucket.stat(checksum_key) is not None:
+            sums = directory / f".{checksum_key}.restore"
+            try:
+                bucket.download(checksum_key, sums)
+                expected = parse_checksums(sums.read_text(encoding="utf-8", errors="replace")).get(found.key)
+            finally:
+                sums.unlink(missing_ok=True)
+            if expected is None:
+                raise BackupFailed(f"{checksum_key} lists no checksum for {found.key}")
+            if expected != got.sha256:
+                raise BackupFailed(
+                    f"{found.key} is corrupt: sha256 {got.sha256}, but {checksum_key} recorded {expected} "
+                    "when it was taken"
+                )
+            ctx.say(f"restore: {found.key}: sha256 matches {checksum_key}")
+        else:
+            ctx.say(f"restore: {found.key}: no {checksum_key} in the bucket; relying on pg_restore's checks")
+        os.replace(partial, local)
+    finally:
+        partial.unlink(missing_ok=True)
+    return local
+
+
+@dataclass
+class RestoreResult:
+    key: str
+    size: int
+    previous: str | None
+    apps_healthy: bool
+    problems: list[str]
+
+
+def run_restore(
+    ctx: Context,
+    wanted: str,
+    bucket_name: str | None,
+    endpoint: str | None,
+    health_timeout: float,
+    of_stack: str | None = None,
+) -> RestoreResult:
+    live = load_live_database(ctx)
+    config = live.config
+    bucket = open_bucket(ctx, config, bucket_name, endpoint)
+    directory = ctx.paths.backups
+    ensure_private_dir(directory)
+
+    found = resolve_key(bucket, wanted, of_stack or config.stack)
+    ctx.say(f"restore: {found.key} ({found.size} bytes) from bucket {bucket.name}")
+    local = download_verified(ctx, bucket, found, directory)
+    try:
+        with local.open("rb") as handle:
+            if handle.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
+                raise BackupFailed(f"{found.key} is not a pg_dump custom-format archive")
+        pg = PostgresClient(ctx, live)
+        try:
+            listing = pg.list_archive(local)
+        except RuntimeFailure as exc:
+            raise BackupFailed(
+                f"{found.key} is not a valid custom-format dump (pg_restore --list: {exc})"
+            ) from None
+        entries = sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
+        ctx.say(f"restore: pg_restore --list: a valid archive of {entries} entries")
+        return _restore_with_apps_stopped(ctx, live, pg, local, found, health_timeout)
+    finally:
+        local.unlink(missing_ok=True)
+
+
+def _restore_with_apps_stopped(
+    ctx: Context,
+    live: LiveDatabase,
+    pg: PostgresClient,
+    dump: Path,
+    found: RemoteObject,
+    health_timeout: float,
+) -> RestoreResult:
+    config = live.config
+    scratch = f"{config.database}_restoring"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dt%H%M%Sz")
+    previous = f"{config.database}_before_restore_{stamp}"
+    problems: list[str] = []
+    failure: BaseException | None = None
+    had_live = False
+    try:
+        try:
+            ctx.say(f"restore: stop-apps: {live.app.name}")
+            ctx.runtime.stop(live.app)
+            pg.drop(scratch)  # a leftover of an interrupted restore: ours by its name
+            pg.create_like(scratch, config.database)
+            ctx.say(f"restore: pg_restore --single-transaction into scratch database {scratch}")
+            pg.restore(dump, scratch)
+        except RuntimeFailure as exc:
+            failure = BackupFailed(f"restoring {found.key} into the scratch database failed: {exc}")
+            try:
+                pg.drop(scratch)
+            except RuntimeFailure as drop_exc:
+                problems.append(f"dropping the scratch database {scratch} failed: {drop_exc}")
+        if failure is None:
+            ctx.say(f"restore: swap: {scratch} becomes {config.database} (one transaction)")
+            try:
+                had_live = pg.swap(config.database, scratch, previous)
+            except RuntimeFailure as exc:
+                failure = BackupFailed(f"swapping in the restored database failed (nothing renamed): {exc}")
+    finally:
+        healthy = _start_apps_again(ctx, live, health_timeout, problems)
+    if failure is not None:
+        raise RestoreFailed(str(failure), problems)
+    return RestoreResult(found.key, found.size, previous if had_live else None, healthy, problems)
+
+
+class RestoreFailed(BackupFailed):
+    """The restore failed (the database is unchanged); ``problems`` are what else went wrong."""
+
+    def __init__(self, message: str, problems: Sequence[str]) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def _start_apps_again(ctx: Context, live: LiveDatabase, health_timeout: float, problems: list[str]) -> bool:
+    """Start the app services again and point nginx at them, as the release switch does."""
+    ctx.say(f"restore: start-apps: {live.app.name}")
+    found = restart_apps(ctx, live.release, live.manifest, live.app, health_timeout)
+    problems.extend(found)
+    return not found

@@ -1,0 +1,46 @@
+"""``deploy BUNDLE_DIR`` and ``rollback [RELEASE]``: the release switch towards a new bundle or a
+kept release. Stdlib only; the switch itself is ``switch.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..contract.exit_codes import OK
+from . import state as st
+from .context import Context, UsageError
+from .manifest import bundle_release_id, load_manifest
+from .release_dir import install_release
+from .switch import switch_release
+
+
+def _already_current(ctx: Context, action: str, release: str) -> int:
+    message = f"{action} {release}: release {release} is already current; nothing to do"
+    ctx.say(message)
+    st.audit(ctx.paths.audit_log, ctx.actor, action, release, "noop", message)
+    return OK
+
+
+def cmd_deploy(ctx: Context, bundle: Path, release_override: str | None) -> int:
+    manifest = load_manifest(bundle)
+    release = bundle_release_id(bundle, release_override)
+    current = st.read_current(ctx.paths)
+    if current is not None and current.release == release:
+        return _already_current(ctx, "deploy", release)
+    install_release(ctx.paths, bundle, release)
+    return switch_release(ctx, "deploy", release, manifest, current)
+
+
+def cmd_rollback(ctx: Context, target: str | None) -> int:
+    current = st.read_current(ctx.paths)
+    history = st.read_history(ctx.paths)
+    kept = [r for r in st.releases_by_recency(history) if ctx.paths.release_dir(r).is_dir()]
+    release = target or st.previous_release(history, current.release if current else None)
+    if release is None or release not in kept:
+        raise UsageError(
+            f"rollback: no kept release {release or '(previous)'}; kept: {', '.join(kept) or 'none'}"
+        )
+    if current is not None and current.release == release:
+        return _already_current(ctx, "rollback", release)
+    manifest = load_manifest(ctx.paths.release_dir(release))
+    return switch_release(ctx, "rollback", release, manifest, current)

@@ -1,0 +1,52 @@
+"""A release's directory on the host (``releases/<release>``): installing a bundle there, its
+compose projects, and making its secrets and certificate the live ones.
+
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Final
+
+from ..contract.layout import HOME_ENV, SECRET_FILE_MODE, HostPaths
+from ..contract.release import BASE_PROJECT, RELEASE_ENV_VAR, app_project_name
+from . import state as st
+from .manifest import Manifest
+from .runtime import Project
+
+RELEASE_ENV: Final = "release.env"  # compose interpolation values, written into each release dir
+
+
+def release_env(paths: HostPaths, release: str) -> str:
+    return f"{RELEASE_ENV_VAR}={release}\n{HOME_ENV}={paths.home}\n"
+
+
+def projects(paths: HostPaths, release: str, manifest: Manifest) -> tuple[Project, Project]:
+    """(app project, base project) of a release dir."""
+    bundle = paths.release_dir(release)
+    env_file = bundle / RELEASE_ENV
+    app = Project(app_project_name(release), bundle, (bundle / manifest.compose_app,), env_file, release)
+    base = Project(BASE_PROJECT, bundle, (bundle / manifest.compose_base,), env_file, release)
+    return app, base
+
+
+def install_release(paths: HostPaths, source: Path, release: str) -> Path:
+    """The release dir for ``source``: used in place when already there, else copied in."""
+    target = paths.release_dir(release)
+    if source.resolve() != target.resolve():
+        if target.exists():
+            shutil.rmtree(target)  # a leftover of an earlier, failed attempt of the same release
+        st.copy_bundle(source, target)
+    st.lock_down_secrets(target / "secrets")
+    st.write_atomic(target / RELEASE_ENV, release_env(paths, release).encode())
+    return target
+
+
+def install_live_files(paths: HostPaths, bundle: Path) -> None:
+    """The release's secrets (0600 in the 0700 dir) and certificate become the live ones."""
+    # in place: origin.key is a single-file bind mount into the nginx container
+    st.mirror_files(bundle / "secrets", paths.secrets, SECRET_FILE_MODE, in_place=True)
+    st.lock_down_secrets(paths.secrets)
+    st.mirror_files(bundle / "tls", paths.tls, 0o644)
