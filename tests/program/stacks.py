@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bankflow_infra.ops.plan import PlanResult, read_stack, run_program
-from tests.conftest import REPO
+from tests.support.tools import REPO
 
 Config = dict[str, Any]
 

@@ -18,8 +18,8 @@ from bankflow_infra.ops.mocks import (
     without_secrets,
 )
 from bankflow_infra.ops.plan import PlanResult
-from tests.conftest import REPO as REPO_ROOT
 from tests.program.stacks import edge_on_other_stack, rebuild_shaped, run_stack
+from tests.support.tools import REPO as REPO_ROOT
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 FIREWALL = "digitalocean:index/firewall:Firewall"

@@ -11,7 +11,7 @@ from tests.program.urns import STACKS, committed_urns, planned_urns, urn_file
 def test_plan_urns_match_the_committed_list(stack: str) -> None:
     planned, committed = set(planned_urns(stack)), set(committed_urns(stack))
     added, removed = sorted(planned - committed), sorted(committed - planned)
-    assert not added and not removed, (
+    assert (added, removed) == ([], []), (
         f"{stack}: the plan's URNs differ from {urn_file(stack)} (a URN change deletes and recreates "
         f"the resource on `pulumi up`; add `aliases` or regenerate on purpose).\n"
         f"added: {added}\nremoved: {removed}"
