@@ -46,9 +46,7 @@ def _ok(rig: HostSetupRig, *args: str, **env: str) -> Run:
     return run
 
 
-def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
-    run = _ok(rig)
-
+def _assert_docker_and_the_bankflow_tree(rig: HostSetupRig, run: Run) -> None:
     # Docker from Docker's own repository, keyring checked by fingerprint, noble, signed-by.
     repo = rig.path("/etc/apt/sources.list.d/docker.list").read_text()
     assert repo == (
@@ -71,6 +69,8 @@ def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
     assert mode_of(rig.path(layout.SECRETS_DIR)) == 0o700
     assert mode_of(rig.path(layout.BACKUPS_DIR)) == 0o700
 
+
+def _assert_firewall_metadata_block_and_host_files(rig: HostSetupRig, run: Run) -> None:
     # ufw: deny incoming, 22/80/443 allowed before enabling (never lock the SSH session out).
     ufw = [c[1:] for c in run.commands if c[0] == "ufw"]
     assert ufw.index(["allow", "22/tcp"]) < ufw.index(["--force", "enable"])
@@ -90,6 +90,8 @@ def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
     assert mode_of(rig.path("/etc/systemd/system/bankflow-backup.timer")) == 0o644
     assert ["systemctl", "enable", "bankflow-backup.timer"] in run.commands
 
+
+def _assert_upgrades_sshd_and_swap(rig: HostSetupRig, run: Run) -> None:
     # Unattended security upgrades, Docker's packages held back.
     periodic = rig.path("/etc/apt/apt.conf.d/20auto-upgrades").read_text()
     assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
@@ -115,6 +117,13 @@ def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
     assert rig.state()["swaps"] == ["/swapfile"]
     assert rig.path("/etc/fstab").read_text().count("/swapfile none swap sw 0 0") == 1
     assert "vm.swappiness = 10" in rig.path("/etc/sysctl.d/60-bankflow-swap.conf").read_text()
+
+
+def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
+    run = _ok(rig)
+    _assert_docker_and_the_bankflow_tree(rig, run)
+    _assert_firewall_metadata_block_and_host_files(rig, run)
+    _assert_upgrades_sshd_and_swap(rig, run)
 
     # Clock, agent, summary.
     assert ["timedatectl", "set-ntp", "true"] in run.commands

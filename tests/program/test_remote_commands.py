@@ -13,8 +13,7 @@ import pytest
 from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, bootstrap_environment
 from bankflow_infra.ops.mocks import Registration, unwrap, without_secrets
 from bankflow_infra.ops.plan import PlanResult
-from tests.program.stacks import run_stack
-from tests.program.test_graph import DROPLET, only, production, staging
+from tests.program.stacks import DROPLET, only, production, run_stack, staging
 
 COMMAND = "command:remote:Command"
 
