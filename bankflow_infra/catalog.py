@@ -1,8 +1,10 @@
 """The service catalog: the one description of what runs on a BankFlow droplet.
 
-Ports, health paths, images, environment, volumes, resource limits and restart policies of
-every service, plus the host layout, live here and nowhere else. Renderers, Pulumi components,
-health checks and the ops CLI all read them from this module.
+Ports, health paths, images, environment, the services each one calls, volumes, resource
+limits and restart policies of every service live here and nowhere else. Renderers, Pulumi
+components, health checks and the ops CLI all read them from this module. Where things live on
+the host (``/opt/bankflow`` and its folders) and how releases are named are the contract's
+(``bankflow_infra.contract.layout`` / ``.release``): the agent reads those too.
 """
 
 from __future__ import annotations
@@ -11,18 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from bankflow_infra.contract.layout import AGENT_BIN as AGENT_BIN  # re-export: ops/remote.py, tests/remote
+from bankflow_infra.contract.layout import BIN_DIR as BIN_DIR  # re-export: tests/remote
+from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, LOGS_DIR, UPLOADS_DIR
 from bankflow_infra.settings import APP_SERVICES, Environment, Settings
 
-# --------------------------------------------------------------------------- host layout
-HOST_ROOT: Final = "/opt/bankflow"
-RELEASES_DIR: Final = f"{HOST_ROOT}/releases"
-SECRETS_DIR: Final = f"{HOST_ROOT}/secrets"  # 0700, files 0600, written from SSH stdin only
-BIN_DIR: Final = f"{HOST_ROOT}/bin"
-LOGS_DIR: Final = f"{HOST_ROOT}/logs"
-STATE_DIR: Final = f"{HOST_ROOT}/state"  # root only: the agent's state and the audit log
-UPLOADS_DIR: Final = f"{HOST_ROOT}/uploads"
-BACKUPS_DIR: Final = f"{HOST_ROOT}/backups"
-DATA_VOLUME_MOUNT: Final = "/mnt/bankflow-data"  # production: the DO volume holding PostgreSQL
 SSH_USER: Final = "root"  # Ubuntu droplets: root by key only (sshd drop-in)
 SSH_PORT: Final = 22
 
@@ -75,8 +70,10 @@ RUST_LOG: Final[Mapping[Environment, str]] = {"staging": "info", "production": "
 # What each app service listens on and what it needs; everything else is derived.
 _PORTS: Final = {"site": 3000, "saas": 3001, "api": 8080}
 _NEEDS_DATA: Final = {"site": False, "saas": True, "api": True}
-_EXTRA_ENV: Final[Mapping[str, Mapping[str, str]]] = {"saas": {"API_BASE_URL": "http://api:8080"}}
-_APP_VOLUMES: Final = (("uploads", "/app/uploads"), ("logs", "/app/logs"))
+# Which sibling app service each one calls, and the variable that carries the sibling's URL: the
+# renderer turns each into that release's own address of the sibling (see render/compose.py).
+_CALLS: Final[Mapping[str, Mapping[str, str]]] = {"saas": {"API_BASE_URL": "api"}}
+_APP_VOLUMES: Final = ((UPLOADS_DIR, "/app/uploads"), (LOGS_DIR, "/app/logs"))
 
 
 @dataclass(frozen=True)
@@ -86,9 +83,10 @@ class AppService:
     health_path: str
     image: str  # registry/repository:tag
     hostnames: tuple[str, ...]  # first one is canonical
-    environment: Mapping[str, str]  # non-secret values only
+    environment: Mapping[str, str]  # non-secret values only, sibling URLs excepted (see calls)
+    calls: Mapping[str, str]  # variable -> the sibling app service whose internal URL it holds
     secret_env: tuple[str, ...]  # names read from the secret env file
-    volumes: tuple[tuple[str, str], ...]  # (host dir under HOST_ROOT, container path)
+    volumes: tuple[tuple[str, str], ...]  # (host dir, container path)
     limits: Limits
     restart: str
     health_command: tuple[str, ...]  # compose healthcheck `test`, exec form
@@ -131,7 +129,6 @@ def app_service(settings: Settings, name: str) -> AppService:
         "ENVIRONMENT": env,
         "DOMAIN": hostnames[0],
         "PORT": str(_PORTS[name]),
-        **_EXTRA_ENV.get(name, {}),
     }
     return AppService(
         name=name,
@@ -140,6 +137,7 @@ def app_service(settings: Settings, name: str) -> AppService:
         image=image_ref(settings, name),
         hostnames=hostnames,
         environment=environment,
+        calls=_CALLS.get(name, {}),
         secret_env=SECRET_ENV_NAMES if _NEEDS_DATA[name] else (),
         volumes=_APP_VOLUMES if _NEEDS_DATA[name] else (),
         limits=LIMITS[env][name],
@@ -176,35 +174,18 @@ def redis_url(password: str) -> str:
     return f"redis://:{password}@redis:{REDIS_PORT}/0"
 
 
-# --------------------------------------------------------------------------- host bundle layout
-# Added for the renderer (issue 3); the host agent, bootstrap and Pulumi components read the same names.
-COMPOSE_PROJECT: Final = "bankflow"  # long-lived base project: postgres, redis, nginx
-APP_PROJECT_PREFIX: Final = "bankflow-app-"  # + release id: one compose project per app release
-RELEASE_ENV_VAR: Final = "BANKFLOW_RELEASE"  # the agent sets it to the release id for compose
-RELEASE_ID_LENGTH: Final = 12  # release id = the first 12 hex digits of the bundle digest
+# --------------------------------------------------------------------------- containers
 EDGE_NETWORK: Final = "bankflow-edge"  # nginx + app services (may reach the internet)
 DATA_NETWORK: Final = "bankflow-data"  # internal: postgres, redis and the app services that need data
-NGINX_LIVE_DIR: Final = f"{HOST_ROOT}/nginx"  # the agent copies a release's nginx/ here at each switch
-TLS_DIR: Final = f"{HOST_ROOT}/tls"  # the agent copies a release's tls/ (public Origin CA cert) here
-# NGINX_LIVE_DIR as mounted (read-only) in the container: over /etc/nginx itself, so a plain
-# `nginx -t` / `nginx -s reload` in the container uses the bundle's nginx.conf, and a directory
-# (not single-file) mount so the agent's atomic file replacements are seen without a restart.
+# The live nginx dir (contract.layout.NGINX_LIVE_DIR) as mounted (read-only) in the container: over
+# /etc/nginx itself, so a plain `nginx -t` / `nginx -s reload` in the container uses the bundle's
+# nginx.conf, and a directory (not single-file) mount so the agent's atomic file replacements are
+# seen without a restart.
 NGINX_CONFIG_DIR: Final = "/etc/nginx"
-NGINX_TLS_DIR: Final = "/etc/bankflow-tls"  # TLS_DIR as mounted (read-only) in the nginx container
-NGINX_KEY_PATH: Final = "/run/secrets/origin.key"  # SECRETS_DIR/origin.key, a single-file mount
+NGINX_TLS_DIR: Final = "/etc/bankflow-tls"  # layout.TLS_DIR as mounted (read-only) in the nginx container
+NGINX_KEY_PATH: Final = "/run/secrets/origin.key"  # layout.SECRETS_DIR/origin.key, a single-file mount
 NGINX_HEALTH_PORT: Final = 8081  # loopback-only listener inside the nginx container for NGINX_HEALTH_PATH
-AGENT_BIN: Final = f"{BIN_DIR}/bankflow-agent"
 # Container log rotation, for the Docker daemon default and for every compose service alike.
 LOG_DRIVER: Final = "local"
 LOG_MAX_SIZE: Final = "10m"
 LOG_MAX_FILE: Final = 5
-
-
-def release_id(digest: str) -> str:
-    """The short release id the agent uses for compose project names and network aliases."""
-    return digest[:RELEASE_ID_LENGTH]
-
-
-def release_alias(service: str, release: str) -> str:
-    """Network alias of an app service of one release: unique while two releases run side by side."""
-    return f"{service}-{release}"

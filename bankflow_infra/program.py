@@ -3,7 +3,6 @@ that the ops CLI and the workflows read -- see README "Stack outputs")."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -13,37 +12,57 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_digitalocean as do
 
-from bankflow_infra.catalog import SSH_PORT, SSH_USER, app_services
-from bankflow_infra.components.backups import BackupAccess, BackupBucket
+from bankflow_infra.catalog import SSH_PORT, SSH_USER, AppService, app_services
+from bankflow_infra.components.backups import BackupAccess, BackupAccessArgs, BackupBucket, BackupBucketArgs
 from bankflow_infra.components.credentials import Credentials
-from bankflow_infra.components.edge import Edge
-from bankflow_infra.components.host import Host
-from bankflow_infra.components.monitoring import Monitoring
-from bankflow_infra.components.origin_cert import OriginCertificate
-from bankflow_infra.components.server import DataVolume, Server
+from bankflow_infra.components.edge import Edge, EdgeArgs, UptimeTarget
+from bankflow_infra.components.monitoring import Monitoring, MonitoringArgs
+from bankflow_infra.components.origin_cert import OriginCertificate, OriginCertificateArgs
+from bankflow_infra.components.remote_deploy import RESOURCE_NAME as REMOTE_DEPLOY_NAME
+from bankflow_infra.components.remote_deploy import RemoteDeploy, RemoteDeployArgs
+from bankflow_infra.components.server import DataVolume, DataVolumeArgs, Server, ServerArgs
 from bankflow_infra.contract.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
 from bankflow_infra.settings import NAMESPACE, SECRET_KEYS, TOP_LEVEL_KEYS, Settings, parse_settings
 
 
+def _decoded(key: str, value: str) -> Any:
+    if key == "environment":
+        return value
+    # The engine hands structured values as JSON; a value that is not JSON stays a string, and
+    # validation reports the type with the key.
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def unknown_config_keys() -> list[str]:
+    """``bankflow:`` keys the engine passed that the settings do not know (a typo must not pass
+    silently). The engine hands a program its config as ``PULUMI_CONFIG``, which the SDK's public
+    ``pulumi.runtime.get_config_env`` reads; ``pulumi.Config`` can only look keys up by name."""
+    keys = []
+    for full_key in pulumi.runtime.get_config_env():
+        namespace, _, key = full_key.partition(":")
+        if namespace == NAMESPACE and key not in TOP_LEVEL_KEYS and key not in SECRET_KEYS:
+            keys.append(key)
+    return keys
+
+
 def stack_config_values() -> dict[str, Any]:
     """Every ``bankflow:`` config value of the running stack, structured values decoded.
 
-    Unknown keys are kept so that validation can name them (a typo must not pass silently).
+    The known keys are read through the public ``pulumi.Config``; unknown keys are kept so that
+    validation can name them.
     """
-    from pulumi.runtime.config import CONFIG, get_config_env
-
-    raw = {**get_config_env(), **CONFIG.get()}
+    config = pulumi.Config(NAMESPACE)
     values: dict[str, Any] = {}
-    for full_key, value in raw.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace != NAMESPACE or key in SECRET_KEYS:
-            continue
-        if isinstance(value, str) and key in TOP_LEVEL_KEYS and key != "environment":
-            # A value that is not JSON stays a string: validation reports the type with the key.
-            with contextlib.suppress(json.JSONDecodeError):
-                value = json.loads(value)
-        values[key] = value
+    for key in TOP_LEVEL_KEYS:
+        value = config.get(key)
+        if value is not None:
+            values[key] = _decoded(key, value)
+    for key in unknown_config_keys():
+        values[key] = config.get(key)
     return values
 
 
@@ -91,46 +110,112 @@ def _stack_reference_name(stack: str) -> str:
     return stack if "/" in stack else f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
 
 
+def server_args(settings: Settings) -> ServerArgs:
+    server = settings.server
+    return ServerArgs(
+        stack=settings.stack,
+        environment=settings.environment,
+        region=server.region,
+        size=server.size,
+        image=server.image,
+        vpc_cidr=server.vpc_cidr,
+        ssh_allowed_cidrs=server.ssh_allowed_cidrs,
+        backups=server.backups,
+        resource_name=settings.resource_name,
+    )
+
+
+def data_volume_args(settings: Settings) -> DataVolumeArgs:
+    return DataVolumeArgs(
+        stack=settings.stack,
+        environment=settings.environment,
+        region=settings.server.region,
+        size_gb=settings.server.volume_size_gb,
+        resource_name=settings.resource_name,
+    )
+
+
+def remote_deploy_args(settings: Settings) -> RemoteDeployArgs:
+    return RemoteDeployArgs(
+        stack=settings.stack,
+        swap_gb=settings.server.swap_gb,
+        data_volume=settings.server.volume_size_gb > 0,
+        admin_ssh_keys=settings.server.admin_ssh_keys,
+    )
+
+
+def edge_args(settings: Settings, services: tuple[AppService, ...]) -> EdgeArgs:
+    # Every public hostname (www included) is checked, so a broken alias cannot go unnoticed.
+    targets = tuple(
+        UptimeTarget(hostname, f"https://{hostname}{service.health_path}")
+        for service in services
+        for hostname in service.hostnames
+    )
+    return EdgeArgs(
+        project=settings.project,
+        stack=settings.stack,
+        zone=settings.edge.zone,
+        hostnames=settings.all_hostnames,
+        zone_settings=settings.edge.zone_settings,
+        uptime_targets=targets if settings.edge.uptime_checks else (),
+        alerts=settings.alerts,
+        resource_name=settings.resource_name,
+    )
+
+
+def backup_bucket_args(settings: Settings) -> BackupBucketArgs:
+    return BackupBucketArgs(
+        name=settings.backup_bucket_name,
+        region=settings.backups.region,
+        retention_days=settings.backups.retention_days,
+        protect=settings.is_production,
+    )
+
+
+def backup_access_args(settings: Settings) -> BackupAccessArgs:
+    return BackupAccessArgs(key_name=settings.resource_name("backup-key"), bucket=settings.backup_bucket_name)
+
+
 def _render(
     settings: Settings,
     credentials: Credentials,
     certificate: OriginCertificate,
-    ranges: CloudflareRanges | pulumi.Output[CloudflareRanges],
+    ranges: pulumi.Output[CloudflareRanges],
     backup_access: BackupAccess,
 ) -> pulumi.Output[Bundle]:
     registry_password = pulumi.Config(NAMESPACE).get_secret("registryPassword")
-    return pulumi.Output.all(
-        credentials.postgres_password,
-        credentials.redis_password,
-        credentials.jwt_secret,
-        certificate.private_key_pem,
-        certificate.certificate_pem,
-        ranges,
-        registry_password,
-        backup_access.access_key,
-        backup_access.secret_key,
-    ).apply(
-        lambda v: render_bundle(
-            settings,
-            BundleSecrets(
-                postgres_password=v[0],
-                redis_password=v[1],
-                jwt_secret=v[2],
-                origin_private_key_pem=v[3],
-                registry_password=v[6],
-                spaces_access_key=v[7],
-                spaces_secret_key=v[8],
-            ),
-            v[5],
-            v[4],
-        )
+    inputs = pulumi.Output.all(
+        postgres_password=credentials.postgres_password,
+        redis_password=credentials.redis_password,
+        jwt_secret=credentials.jwt_secret,
+        origin_private_key_pem=certificate.private_key_pem,
+        origin_certificate_pem=certificate.certificate_pem,
+        cloudflare=ranges,
+        registry_password=registry_password,
+        spaces_access_key=backup_access.access_key,
+        spaces_secret_key=backup_access.secret_key,
     )
 
+    def render(v: dict[str, Any]) -> Bundle:
+        secrets = BundleSecrets(
+            postgres_password=v["postgres_password"],
+            redis_password=v["redis_password"],
+            jwt_secret=v["jwt_secret"],
+            origin_private_key_pem=v["origin_private_key_pem"],
+            registry_password=v["registry_password"],
+            spaces_access_key=v["spaces_access_key"],
+            spaces_secret_key=v["spaces_secret_key"],
+        )
+        return render_bundle(
+            settings, secrets, cloudflare=v["cloudflare"], origin_certificate_pem=v["origin_certificate_pem"]
+        )
 
-def build(settings: Settings) -> Built:
-    services = app_services(settings)
-    project_urns: list[pulumi.Output[str]] = []
-    outputs: dict[str, Any] = {
+    return inputs.apply(render)
+
+
+def _contract_outputs(settings: Settings, services: tuple[AppService, ...]) -> dict[str, Any]:
+    """The outputs every stack has; the server and edge layers fill in the rest."""
+    return {
         "environment": settings.environment,
         "urls": {s.name: s.public_url for s in services},
         "health": [
@@ -152,55 +237,88 @@ def build(settings: Settings) -> Built:
         "origin_cert_expires_on": None,
         "backup_bucket": None,
     }
-    bundle: pulumi.Output[Bundle] | None = None
-    ip_ranges = cloudflare.get_ip_ranges_output()
+
+
+@dataclass
+class _ServerLayer:
+    server: Server
+    bundle: pulumi.Output[Bundle]
+    outputs: dict[str, Any]
+
+
+def _server_layer(
+    settings: Settings, ip_ranges: pulumi.Output[cloudflare.GetIpRangesResult], volume: do.Volume | None
+) -> _ServerLayer:
+    """Credentials, droplet, certificate, monitoring, the Spaces key and the remote deploy."""
     ranges = pulumi.Output.all(ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs).apply(
         lambda r: CloudflareRanges(ipv4=tuple(r[0]), ipv6=tuple(r[1]))
     )
+    credentials = Credentials("credentials")
+    server = Server(
+        "server", server_args(settings), credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs, volume
+    )
+    certificate = OriginCertificate(
+        "origin-cert",
+        OriginCertificateArgs(
+            hostnames=settings.all_hostnames, validity_days=settings.origin_cert_validity_days
+        ),
+        _origin_ca_provider(),
+    )
+    Monitoring("monitoring", MonitoringArgs(stack=settings.stack, alerts=settings.alerts), server.droplet)
+    backup_access = BackupAccess("backup-access", backup_access_args(settings))
+    bundle = _render(settings, credentials, certificate, ranges, backup_access)
+    deploy = RemoteDeploy(REMOTE_DEPLOY_NAME, remote_deploy_args(settings), server, credentials, bundle)
+    outputs = {
+        "origin_ip": server.ipv4,
+        "origin_ipv6": server.ipv6,
+        "ssh": {
+            "host": server.ipv4,
+            "port": SSH_PORT,
+            "user": SSH_USER,
+            "host_public_key": credentials.host_public_key,
+        },
+        "deploy_private_key": credentials.deploy_private_key,
+        "release": deploy.release,
+        "origin_certificate": certificate.certificate_pem,
+        "origin_cert_expires_on": certificate.expires_on,
+    }
+    return _ServerLayer(server, bundle, outputs)
 
-    origin_ipv4: pulumi.Input[str] | None = None
-    origin_ipv6: pulumi.Input[str] | None = None
-    volume = DataVolume("data", settings).volume if settings.server.volume_size_gb > 0 else None
+
+def _edge_origin(settings: Settings, own: Server | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+    """The addresses the DNS records point at: another stack's droplet or this stack's own."""
+    if settings.edge.origin_stack is not None:
+        reference = pulumi.StackReference(_stack_reference_name(settings.edge.origin_stack))
+        origin = settings.edge.origin_stack
+        return (
+            reference.get_output("origin_ip").apply(lambda v: origin_address(v, 4, origin)),
+            reference.get_output("origin_ipv6").apply(lambda v: origin_address(v, 6, origin)),
+        )
+    # Settings validation guarantees an origin: this stack's server or edge.originStack.
+    assert own is not None
+    return own.ipv4, own.ipv6
+
+
+def build(settings: Settings) -> Built:
+    services = app_services(settings)
+    project_urns: list[pulumi.Output[str]] = []
+    outputs = _contract_outputs(settings, services)
+    ip_ranges = cloudflare.get_ip_ranges_output()
+    volume = (
+        DataVolume("data", data_volume_args(settings)).volume if settings.server.volume_size_gb > 0 else None
+    )
     if volume is not None:
         project_urns.append(volume.volume_urn)
+    layer: _ServerLayer | None = None
     if settings.server.enabled:
-        credentials = Credentials("credentials")
-        server = Server("server", settings, credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs, volume)
-        certificate = OriginCertificate("origin-cert", settings, _origin_ca_provider())
-        Monitoring("monitoring", settings, server.droplet)
-        backup_access = BackupAccess("backup-access", settings)
-        bundle = _render(settings, credentials, certificate, ranges, backup_access)
-        host = Host("host", settings, server, credentials, bundle)
-        project_urns += server.resource_urns
-        origin_ipv4, origin_ipv6 = server.ipv4, server.ipv6
-        outputs |= {
-            "origin_ip": server.ipv4,
-            "origin_ipv6": server.ipv6,
-            "ssh": {
-                "host": server.ipv4,
-                "port": SSH_PORT,
-                "user": SSH_USER,
-                "host_public_key": credentials.host_public_key,
-            },
-            "deploy_private_key": credentials.deploy_private_key,
-            "release": host.release,
-            "origin_certificate": certificate.certificate_pem,
-            "origin_cert_expires_on": certificate.expires_on,
-        }
+        layer = _server_layer(settings, ip_ranges, volume)
+        project_urns += layer.server.resource_urns
+        outputs |= layer.outputs
 
     if settings.edge.enabled:
-        if settings.edge.origin_stack is not None:
-            reference = pulumi.StackReference(_stack_reference_name(settings.edge.origin_stack))
-            origin = settings.edge.origin_stack
-            origin_ipv4 = reference.get_output("origin_ip").apply(lambda v: origin_address(v, 4, origin))
-            origin_ipv6 = reference.get_output("origin_ipv6").apply(
-                lambda v: origin_address(v, 6, origin)
-            )
-        # Settings validation guarantees an origin: this stack's server or edge.originStack.
-        assert origin_ipv4 is not None
-        assert origin_ipv6 is not None
-        Edge("edge", settings, services, origin_ipv4, origin_ipv6)
-        backups = BackupBucket("backups", settings)
+        origin_ipv4, origin_ipv6 = _edge_origin(settings, layer.server if layer else None)
+        Edge("edge", edge_args(settings, services), origin_ipv4, origin_ipv6)
+        backups = BackupBucket("backups", backup_bucket_args(settings))
         project_urns.append(backups.bucket.bucket_urn)
         outputs["backup_bucket"] = {
             "name": backups.name,
@@ -217,7 +335,7 @@ def build(settings: Settings) -> Built:
             environment="Production" if settings.is_production else "Staging",
             resources=project_urns,
         )
-    return Built(outputs=outputs, bundle=bundle)
+    return Built(outputs=outputs, bundle=layer.bundle if layer else None)
 
 
 def export(built: Built) -> None:

@@ -8,7 +8,7 @@ import tomllib
 
 import yaml
 
-from tests.conftest import REPO
+from tests.support.tools import REPO
 
 
 def _requirement_pins(lines: list[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ import yaml
 
 from bankflow_infra.settings import SettingsError, parse_settings
 from bankflow_infra.stackfile import settings_from_stack_file
-from tests.conftest import REPO
+from tests.support.tools import REPO
 
 Values = dict[str, Any]
 

@@ -3,12 +3,28 @@ least-privilege key the droplet uploads with (server layer)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_digitalocean as do
 
-from bankflow_infra.settings import Settings
+from bankflow_infra.render.backup import spaces_endpoint
 
 DATA_VOLUME_LABEL = "bankflow-data"
+
+
+@dataclass(frozen=True)
+class BackupBucketArgs:
+    name: str  # bankflow-<stack>-backups
+    region: str
+    retention_days: int
+    protect: bool  # production's dumps: never deleted by an `up` or `destroy`
+
+
+@dataclass(frozen=True)
+class BackupAccessArgs:
+    key_name: str  # the Spaces key's cloud-side name
+    bucket: str  # the one bucket the key may read and write
 
 
 class BackupBucket(pulumi.ComponentResource):
@@ -18,14 +34,14 @@ class BackupBucket(pulumi.ComponentResource):
     name: str
     endpoint: str
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: BackupBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("bankflow:index:BackupBucket", name, None, opts)
-        self.name = settings.backup_bucket_name
-        self.endpoint = f"https://{settings.backups.region}.digitaloceanspaces.com"
+        self.name = args.name
+        self.endpoint = spaces_endpoint(args.region)
         self.bucket = do.SpacesBucket(
             f"{name}-bucket",
             name=self.name,
-            region=settings.backups.region,
+            region=args.region,
             acl="private",
             force_destroy=False,
             versioning=do.SpacesBucketVersioningArgs(enabled=True),
@@ -33,17 +49,15 @@ class BackupBucket(pulumi.ComponentResource):
                 do.SpacesBucketLifecycleRuleArgs(
                     enabled=True,
                     id="expire-dumps",
-                    expiration=do.SpacesBucketLifecycleRuleExpirationArgs(
-                        days=settings.backups.retention_days
-                    ),
+                    expiration=do.SpacesBucketLifecycleRuleExpirationArgs(days=args.retention_days),
                     noncurrent_version_expiration=do.SpacesBucketLifecycleRuleNoncurrentVersionExpirationArgs(
-                        days=settings.backups.retention_days
+                        days=args.retention_days
                     ),
                     abort_incomplete_multipart_upload_days=1,
                 )
             ],
             # Production's dumps are the last line of defence: never deleted by an `up` or `destroy`.
-            opts=pulumi.ResourceOptions(parent=self, protect=settings.is_production),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.register_outputs({"name": self.name})
 
@@ -54,12 +68,12 @@ class BackupAccess(pulumi.ComponentResource):
     access_key: pulumi.Output[str]
     secret_key: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: BackupAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("bankflow:index:BackupAccess", name, None, opts)
         key = do.SpacesKey(
             f"{name}-key",
-            name=settings.resource_name("backup-key"),
-            grants=[do.SpacesKeyGrantArgs(bucket=settings.backup_bucket_name, permission="readwrite")],
+            name=args.key_name,
+            grants=[do.SpacesKeyGrantArgs(bucket=args.bucket, permission="readwrite")],
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secretKey"]),
         )
         self.access_key = key.access_key

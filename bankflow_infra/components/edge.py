@@ -3,14 +3,15 @@ only), uptime checks on every public URL, and the environment's backups bucket."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_digitalocean as do
 
-from bankflow_infra.catalog import AppService
-from bankflow_infra.settings import AlertSettings, Settings
+from bankflow_infra.settings import AlertSettings
 
 # Zone-wide TLS posture. Exactly one stack (production) owns these: two owners would flip them.
 ZONE_SETTINGS: Final = {
@@ -24,8 +25,26 @@ CERT_EXPIRY_WARNING_DAYS: Final = 14
 PROXIED_TTL: Final = 1  # Cloudflare requires "automatic" TTL on proxied records
 
 
-def record_comment(settings: Settings) -> str:
-    return f"managed by pulumi: project {settings.project}, stack {settings.stack}"
+@dataclass(frozen=True)
+class UptimeTarget:
+    hostname: str
+    url: str  # https://<hostname><health path>
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    project: str
+    stack: str
+    zone: str
+    hostnames: tuple[str, ...]  # every public hostname: one A and one AAAA record each
+    zone_settings: bool  # this stack owns the zone-wide TLS settings (production only)
+    uptime_targets: tuple[UptimeTarget, ...]  # empty: no uptime checks
+    alerts: AlertSettings
+    resource_name: Callable[[str], str]  # kind -> the cloud-side name (bankflow-<stack>-<kind>)
+
+
+def record_comment(project: str, stack: str) -> str:
+    return f"managed by pulumi: project {project}, stack {stack}"
 
 
 def uptime_notifications(alerts: AlertSettings) -> list[do.UptimeAlertNotificationArgs]:
@@ -45,8 +64,7 @@ class Edge(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        settings: Settings,
-        services: tuple[AppService, ...],
+        args: EdgeArgs,
         origin_ipv4: pulumi.Input[str],
         origin_ipv6: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
@@ -54,12 +72,12 @@ class Edge(pulumi.ComponentResource):
         super().__init__("bankflow:index:Edge", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         zone = cloudflare.get_zone_output(
-            filter=cloudflare.GetZoneFilterArgs(name=settings.edge.zone, match="all"),
+            filter=cloudflare.GetZoneFilterArgs(name=args.zone, match="all"),
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         zone_id = zone.id
-        comment = record_comment(settings)
-        for hostname in settings.all_hostnames:
+        comment = record_comment(args.project, args.stack)
+        for hostname in args.hostnames:
             for record_type, content in (("A", origin_ipv4), ("AAAA", origin_ipv6)):
                 cloudflare.DnsRecord(
                     f"{name}-{hostname}-{record_type.lower()}",
@@ -73,7 +91,7 @@ class Edge(pulumi.ComponentResource):
                     opts=child,
                 )
 
-        if settings.edge.zone_settings:
+        if args.zone_settings:
             for setting_id, value in ZONE_SETTINGS.items():
                 cloudflare.ZoneSetting(
                     f"{name}-zone-{setting_id}",
@@ -83,30 +101,26 @@ class Edge(pulumi.ComponentResource):
                     opts=child,
                 )
 
-        if settings.edge.uptime_checks:
-            notifications = uptime_notifications(settings.alerts)
-            # Every public hostname (www included), so a broken alias cannot go unnoticed.
-            for service in services:
-                for hostname in service.hostnames:
-                    self._uptime(
-                        name, settings, hostname, f"https://{hostname}{service.health_path}", notifications
-                    )
+        if args.uptime_targets:
+            notifications = uptime_notifications(args.alerts)
+            for target in args.uptime_targets:
+                self._uptime(name, args.resource_name, target, notifications)
         self.register_outputs({})
 
     def _uptime(
         self,
         name: str,
-        settings: Settings,
-        hostname: str,
-        target: str,
+        resource_name: Callable[[str], str],
+        target: UptimeTarget,
         notifications: list[do.UptimeAlertNotificationArgs],
     ) -> None:
         child = pulumi.ResourceOptions(parent=self)
+        hostname = target.hostname
         label = hostname.replace(".", "-")
         check = do.UptimeCheck(
             f"{name}-{hostname}-uptime",
-            name=settings.resource_name(f"{label}-uptime"),
-            target=target,
+            name=resource_name(f"{label}-uptime"),
+            target=target.url,
             type="https",
             regions=UPTIME_REGIONS,
             enabled=True,
@@ -115,7 +129,7 @@ class Edge(pulumi.ComponentResource):
         do.UptimeAlert(
             f"{name}-{hostname}-down",
             check_id=check.id,
-            name=settings.resource_name(f"{label}-down"),
+            name=resource_name(f"{label}-down"),
             type="down",
             period="2m",
             notifications=notifications,
@@ -124,7 +138,7 @@ class Edge(pulumi.ComponentResource):
         do.UptimeAlert(
             f"{name}-{hostname}-cert-expiry",
             check_id=check.id,
-            name=settings.resource_name(f"{label}-cert-expiry"),
+            name=resource_name(f"{label}-cert-expiry"),
             type="ssl_expiry",
             threshold=CERT_EXPIRY_WARNING_DAYS,
             period="2m",

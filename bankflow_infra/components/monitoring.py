@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import pulumi
 import pulumi_digitalocean as do
 
-from bankflow_infra.settings import AlertSettings, Settings
+from bankflow_infra.settings import AlertSettings
 
 # DigitalOcean monitoring metric types, by what the alert watches.
 METRICS: Final = {
@@ -35,25 +36,31 @@ def monitor_recipients(alerts: AlertSettings) -> do.MonitorAlertAlertsArgs:
     return do.MonitorAlertAlertsArgs(emails=list(alerts.emails) or None, slacks=slacks)
 
 
+@dataclass(frozen=True)
+class MonitoringArgs:
+    stack: str  # named in every alert's description
+    alerts: AlertSettings
+
+
 class Monitoring(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        settings: Settings,
+        args: MonitoringArgs,
         droplet: do.Droplet,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("bankflow:index:Monitoring", name, None, opts)
-        for kind, percent in thresholds(settings.alerts).items():
+        for kind, percent in thresholds(args.alerts).items():
             do.MonitorAlert(
                 f"{name}-{kind}",
-                description=f"BankFlow {settings.stack}: {kind} above {percent}% for 5 minutes",
+                description=f"BankFlow {args.stack}: {kind} above {percent}% for 5 minutes",
                 type=METRICS[kind],
                 compare="GreaterThan",
                 value=percent,
                 window="5m",
                 entities=[droplet.id],
-                alerts=monitor_recipients(settings.alerts),
+                alerts=monitor_recipients(args.alerts),
                 enabled=True,
                 opts=pulumi.ResourceOptions(parent=self),
             )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_tls as tls
 
-from bankflow_infra.settings import Settings
+
+@dataclass(frozen=True)
+class OriginCertificateArgs:
+    hostnames: tuple[str, ...]  # every public hostname; the first is the common name
+    validity_days: int  # one of Cloudflare Origin CA's periods
 
 
 class OriginCertificate(pulumi.ComponentResource):
@@ -17,13 +23,13 @@ class OriginCertificate(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        settings: Settings,
+        args: OriginCertificateArgs,
         provider: cloudflare.Provider | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("bankflow:index:OriginCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        hostnames = list(settings.all_hostnames)
+        hostnames = list(args.hostnames)
         key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         csr = tls.CertRequest(
             f"{name}-csr",
@@ -39,7 +45,7 @@ class OriginCertificate(pulumi.ComponentResource):
             csr=csr.cert_request_pem,
             hostnames=hostnames,
             request_type="origin-ecc",
-            requested_validity=settings.origin_cert_validity_days,
+            requested_validity=args.validity_days,
             # Replacing the certificate must not revoke the old one: the kept releases on the
             # droplet still hold it, and a rollback to one of them would otherwise serve a revoked
             # certificate (Cloudflare 526 on every hostname). Old ones simply expire.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_digitalocean as do
@@ -11,7 +12,6 @@ from bankflow_infra.catalog import HTTP_PORT, HTTPS_PORT, SSH_PORT
 from bankflow_infra.components.backups import DATA_VOLUME_LABEL
 from bankflow_infra.components.credentials import Credentials
 from bankflow_infra.render.cloud_init import render_host_key_user_data
-from bankflow_infra.settings import Settings
 
 ALL_IPV4 = "0.0.0.0/0"
 ALL_IPV6 = "::/0"
@@ -42,12 +42,34 @@ def outbound_rules() -> list[do.FirewallOutboundRuleArgs]:
     ]
 
 
-def stack_tag_name(settings: Settings) -> str:
-    return f"stack-{settings.stack}"
+def stack_tag_name(stack: str) -> str:
+    return f"stack-{stack}"
 
 
-def droplet_tags(settings: Settings) -> list[str]:
-    return ["bankflow", f"env-{settings.environment}", stack_tag_name(settings)]
+def droplet_tags(environment: str, stack: str) -> list[str]:
+    return ["bankflow", f"env-{environment}", stack_tag_name(stack)]
+
+
+@dataclass(frozen=True)
+class ServerArgs:
+    stack: str
+    environment: str
+    region: str
+    size: str
+    image: str
+    vpc_cidr: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    backups: bool  # DigitalOcean's weekly droplet backups
+    resource_name: Callable[[str], str]  # kind -> the cloud-side name (bankflow-<stack>-<kind>)
+
+
+@dataclass(frozen=True)
+class DataVolumeArgs:
+    stack: str
+    environment: str
+    region: str
+    size_gb: int
+    resource_name: Callable[[str], str]
 
 
 class Server(pulumi.ComponentResource):
@@ -60,7 +82,7 @@ class Server(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        settings: Settings,
+        args: ServerArgs,
         credentials: Credentials,
         cloudflare_v4: pulumi.Input[Sequence[str]],
         cloudflare_v6: pulumi.Input[Sequence[str]],
@@ -69,19 +91,18 @@ class Server(pulumi.ComponentResource):
     ) -> None:
         super().__init__("bankflow:index:Server", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        server = settings.server
 
         vpc = do.Vpc(
             f"{name}-vpc",
-            name=settings.resource_name("vpc"),
-            region=server.region,
-            ip_range=server.vpc_cidr,
-            description=f"BankFlow {settings.stack}",
+            name=args.resource_name("vpc"),
+            region=args.region,
+            ip_range=args.vpc_cidr,
+            description=f"BankFlow {args.stack}",
             opts=child,
         )
         deploy_key = do.SshKey(
             f"{name}-deploy-key",
-            name=settings.resource_name("deploy"),
+            name=args.resource_name("deploy"),
             public_key=credentials.deploy_public_key,
             opts=child,
         )
@@ -92,47 +113,9 @@ class Server(pulumi.ComponentResource):
 
         self.volume = volume
         # The stack's tag exists before the droplet and the firewall that selects it.
-        stack_tag = do.Tag(f"{name}-tag", name=stack_tag_name(settings), opts=child)
-        self.firewall = do.Firewall(
-            f"{name}-firewall",
-            name=settings.resource_name("firewall"),
-            # Selected by the stack's tag, created before the droplet: a new droplet is inside
-            # the perimeter from its first boot, never briefly open to the whole internet.
-            tags=[stack_tag.name],
-            inbound_rules=pulumi.Output.all(cloudflare_v4, cloudflare_v6).apply(
-                lambda ranges: inbound_rules(server.ssh_allowed_cidrs, ranges[0], ranges[1])
-            ),
-            outbound_rules=outbound_rules(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[stack_tag]),
-        )
-
-        user_data: pulumi.Output[str] = pulumi.Output.all(
-            credentials.host_private_key, credentials.host_public_key
-        ).apply(lambda keys: render_host_key_user_data(keys[0], keys[1]))
-        secret_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data)
-        self.droplet = do.Droplet(
-            f"{name}-droplet",
-            name=settings.resource_name("server"),
-            image=server.image,
-            region=server.region,
-            size=server.size,
-            vpc_uuid=vpc.id,
-            ssh_keys=[deploy_key.fingerprint],
-            monitoring=True,
-            ipv6=True,
-            backups=server.backups,
-            graceful_shutdown=True,
-            tags=[*droplet_tags(settings)[:-1], stack_tag.name],
-            # Only the generated host key, so every SSH connection can pin it from the first one.
-            user_data=secret_user_data,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.firewall],
-                # A droplet with an attached volume cannot be replaced while it holds the volume.
-                delete_before_replace=self.volume is not None,
-                additional_secret_outputs=["user_data"],
-            ),
-        )
+        stack_tag = do.Tag(f"{name}-tag", name=stack_tag_name(args.stack), opts=child)
+        self.firewall = self._firewall(name, args, stack_tag, cloudflare_v4, cloudflare_v6)
+        self.droplet = self._droplet(name, args, credentials, vpc, deploy_key, stack_tag)
         droplet_id = self.droplet.id.apply(int)
         self.volume_attachment: do.VolumeAttachment | None = None
         if self.volume is not None:
@@ -148,6 +131,64 @@ class Server(pulumi.ComponentResource):
         self.resource_urns = [self.droplet.droplet_urn]
         self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6})
 
+    def _firewall(
+        self,
+        name: str,
+        args: ServerArgs,
+        stack_tag: do.Tag,
+        cloudflare_v4: pulumi.Input[Sequence[str]],
+        cloudflare_v6: pulumi.Input[Sequence[str]],
+    ) -> do.Firewall:
+        return do.Firewall(
+            f"{name}-firewall",
+            name=args.resource_name("firewall"),
+            # Selected by the stack's tag, created before the droplet: a new droplet is inside
+            # the perimeter from its first boot, never briefly open to the whole internet.
+            tags=[stack_tag.name],
+            inbound_rules=pulumi.Output.all(cloudflare_v4, cloudflare_v6).apply(
+                lambda ranges: inbound_rules(args.ssh_allowed_cidrs, ranges[0], ranges[1])
+            ),
+            outbound_rules=outbound_rules(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[stack_tag]),
+        )
+
+    def _droplet(
+        self,
+        name: str,
+        args: ServerArgs,
+        credentials: Credentials,
+        vpc: do.Vpc,
+        deploy_key: do.SshKey,
+        stack_tag: do.Tag,
+    ) -> do.Droplet:
+        user_data: pulumi.Output[str] = pulumi.Output.all(
+            credentials.host_private_key, credentials.host_public_key
+        ).apply(lambda keys: render_host_key_user_data(keys[0], keys[1]))
+        secret_user_data: pulumi.Output[str] = pulumi.Output.secret(user_data)
+        return do.Droplet(
+            f"{name}-droplet",
+            name=args.resource_name("server"),
+            image=args.image,
+            region=args.region,
+            size=args.size,
+            vpc_uuid=vpc.id,
+            ssh_keys=[deploy_key.fingerprint],
+            monitoring=True,
+            ipv6=True,
+            backups=args.backups,
+            graceful_shutdown=True,
+            tags=[*droplet_tags(args.environment, args.stack)[:-1], stack_tag.name],
+            # Only the generated host key, so every SSH connection can pin it from the first one.
+            user_data=secret_user_data,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.firewall],
+                # A droplet with an attached volume cannot be replaced while it holds the volume.
+                delete_before_replace=self.volume is not None,
+                additional_secret_outputs=["user_data"],
+            ),
+        )
+
 
 class DataVolume(pulumi.ComponentResource):
     """PostgreSQL's block volume (production). Declared whenever the stack configures one, even
@@ -156,18 +197,17 @@ class DataVolume(pulumi.ComponentResource):
 
     volume: do.Volume
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: DataVolumeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("bankflow:index:DataVolume", name, None, opts)
-        server = settings.server
         self.volume = do.Volume(
             f"{name}-volume",
-            name=settings.resource_name("data"),
-            region=server.region,
-            size=server.volume_size_gb,
+            name=args.resource_name("data"),
+            region=args.region,
+            size=args.size_gb,
             initial_filesystem_type="ext4",
             initial_filesystem_label=DATA_VOLUME_LABEL,
-            description=f"PostgreSQL data of BankFlow {settings.stack}",
-            tags=droplet_tags(settings),
+            description=f"PostgreSQL data of BankFlow {args.stack}",
+            tags=droplet_tags(args.environment, args.stack),
             # Money data: `pulumi destroy` must refuse until someone removes this on purpose.
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )

@@ -4,7 +4,7 @@
   endpoint, how many days of dumps the droplet keeps, the database to dump. The host agent reads
   it from the current release dir (``bankflow_infra.host.backup``).
 - ``secrets/rclone.conf`` -- the Spaces key as an rclone remote, installed 0600 under
-  ``catalog.SECRETS_DIR``. rclone reads it itself (``rclone --config FILE``), so the key is never
+  ``layout.SECRETS_DIR``. rclone reads it itself (``rclone --config FILE``), so the key is never
   in a command line (``ps`` shows those to every user) nor in the agent's environment. It holds
   no endpoint and no bucket: those come from backup.json (``--s3-endpoint``), so one file works
   for this stack's bucket and, in an emergency rebuild, for another stack's.

@@ -13,7 +13,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from bankflow_infra import catalog
-from bankflow_infra.render import backup, compose, host
+from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA
+from bankflow_infra.render import backup, compose, host_files
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -28,8 +29,6 @@ from bankflow_infra.render.model import (
 )
 from bankflow_infra.settings import Settings
 
-MANIFEST_FILE: Final = "release.json"
-MANIFEST_SCHEMA: Final = 1
 NGINX_DIR: Final = "nginx"
 MIGRATE_SERVICE: Final = "api"
 
@@ -39,7 +38,7 @@ def _env_file(values: Mapping[str, str]) -> str:
 
 
 def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
-    """Bundle path -> text of every secret file (installed 0600 under catalog.SECRETS_DIR)."""
+    """Bundle path -> text of every secret file (installed 0600 under layout.SECRETS_DIR)."""
     app_values = {
         "DATABASE_URL": catalog.database_url(secrets.postgres_password),
         "REDIS_URL": catalog.redis_url(secrets.redis_password),
@@ -108,7 +107,7 @@ def render_manifest(settings: Settings, digests: Mapping[str, str], params: Ngin
         "schema": MANIFEST_SCHEMA,
         "stack": settings.stack,
         "environment": settings.environment,
-        "project": catalog.COMPOSE_PROJECT,
+        "project": BASE_PROJECT,
         "app_services": [
             {
                 "name": s.name,
@@ -129,7 +128,7 @@ def render_manifest(settings: Settings, digests: Mapping[str, str], params: Ngin
         "nginx_dir": NGINX_DIR,
         "upstreams_file": nginx_conf.UPSTREAMS_FILE,
         # Additions beyond the agreed keys (the agent may ignore them):
-        "tls_dir": compose.ORIGIN_CERT_FILE.rsplit("/", 1)[0],  # copied to catalog.TLS_DIR
+        "tls_dir": compose.ORIGIN_CERT_FILE.rsplit("/", 1)[0],  # copied to layout.TLS_DIR
         "nginx_conf": f"{params.config_dir}/{nginx_conf.MAIN_FILE}",  # inside the nginx container
     }
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
@@ -156,19 +155,18 @@ def render_bundle(
     digests = service_digests(settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text)
 
     texts = {
-        MANIFEST_FILE: render_manifest(settings, digests, nginx),
+        MANIFEST_NAME: render_manifest(settings, digests, nginx),
         compose.BASE_FILE: compose.dump(
             compose.base_compose(settings, base_defs, digests),
-            f"BankFlow {settings.stack}: base services (project {catalog.COMPOSE_PROJECT})",
+            f"BankFlow {settings.stack}: base services (project {BASE_PROJECT})",
         ),
         compose.APP_FILE: compose.dump(
             compose.app_compose(app_defs),
-            f"BankFlow {settings.stack}: app services of one release "
-            f"(project {catalog.APP_PROJECT_PREFIX}<release>)",
+            f"BankFlow {settings.stack}: app services of one release (project {APP_PROJECT_PREFIX}<release>)",
         ),
         compose.ORIGIN_CERT_FILE: cert_text,
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
-        **host.render_host_files(settings),
+        **host_files.render_host_files(settings),
         backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),
     }
     files = tuple(BundleFile(path, texts[path], FILE_MODE) for path in sorted(texts))

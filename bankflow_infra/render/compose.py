@@ -11,36 +11,37 @@ Two projects:
   upstream include.
 
 Only nginx publishes ports. Secrets are never inline: env files and mounts under
-``catalog.SECRETS_DIR`` (0600, written from SSH stdin). Images are pulled, never built.
+``layout.SECRETS_DIR`` (0600, written from SSH stdin). Images are pulled, never built.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 import yaml
 
 from bankflow_infra import catalog
+from bankflow_infra.contract import layout
+from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, RELEASE_ENV_VAR, release_alias
 from bankflow_infra.render.model import NginxParams
-from bankflow_infra.settings import APP_SERVICES, Settings
+from bankflow_infra.settings import Settings
 
 BASE_FILE: Final = "compose/base.yaml"
 APP_FILE: Final = "compose/app.yaml"
 
-# Bundle paths of the secret files; on the host they live in catalog.SECRETS_DIR under the same name.
+# Bundle paths of the secret files; on the host they live in layout.SECRETS_DIR under the same name.
 APP_ENV_FILE: Final = "secrets/app.env"
 POSTGRES_ENV_FILE: Final = "secrets/postgres.env"
 REDIS_ENV_FILE: Final = "secrets/redis.env"
 ORIGIN_KEY_FILE: Final = "secrets/origin.key"
 REGISTRY_PASSWORD_FILE: Final = "secrets/registry-password"  # noqa: S105 - a path, not a password
-ORIGIN_CERT_FILE: Final = "tls/origin.pem"  # on the host: catalog.TLS_DIR (copied by the agent)
+ORIGIN_CERT_FILE: Final = "tls/origin.pem"  # on the host: layout.TLS_DIR (copied by the agent)
 
 DIGEST_LABEL: Final = "com.bankflow.service-digest"
 # Compose interpolation, set by the agent; `:?` makes compose refuse to run without it rather
 # than silently create a project and aliases with an empty release id.
-RELEASE_VAR: Final = f"${{{catalog.RELEASE_ENV_VAR}:?set by bankflow-agent}}"
+RELEASE_VAR: Final = f"${{{RELEASE_ENV_VAR}:?set by bankflow-agent}}"
 
 _EDGE = "edge"
 _DATA = "data"
@@ -59,7 +60,7 @@ _APP_STOP_GRACE: Final = "30s"
 
 def host_secret_path(bundle_path: str) -> str:
     """Where a bundle's ``secrets/<name>`` lives on the host."""
-    return f"{catalog.SECRETS_DIR}/{bundle_path.removeprefix('secrets/')}"
+    return f"{layout.SECRETS_DIR}/{bundle_path.removeprefix('secrets/')}"
 
 
 def _logging() -> dict[str, Any]:
@@ -177,8 +178,8 @@ def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
             },
         ],
         "volumes": [
-            _bind(catalog.NGINX_LIVE_DIR, params.config_dir, read_only=True, must_exist=True),
-            _bind(catalog.TLS_DIR, catalog.NGINX_TLS_DIR, read_only=True, must_exist=True),
+            _bind(layout.NGINX_LIVE_DIR, params.config_dir, read_only=True, must_exist=True),
+            _bind(layout.TLS_DIR, catalog.NGINX_TLS_DIR, read_only=True, must_exist=True),
             _bind(host_secret_path(ORIGIN_KEY_FILE), params.key_path, read_only=True, must_exist=True),
         ],
         "networks": [_EDGE],
@@ -212,7 +213,7 @@ def base_compose(
     if catalog.postgres_data_dir(settings) is None:
         volumes["postgres-data"] = {"name": "bankflow-postgres-data"}
     return {
-        "name": catalog.COMPOSE_PROJECT,
+        "name": BASE_PROJECT,
         "services": services,
         "networks": {
             _EDGE: {"name": catalog.EDGE_NETWORK, "driver": "bridge"},
@@ -224,29 +225,23 @@ def base_compose(
 
 # --------------------------------------------------------------------------- app project
 
-_APP_NAMES: Final = "|".join(re.escape(n) for n in APP_SERVICES)
-_SIBLING_URL_RE: Final = re.compile(rf"(?<=://)({_APP_NAMES})(?=[:/]|$)")
 
-
-def _pin_to_release(value: str) -> tuple[str, set[str]]:
-    """Point URLs at sibling app services (``http://api:8080``) to *this* release's container.
+def sibling_url(service: str) -> str:
+    """The internal URL of a sibling app service *of this release*.
 
     On the shared network every release's ``api`` answers to the plain name ``api``; only the
     release alias is unique, so saas of a new release never talks to the old release's api.
     """
-    siblings = set(_SIBLING_URL_RE.findall(value))
-    return _SIBLING_URL_RE.sub(lambda m: catalog.release_alias(m.group(1), RELEASE_VAR), value), siblings
+    return f"http://{release_alias(service, RELEASE_VAR)}:{catalog.port_of(service)}"
 
 
 def _app(service: catalog.AppService) -> dict[str, Any]:
-    environment: dict[str, str] = {}
-    depends: set[str] = set()
-    for key in sorted(service.environment):
-        environment[key], siblings = _pin_to_release(service.environment[key])
-        depends |= siblings - {service.name}
-    networks: dict[str, Any] = {_EDGE: {"aliases": [catalog.release_alias(service.name, RELEASE_VAR)]}}
+    values = {**service.environment, **{key: sibling_url(sibling) for key, sibling in service.calls.items()}}
+    environment = {key: values[key] for key in sorted(values)}
+    depends = set(service.calls.values()) - {service.name}
+    networks: dict[str, Any] = {_EDGE: {"aliases": [release_alias(service.name, RELEASE_VAR)]}}
     if service.secret_env:  # needs the database/cache: joins the internal data network too
-        networks[_DATA] = {"aliases": [catalog.release_alias(service.name, RELEASE_VAR)]}
+        networks[_DATA] = {"aliases": [release_alias(service.name, RELEASE_VAR)]}
     body: dict[str, Any] = {
         **_common(service.image, service.restart, service.limits),
         "environment": environment,
@@ -254,7 +249,7 @@ def _app(service: catalog.AppService) -> dict[str, Any]:
     if service.secret_env:
         body["env_file"] = [host_secret_path(APP_ENV_FILE)]
     if service.volumes:
-        body["volumes"] = [_bind(f"{catalog.HOST_ROOT}/{src}", dst) for src, dst in service.volumes]
+        body["volumes"] = [_bind(source, target) for source, target in service.volumes]
     if depends:
         body["depends_on"] = {name: {"condition": "service_healthy"} for name in sorted(depends)}
     body["networks"] = networks
@@ -269,7 +264,7 @@ def app_service_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def app_compose(definitions: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {
-        "name": f"{catalog.APP_PROJECT_PREFIX}{RELEASE_VAR}",
+        "name": f"{APP_PROJECT_PREFIX}{RELEASE_VAR}",
         "services": dict(definitions),
         "networks": {
             _EDGE: {"name": catalog.EDGE_NETWORK, "external": True},

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.release import release_id
 
 SECRET_FILE_MODE: Final = 0o600
 FILE_MODE: Final = 0o644
@@ -161,7 +162,7 @@ class Bundle:
 
     @property
     def release(self) -> str:
-        return catalog.release_id(self.digest)
+        return release_id(self.digest)
 
     def redacted(self) -> tuple[BundleFile, ...]:
         """Every file, sorted by path; secret files keep path and mode, their text names the file only."""

@@ -11,7 +11,7 @@
 # Usage:  host-setup.sh [PAYLOAD_DIR]
 #         host-setup.sh --print-config [PAYLOAD_DIR]   (print the resolved settings and exit)
 #
-# PAYLOAD_DIR is the unpacked bootstrap payload (bankflow_infra/render/host_payloads.py):
+# PAYLOAD_DIR is the unpacked bootstrap payload (bankflow_infra/render/remote_payloads.py):
 #   ssh/50-bankflow-hardening.conf   the sshd drop-in (files/ssh/)
 #   ssh/authorized_keys              root's keys: deploy key + admin keys (optional)
 #   host/daemon.json                 -> /etc/docker/daemon.json        (docker restarted on change)
@@ -19,13 +19,16 @@
 #   host/bankflow-backup.service     -> /etc/systemd/system/           (daemon-reload on change)
 #   host/bankflow-backup.timer       -> /etc/systemd/system/           (enabled and started)
 #   agent/...                        -> $BANKFLOW_BIN_DIR/... (the host agent; optional)
-# Environment (defaults are bankflow_infra/catalog.py's; no value here is secret):
-#   BANKFLOW_HOME=/opt/bankflow, BANKFLOW_{BIN,RELEASES,NGINX,SECRETS,STATE,LOGS,UPLOADS,BACKUPS}_DIR
-#                        (default $BANKFLOW_HOME/<bin|releases|nginx|secrets|state|logs|uploads|backups>)
+# Environment (no value here is secret):
+#   BANKFLOW_HOME, BANKFLOW_{BIN,RELEASES,NGINX,SECRETS,STATE,LOGS,UPLOADS,BACKUPS}_DIR
+#                        required, no default: the host layout, passed by the bootstrap command
+#                        (bankflow_infra/contract/layout.py bootstrap_environment()), so the tree
+#                        is written down in one place only
 #   BANKFLOW_SWAP_GB=2   swap file size when the droplet has < 4 GiB RAM; 0 = no swap
 #   BANKFLOW_DATA_VOLUME_LABEL   filesystem label of the attached data volume (production:
 #                        bankflow-data); when set, it is mounted at BANKFLOW_DATA_VOLUME_MOUNT
-#                        (/mnt/bankflow-data) through /etc/fstab, with postgres/ (0700, uid 70)
+#                        (then required: contract/layout.py DATA_VOLUME_MOUNT) through
+#                        /etc/fstab, with postgres/ (0700, uid 70)
 #   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR
 #                        override the payload paths above; BANKFLOW_HOST_FILES=none skips host files
 #   BANKFLOW_ROOTFS=     prefix of every path written (tests only; empty = the real /)
@@ -74,18 +77,33 @@ script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 ROOTFS=${BANKFLOW_ROOTFS:-}
 ROOTFS=${ROOTFS%/}
-HOME_DIR=${BANKFLOW_HOME:-/opt/bankflow}
-BIN_DIR=${BANKFLOW_BIN_DIR:-$HOME_DIR/bin}
-RELEASES_DIR=${BANKFLOW_RELEASES_DIR:-$HOME_DIR/releases}
-NGINX_DIR=${BANKFLOW_NGINX_DIR:-$HOME_DIR/nginx}
-SECRETS_DIR=${BANKFLOW_SECRETS_DIR:-$HOME_DIR/secrets}
-STATE_DIR=${BANKFLOW_STATE_DIR:-$HOME_DIR/state}
-LOGS_DIR=${BANKFLOW_LOGS_DIR:-$HOME_DIR/logs}
-UPLOADS_DIR=${BANKFLOW_UPLOADS_DIR:-$HOME_DIR/uploads}
-BACKUPS_DIR=${BANKFLOW_BACKUPS_DIR:-$HOME_DIR/backups}
+# The host layout comes only from the caller: a default here would be a second copy of it.
+layout_vars=(BANKFLOW_HOME BANKFLOW_BIN_DIR BANKFLOW_RELEASES_DIR BANKFLOW_NGINX_DIR BANKFLOW_SECRETS_DIR
+  BANKFLOW_STATE_DIR BANKFLOW_LOGS_DIR BANKFLOW_UPLOADS_DIR BANKFLOW_BACKUPS_DIR)
+unset_layout=()
+for name in "${layout_vars[@]}"; do
+  [[ -n ${!name:-} ]] || unset_layout+=("$name")
+done
+if [[ -n ${BANKFLOW_DATA_VOLUME_LABEL:-} && -z ${BANKFLOW_DATA_VOLUME_MOUNT:-} ]]; then
+  unset_layout+=(BANKFLOW_DATA_VOLUME_MOUNT)
+fi
+if ((${#unset_layout[@]})); then
+  echo "host-setup: error: not set: ${unset_layout[*]} (the bootstrap command passes the host layout:" \
+    "bankflow_infra/contract/layout.py bootstrap_environment())" >&2
+  exit 2
+fi
+HOME_DIR=$BANKFLOW_HOME
+BIN_DIR=$BANKFLOW_BIN_DIR
+RELEASES_DIR=$BANKFLOW_RELEASES_DIR
+NGINX_DIR=$BANKFLOW_NGINX_DIR
+SECRETS_DIR=$BANKFLOW_SECRETS_DIR
+STATE_DIR=$BANKFLOW_STATE_DIR
+LOGS_DIR=$BANKFLOW_LOGS_DIR
+UPLOADS_DIR=$BANKFLOW_UPLOADS_DIR
+BACKUPS_DIR=$BANKFLOW_BACKUPS_DIR
 SWAP_GB=${BANKFLOW_SWAP_GB:-2}
 DATA_VOLUME_LABEL=${BANKFLOW_DATA_VOLUME_LABEL:-}
-DATA_VOLUME_MOUNT=${BANKFLOW_DATA_VOLUME_MOUNT:-/mnt/bankflow-data}
+DATA_VOLUME_MOUNT=${BANKFLOW_DATA_VOLUME_MOUNT:-}
 
 first_existing() {
   local candidate
@@ -199,7 +217,8 @@ unit_enabled_and_active() {
 # ext4 labels are at most 16 bytes; the label and mount point end up in /etc/fstab, so no spaces.
 [[ -z $DATA_VOLUME_LABEL || $DATA_VOLUME_LABEL =~ ^[A-Za-z0-9_-]{1,16}$ ]] ||
   die "BANKFLOW_DATA_VOLUME_LABEL must be 1-16 characters of A-Z a-z 0-9 _ -, got '$DATA_VOLUME_LABEL'"
-[[ $DATA_VOLUME_MOUNT =~ ^/[A-Za-z0-9_./-]+$ && $DATA_VOLUME_MOUNT != / && $DATA_VOLUME_MOUNT != *..* ]] ||
+[[ -z $DATA_VOLUME_LABEL ||
+  ($DATA_VOLUME_MOUNT =~ ^/[A-Za-z0-9_./-]+$ && $DATA_VOLUME_MOUNT != / && $DATA_VOLUME_MOUNT != *..*) ]] ||
   die "BANKFLOW_DATA_VOLUME_MOUNT must be an absolute path, got '$DATA_VOLUME_MOUNT'"
 [[ -f $SSHD_DROPIN ]] || die "sshd drop-in not found: $SSHD_DROPIN (set BANKFLOW_SSHD_DROPIN)"
 if [[ $HOST_FILES != none ]]; then

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, find_tool
+from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, bootstrap_environment
 from tests.support.sshd import ensure_privsep_dir, generate_ed25519_key
+from tests.support.tools import REPO, find_tool
 
 SCRIPT = REPO / "files" / "bootstrap" / "host-setup.sh"
 DROPIN = REPO / "files" / "ssh" / "50-bankflow-hardening.conf"
@@ -192,13 +193,19 @@ class HostSetupRig:
 
     # ---------------------------------------------------------------- running
     def run(self, *args: str, **env: str) -> Run:
+        """Run the script with the environment the bootstrap command gives it (the host layout;
+        with a data volume label, its mount point too), then ``env``."""
         self.log_path.write_text("")
+        with_volume = "BANKFLOW_DATA_VOLUME_LABEL" in env
+        volume = {"BANKFLOW_DATA_VOLUME_MOUNT": DATA_VOLUME_MOUNT} if with_volume else {}
         environment = {
             "PATH": f"{self.standins}:{self.real_bin}",
             "LC_ALL": "C.UTF-8",
             "TMPDIR": str(self.tmp),
             "BANKFLOW_ROOTFS": str(self.rootfs),
+            **bootstrap_environment(),
             "BANKFLOW_SWAP_GB": "2",
+            **volume,
             "STANDIN_STATE": str(self.state_path),
             "STANDIN_LOG": str(self.log_path),
             **env,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra import catalog
+from bankflow_infra.contract import layout
 from tests.bootstrap.rig import DAEMON_JSON, DROPIN, HostSetupRig, Run, mode_of, owner_of, running_as_root
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 DOCKER_PACKAGES = (
     "docker-ce",
@@ -46,9 +46,7 @@ def _ok(rig: HostSetupRig, *args: str, **env: str) -> Run:
     return run
 
 
-def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
-    run = _ok(rig)
-
+def _assert_docker_and_the_bankflow_tree(rig: HostSetupRig, run: Run) -> None:
     # Docker from Docker's own repository, keyring checked by fingerprint, noble, signed-by.
     repo = rig.path("/etc/apt/sources.list.d/docker.list").read_text()
     assert repo == (
@@ -64,13 +62,15 @@ def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
     docker_install = next(i for i, c in enumerate(run.commands) if c[0] == "apt-get" and "docker-ce" in c)
     assert run.commands[docker_install - 1][-1] == "update"
 
-    # The /opt/bankflow tree, with the catalog's paths; secrets and backups root-only.
-    for directory in (catalog.BIN_DIR, catalog.RELEASES_DIR, catalog.LOGS_DIR, catalog.UPLOADS_DIR,
-                      f"{catalog.HOST_ROOT}/nginx", f"{catalog.HOST_ROOT}/state"):  # fmt: skip
+    # The /opt/bankflow tree, with the contract's paths (contract.layout); secrets and backups root-only.
+    for directory in (layout.BIN_DIR, layout.RELEASES_DIR, layout.LOGS_DIR, layout.UPLOADS_DIR,
+                      layout.NGINX_LIVE_DIR, layout.STATE_DIR):  # fmt: skip
         assert rig.path(directory).is_dir(), directory
-    assert mode_of(rig.path(catalog.SECRETS_DIR)) == 0o700
-    assert mode_of(rig.path(catalog.BACKUPS_DIR)) == 0o700
+    assert mode_of(rig.path(layout.SECRETS_DIR)) == 0o700
+    assert mode_of(rig.path(layout.BACKUPS_DIR)) == 0o700
 
+
+def _assert_firewall_metadata_block_and_host_files(rig: HostSetupRig, run: Run) -> None:
     # ufw: deny incoming, 22/80/443 allowed before enabling (never lock the SSH session out).
     ufw = [c[1:] for c in run.commands if c[0] == "ufw"]
     assert ufw.index(["allow", "22/tcp"]) < ufw.index(["--force", "enable"])
@@ -90,6 +90,8 @@ def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
     assert mode_of(rig.path("/etc/systemd/system/bankflow-backup.timer")) == 0o644
     assert ["systemctl", "enable", "bankflow-backup.timer"] in run.commands
 
+
+def _assert_upgrades_sshd_and_swap(rig: HostSetupRig, run: Run) -> None:
     # Unattended security upgrades, Docker's packages held back.
     periodic = rig.path("/etc/apt/apt.conf.d/20auto-upgrades").read_text()
     assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
@@ -116,9 +118,16 @@ def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
     assert rig.path("/etc/fstab").read_text().count("/swapfile none swap sw 0 0") == 1
     assert "vm.swappiness = 10" in rig.path("/etc/sysctl.d/60-bankflow-swap.conf").read_text()
 
+
+def test_first_run_sets_up_the_host(rig: HostSetupRig) -> None:
+    run = _ok(rig)
+    _assert_docker_and_the_bankflow_tree(rig, run)
+    _assert_firewall_metadata_block_and_host_files(rig, run)
+    _assert_upgrades_sshd_and_swap(rig, run)
+
     # Clock, agent, summary.
     assert ["timedatectl", "set-ntp", "true"] in run.commands
-    assert rig.path(f"{catalog.BIN_DIR}/bankflow_infra/host/agent.py").is_file()
+    assert rig.path(f"{layout.BIN_DIR}/bankflow_infra/host/agent.py").is_file()
     assert run.lines[-1] == f"host-setup: {len(run.changed)} change(s)"
     assert all(re.match(r"^(ok|changed): ", line) for line in run.lines[1:-1]), run.stdout
 
@@ -300,29 +309,47 @@ def test_host_files_are_required_unless_skipped(rig: HostSetupRig) -> None:
 @pytest.mark.skipif(not running_as_root(), reason="ownership is only enforced when running as root")
 def test_secrets_dir_mode_and_owner_are_enforced(rig: HostSetupRig) -> None:
     _ok(rig)
-    secrets = rig.path(catalog.SECRETS_DIR)
+    secrets = rig.path(layout.SECRETS_DIR)
     secrets.chmod(0o755)
 
     run = _ok(rig)
 
     assert mode_of(secrets) == 0o700
     assert owner_of(secrets) == (0, 0)
-    assert run.changed == [f"changed: bankflow directories: {catalog.SECRETS_DIR} (mode 755 -> 700)"]
+    assert run.changed == [f"changed: bankflow directories: {layout.SECRETS_DIR} (mode 755 -> 700)"]
 
 
-def test_default_paths_are_the_catalogs(rig: HostSetupRig) -> None:
+def test_paths_are_the_ones_the_bootstrap_command_passes(rig: HostSetupRig) -> None:
     run = rig.run("--print-config")
     assert run.returncode == 0
     assert run.commands == []
     config = dict(line.split("=", 1) for line in run.lines)
-    assert config["HOME_DIR"] == catalog.HOST_ROOT
-    assert config["BIN_DIR"] == catalog.BIN_DIR
-    assert config["RELEASES_DIR"] == catalog.RELEASES_DIR
-    assert config["SECRETS_DIR"] == catalog.SECRETS_DIR
-    assert config["LOGS_DIR"] == catalog.LOGS_DIR
-    assert config["UPLOADS_DIR"] == catalog.UPLOADS_DIR
-    assert config["BACKUPS_DIR"] == catalog.BACKUPS_DIR
+    assert config["HOME_DIR"] == layout.HOST_ROOT
+    assert config["BIN_DIR"] == layout.BIN_DIR
+    assert config["RELEASES_DIR"] == layout.RELEASES_DIR
+    assert config["SECRETS_DIR"] == layout.SECRETS_DIR
+    assert config["LOGS_DIR"] == layout.LOGS_DIR
+    assert config["UPLOADS_DIR"] == layout.UPLOADS_DIR
+    assert config["BACKUPS_DIR"] == layout.BACKUPS_DIR
     assert config["SWAP_GB"] == "2"
+
+
+@pytest.mark.parametrize("unset", ["BANKFLOW_HOME", "BANKFLOW_SECRETS_DIR"])
+def test_refuses_to_run_without_the_host_layout(rig: HostSetupRig, unset: str) -> None:
+    # No default for the layout in the script: it comes only from the bootstrap command.
+    run = rig.run(**{unset: ""})
+    assert run.returncode == 2
+    assert f"host-setup: error: not set: {unset} " in run.stderr
+    assert "bootstrap_environment()" in run.stderr
+    assert run.commands == []
+    assert not rig.path(layout.HOST_ROOT).exists()
+
+
+def test_a_data_volume_needs_its_mount_point(rig: HostSetupRig) -> None:
+    run = rig.run(BANKFLOW_DATA_VOLUME_LABEL="bankflow-data", BANKFLOW_DATA_VOLUME_MOUNT="")
+    assert run.returncode == 2
+    assert "not set: BANKFLOW_DATA_VOLUME_MOUNT" in run.stderr
+    assert run.commands == []
 
 
 def test_payload_layout_is_the_bootstrap_payloads(rig: HostSetupRig) -> None:
@@ -335,11 +362,11 @@ def test_payload_layout_is_the_bootstrap_payloads(rig: HostSetupRig) -> None:
 
 
 def test_runs_with_the_host_files_the_renderer_produces(rig: HostSetupRig) -> None:
-    # The bundle's real host/ files (bankflow_infra.render.host) for the staging stack, in place of
+    # The bundle's real host/ files (bankflow_infra.render.host_files) for the staging stack, in place of
     # the rig's samples: same names, installed verbatim, and a second run is still a no-op.
     import yaml
 
-    from bankflow_infra.render.host import render_host_files
+    from bankflow_infra.render.host_files import render_host_files
     from bankflow_infra.stackfile import settings_from_stack_file
 
     stack_file = Path(__file__).resolve().parents[2] / "Pulumi.staging.yaml"

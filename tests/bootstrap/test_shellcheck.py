@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require_tool
+from tests.support.tools import REPO, require_tool
 
 SCRIPTS = sorted((REPO / "files" / "bootstrap").glob("*.sh"))
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
 from tests.support.sshd import DROPLET_HOST_KEY, HARDENING_DROPIN, ensure_privsep_dir, generate_ed25519_key
+from tests.support.tools import require_tool
 
 KEX = (
     "sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from bankflow_infra.ops.mocks import Registration, unwrap
 from bankflow_infra.ops.plan import PlanResult, read_stack, run_program
-from tests.conftest import REPO
+from tests.support.tools import REPO
 
 Config = dict[str, Any]
 
@@ -41,3 +43,55 @@ def edge_on_other_stack(config: Config) -> None:
     """What `cutover` makes of production: edge served by production-r1, own server retired."""
     config["bankflow:edge"]["originStack"] = "production-r1"
     config["bankflow:server"] = {"enabled": False}
+
+
+# --------------------------------------------------------------------------- shared plans
+
+DROPLET = "digitalocean:index/droplet:Droplet"
+FIREWALL = "digitalocean:index/firewall:Firewall"
+VOLUME = "digitalocean:index/volume:Volume"
+BUCKET = "digitalocean:index/spacesBucket:SpacesBucket"
+DNS = "cloudflare:index/dnsRecord:DnsRecord"
+ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
+COMMAND = "command:remote:Command"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+STAGING_HOSTS = {"qa.conciliaextrato.com", "app.qa.conciliaextrato.com", "api.qa.conciliaextrato.com"}
+PRODUCTION_HOSTS = {
+    "conciliaextrato.com",
+    "www.conciliaextrato.com",
+    "app.conciliaextrato.com",
+    "api.conciliaextrato.com",
+}
+
+
+
+@functools.cache
+def staging() -> PlanResult:
+    return run_stack("staging")
+
+
+@functools.cache
+def production() -> PlanResult:
+    return run_stack("production")
+
+
+@functools.cache
+def rebuild() -> PlanResult:
+    return run_stack("production-r1", rebuild_shaped, base="production")
+
+
+@functools.cache
+def cut_over() -> PlanResult:
+    return run_stack("production", edge_on_other_stack)
+
+
+def only(result: PlanResult, type_: str) -> Registration:
+    found = result.recorder.of_type(type_)
+    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+    return found[0]
+
+
+def inputs(registration: Registration) -> dict[str, Any]:
+    return unwrap(registration.inputs)  # type: ignore[no-any-return]
+

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
-from typing import Any
-
 import pytest
 
 from bankflow_infra.ops.mocks import (
@@ -13,61 +9,26 @@ from bankflow_infra.ops.mocks import (
     CLOUDFLARE_IPV6_SNAPSHOT,
     MOCK_REFERENCED_IPV4,
     MOCK_REFERENCED_IPV6,
-    Registration,
-    unwrap,
     without_secrets,
 )
-from bankflow_infra.ops.plan import PlanResult
-from tests.conftest import REPO as REPO_ROOT
-from tests.program.stacks import edge_on_other_stack, rebuild_shaped, run_stack
-
-DROPLET = "digitalocean:index/droplet:Droplet"
-FIREWALL = "digitalocean:index/firewall:Firewall"
-VOLUME = "digitalocean:index/volume:Volume"
-BUCKET = "digitalocean:index/spacesBucket:SpacesBucket"
-DNS = "cloudflare:index/dnsRecord:DnsRecord"
-ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
-COMMAND = "command:remote:Command"
-STACK_REFERENCE = "pulumi:pulumi:StackReference"
-
-STAGING_HOSTS = {"qa.conciliaextrato.com", "app.qa.conciliaextrato.com", "api.qa.conciliaextrato.com"}
-PRODUCTION_HOSTS = {
-    "conciliaextrato.com",
-    "www.conciliaextrato.com",
-    "app.conciliaextrato.com",
-    "api.conciliaextrato.com",
-}
-
-
-@functools.cache
-def staging() -> PlanResult:
-    return run_stack("staging")
-
-
-@functools.cache
-def production() -> PlanResult:
-    return run_stack("production")
-
-
-@functools.cache
-def rebuild() -> PlanResult:
-    return run_stack("production-r1", rebuild_shaped, base="production")
-
-
-@functools.cache
-def cut_over() -> PlanResult:
-    return run_stack("production", edge_on_other_stack)
-
-
-def only(result: PlanResult, type_: str) -> Registration:
-    found = result.recorder.of_type(type_)
-    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
-    return found[0]
-
-
-def inputs(registration: Registration) -> dict[str, Any]:
-    return unwrap(registration.inputs)  # type: ignore[no-any-return]
-
+from tests.program.stacks import (
+    BUCKET,
+    DNS,
+    DROPLET,
+    FIREWALL,
+    PRODUCTION_HOSTS,
+    STACK_REFERENCE,
+    STAGING_HOSTS,
+    VOLUME,
+    ZONE_SETTING,
+    cut_over,
+    inputs,
+    only,
+    production,
+    rebuild,
+    run_stack,
+    staging,
+)
 
 # --------------------------------------------------------------------------- firewall
 
@@ -250,183 +211,3 @@ def test_everything_is_grouped_in_the_stack_project():
         ["do:droplet:100000001", "do:volume:data-volume-id", "do:space:bankflow-production-backups"]
     )
 
-
-# --------------------------------------------------------------------------- secrets
-
-
-def secret_values(result: PlanResult) -> set[str]:
-    values: set[str] = set()
-    for registration in result.recorder.resources:
-        for key in ("result", "privateKeyPem", "privateKeyOpenssh"):
-            value = registration.state.get(key)
-            if isinstance(value, str) and registration.type.startswith(("random:", "tls:index/privateKey")):
-                values.add(value.strip())
-    return values
-
-
-@pytest.mark.parametrize("plan", [staging, production, rebuild], ids=["staging", "production", "rebuild"])
-def test_no_secret_value_appears_in_any_plain_input(plan):
-    result = plan()
-    secrets = secret_values(result)
-    assert len(secrets) >= 5  # three passwords, deploy key, host key (+ origin key)
-    for registration in result.recorder.resources:
-        plain = json.dumps(without_secrets(registration.inputs))
-        for secret in secrets:
-            for line in secret.splitlines():
-                if len(line) >= 16 and "-----" not in line:
-                    assert line not in plain, f"{registration.type} {registration.name} leaks a secret"
-
-
-@pytest.mark.parametrize("plan", [staging, production], ids=["staging", "production"])
-def test_outputs_carrying_secrets_are_secret_and_no_other_output_holds_one(plan):
-    result = plan()
-    assert "deploy_private_key" in result.secret_outputs
-    secrets = secret_values(result)
-    for name, value in result.outputs.items():
-        if name in result.secret_outputs:
-            continue
-        text = json.dumps(value)
-        for secret in secrets:
-            assert secret not in text, f"output {name} holds a secret in plain text"
-
-
-def test_plan_document_shows_secrets_as_placeholders():
-    document = staging().document()
-    text = json.dumps(document)
-    for secret in secret_values(staging()):
-        assert secret not in text
-    assert document["outputs"]["deploy_private_key"] == "[secret]"
-
-
-# --------------------------------------------------------------------------- names
-
-
-def cloud_names(result: PlanResult) -> set[str]:
-    names = set()
-    for registration in result.recorder.resources:
-        name = unwrap(registration.inputs).get("name")
-        if registration.custom and isinstance(name, str) and not registration.type.startswith("cloudflare:"):
-            names.add(name)
-    return names
-
-
-@pytest.mark.parametrize("plan", [staging, production, rebuild], ids=["staging", "production", "rebuild"])
-def test_every_cloud_name_includes_the_stack(plan):
-    result = plan()
-    names = cloud_names(result)
-    assert names
-    for name in names:
-        assert result.stack in name, name
-
-
-def test_two_stacks_never_claim_the_same_name_or_hostname():
-    pairs = [(staging(), production()), (production(), rebuild())]
-    for first, second in pairs:
-        assert cloud_names(first).isdisjoint(cloud_names(second))
-    staging_records = {inputs(r)["name"] for r in staging().recorder.of_type(DNS)}
-    production_records = {inputs(r)["name"] for r in production().recorder.of_type(DNS)}
-    assert staging_records.isdisjoint(production_records)
-
-
-# --------------------------------------------------------------------------- outputs (the contract)
-
-CONTRACT = {
-    "environment",
-    "origin_ip",
-    "origin_ipv6",
-    "ssh",
-    "deploy_private_key",
-    "urls",
-    "health",
-    "release",
-    "origin_stack",
-    "backup_bucket",
-    "origin_certificate",
-    "origin_cert_expires_on",
-}
-
-
-def test_outputs_are_the_documented_contract():
-    result = staging()
-    assert set(result.outputs) == CONTRACT
-    assert result.outputs["urls"] == {
-        "site": "https://qa.conciliaextrato.com",
-        "saas": "https://app.qa.conciliaextrato.com",
-        "api": "https://api.qa.conciliaextrato.com",
-    }
-    assert result.outputs["ssh"]["host"] == "203.0.113.10"
-    assert result.outputs["ssh"]["host_public_key"].startswith("ssh-ed25519 ")
-    assert [h["service"] for h in result.outputs["health"]] == ["site", "saas", "api"]
-    assert result.bundle is not None
-    assert result.outputs["release"] == result.bundle.digest
-    readme = (REPO_ROOT / "README.md").read_text()
-    for name in CONTRACT:
-        assert f"`{name}`" in readme, f"README does not document output {name}"
-
-
-@pytest.mark.parametrize(
-    ("plan", "bucket"),
-    [(staging, "bankflow-staging-backups"), (rebuild, "bankflow-production-backups")],
-    ids=["own-bucket", "rebuild-uses-the-environment-bucket"],
-)
-def test_the_droplet_backup_key_may_write_only_its_one_bucket(plan, bucket):
-    def use_production_bucket(config):
-        rebuild_shaped(config)
-        config["bankflow:backups"]["bucketStack"] = "production"
-
-    result = (
-        plan() if plan is staging else run_stack("production-r1", use_production_bucket, base="production")
-    )
-    key = only(result, "digitalocean:index/spacesKey:SpacesKey")
-    assert inputs(key)["grants"] == [{"bucket": bucket, "permission": "readwrite"}]
-    assert "secretKey" in key.additional_secret_outputs
-
-
-def test_a_retired_production_server_keeps_its_protected_data_volume():
-    result = cut_over()  # production with its own server switched off
-    volume = only(result, VOLUME)
-    assert volume.protect is True
-    assert inputs(volume)["name"] == "bankflow-production-data"
-    # Same URN as while the server was on: turning the server off never deletes the volume.
-    assert volume.urn.endswith("bankflow:index:DataVolume$digitalocean:index/volume:Volume::data-volume")
-    assert only(production(), VOLUME).urn.split("::")[-1] == "data-volume"
-
-
-@pytest.mark.parametrize(
-    "bad", [None, "", "not-an-ip", "2001:db8::20"], ids=["null", "empty", "text", "wrong-family"]
-)
-def test_an_origin_stack_without_a_usable_address_is_one_clear_error(bad):
-    # Pulumi wraps errors raised while resolving an input in a ValueError naming the resource;
-    # the message keeps ours, which names the key and the stack.
-    with pytest.raises(ValueError, match=r"stack 'production-r1' has no usable origin_ip output"):
-        run_stack(
-            "production",
-            edge_on_other_stack,
-            referenced_outputs={"origin_ip": bad, "origin_ipv6": "2001:db8::20"},
-        )
-
-
-def test_admin_keys_reach_authorized_keys_not_the_account():
-    key = "ssh-ed25519 " + "A" * 68 + " ana@bankflow"
-
-    def with_admin(config):
-        config["bankflow:server"]["adminSshKeys"] = [key]
-
-    result = run_stack("staging", with_admin)
-    ssh_keys = [inputs(r)["name"] for r in result.recorder.of_type("digitalocean:index/sshKey:SshKey")]
-    assert ssh_keys == ["bankflow-staging-deploy"]  # a shared admin key would be a 422 per stack
-
-
-def test_the_slack_webhook_never_sits_in_plain_state():
-    url = "https://hooks.slack.com/services/T000/B000/secretwebhook"
-
-    def with_slack(config):
-        config["bankflow:alerts"]["slackChannel"] = "#ops"
-        config["bankflow:alerts"]["slackUrl"] = url
-
-    result = run_stack("staging", with_slack)
-    alerting = [r for r in result.recorder.resources if "Alert" in r.type]
-    assert alerting
-    for registration in alerting:
-        assert url not in json.dumps(without_secrets(registration.inputs))
-        assert url in json.dumps(unwrap(registration.inputs))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support.tools import REPO
 
 
 def plan(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -10,10 +10,10 @@ import tarfile
 
 import pytest
 
+from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, bootstrap_environment
 from bankflow_infra.ops.mocks import Registration, unwrap, without_secrets
 from bankflow_infra.ops.plan import PlanResult
-from tests.program.stacks import run_stack
-from tests.program.test_graph import DROPLET, only, production, staging
+from tests.program.stacks import DROPLET, only, production, run_stack, staging
 
 COMMAND = "command:remote:Command"
 
@@ -120,3 +120,16 @@ def test_production_bootstrap_mounts_the_data_volume_after_it_is_attached():
     attachment = only(result, "digitalocean:index/volumeAttachment:VolumeAttachment")
     assert attachment.urn in bootstrap.dependencies
     assert "BANKFLOW_DATA_VOLUME_LABEL" not in unwrap(commands(staging())["bootstrap"].inputs)["create"]
+
+
+@pytest.mark.parametrize("plan", [staging, production], ids=["staging", "production"])
+def test_bootstrap_passes_the_host_layout_the_setup_script_requires(plan):
+    # host-setup.sh has no default for the layout: every variable must be on the command line.
+    create = unwrap(commands(plan())["bootstrap"].inputs)["create"]
+    for name, value in bootstrap_environment().items():
+        assert f" {name}={value} " in create, name
+
+
+def test_production_bootstrap_names_the_data_volume_mount_point():
+    create = unwrap(commands(production())["bootstrap"].inputs)["create"]
+    assert f"BANKFLOW_DATA_VOLUME_MOUNT={DATA_VOLUME_MOUNT} " in create

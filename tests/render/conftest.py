@@ -11,7 +11,6 @@ import pytest
 from bankflow_infra.contract.upstreams import render_upstreams
 from bankflow_infra.render import CloudflareRanges, render_bundle
 from bankflow_infra.settings import APP_SERVICES, Settings
-from tests.conftest import require_tool
 from tests.render.helpers import (
     Backend,
     OriginCert,
@@ -26,6 +25,7 @@ from tests.render.helpers import (
     start_backend,
     start_nginx,
 )
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import threading
@@ -26,7 +25,8 @@ import yaml
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, NginxParams
 from bankflow_infra.settings import Settings
 from bankflow_infra.stackfile import settings_from_stack_file
-from tests.conftest import REPO
+from tests.support.ports import free_port
+from tests.support.tools import REPO
 
 STACKS = ("staging", "production")
 
@@ -130,12 +130,6 @@ def adapt_for_local_nginx(conf_text: str, version: tuple[int, int, int]) -> str:
         return conf_text
     text = re.sub(r"^[ \t]*http2 on;\n", "", conf_text, flags=re.MULTILINE)
     return re.sub(r"^([ \t]*listen [^;]*? ssl)\b", r"\1 http2", text, flags=re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def local_params(root: Path) -> NginxParams:

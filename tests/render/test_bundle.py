@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from bankflow_infra import catalog
+from bankflow_infra.contract import layout, release
 from bankflow_infra.host.manifest import parse_manifest
 from bankflow_infra.render import Bundle, BundleInputError, BundleSecrets, CloudflareRanges, render_bundle
 from bankflow_infra.settings import Settings
-from tests.conftest import REPO, require_tool
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
+from tests.support.tools import REPO, require_tool
 
 LAYOUT = {
     "release.json",
@@ -83,7 +84,7 @@ def test_same_inputs_same_bytes(origin_cert: OriginCert) -> None:
     first, second = _render(origin_cert), _render(origin_cert)
     assert first == second
     assert len(first.digest) == 64
-    assert first.release == first.digest[: catalog.RELEASE_ID_LENGTH]
+    assert first.release == first.digest[: release.RELEASE_ID_LENGTH]
     assert set(first.service_digests) == {"site", "saas", "api", "postgres", "redis", "nginx"}
 
 
@@ -210,12 +211,12 @@ def test_host_files(stack: str, origin_cert: OriginCert) -> None:
     assert f"OnCalendar=*-*-* {settings.backups.time_utc}:00 UTC\n" in timer
     assert "Persistent=true\n" in timer
     service = bundle.file("host/bankflow-backup.service").text
-    assert f"ExecStart={catalog.AGENT_BIN} backup\n" in service
+    assert f"ExecStart={layout.AGENT_BIN} backup\n" in service
     assert "Type=oneshot\n" in service
     logrotate = bundle.file("host/logrotate-bankflow").text
     assert logrotate.startswith("#")
-    assert f"{catalog.LOGS_DIR}/*.log" in logrotate
-    audit = logrotate.split(f"{catalog.STATE_DIR}/audit.log {{", 1)[1].split("}", 1)[0]
+    assert f"{layout.LOGS_DIR}/*.log" in logrotate
+    audit = logrotate.split(f"{layout.STATE_DIR}/audit.log {{", 1)[1].split("}", 1)[0]
     assert "rotate 24" in audit  # two years of monthly audit files, not 14 days
     assert "@" not in "".join(
         bundle.file(p).text

@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from bankflow_infra import catalog
+from bankflow_infra.contract import layout
+from bankflow_infra.contract.release import APP_PROJECT_PREFIX, RELEASE_ENV_VAR
 from bankflow_infra.render import Bundle, render_bundle
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
 
@@ -135,8 +137,8 @@ def test_postgres_data_location_per_environment(origin_cert: OriginCert) -> None
 @pytest.mark.parametrize("stack", STACKS)
 def test_app_services_are_per_release(stack: str, origin_cert: OriginCert) -> None:
     app = _compose(_bundle(stack, origin_cert), "compose/app.yaml")
-    release = f"${{{catalog.RELEASE_ENV_VAR}:?"
-    assert app["name"].startswith(f"{catalog.APP_PROJECT_PREFIX}{release}")
+    release = f"${{{RELEASE_ENV_VAR}:?"
+    assert app["name"].startswith(f"{APP_PROJECT_PREFIX}{release}")
     for name, service in app["services"].items():
         for network in service["networks"].values():
             assert network["aliases"] == [f"{name}-{release}set by bankflow-agent}}"]
@@ -166,16 +168,16 @@ def test_secrets_come_from_0600_files_never_inline(stack: str, origin_cert: Orig
         **_compose(bundle, "compose/app.yaml")["services"],
     }
     for name in ("saas", "api"):
-        assert services[name]["env_file"] == [f"{catalog.SECRETS_DIR}/app.env"]
+        assert services[name]["env_file"] == [f"{layout.SECRETS_DIR}/app.env"]
         assert not set(catalog.SECRET_ENV_NAMES) & set(services[name]["environment"])
-    assert services["postgres"]["env_file"] == [f"{catalog.SECRETS_DIR}/postgres.env"]
-    assert services["redis"]["env_file"] == [f"{catalog.SECRETS_DIR}/redis.env"]
+    assert services["postgres"]["env_file"] == [f"{layout.SECRETS_DIR}/postgres.env"]
+    assert services["redis"]["env_file"] == [f"{layout.SECRETS_DIR}/redis.env"]
     assert "POSTGRES_PASSWORD" not in services["postgres"]["environment"]
     key_mount = [v for v in services["nginx"]["volumes"] if v["source"].endswith("origin.key")]
     assert key_mount == [
         {
             "type": "bind",
-            "source": f"{catalog.SECRETS_DIR}/origin.key",
+            "source": f"{layout.SECRETS_DIR}/origin.key",
             "target": catalog.NGINX_KEY_PATH,
             "read_only": True,
             "bind": {"create_host_path": False},
@@ -189,8 +191,8 @@ def test_secrets_come_from_0600_files_never_inline(stack: str, origin_cert: Orig
 def test_nginx_mounts_the_live_dir_over_etc_nginx(origin_cert: OriginCert) -> None:
     nginx = _compose(_bundle("production", origin_cert), "compose/base.yaml")["services"]["nginx"]
     mounts = {v["target"]: v for v in nginx["volumes"]}
-    assert mounts[catalog.NGINX_CONFIG_DIR]["source"] == catalog.NGINX_LIVE_DIR
-    assert mounts[catalog.NGINX_TLS_DIR]["source"] == catalog.TLS_DIR
+    assert mounts[catalog.NGINX_CONFIG_DIR]["source"] == layout.NGINX_LIVE_DIR
+    assert mounts[catalog.NGINX_TLS_DIR]["source"] == layout.TLS_DIR
     assert all(v["read_only"] is True for v in nginx["volumes"])
     assert nginx["command"] == ["nginx", "-g", "daemon off;"]
     assert nginx["image"] == catalog.NGINX_IMAGE

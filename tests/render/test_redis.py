@@ -19,16 +19,16 @@ import yaml
 
 from bankflow_infra import catalog
 from bankflow_infra.render import render_bundle
-from tests.conftest import require_tool
 from tests.render.helpers import (
     CLOUDFLARE,
     SECRETS_NO_KEY,
     OriginCert,
-    free_port,
     load_settings,
     make_secrets,
     wait_for,
 )
+from tests.support.ports import free_port
+from tests.support.tools import require_tool
 
 PASSWORD = SECRETS_NO_KEY["redis_password"]
 

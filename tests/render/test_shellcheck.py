@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import REPO, require_tool
+from tests.support.tools import REPO, require_tool
 
 _SHELL_SHEBANG = re.compile(rb"^#!\s*(?:/usr/bin/env\s+)?(?:/\S*/)?(?:ba|da|k)?sh\b")
 

@@ -1,4 +1,5 @@
-"""Host files of the bundle: Docker's daemon.json, logrotate, the backup timer units.
+"""The bundle's files for the host itself (``host/``, installed by the bootstrap): Docker's
+daemon.json, logrotate, the backup timer units.
 
 The systemd and logrotate texts live under ``files/`` (reviewable as the files they become)
 with ``@NAME@`` placeholders for the values that come from the catalog and settings.
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.layout import AGENT_BIN, LOGS_DIR, STATE_DIR
 from bankflow_infra.settings import Settings
 
-FILES_DIR: Final = Path(__file__).resolve().parents[2] / "files"
+FILES_DIR: Final = Path(__file__).resolve().parents[2] / "files"  # shipped as they are, or filled
 
 DAEMON_JSON: Final = "host/daemon.json"
 LOGROTATE: Final = "host/logrotate-bankflow"
@@ -52,9 +54,7 @@ def render_host_files(settings: Settings) -> dict[str, str]:
     """Bundle path -> text."""
     return {
         DAEMON_JSON: render_daemon_json(),
-        LOGROTATE: fill_template(
-            "logrotate/bankflow", {"LOGS_DIR": catalog.LOGS_DIR, "STATE_DIR": catalog.STATE_DIR}
-        ),
-        BACKUP_SERVICE: fill_template("systemd/bankflow-backup.service", {"AGENT_BIN": catalog.AGENT_BIN}),
+        LOGROTATE: fill_template("logrotate/bankflow", {"LOGS_DIR": LOGS_DIR, "STATE_DIR": STATE_DIR}),
+        BACKUP_SERVICE: fill_template("systemd/bankflow-backup.service", {"AGENT_BIN": AGENT_BIN}),
         BACKUP_TIMER: fill_template("systemd/bankflow-backup.timer", {"TIME_UTC": settings.backups.time_utc}),
     }

@@ -1,0 +1,171 @@
+"""Remote bootstrap and release deploys on the droplet, over SSH with the pinned host key.
+
+Three remote commands, in order, each re-run only when its own payload digest changes (a no-op
+`pulumi up` runs nothing remote) and all of them again on a replacement droplet:
+
+1. ``wait-cloud-init``: the droplet finished first boot (the pinned host key is installed).
+2. ``bootstrap``: the idempotent host setup script plus host files and the host agent.
+3. ``deploy``: the release bundle (secrets included) on stdin; the host agent switches to it
+   behind its health gate and exits non-zero -- failing ``pulumi up`` -- when it rolls back.
+
+Nothing secret is ever in command text: payloads travel on stdin, the deploy's output is a
+secret, and it logs nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Final
+
+import pulumi
+import pulumi_command.remote as remote
+
+from bankflow_infra.catalog import SSH_PORT, SSH_USER
+from bankflow_infra.components.backups import DATA_VOLUME_LABEL
+from bankflow_infra.components.credentials import Credentials
+from bankflow_infra.components.server import Server
+from bankflow_infra.contract.layout import AGENT_BIN, DATA_VOLUME_MOUNT, bootstrap_environment
+from bankflow_infra.render import Bundle
+from bankflow_infra.render.payloads import digest_of
+from bankflow_infra.render.remote_payloads import bootstrap_payload, deploy_payload
+
+# The component's type token and resource name predate this module's name (it was the "Host"
+# component): they are the resources' URNs in every stack's state, so they stay as they are.
+COMPONENT_TYPE: Final = "bankflow:index:Host"
+RESOURCE_NAME: Final = "host"
+# A fresh droplet refuses SSH for a while; the default limit gives up after ~10 s.
+DIAL_ERROR_LIMIT: Final = 120
+PER_DIAL_TIMEOUT_SECONDS: Final = 10
+
+
+@dataclass(frozen=True)
+class RemoteDeployArgs:
+    stack: str  # the deploy's actor: pulumi:<stack>
+    swap_gb: int
+    data_volume: bool  # the bootstrap mounts the data volume before PostgreSQL starts
+    admin_ssh_keys: tuple[str, ...]  # root's authorized_keys, with the generated deploy key
+
+
+# cloud-init exits 2 when it finished "degraded" (a non-fatal module warning): still done.
+WAIT_CLOUD_INIT_COMMAND: Final = (
+    "rc=0; cloud-init status --wait >/dev/null || rc=$?; "
+    'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then echo "cloud-init failed ($rc)" >&2; exit "$rc"; fi'
+)
+
+
+def bootstrap_variables(args: RemoteDeployArgs) -> dict[str, str]:
+    """The host setup's environment: the host layout (the script has no default for it), swap,
+    and with a data volume its label and mount point (mounted before PostgreSQL starts)."""
+    variables = {**bootstrap_environment(), "BANKFLOW_SWAP_GB": str(args.swap_gb)}
+    if args.data_volume:
+        variables["BANKFLOW_DATA_VOLUME_LABEL"] = DATA_VOLUME_LABEL
+        variables["BANKFLOW_DATA_VOLUME_MOUNT"] = DATA_VOLUME_MOUNT
+    return variables
+
+
+def bootstrap_command(args: RemoteDeployArgs) -> str:
+    """Unpack the stdin payload into a private temp dir and run the host setup from it."""
+    assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in bootstrap_variables(args).items())
+    return (
+        "set -eu; work=$(mktemp -d); trap 'rm -rf \"$work\"' EXIT; "
+        'base64 -d | tar -xz --no-same-owner -C "$work"; '
+        f"{assignments} "
+        'bash "$work/bootstrap/host-setup.sh" "$work"'
+    )
+
+
+def deploy_command(args: RemoteDeployArgs) -> str:
+    # The actor goes on the command line: environment variables would need sshd's AcceptEnv.
+    return f"{AGENT_BIN} --actor pulumi:{args.stack} receive --stdin --deploy"
+
+
+def ssh_connection(server: Server, credentials: Credentials) -> remote.ConnectionArgs:
+    return remote.ConnectionArgs(
+        host=server.ipv4,  # the droplet's own address, never a proxied hostname
+        port=SSH_PORT,
+        user=SSH_USER,
+        private_key=credentials.deploy_private_key,
+        host_key=credentials.host_public_key,  # pinned: nothing else is accepted
+        dial_error_limit=DIAL_ERROR_LIMIT,
+        per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
+    )
+
+
+class RemoteDeploy(pulumi.ComponentResource):
+    """The droplet's bootstrap and each release's deploy, as remote commands over SSH."""
+
+    release: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: RemoteDeployArgs,
+        server: Server,
+        credentials: Credentials,
+        bundle: pulumi.Output[Bundle],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._droplet = server.droplet
+        connection = ssh_connection(server, credentials)
+        wait = remote.Command(
+            f"{name}-wait-cloud-init",
+            connection=connection,
+            create=WAIT_CLOUD_INIT_COMMAND,
+            add_previous_output_in_env=False,
+            opts=self._on_droplet([server.droplet]),
+        )
+        bootstrap_text = pulumi.Output.all(bundle, credentials.deploy_public_key).apply(
+            lambda v: bootstrap_payload(args.admin_ssh_keys, v[0], v[1])
+        )
+        # The host files carry no secret; the digest is shown in previews so a reviewer sees
+        # that the host setup will run again.
+        bootstrap_digest = pulumi.Output.unsecret(bootstrap_text.apply(digest_of))
+        bootstrap = remote.Command(
+            f"{name}-bootstrap",
+            connection=connection,
+            create=bootstrap_command(args),
+            stdin=bootstrap_text,
+            triggers=[bootstrap_digest],
+            add_previous_output_in_env=False,
+            opts=self._on_droplet([wait, *([server.volume_attachment] if server.volume_attachment else [])]),
+        )
+        self.release = pulumi.Output.unsecret(bundle.apply(lambda b: b.digest))
+        self._deploy(name, args, connection, bundle, bootstrap)
+        self.register_outputs({"release": self.release})
+
+    def _on_droplet(
+        self, depends_on: list[pulumi.Resource], secret_output: bool = False
+    ) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self,
+            depends_on=depends_on,
+            # Destroying the droplet takes its commands with it; replacing it re-runs them.
+            deleted_with=self._droplet,
+            replace_with=[self._droplet],
+            additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
+        )
+
+    def _deploy(
+        self,
+        name: str,
+        args: RemoteDeployArgs,
+        connection: remote.ConnectionArgs,
+        bundle: pulumi.Output[Bundle],
+        bootstrap: remote.Command,
+    ) -> None:
+        payload: pulumi.Output[str] = bundle.apply(deploy_payload)
+        deploy_text: pulumi.Output[str] = pulumi.Output.secret(payload)
+        remote.Command(
+            f"{name}-deploy",
+            connection=connection,
+            create=deploy_command(args),
+            stdin=deploy_text,
+            triggers=[self.release],
+            # The bundle carries the database password and the TLS key: log nothing, keep
+            # whatever the agent prints out of the state in plain text.
+            logging=remote.Logging.NONE,
+            add_previous_output_in_env=False,
+            opts=self._on_droplet([bootstrap], secret_output=True),
+        )

@@ -1,0 +1,55 @@
+"""The typed settings of one stack, with every default and every validation rule.
+
+Stack config (``Pulumi.<stack>.yaml``, namespace ``bankflow``) arrives here as plain Python
+values (``pulumi.Config`` / YAML). :func:`parse_settings` turns it into frozen dataclasses or
+raises one :class:`SettingsError` listing *every* problem with its full key
+(``bankflow:server.size: ...``) and what would be valid -- before any resource exists.
+
+Imports nothing from pulumi so the renderers, the ops CLI and the tests can use it.
+
+- ``model``: the dataclasses and ``SettingsError``
+- ``defaults``: every default (``defaults(environment)``), the namespace and the top-level keys
+- ``checks``: the problem collector and the typed checks the parsers share
+- ``server`` / ``edge`` / ``release`` / ``operations``: one parser per config section
+- ``parse``: ``parse_settings`` and the checks across sections
+"""
+
+from bankflow_infra.contract.services import APP_SERVICES, ENVIRONMENTS, Environment
+from bankflow_infra.settings.defaults import DROPLET_IMAGE, NAMESPACE, SECRET_KEYS, TOP_LEVEL_KEYS, defaults
+from bankflow_infra.settings.edge import ORIGIN_CERT_VALIDITIES
+from bankflow_infra.settings.model import (
+    AlertSettings,
+    BackupSettings,
+    EdgeSettings,
+    NginxSettings,
+    ReleaseSettings,
+    ServerSettings,
+    Settings,
+    SettingsError,
+)
+from bankflow_infra.settings.operations import SPACES_REGIONS
+from bankflow_infra.settings.parse import parse_settings
+from bankflow_infra.settings.server import DO_RESERVED_RANGES
+
+__all__ = [
+    "APP_SERVICES",
+    "DO_RESERVED_RANGES",
+    "DROPLET_IMAGE",
+    "ENVIRONMENTS",
+    "NAMESPACE",
+    "ORIGIN_CERT_VALIDITIES",
+    "SECRET_KEYS",
+    "SPACES_REGIONS",
+    "TOP_LEVEL_KEYS",
+    "AlertSettings",
+    "BackupSettings",
+    "EdgeSettings",
+    "Environment",
+    "NginxSettings",
+    "ReleaseSettings",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "defaults",
+    "parse_settings",
+]

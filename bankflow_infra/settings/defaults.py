@@ -1,0 +1,80 @@
+"""Every default of a stack's settings, stated here and nowhere else.
+
+A default may depend on the environment (production keeps more). The parsers overlay a stack's
+values on these; when a value has the wrong type they fall back to the default too, so that
+one run can go on and report every other problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from bankflow_infra.contract.services import APP_SERVICES
+
+NAMESPACE: Final = "bankflow"
+# Keys whose value the program reads as a Pulumi secret, never part of Settings.
+SECRET_KEYS: Final = ("originCaKey", "registryPassword")
+
+DROPLET_IMAGE: Final = "ubuntu-24-04-x64"  # Ubuntu 24.04 LTS, pinned: a new slug replaces the droplet
+
+TOP_LEVEL_KEYS: Final = (
+    "environment",
+    "hostnames",
+    "server",
+    "edge",
+    "alerts",
+    "release",
+    "backups",
+    "nginx",
+    "originCert",
+)
+
+
+def defaults(environment: str) -> dict[str, Any]:
+    production = environment == "production"
+    return {
+        "server": {
+            "enabled": True,
+            "region": "nyc3",
+            "size": "s-2vcpu-4gb" if not production else "s-4vcpu-8gb",
+            "image": DROPLET_IMAGE,
+            "vpcCidr": None,  # required: unique per stack, no default can be right
+            "sshAllowedCidrs": [],
+            "adminSshKeys": [],
+            "backups": production,
+            "volumeSizeGb": 50 if production else 0,
+            "swapGb": 2,
+        },
+        "edge": {
+            "enabled": True,
+            "zone": "conciliaextrato.com",
+            "originStack": None,
+            "zoneSettings": production,
+            "uptimeChecks": True,
+        },
+        "alerts": {
+            "emails": [],
+            "slackChannel": None,
+            "slackUrl": None,
+            "cpuPercent": 85,
+            "memoryPercent": 90,
+            "diskPercent": 85,
+        },
+        "release": {
+            "registry": "ghcr.io/bankflow",
+            "tag": None,  # required: the image tag the application CI published
+            "images": {s: f"bankflow-{s}" for s in APP_SERVICES},
+            "registryUsername": None,
+            "migrateCommand": ["/app/migrate"],
+            "healthCommands": {},
+        },
+        "backups": {
+            "region": "nyc3",
+            "retentionDays": 30,
+            "localDays": 7,
+            "timeUtc": "03:15",
+            "bucketStack": None,  # None: this stack's own bucket
+        },
+        "nginx": {"clientMaxBodySize": "25m", "proxyTimeoutSeconds": 60, "hstsMaxAge": 63072000},
+        "originCert": {"validityDays": 365},
+    }

@@ -1,0 +1,113 @@
+"""The typed settings of one stack: frozen dataclasses, and the one error that lists every problem."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bankflow_infra.contract.services import APP_SERVICES, Environment
+
+
+class SettingsError(ValueError):
+    """Every problem found in one stack's config, one line each, key first."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack config ({source}): {len(self.problems)} problem(s)\n{lines}")
+
+
+# --------------------------------------------------------------------------- the settings
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    enabled: bool
+    region: str
+    size: str
+    image: str
+    vpc_cidr: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    admin_ssh_keys: tuple[str, ...]
+    backups: bool
+    volume_size_gb: int  # 0: no data volume (PostgreSQL stays on the droplet disk)
+    swap_gb: int
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    enabled: bool
+    zone: str
+    origin_stack: str | None  # None: this stack's own droplet is the origin
+    zone_settings: bool
+    uptime_checks: bool
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    emails: tuple[str, ...]
+    slack_channel: str | None
+    slack_url: str | None
+    cpu_percent: int
+    memory_percent: int
+    disk_percent: int
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    registry: str
+    tag: str
+    images: Mapping[str, str]  # app service -> repository under the registry
+    registry_username: str | None
+    migrate_command: tuple[str, ...]  # run once in the new api image before traffic moves
+    health_commands: Mapping[str, tuple[str, ...]]  # app service -> compose healthcheck "test"
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    region: str
+    retention_days: int  # bucket lifecycle expiry
+    local_days: int  # kept on the droplet
+    time_utc: str  # nightly pg_dump, HH:MM
+    # The stack whose edge layer owns the bucket this server uploads to: the stack itself, or
+    # (an emergency rebuild, edge off) the environment's original stack.
+    bucket_stack: str
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    client_max_body_size: str
+    proxy_timeout_seconds: int
+    hsts_max_age: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    environment: Environment
+    hostnames: Mapping[str, tuple[str, ...]]  # app service -> hostnames; the first is canonical
+    server: ServerSettings
+    edge: EdgeSettings
+    alerts: AlertSettings
+    release: ReleaseSettings
+    backups: BackupSettings
+    nginx: NginxSettings
+    origin_cert_validity_days: int
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def all_hostnames(self) -> tuple[str, ...]:
+        return tuple(h for service in APP_SERVICES for h in self.hostnames[service])
+
+    @property
+    def backup_bucket_name(self) -> str:
+        """The Spaces bucket this stack's server uploads dumps to (see BackupSettings.bucket_stack)."""
+        return f"bankflow-{self.backups.bucket_stack}-backups"
+
+    def resource_name(self, kind: str) -> str:
+        """Cloud-side name of a resource: prefixed with the stack so two stacks never collide."""
+        return f"bankflow-{self.stack}-{kind}"

@@ -1,0 +1,138 @@
+"""``bankflow:server``: the droplet, its VPC, who may reach SSH, the data volume and swap."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Final
+
+from bankflow_infra.settings.checks import (
+    Problems,
+    check,
+    flag,
+    int_range,
+    merged,
+    network,
+    string_list,
+    typed,
+)
+from bankflow_infra.settings.defaults import DROPLET_IMAGE, defaults
+from bankflow_infra.settings.model import ServerSettings
+
+# DigitalOcean reserves these ranges (DOKS, internal services): a VPC may not overlap them.
+DO_RESERVED_RANGES: Final = ("10.244.0.0/16", "10.245.0.0/16", "10.246.0.0/24", "10.229.0.0/16")
+
+_REGION_RE: Final = re.compile(r"^[a-z]{3}[1-9]$")
+_SIZE_RE: Final = re.compile(r"^(?:[a-z][a-z0-9]*(?:_\d+)?-\d+vcpu-\d+gb(?:-[a-z0-9]+)*|c2?-\d+)$")
+_SSH_KEY_RE: Final = re.compile(
+    # The hardened sshd (files/ssh) accepts exactly these client key types; ECDSA would lock out.
+    r"^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa)"
+    r" [A-Za-z0-9+/=]{60,}( .*)?$"
+)
+
+
+def _machine(v: dict[str, Any], default: dict[str, Any], problems: Problems) -> tuple[str, str, str]:
+    """Region, size and image slugs."""
+    region = typed(problems, "server.region", v["region"], str, default["region"])
+    check(
+        problems,
+        "server.region",
+        bool(_REGION_RE.match(region)),
+        f"{region!r} is not a DigitalOcean region slug (three letters and a digit, e.g. nyc3, fra1)",
+    )
+    size = typed(problems, "server.size", v["size"], str, default["size"])
+    check(
+        problems,
+        "server.size",
+        bool(_SIZE_RE.match(size)),
+        f"{size!r} is not a DigitalOcean size slug (e.g. s-2vcpu-4gb, g-2vcpu-8gb, c-4)",
+    )
+    image = typed(problems, "server.image", v["image"], str, default["image"])
+    check(
+        problems,
+        "server.image",
+        image.startswith("ubuntu-24-04-"),
+        f"{image!r}: the host setup supports Ubuntu 24.04 LTS only (e.g. {DROPLET_IMAGE})",
+    )
+    return region, size, image
+
+
+def _parse_vpc(value: Any, problems: Problems) -> None:
+    key = "server.vpcCidr"
+    if not isinstance(value, str):
+        problems.add(
+            key, "required: a private IPv4 range of /16 to /24 unique to this stack (e.g. 10.110.0.0/20)"
+        )
+        return
+    net = network(value)
+    if not isinstance(net, ipaddress.IPv4Network):
+        problems.add(key, f"{value!r} is not an IPv4 CIDR with its host bits zero (e.g. 10.110.0.0/20)")
+        return
+    if not net.is_private:
+        problems.add(key, f"{value!r} is not a private (RFC 1918) range")
+    if not 16 <= net.prefixlen <= 24:
+        problems.add(key, f"{value!r}: DigitalOcean VPC ranges are /16 to /24")
+    for reserved in DO_RESERVED_RANGES:
+        if net.overlaps(ipaddress.ip_network(reserved)):
+            problems.add(key, f"{value!r} overlaps {reserved}, which DigitalOcean reserves")
+
+
+def _ssh_cidrs(value: Any, enabled: bool, problems: Problems) -> tuple[str, ...]:
+    ssh_cidrs = string_list(problems, "server.sshAllowedCidrs", value)
+    for index, cidr in enumerate(ssh_cidrs):
+        net = network(cidr)
+        key = f"server.sshAllowedCidrs[{index}]"
+        if net is None:
+            problems.add(key, f"{cidr!r} is not a CIDR with its host bits zero (e.g. 203.0.113.0/24)")
+        elif net.prefixlen == 0:
+            problems.add(key, f"{cidr!r} opens SSH to the whole internet; list the operators' ranges")
+    if enabled and not ssh_cidrs:
+        problems.add(
+            "server.sshAllowedCidrs",
+            "required when the server is enabled: the ranges allowed to reach port 22",
+        )
+    return ssh_cidrs
+
+
+def _admin_keys(value: Any, problems: Problems) -> tuple[str, ...]:
+    keys = string_list(problems, "server.adminSshKeys", value)
+    for index, key_text in enumerate(keys):
+        check(
+            problems,
+            f"server.adminSshKeys[{index}]",
+            bool(_SSH_KEY_RE.match(key_text)),
+            "not an ed25519, sk-ed25519 or RSA OpenSSH public key line (ssh-ed25519 AAAA... comment); "
+            "the hardened sshd refuses other types",
+        )
+    if len(set(keys)) != len(keys):
+        problems.add("server.adminSshKeys", "lists the same key twice (DigitalOcean rejects duplicates)")
+    return keys
+
+
+def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
+    default = defaults(env)["server"]
+    v = merged("server", raw, default, problems)
+    region, size, image = _machine(v, default, problems)
+    enabled = flag(problems, "server.enabled", v["enabled"], default["enabled"])
+    vpc_cidr = v.get("vpcCidr")
+    if enabled or vpc_cidr is not None:
+        _parse_vpc(vpc_cidr, problems)
+    ssh_cidrs = _ssh_cidrs(v["sshAllowedCidrs"], enabled, problems)
+    keys = _admin_keys(v["adminSshKeys"], problems)
+    backups = flag(problems, "server.backups", v["backups"], False)
+    volume = int_range(problems, "server.volumeSizeGb", v["volumeSizeGb"], 0, 16384)
+    if env == "production" and volume == 0 and enabled:
+        problems.add("server.volumeSizeGb", "production keeps PostgreSQL on a data volume: set 1 to 16384")
+    swap = int_range(problems, "server.swapGb", v["swapGb"], 0, 16)
+    return ServerSettings(
+        enabled=enabled,
+        region=region,
+        size=size,
+        image=image,
+        vpc_cidr=str(vpc_cidr) if isinstance(vpc_cidr, str) else "",
+        ssh_allowed_cidrs=ssh_cidrs,
+        admin_ssh_keys=keys,
+        backups=backups,
+        volume_size_gb=volume,
+        swap_gb=swap,
+    )
