@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from bankflow_infra.contract.layout import AGENT_BIN as AGENT_BIN  # re-export: ops/remote.py, tests/remote
-from bankflow_infra.contract.layout import BIN_DIR as BIN_DIR  # re-export: tests/remote
 from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, LOGS_DIR, UPLOADS_DIR
 from bankflow_infra.settings import APP_SERVICES, Environment, Settings
 

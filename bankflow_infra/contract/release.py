@@ -7,7 +7,9 @@ services of each release run as their own project, so two releases run side by s
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
 from typing import Final
 
 RELEASE_ID_LENGTH: Final = 12
@@ -37,3 +39,35 @@ def app_project_name(release: str) -> str:
 def release_alias(service: str, release: str) -> str:
     """Network alias of an app service of one release: unique while two releases run side by side."""
     return f"{service}-{release}"
+
+
+# Bundle paths that both the renderer and the agent name (the rest the agent learns from the
+# manifest). Files under SECRETS_BUNDLE_DIR are installed 0600 into HostPaths.secrets.
+SECRETS_BUNDLE_DIR: Final = "secrets"
+ORIGIN_KEY: Final = "origin.key"
+REGISTRY_PASSWORD: Final = "registry-password"  # noqa: S105 - a file name, not a password
+RCLONE_CONFIG: Final = "rclone.conf"
+BACKUP_CONFIG_FILE: Final = "backup/backup.json"
+BACKUP_CONFIG_SCHEMA: Final = 1
+# Secrets the app containers never read: rotating them must not restart the apps.
+NON_APP_SECRETS: Final = frozenset({ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG})
+
+
+def secret_path(name: str) -> str:
+    """The bundle path of a secret file."""
+    return f"{SECRETS_BUNDLE_DIR}/{name}"
+
+
+def is_secret_path(path: str) -> bool:
+    return path.startswith(f"{SECRETS_BUNDLE_DIR}/")
+
+
+def digest_files(files: Iterable[tuple[str, int, bytes]]) -> str:
+    """The bundle digest: sha256 over (path, octal mode, content) in path order, each part
+    length-prefixed so no two different bundles produce the same byte stream. The renderer
+    digests what it renders, the agent what it received: one definition for both."""
+    digest = hashlib.sha256()
+    for path, mode, content in sorted(files, key=lambda f: f[0]):
+        for part in (path.encode(), f"{mode:o}".encode(), content):
+            digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()

@@ -37,12 +37,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Final, TextIO
 
-from ..contract.exit_codes import FAILED as EXIT_FAILED
-from ..contract.exit_codes import LOCKED as EXIT_LOCKED
-from ..contract.exit_codes import OK as EXIT_OK
-from ..contract.exit_codes import RESTORE_FAILED as EXIT_RESTORE_FAILED
-from ..contract.exit_codes import USAGE as EXIT_USAGE
+from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
+from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from . import state as st
 from .backups import commands as backups
 from .context import Context, Options, UsageError
@@ -55,36 +52,7 @@ from .runtime import DockerRuntime, Runtime
 from .status import cmd_releases, cmd_status
 from .verify import parse_nginx_endpoint
 
-# What callers outside host/ use (the ops CLI's tail check; tests read the exit codes by these names).
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_LOCKED",
-    "EXIT_OK",
-    "EXIT_RESTORE_FAILED",
-    "EXIT_USAGE",
-    "LOG_TAIL_DEFAULT",
-    "LOG_TAIL_MAX",
-    "build_parser",
-    "main",
-    "tail_lines",
-]
-
 VERIFY_URL_ENV: Final = "BANKFLOW_VERIFY_URL"
-LOG_TAIL_DEFAULT: Final = 200
-LOG_TAIL_MAX: Final = 100_000  # lines; a bound so a typo never dumps months of logs over SSH
-
-
-def tail_lines(text: str) -> int:
-    """argparse type: a log line count in 1..LOG_TAIL_MAX (the ops CLI uses the same check)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= LOG_TAIL_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a line count in 1..{LOG_TAIL_MAX}")
-    return value
-
-
 Handler = Callable[[Context, argparse.Namespace, BinaryIO | None], int]
 
 # subcommand -> (handler, whether it runs under the deploy lock). Whatever changes the host or
@@ -178,12 +146,12 @@ def main(
     except st.LockBusy as exc:
         print(f"{args.command}: {exc}", file=ctx.err)
         st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
-        return EXIT_LOCKED
+        return exit_codes.LOCKED
     except (ManifestError, UsageError, ValueError) as exc:
         print(f"{args.command}: {exc}", file=ctx.err)
         if locked:
             st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
-        return EXIT_USAGE
+        return exit_codes.USAGE
 
 
 if __name__ == "__main__":

@@ -13,12 +13,20 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ..contract.release import BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA, release_id
+from ..contract.release import (
+    BASE_PROJECT,
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    NON_APP_SECRETS,
+    SECRETS_BUNDLE_DIR,
+    digest_files,
+    release_id,
+)
 
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _UPSTREAM_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -212,16 +220,6 @@ def load_manifest(bundle: Path) -> Manifest:
     return parse_manifest(data, str(path))
 
 
-def digest_files(files: Iterable[tuple[str, int, bytes]]) -> str:
-    """The bundle digest: sha256 over (path, octal mode, content) in path order, each part
-    length-prefixed -- the same definition as the renderer's ``bundle_digest``."""
-    digest = hashlib.sha256()
-    for path, mode, content in sorted(files, key=lambda f: f[0]):
-        for part in (path.encode(), f"{mode:o}".encode(), content):
-            digest.update(len(part).to_bytes(8, "big") + part)
-    return digest.hexdigest()
-
-
 def bundle_digest(bundle: Path, exclude: frozenset[str] = frozenset()) -> str:
     """:func:`digest_files` of a bundle directory (files named in ``exclude`` left out)."""
     return digest_files(
@@ -241,9 +239,6 @@ def bundle_release_id(bundle: Path, override: str | None = None) -> str:
     return release_id(bundle_digest(bundle))
 
 
-# Secret files that do not reach the app containers; everything else in secrets/ might.
-# Secrets the app containers never read: rotating them must not restart the apps.
-_NON_APP_SECRETS: Final = frozenset({"origin.key", "registry-password", "rclone.conf"})
 
 
 def app_fingerprint(bundle: Path, manifest: Manifest) -> str:
@@ -259,9 +254,9 @@ def app_fingerprint(bundle: Path, manifest: Manifest) -> str:
     digest.update(json.dumps([s.__dict__ for s in manifest.app_services], sort_keys=True).encode())
     app_compose = bundle / manifest.compose_app
     digest.update(app_compose.read_bytes() if app_compose.is_file() else b"")
-    secrets = bundle / "secrets"
+    secrets = bundle / SECRETS_BUNDLE_DIR
     if secrets.is_dir():
         for path in sorted(secrets.iterdir()):
-            if path.is_file() and path.name not in _NON_APP_SECRETS:
+            if path.is_file() and path.name not in NON_APP_SECRETS:
                 digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()

@@ -2,7 +2,7 @@
 
 Stdlib only. The Pulumi deploy command sends the whole bundle -- secret files included -- as
 one JSON document on SSH stdin: ``{"digest": HEX64, "files": [{"path", "mode", "text"}]}``
-(``render.host_payloads.deploy_payload``). Nothing of it is ever printed: errors name paths only.
+(``render.remote_payloads.deploy_payload``). Nothing of it is ever printed: errors name paths only.
 The digest is recomputed here, so a truncated or altered payload is refused before it is used.
 """
 
@@ -19,11 +19,11 @@ from typing import BinaryIO, Final
 
 from ..contract.exit_codes import OK
 from ..contract.layout import SECRET_DIR_MODE, SECRET_FILE_MODE, HostPaths
-from ..contract.release import release_id
+from ..contract.release import digest_files, is_secret_path, release_id
 from . import state as st
 from .context import Context
 from .deploy import cmd_deploy
-from .manifest import ManifestError, digest_files
+from .manifest import ManifestError
 
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024
 _DIGEST_RE: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -38,7 +38,7 @@ class PayloadFile:
 
 
 def _is_secret(path: str) -> bool:
-    return path.startswith("secrets/")
+    return is_secret_path(path)
 
 
 def parse_payload(raw: bytes) -> tuple[str, tuple[PayloadFile, ...]]:

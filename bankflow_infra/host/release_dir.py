@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from ..contract.layout import HOME_ENV, SECRET_FILE_MODE, HostPaths
-from ..contract.release import BASE_PROJECT, RELEASE_ENV_VAR, app_project_name
+from ..contract.release import BASE_PROJECT, RELEASE_ENV_VAR, SECRETS_BUNDLE_DIR, app_project_name
 from . import state as st
 from .manifest import Manifest
 from .runtime import Project
@@ -39,7 +39,7 @@ def install_release(paths: HostPaths, source: Path, release: str) -> Path:
         if target.exists():
             shutil.rmtree(target)  # a leftover of an earlier, failed attempt of the same release
         st.copy_bundle(source, target)
-    st.lock_down_secrets(target / "secrets")
+    st.lock_down_secrets(target / SECRETS_BUNDLE_DIR)
     st.write_atomic(target / RELEASE_ENV, release_env(paths, release).encode())
     return target
 
@@ -47,6 +47,6 @@ def install_release(paths: HostPaths, source: Path, release: str) -> Path:
 def install_live_files(paths: HostPaths, bundle: Path) -> None:
     """The release's secrets (0600 in the 0700 dir) and certificate become the live ones."""
     # in place: origin.key is a single-file bind mount into the nginx container
-    st.mirror_files(bundle / "secrets", paths.secrets, SECRET_FILE_MODE, in_place=True)
+    st.mirror_files(bundle / SECRETS_BUNDLE_DIR, paths.secrets, SECRET_FILE_MODE, in_place=True)
     st.lock_down_secrets(paths.secrets)
     st.mirror_files(bundle / "tls", paths.tls, 0o644)

@@ -8,7 +8,10 @@ CLI, plugin, credential or network is involved; cloud-computed values are placeh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,23 @@ def _as_config_strings(config: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+@contextlib.contextmanager
+def _config_environment(config: dict[str, str], secret_keys: list[str]) -> Iterator[None]:
+    """The config as the Python language host hands it to a real program (``PULUMI_CONFIG``), so
+    the program finds a misspelt ``bankflow:`` key here exactly as under ``pulumi up``."""
+    names = {"PULUMI_CONFIG": json.dumps(config), "PULUMI_CONFIG_SECRET_KEYS": json.dumps(secret_keys)}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_program(
     project: str,
     stack: str,
@@ -92,7 +112,8 @@ def run_program(
 
     recorder = Recorder()
     mocks = PlanMocks(recorder, stack, referenced_outputs)
-    set_all_config(_as_config_strings(config), secret_keys or [])
+    engine_config = _as_config_strings(config)
+    set_all_config(engine_config, secret_keys or [])
     pulumi_mocks.set_mocks(mocks, project, stack, preview=False, monitor=RecordingMonitor(mocks, recorder))
     holder: dict[str, Any] = {}
 
@@ -111,7 +132,8 @@ def run_program(
         built = program.build(program.load_settings())
         return pulumi.Output.from_input(asyncio.ensure_future(resolve(built)))
 
-    pulumi.runtime.test(body)()  # type: ignore[no-untyped-call]
+    with _config_environment(engine_config, secret_keys or []):
+        pulumi.runtime.test(body)()  # type: ignore[no-untyped-call]
     return PlanResult(project, stack, recorder, holder["outputs"], holder["secrets"], holder["bundle"])
 
 

@@ -2,7 +2,7 @@
 
 - ``backup/backup.json`` -- not secret, visible in ``plan``: the stack, the Spaces bucket and
   endpoint, how many days of dumps the droplet keeps, the database to dump. The host agent reads
-  it from the current release dir (``bankflow_infra.host.backup``).
+  it from the current release dir (``bankflow_infra.host.backups``).
 - ``secrets/rclone.conf`` -- the Spaces key as an rclone remote, installed 0600 under
   ``layout.SECRETS_DIR``. rclone reads it itself (``rclone --config FILE``), so the key is never
   in a command line (``ps`` shows those to every user) nor in the agent's environment. It holds
@@ -21,12 +21,13 @@ import json
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract import release
 from bankflow_infra.settings import Settings
 
-BACKUP_CONFIG_FILE: Final = "backup/backup.json"
-RCLONE_CONFIG_FILE: Final = "secrets/rclone.conf"
+BACKUP_CONFIG_FILE: Final = release.BACKUP_CONFIG_FILE
+RCLONE_CONFIG_FILE: Final = release.secret_path(release.RCLONE_CONFIG)
 RCLONE_REMOTE: Final = "bankflow-backups"  # the remote's name inside rclone.conf
-BACKUP_CONFIG_SCHEMA: Final = 1
+BACKUP_CONFIG_SCHEMA: Final = release.BACKUP_CONFIG_SCHEMA
 
 
 def spaces_endpoint(region: str) -> str:

@@ -23,7 +23,15 @@ import yaml
 
 from bankflow_infra import catalog
 from bankflow_infra.contract import layout
-from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, RELEASE_ENV_VAR, release_alias
+from bankflow_infra.contract.release import (
+    APP_PROJECT_PREFIX,
+    BASE_PROJECT,
+    ORIGIN_KEY,
+    REGISTRY_PASSWORD,
+    RELEASE_ENV_VAR,
+    release_alias,
+    secret_path,
+)
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
 
@@ -34,8 +42,8 @@ APP_FILE: Final = "compose/app.yaml"
 APP_ENV_FILE: Final = "secrets/app.env"
 POSTGRES_ENV_FILE: Final = "secrets/postgres.env"
 REDIS_ENV_FILE: Final = "secrets/redis.env"
-ORIGIN_KEY_FILE: Final = "secrets/origin.key"
-REGISTRY_PASSWORD_FILE: Final = "secrets/registry-password"  # noqa: S105 - a path, not a password
+ORIGIN_KEY_FILE: Final = secret_path(ORIGIN_KEY)
+REGISTRY_PASSWORD_FILE: Final = secret_path(REGISTRY_PASSWORD)
 ORIGIN_CERT_FILE: Final = "tls/origin.pem"  # on the host: layout.TLS_DIR (copied by the agent)
 
 DIGEST_LABEL: Final = "com.bankflow.service-digest"

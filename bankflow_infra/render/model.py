@@ -7,7 +7,6 @@ the value.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import posixpath
 import re
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bankflow_infra import catalog
-from bankflow_infra.contract.release import release_id
+from bankflow_infra.contract.release import digest_files, release_id
 
 SECRET_FILE_MODE: Final = 0o600
 FILE_MODE: Final = 0o644
@@ -177,10 +176,5 @@ class Bundle:
 
 
 def bundle_digest(files: tuple[BundleFile, ...]) -> str:
-    """sha256 over (path, mode, text) of ``files`` in path order, each field length-prefixed so no
-    two different bundles can produce the same byte stream."""
-    digest = hashlib.sha256()
-    for item in sorted(files, key=lambda f: f.path):
-        for part in (item.path.encode(), f"{item.mode:o}".encode(), item.text.encode()):
-            digest.update(len(part).to_bytes(8, "big") + part)
-    return digest.hexdigest()
+    """The contract's bundle digest of rendered files (the agent computes the same on the host)."""
+    return digest_files((f.path, f.mode, f.text.encode()) for f in files)

@@ -10,8 +10,9 @@ import stat
 from pathlib import Path
 
 from bankflow_infra.contract import exit_codes
+from bankflow_infra.contract.release import digest_files
 from bankflow_infra.host import agent
-from bankflow_infra.host.manifest import bundle_release_id, digest_files
+from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import HostEnv
 
 

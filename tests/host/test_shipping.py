@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra.host.manifest import digest_files
 from bankflow_infra.render.payloads import SHIPPED_PACKAGES, agent_files
 from tests.support.tools import REPO, require_tool
 
@@ -107,13 +106,3 @@ def test_launcher_is_shellcheck_clean() -> None:
     shellcheck = require_tool("shellcheck")
     done = subprocess.run([shellcheck, str(LAUNCHER)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
-
-
-def test_bundle_digest_matches_the_renderers_definition() -> None:
-    model = pytest.importorskip("bankflow_infra.render.model")
-    files = (
-        model.BundleFile("release.json", "{}\n", 0o644),
-        model.BundleFile("secrets/app.env", "A=1\n", 0o600),
-    )
-    expected = model.bundle_digest(files)
-    assert digest_files((f.path, f.mode, f.text.encode()) for f in files) == expected

@@ -3,26 +3,29 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from bankflow_infra.settings import SettingsError
 from tests.program.stacks import run_stack
 
 
-def test_an_unknown_key_from_the_engine_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A real `pulumi up` hands the program its config as PULUMI_CONFIG (JSON).
-    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"bankflow:servr": "{}", "other:key": "x"}))
+def test_an_unknown_key_from_the_engine_is_an_error_naming_it() -> None:
+    # The plan hands the program its config as a real `pulumi up` does: PULUMI_CONFIG (JSON).
+    def typo(config: dict[str, object]) -> None:
+        config["bankflow:servr"] = {}
+        config["other:key"] = "x"
+
     with pytest.raises(SettingsError) as raised:
-        run_stack("staging")
+        run_stack("staging", typo)
     assert "bankflow:servr: unknown key; valid keys: environment, hostnames," in str(raised.value)
     assert "other:key" not in str(raised.value)
 
 
-def test_secret_keys_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"bankflow:registryPassword": "x" * 24}))
-    assert run_stack("staging").outputs["environment"] == "staging"
+def test_secret_keys_are_not_settings() -> None:
+    def with_secret(config: dict[str, object]) -> None:
+        config["bankflow:registryPassword"] = "x" * 24
+
+    assert run_stack("staging", with_secret).outputs["environment"] == "staging"
 
 
 def test_a_structured_value_that_is_not_json_is_reported_with_its_key() -> None:

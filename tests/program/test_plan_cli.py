@@ -59,11 +59,13 @@ def test_bad_config_fails_with_every_key_named_and_nothing_written(tmp_path):
     document = yaml.safe_load((REPO / "Pulumi.staging.yaml").read_text())
     document["config"]["bankflow:server"]["size"] = "big"
     document["config"]["bankflow:edge"]["originStack"] = "staging"
+    document["config"]["bankflow:sever"] = {"size": "s-1vcpu-1gb"}  # a misspelt namespace key
     (project / "Pulumi.staging.yaml").write_text(yaml.safe_dump(document))
     done = plan("staging", "--project-dir", str(project), "--out", str(tmp_path / "out"))
     assert done.returncode == 2
     assert "bankflow:server.size:" in done.stderr
     assert "bankflow:edge.originStack:" in done.stderr
+    assert "bankflow:sever: unknown key" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
 

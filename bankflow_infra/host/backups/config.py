@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from ...contract.grammar import STACK_NAME
 from ...contract.layout import HostPaths
+from ...contract.release import BACKUP_CONFIG_FILE
 from .. import state as st
 from ..context import Context
 from ..manifest import Manifest, load_manifest
@@ -22,8 +23,6 @@ from ..release_dir import projects
 from ..runtime import Project
 
 # The bundle's files (bankflow_infra/render/backup.py; a test checks the names agree).
-BACKUP_CONFIG: Final = "backup/backup.json"
-RCLONE_CONFIG: Final = "rclone.conf"  # in the live secrets dir
 LOCK_NAME: Final = "backup.lock"  # in the state dir: one backup or restore at a time
 
 _IDENT_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -119,12 +118,12 @@ def load_live_database(ctx: Context) -> LiveDatabase:
         raise BackupUsageError("no release deployed yet: no database to back up or restore")
     bundle = ctx.paths.release_dir(current.release)
     manifest = load_manifest(bundle)
-    path = bundle / BACKUP_CONFIG
+    path = bundle / BACKUP_CONFIG_FILE
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BackupUsageError(
-            f"release {current.release} has no {BACKUP_CONFIG}: deploy a release rendered with backups"
+            f"release {current.release} has no {BACKUP_CONFIG_FILE}: deploy a release rendered with backups"
         ) from None
     except ValueError as exc:
         raise BackupUsageError(f"{path}: not JSON ({exc})") from None

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from ...contract.release import RCLONE_CONFIG
 from ..context import Context
 from ..runtime import Completed, error_tail
 from .archive import FileDigest, RemoteObject
-from .config import RCLONE_CONFIG, BackupConfig, BackupFailed, BackupUsageError
+from .config import BackupConfig, BackupFailed, BackupUsageError
 
 TRANSFER_TIMEOUT: Final = 2 * 3600.0
 LIST_TIMEOUT: Final = 300.0

@@ -24,9 +24,9 @@ from typing import Any
 
 from bankflow_infra.catalog import LIMITS
 from bankflow_infra.contract import exit_codes
+from bankflow_infra.contract.logs import tail_lines
 from bankflow_infra.contract.outputs import StackOutputs
 from bankflow_infra.contract.services import APP_SERVICES
-from bankflow_infra.host.agent import tail_lines
 from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
 from bankflow_infra.ops.ssh import RemoteError, SshSession

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from bankflow_infra.catalog import BIN_DIR
+from bankflow_infra.contract.layout import BIN_DIR
 from bankflow_infra.ops.cli import main
 from bankflow_infra.ops.mocks import unwrap
 from bankflow_infra.ops.plan import PlanResult

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bankflow_infra.contract import exit_codes, logs
 from bankflow_infra.host import agent
 from bankflow_infra.host import state as st
 from bankflow_infra.host.runtime import DockerRuntime, Project
@@ -110,7 +111,7 @@ def test_logs_without_a_service_are_every_app_services(host: HostEnv) -> None:
     assert host.agent("logs")[0] == 0
     assert calls(host, "logs")[-1]["project"] == f"bankflow-app-{release}"
     assert calls(host, "logs")[-1]["services"] == []
-    assert calls(host, "logs")[-1]["tail"] == agent.LOG_TAIL_DEFAULT
+    assert calls(host, "logs")[-1]["tail"] == logs.LOG_TAIL_DEFAULT
 
 
 def test_logs_of_a_base_service_use_the_base_project(host: HostEnv) -> None:
@@ -123,7 +124,7 @@ def test_logs_of_a_base_service_use_the_base_project(host: HostEnv) -> None:
 def test_logs_of_an_unknown_service_lists_the_release_services(host: HostEnv) -> None:
     release = deployed(host)
     code, _, err = host.agent("logs", "mysql")
-    assert code == agent.EXIT_USAGE
+    assert code == exit_codes.USAGE
     assert err.strip() == (
         f"logs: unknown service 'mysql'; services of release {release}: "
         "site, saas, api, postgres, redis, nginx"
@@ -133,11 +134,11 @@ def test_logs_of_an_unknown_service_lists_the_release_services(host: HostEnv) ->
 
 def test_logs_before_any_release(host: HostEnv) -> None:
     code, _, err = host.agent("logs")
-    assert code == agent.EXIT_USAGE
+    assert code == exit_codes.USAGE
     assert "no release deployed yet" in err
 
 
-@pytest.mark.parametrize("tail", ["0", "-1", "x", str(agent.LOG_TAIL_MAX + 1)])
+@pytest.mark.parametrize("tail", ["0", "-1", "x", str(logs.LOG_TAIL_MAX + 1)])
 def test_logs_tail_is_bounded(host: HostEnv, tail: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         agent.main(
@@ -146,7 +147,7 @@ def test_logs_tail_is_bounded(host: HostEnv, tail: str) -> None:
             out=io.StringIO(),
             err=io.StringIO(),
         )
-    assert exit_info.value.code == agent.EXIT_USAGE
+    assert exit_info.value.code == exit_codes.USAGE
 
 
 # --------------------------------------------------------------------------- agent migrate
@@ -182,7 +183,7 @@ def test_a_failed_migration_is_exit_1_audited_and_changes_nothing(host: HostEnv)
     release = deployed(host)
     (host.home / "releases" / release / "standin-fail-migrate").write_text("1")
     code, _, err = host.agent("migrate")
-    assert code == agent.EXIT_FAILED
+    assert code == exit_codes.FAILED
     assert (
         f"migrate {release}: failed: api /app/migrate exited 1: migration failed; "
         f"release {release} still serving" in err
@@ -195,7 +196,7 @@ def test_migrate_waits_for_no_one_while_a_deploy_holds_the_lock(host: HostEnv) -
     deployed(host)
     with st.exclusive_lock(host.home / "state" / "lock"):
         code, _, err = host.agent("migrate")
-    assert code == agent.EXIT_LOCKED
+    assert code == exit_codes.LOCKED
     assert "another deploy is running" in err
     assert len(calls(host, "run_once")) == 1  # the deploy's migration only
     assert (audit(host)[-1]["action"], audit(host)[-1]["result"]) == ("migrate", "refused")
@@ -203,5 +204,5 @@ def test_migrate_waits_for_no_one_while_a_deploy_holds_the_lock(host: HostEnv) -
 
 def test_migrate_before_any_release(host: HostEnv) -> None:
     code, _, err = host.agent("migrate")
-    assert code == agent.EXIT_USAGE
+    assert code == exit_codes.USAGE
     assert "no release deployed yet: nothing to migrate" in err
