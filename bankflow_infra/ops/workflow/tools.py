@@ -70,7 +70,7 @@ def check_deploy_ref(stack: str, ref: str) -> str:
 
 
 def check_release_tag(tag: str) -> str:
-    """The tag grammar settings.py accepts for bankflow:release.tag, and never `latest`."""
+    """The image-tag grammar (contract.grammar) that bankflow:release.tag must match, and never `latest`."""
     if not grammar.is_image_tag(tag) or tag == "latest":
         raise WorkflowError(
             "Invalid release tag",
