@@ -8,7 +8,7 @@ connect; nothing is created or changed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -125,7 +125,8 @@ def digitalocean_checks(facts: Facts, api: DigitalOceanApi) -> list[Check]:
             if error.status != 403:
                 raise
             missing.append("vpc:read")
-    checks.append(_scopes_check(missing))
+    probed = ["account:read", *PROBED_SCOPES] + (["vpc:read"] if settings.server.enabled else [])
+    checks.append(_scopes_check(probed, missing))
     checks += alert_email_checks(settings.alerts.emails, account)
     return checks
 
@@ -140,11 +141,9 @@ def _lacks(api: DigitalOceanApi, scope: str) -> bool:
     return False
 
 
-def _scopes_check(missing: Sequence[str]) -> Check:
+def _scopes_check(probed: Sequence[str], missing: Sequence[str]) -> Check:
     if not missing:
-        return Check(
-            "digitalocean.scopes", "ok", "read scopes present: account, actions, image, regions, sizes, vpc"
-        )
+        return Check("digitalocean.scopes", "ok", f"read scopes present: {', '.join(probed)}")
     return Check(
         "digitalocean.scopes",
         "fail",
@@ -175,7 +174,13 @@ def cloudflare_checks(facts: Facts, api: CloudflareApi) -> tuple[list[Check], Ma
     try:
         token = api.verify_token()
     except ApiError as error:
-        return [_token_rejected("cloudflare.token", error, "CLOUDFLARE_API_TOKEN")], None
+        rejected = _token_rejected("cloudflare.token", error, "CLOUDFLARE_API_TOKEN")
+        if error.status == 401:
+            # /user/tokens/verify knows user API tokens only; an account-owned token is verified
+            # under /accounts/{id}/tokens/verify, which doctor does not know the account id for.
+            hint = "; an account-owned token is not verifiable here: use a user API token (README)"
+            rejected = replace(rejected, fix=f"{rejected.fix}{hint}")
+        return [rejected], None
     checks = [_token_check(token, facts.now)]
     if checks[0].status == "fail" or not facts.settings.edge.enabled:
         return checks, None

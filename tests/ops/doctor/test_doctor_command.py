@@ -235,3 +235,15 @@ def test_bad_input_is_one_error_and_exit_2(
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert doctor_env.state.requests == [], "bad input is refused before any request"
+
+
+def test_a_rejected_cloudflare_token_fails(
+    doctor_env: FakeApis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "not-the-token")
+    code, document, _ = doctor(capsys, doctor_env)
+    assert code == 1
+    token = check(document, "cloudflare.token")
+    assert token["status"] == "fail"
+    assert "HTTP 401: 1000 Invalid API Token" in token["detail"]
+    assert "CLOUDFLARE_API_TOKEN" in token["fix"]
