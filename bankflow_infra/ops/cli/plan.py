@@ -20,7 +20,8 @@ The rendered host bundle is written to --out (secret files redacted).
 
 With --graph it prints a diagram of the resources instead, by layer and component, with the
 traffic path (Cloudflare, firewall, nginx, services, PostgreSQL/Redis) and the backup path;
---changed-from marks what differs from a base plan (`plan STACK --json` of the target branch)."""
+--changed-from marks what differs from a base plan (the output of plan STACK --json on the
+target branch)."""
 
 EPILOG = """\
 exit status:
@@ -67,7 +68,7 @@ def register(commands: Any) -> None:
         "--changed-from",
         type=Path,
         metavar="FILE",
-        help="with --graph: mark what differs from this base plan (`plan STACK --json` output)",
+        help="with --graph: mark what differs from this base plan (the output of plan STACK --json)",
     )
     plan.set_defaults(handler=run)
 
