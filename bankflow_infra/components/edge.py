@@ -107,17 +107,7 @@ class Edge(pulumi.ComponentResource):
                 )
 
         if args.certificate_pack_hosts:
-            cloudflare.CertificatePack(
-                f"{name}-certificate-pack",
-                zone_id=zone_id,
-                hosts=list(args.certificate_pack_hosts),
-                cloudflare_branding=False,
-                type=PACK_TYPE,
-                certificate_authority=PACK_CERTIFICATE_AUTHORITY,
-                validation_method=PACK_VALIDATION_METHOD,
-                validity_days=PACK_VALIDITY_DAYS,
-                opts=child,
-            )
+            self._certificate_pack(name, zone_id, args.certificate_pack_hosts)
 
         if args.zone_settings:
             for setting_id, value in ZONE_SETTINGS.items():
@@ -134,6 +124,19 @@ class Edge(pulumi.ComponentResource):
             for target in args.uptime_targets:
                 self._uptime(name, args.resource_name, target, notifications)
         self.register_outputs({})
+
+    def _certificate_pack(self, name: str, zone_id: pulumi.Input[str], hosts: tuple[str, ...]) -> None:
+        cloudflare.CertificatePack(
+            f"{name}-certificate-pack",
+            zone_id=zone_id,
+            hosts=list(hosts),
+            cloudflare_branding=False,
+            type=PACK_TYPE,
+            certificate_authority=PACK_CERTIFICATE_AUTHORITY,
+            validation_method=PACK_VALIDATION_METHOD,
+            validity_days=PACK_VALIDITY_DAYS,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _uptime(
         self,
