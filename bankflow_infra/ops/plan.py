@@ -114,8 +114,12 @@ def run_program(
     config: dict[str, Any],
     secret_keys: list[str] | None = None,
     referenced_outputs: dict[str, Any] | None = None,
+    project_dir: Path | None = None,
 ) -> PlanResult:
-    """Run ``program.build`` under mocks with this config; raise SettingsError on bad config."""
+    """Run ``program.build`` under mocks with this config; raise SettingsError on bad config.
+
+    ``project_dir`` holds the project's other stack files, which the program checks this one
+    against (as ``pulumi up`` does from the project directory); default the working directory."""
     from bankflow_infra import program  # imported late: it needs the mocks configured first
 
     recorder = Recorder()
@@ -137,7 +141,7 @@ def run_program(
         holder["bundle"] = await built.bundle.future() if built.bundle is not None else None
 
     def body() -> pulumi.Output[None]:
-        holder["settings"] = program.load_settings()
+        holder["settings"] = program.load_settings(project_dir)
         built = program.build(holder["settings"])
         return pulumi.Output.from_input(asyncio.ensure_future(resolve(built)))
 
@@ -150,7 +154,7 @@ def run_program(
 
 def plan_stack(project_dir: Path, stack: str) -> PlanResult:
     project, config, secret_keys = read_stack(project_dir, stack)
-    return run_program(project, stack, config, secret_keys)
+    return run_program(project, stack, config, secret_keys, project_dir=project_dir)
 
 
 def check_out_dir(out_dir: Path) -> None:

@@ -106,3 +106,19 @@ def test_plan_refuses_with_one_clear_message(project, edit, expected):
 def test_the_unchanged_copy_plans(project):
     done = plan(project, "staging")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_other_stack_files_are_read_from_project_dir_not_the_working_directory(project, tmp_path):
+    # A hostname of production claimed by staging, planned from another directory: the check
+    # must read --project-dir's files (the repository's own files here would not conflict).
+    replace("app.qa.conciliaextrato.com", "app.conciliaextrato.com")(project / "Pulumi.staging.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "bankflow_infra.ops.cli", "plan", "staging", "--project-dir", str(project),
+         "--out", str(project / "out")],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 2, done.stdout
+    assert "'app.conciliaextrato.com' belongs to production (Pulumi.production.yaml)" in done.stderr
+    assert "Traceback" not in done.stderr
