@@ -311,11 +311,11 @@ def _check_protected(
     """
     protected_before = _protected(project, stack, before)
     protected_after = _protected(project, stack, after)
-    unprotect = [urn for (kind, _name), urn in sorted(protected_before.items())
-                 if kind in RETIRED_ON_PURPOSE and (kind, _name) not in protected_after]
+    unprotect = [urn for key, urn in sorted(protected_before.items())
+                 if key[0] in RETIRED_ON_PURPOSE and key not in protected_after]
     dropped = [urn for urn in protected_deletions(protected_before, protected_after) if urn not in unprotect]
     if dropped:
-        unprotect = "\n".join(f"  pulumi state unprotect -s {stack} --yes '{urn}'" for urn in dropped)
+        commands = "\n".join(f"  pulumi state unprotect -s {stack} --yes '{urn}'" for urn in dropped)
         raise RebuildError(
             f"refusing to retire {stack!r}: with bankflow:server.enabled false the program no longer "
             f"declares these protected resources, so `pulumi up` would stop in its preview and leave "
@@ -325,7 +325,7 @@ def _check_protected(
             + f"Nothing was changed. The data volume stays protected and keeps its data; {stack}'s old "
             f"server serves no traffic. To release it deliberately (this DELETES the volume and its "
             f"data) only after the new server's restore is verified and a fresh dump exists:\n"
-            f"{unprotect}\n"
+            f"{commands}\n"
             f"  pulumi config set --path -s {stack} {NAMESPACE}:server.enabled false && "
             f"pulumi up -s {stack} --yes")
     return sorted(protected_after.values()), unprotect
