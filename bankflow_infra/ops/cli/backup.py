@@ -102,7 +102,11 @@ def source_bucket(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    return session.with_remote(args, "backup", lambda _o, ssh: ssh.run_agent(["backup"]).returncode)
+    def action(_outputs: StackOutputs, ssh: SshSession) -> int:
+        with session.stage("backup", f"dumping, uploading and verifying on stack {args.stack}'s droplet"):
+            return ssh.run_agent(["backup"]).returncode
+
+    return session.with_remote(args, "backup", action)
 
 
 def run_backups(args: argparse.Namespace) -> int:
@@ -130,12 +134,14 @@ def run_restore(args: argparse.Namespace) -> int:
             if isinstance(confirmed, int):
                 return confirmed
             key = confirmed
-        done = ssh.run_agent(
-            ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *_bucket_args(bucket)]
-        )
+        with session.stage("restore", f"restoring {key} into stack {args.stack}'s database"):
+            done = ssh.run_agent(
+                ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *_bucket_args(bucket)]
+            )
         if done.returncode != 0:
             return done.returncode
-        return _health_after_restore(outputs)
+        with session.spinner(f"restore: probing stack {args.stack}'s services"):
+            return _health_after_restore(outputs)
 
     return session.with_remote(args, "restore", action)
 

@@ -21,7 +21,7 @@ from bankflow_infra.ops.health import (
     report_document,
     with_wait_default,
 )
-from bankflow_infra.ops.probes import Address, Policy, parse_resolve
+from bankflow_infra.ops.probes import Address, Mode, Policy, parse_resolve
 
 # Test/ops-only: "host=IP:PORT,..." sends a hostname's probes to IP:PORT (Host and SNI unchanged).
 HEALTH_RESOLVE_ENV = "BANKFLOW_HEALTH_RESOLVE"
@@ -81,7 +81,10 @@ def _probe(args: argparse.Namespace, policy: Policy, resolve: dict[str, Address]
     # The deploy key is needed only to ask the droplet about backups over SSH.
     outputs = session.load(args, show_secrets=args.backups)
     newest = _newest_backup(outputs) if args.backups else None
-    report = check_health(outputs, "origin" if args.origin else "edge", policy, resolve, newest_backup=newest)
+    what = "waiting until every service is healthy" if args.wait else "probing every service"
+    with session.spinner(f"health of {outputs.stack}: {what} (deadline {policy.deadline:.0f} s)"):
+        mode: Mode = "origin" if args.origin else "edge"
+        report = check_health(outputs, mode, policy, resolve, newest_backup=newest)
     if args.json:
         print(json.dumps(report_document(report), indent=2))
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +135,15 @@ def run_command(args: argparse.Namespace, runners: Runners) -> int:
         if refused is not None:
             return refused
     sys.stdout.flush()
-    failure = execute(prepared.steps, lambda step: _run_step(step, runners, request.project_dir),
-                      lambda line: print(line, flush=True))
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        # On a terminal each step line carries the time since the run started: a rebuild takes
+        # many minutes and its pulumi steps can be silent for long stretches.
+        clock = f" (+{session.elapsed_text(time.monotonic() - started)})" if sys.stdout.isatty() else ""
+        print(line + clock, flush=True)
+
+    failure = execute(prepared.steps, lambda step: _run_step(step, runners, request.project_dir), progress)
     if failure is not None:
         return _stopped(prepared, failure, request.project_dir)
     print(prepared.done_note)
