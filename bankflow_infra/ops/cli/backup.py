@@ -29,7 +29,9 @@ from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.backups import parse_rows
 from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
+from bankflow_infra.ops.cli.status import notify_if_configured
 from bankflow_infra.ops.health import check_health, format_table
+from bankflow_infra.ops.notify_events import RunContext, restore_finished
 from bankflow_infra.ops.outputs import load_outputs
 from bankflow_infra.ops.probes import Mode
 from bankflow_infra.ops.ssh import SshSession
@@ -138,10 +140,13 @@ def run_restore(args: argparse.Namespace) -> int:
             done = ssh.run_agent(
                 ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *_bucket_args(bucket)]
             )
-        if done.returncode != 0:
-            return done.returncode
-        with session.spinner(f"restore: probing stack {args.stack}'s services"):
-            return _health_after_restore(outputs)
+        if done.returncode == 0:
+            with session.spinner(f"restore: probing stack {args.stack}'s services"):
+                code = _health_after_restore(outputs)
+        else:
+            code = done.returncode
+        notify_if_configured(restore_finished(args.stack, key, code, RunContext.from_env()))
+        return code
 
     return session.with_remote(args, "restore", action)
 

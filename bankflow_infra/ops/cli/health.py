@@ -63,16 +63,24 @@ def register(commands: Any) -> None:
     health.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def resolve_from_env(command: str) -> dict[str, Address] | None:
+    """The test/ops-only address overrides (None when the variable is malformed: reported)."""
     try:
         resolve = parse_resolve(os.environ.get(HEALTH_RESOLVE_ENV, ""))
     except ValueError as error:
-        session.error("health", f"{HEALTH_RESOLVE_ENV}: {error}")
-        return exit_codes.USAGE
+        session.error(command, f"{HEALTH_RESOLVE_ENV}: {error}")
+        return None
     if resolve:
         # Loud on purpose: a leftover override must never pass for a real production check.
         shown = ", ".join(f"{host} -> {ip}:{port}" for host, (ip, port) in sorted(resolve.items()))
-        session.error("health", f"note: {HEALTH_RESOLVE_ENV} overrides addresses: {shown}")
+        session.error(command, f"note: {HEALTH_RESOLVE_ENV} overrides addresses: {shown}")
+    return resolve
+
+
+def run(args: argparse.Namespace) -> int:
+    resolve = resolve_from_env("health")
+    if resolve is None:
+        return exit_codes.USAGE
     policy = with_wait_default(Policy(timeout=args.timeout, wait=args.wait), args.deadline)
     return session.guarded("health", lambda: _probe(args, policy, resolve))
 

@@ -32,10 +32,11 @@ from rich.console import Console
 from bankflow_infra.contract import exit_codes
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.cli import session
+from bankflow_infra.ops.cli.health import resolve_from_env
 from bankflow_infra.ops.cli.session import add_outputs_arguments, seconds
 from bankflow_infra.ops.cli.workflow_handlers import add_summary, annotate
 from bankflow_infra.ops.health import check_health
-from bankflow_infra.ops.notify import Delivery, Notice, deliver, summary_markdown
+from bankflow_infra.ops.notify import WEBHOOK_ENV, Delivery, Notice, deliver, summary_markdown
 from bankflow_infra.ops.notify_events import (
     OUTCOMES,
     RunContext,
@@ -46,7 +47,7 @@ from bankflow_infra.ops.notify_events import (
     parse_health_json,
     rebuild_finished,
 )
-from bankflow_infra.ops.probes import Policy
+from bankflow_infra.ops.probes import Address, Policy
 from bankflow_infra.ops.ssh import RemoteError
 from bankflow_infra.ops.status import (
     HostFacts,
@@ -90,10 +91,13 @@ def register(commands: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    return session.guarded("status", lambda: _status(args))
+    resolve = resolve_from_env("status")
+    if resolve is None:
+        return exit_codes.USAGE
+    return session.guarded("status", lambda: _status(args, resolve))
 
 
-def _status(args: argparse.Namespace) -> int:
+def _status(args: argparse.Namespace, resolve: dict[str, Address]) -> int:
     outputs = session.load(args, show_secrets=True)
     now = datetime.now(UTC)
     drift = Part()
@@ -104,7 +108,7 @@ def _status(args: argparse.Namespace) -> int:
             drift = Part(error=str(error))
     with session.spinner(f"status of {outputs.stack}: asking the droplet and probing the services"):
         host = _host(outputs, args.last)
-        health = _health(outputs, args)
+        health = _health(outputs, args, resolve)
     droplet = droplet_part(args.stack, args.project_dir)
     report = StatusReport(args.stack, outputs, now, droplet, host, health, drift)
     report.problems.extend(problems_of(report, now))
@@ -127,10 +131,10 @@ def _host(outputs: StackOutputs, last: int) -> HostFacts | None:
         return HostFacts(failed, failed, failed)
 
 
-def _health(outputs: StackOutputs, args: argparse.Namespace) -> Part:
+def _health(outputs: StackOutputs, args: argparse.Namespace, resolve: dict[str, Address]) -> Part:
     try:
         return Part(check_health(outputs, "origin" if args.origin else "edge",
-                                 Policy(timeout=args.timeout, deadline=30.0)))
+                                 Policy(timeout=args.timeout, deadline=30.0), resolve))
     except OutputsError as error:
         return Part(error=str(error))
 
@@ -189,6 +193,17 @@ def publish(notice: Notice, always_post: bool = True) -> Delivery:
         else:
             session.note(f"Slack notification {delivery.detail}")
     return delivery
+
+
+def notify_if_configured(notice: Notice) -> None:
+    """For the commands operators also run by hand (restore, rebuild): post only when a webhook
+    is configured, say on stderr how it went, and add a job summary only inside a workflow."""
+    if not os.environ.get(WEBHOOK_ENV, "").strip():
+        return
+    notice, delivery = deliver(notice)
+    session.note(f"Slack notification {delivery.detail}")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        add_summary(summary_markdown(notice, delivery))
 
 
 def run_notify(args: argparse.Namespace) -> int:
