@@ -22,6 +22,7 @@ COMMANDS = (
     "bankflow_infra.ops.cli.backup",
     "bankflow_infra.ops.cli.workflow",
     "bankflow_infra.ops.cli.doctor",
+    "bankflow_infra.ops.cli.status",
 )
 
 Handler = Callable[[argparse.Namespace], int]
