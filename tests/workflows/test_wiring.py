@@ -101,7 +101,18 @@ def test_preview_installs_into_the_pulumi_virtualenv_and_caches_plugins() -> Non
     assert cache["with"] == {
         "path": "~/.pulumi/plugins",
         "key": "pulumi-plugins-${{ runner.os }}-${{ hashFiles('requirements.txt') }}",
+        "restore-keys": "pulumi-plugins-${{ runner.os }}-",
     }
+
+
+def test_every_python_set_up_caches_pip_on_the_lock_that_scripts_setup_installs() -> None:
+    # requirements.txt is the lock's hashed runtime export: a changed pin is a new cache key.
+    for path in checks.workflow_files():
+        for job_name, job in checks.jobs(checks.load(path.read_text())).items():
+            for step in checks.steps(job):
+                if str(step.get("uses", "")).startswith("actions/setup-python@"):
+                    assert step["with"].get("cache") == "pip", f"{path.name}:{job_name}"
+                    assert step["with"].get("cache-dependency-path") == "requirements.txt", path.name
 
 
 def test_fork_pull_requests_get_a_notice_not_a_failure() -> None:

@@ -14,6 +14,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from bankflow_infra.ops.cli import help
+
 COMMANDS = (
     "bankflow_infra.ops.cli.plan",
     "bankflow_infra.ops.cli.health",
@@ -29,10 +31,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="bankflow-infra", description=__doc__.split("\n\n")[0])
+    root = argparse.ArgumentParser(
+        prog="bankflow-infra",
+        description=__doc__.split("\n\n")[0],
+        epilog="Run bankflow-infra COMMAND --help for a command's options and exit statuses.",
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         importlib.import_module(module).register(commands)
+    help.finish(root)
     return root
 
 
