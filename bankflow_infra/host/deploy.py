@@ -17,7 +17,7 @@ from .switch import switch_release
 def _already_current(ctx: Context, action: str, release: str) -> int:
     message = f"{action} {release}: release {release} is already current; nothing to do"
     ctx.say(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, action, release, "noop", message)
+    ctx.audit(action, release, "noop", message)
     return OK
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, Final
 
 from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
-from .. import state as st
 from ..context import Context
 from ..runtime import RuntimeFailure
 from .archive import backup_rows, format_age
@@ -38,7 +37,7 @@ def cmd_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None =
     except (BackupFailed, RuntimeFailure, OSError) as exc:
         message = f"backup: failed: {_describe_failure(exc)}"
         ctx.complain(message)
-        st.audit(ctx.paths.audit_log, ctx.actor, "backup", None, "failed", message)
+        ctx.audit("backup", None, "failed", message)
         return FAILED
     message = (
         f"backup: done: {result.key} ({result.size} bytes, sha256 {result.sha256}) uploaded and verified"
@@ -46,7 +45,7 @@ def cmd_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None =
     if result.pruned:
         message += f"; removed local files older than the local retention: {', '.join(result.pruned)}"
     ctx.say(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, "backup", None, "ok", message)
+    ctx.audit("backup", None, "ok", message)
     return OK
 
 
@@ -60,7 +59,7 @@ def _describe_failure(exc: BaseException) -> str:
 
 def _refuse(ctx: Context, action: str, message: str, code: int) -> int:
     ctx.complain(f"{action}: {message}")
-    st.audit(ctx.paths.audit_log, ctx.actor, action, None, "refused", message)
+    ctx.audit(action, None, "refused", message)
     return code
 
 
@@ -110,7 +109,7 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
         if extra:
             message += "; ATTENTION: " + "; ".join(extra)
         ctx.complain(message)
-        st.audit(ctx.paths.audit_log, ctx.actor, "restore", None, "failed", message)
+        ctx.audit("restore", None, "failed", message)
         return FAILED
     message = f"restore: done: database {result.key} restored ({result.size} bytes)"
     if result.previous:
@@ -121,8 +120,7 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
     if result.problems:
         message += "; ATTENTION: " + "; ".join(result.problems)
     print(message, file=ctx.out if result.apps_healthy else ctx.err, flush=True)
-    st.audit(
-        ctx.paths.audit_log, ctx.actor, "restore", None, "ok" if result.apps_healthy else "failed", message
+    ctx.audit("restore", None, "ok" if result.apps_healthy else "failed", message
     )
     return OK if result.apps_healthy else FAILED
 
