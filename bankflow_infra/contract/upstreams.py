@@ -53,7 +53,7 @@ def render_upstreams(
     upstream, used by nginx only when the new one refuses or times out (``proxy_next_upstream``),
     during the watch right after a public switch. ``suffix`` names the candidate upstreams.
     """
-    app = f" app {app_release or release}"
+    app = "" if app_release == "" else f" app {app_release or release}"  # "": a placeholder
     lines = [f"# bankflow release {release}{app} -- written by the host agent; do not edit by hand"]
     for name in sorted(addresses):
         lines += [f"upstream {name}{suffix} {{", f"    server {addresses[name]} max_fails=0;"]
