@@ -7,6 +7,7 @@ to exit codes; the command modules only take it.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import TextIO
 from ..contract.layout import HostPaths
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
 from . import state as st
+from .files import WriteFailed
 from .manifest import ManifestError
 from .runtime import Runtime, RuntimeFailure
 from .verify import DEFAULT_VERIFY_URL
@@ -88,6 +90,10 @@ class UsageError(Exception):
 
 def describe(exc: BaseException) -> str:
     """An error for a message: our own errors as they are, anything else with its type."""
-    if isinstance(exc, RuntimeFailure | ManifestError):
+    if isinstance(exc, RuntimeFailure | ManifestError | WriteFailed):
         return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        name = errno.errorcode.get(exc.errno or 0, "")
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}" + (f" ({name})" if name else "")
     return f"{type(exc).__name__}: {exc}"

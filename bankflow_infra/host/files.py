@@ -191,13 +191,26 @@ def copy_bundle(source: Path, target: Path) -> None:
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
-        shutil.copytree(source, tmp, symlinks=False)
+        _copy_tree(source, tmp)
         lock_down_secrets(tmp / "secrets")
         os.replace(tmp, target)
         fsync_dir(target.parent)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise WriteFailed(target, exc) from None
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Files and modes (symlinks followed); the first error stops it (copytree would collect
+    them into one shutil.Error and lose the errno)."""
+    target.mkdir(mode=0o755)
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(mode=0o755, exist_ok=True)
+        elif path.is_file():
+            shutil.copyfile(path, dest)
+            shutil.copymode(path, dest)
 
 
 def tree_size(directory: Path) -> int:

@@ -31,7 +31,7 @@ from ..contract.upstreams import CANDIDATE_UPSTREAMS_FILE, DEFAULT_DRAIN_SECONDS
 from . import journal, traffic
 from . import state as st
 from .context import Context, describe
-from .files import TEMP_MARK, Snapshot, put_back
+from .files import TEMP_MARK
 from .manifest import Manifest, ManifestError, app_fingerprint, load_manifest
 from .plan import app_project
 from .runtime import RuntimeFailure
@@ -98,9 +98,8 @@ def _check_nginx_config(ctx: Context, report: Report) -> None:
             f"the live nginx config fails nginx -t ({failure}) and no known-good copy exists"
         )
         return
-    linked = frozenset(p.relative_to(good).as_posix() for p in good.rglob("*") if p.is_file())
     try:
-        put_back(Snapshot(ctx.paths.nginx, good, linked, {}))
+        st.mirror_files(good, ctx.paths.nginx, None)
         traffic.reload_nginx(ctx.runtime)
     except (RuntimeFailure, OSError) as exc:
         report.problems.append(
@@ -252,7 +251,8 @@ def _canonical_includes(ctx: Context, served: tuple[str, str], manifest: Manifes
         if reload:
             traffic.reload_nginx(ctx.runtime)
             report.notes.append(f"nginx includes point at the containers of {app_release} only")
-        save_known_good(ctx)
+        if reload or not (ctx.paths.state / KNOWN_GOOD_DIR).is_dir():
+            save_known_good(ctx)
     except (RuntimeFailure, OSError) as exc:
         report.problems.append(
             f"nginx serves release {release} but its includes cannot be rewritten: {describe(exc)}"

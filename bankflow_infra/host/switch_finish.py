@@ -14,7 +14,6 @@ from ..contract.exit_codes import OK
 from . import journal, traffic
 from . import state as st
 from .context import Context, describe
-from .files import take_snapshot
 from .plan import NGINX_SERVICE, SwitchPlan
 
 KNOWN_GOOD_DIR = "nginx-good"  # in the state dir: the live nginx files of the last good switch
@@ -41,8 +40,11 @@ def record(ctx: Context, plan: SwitchPlan) -> st.Current:
 
 
 def save_known_good(ctx: Context) -> None:
-    """The live nginx files, as reconciliation restores them when the live config fails nginx -t."""
-    take_snapshot(ctx.paths.nginx, ctx.paths.state / KNOWN_GOOD_DIR)
+    """A COPY of the live nginx files (not links: a file edited in place must not change it too),
+    which reconciliation puts back when the live config fails nginx -t."""
+    good = ctx.paths.state / KNOWN_GOOD_DIR
+    good.mkdir(mode=0o700, exist_ok=True)
+    st.mirror_files(ctx.paths.nginx, good, None)
 
 
 def _quietly(step: Step, name: str, what: str) -> None:

@@ -12,10 +12,12 @@ import http.client
 import io
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from bankflow_infra.host import agent
 from bankflow_infra.host.verify import SNIConnection
 from tests.host.standin import LocalProcessRuntime
 from tests.support.ports import free_port
+from tests.support.tools import REPO
 
 APPS = (("site", 3000), ("saas", 3001), ("api", 8080))
 DOMAIN = "bankflow.test"
@@ -89,7 +92,7 @@ class HostEnv:
     verify_url: str = ""
     candidate_url: str = ""
     health_timeout: float = 3.0
-    drain: float = 10.0  # an upper bound: the drain ends when nginx's old workers are done
+    drain: float | None = 10.0  # an upper bound: the drain ends when nginx's old workers are done
     watch: float = 0.5
     counter: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
 
@@ -109,6 +112,7 @@ class HostEnv:
         registry_username: str | None = None,
         legacy_nginx: bool = False,
         die_after_public: float | None = None,
+        drain_seconds: float | None = None,
     ) -> Path:
         """A bundle dir; ``tag`` changes the app images (so the apps' fingerprint)."""
         path = self.bundles / f"bundle-{next(self.counter)}"
@@ -129,6 +133,7 @@ class HostEnv:
                     "upstream": f"bankflow_{s}",
                     "image": f"ghcr.io/bankflow/bankflow-{s}:{tag}",
                     "hostnames": [hostname(s)],
+                    **({"drain_seconds": drain_seconds} if drain_seconds is not None else {}),
                 }
                 for s, p in APPS
             ],
@@ -181,8 +186,7 @@ class HostEnv:
             self.verify_url or f"http://127.0.0.1:{self.port}",
             "--health-timeout",
             str(self.health_timeout),
-            "--drain",
-            str(self.drain),
+            *(["--drain", str(self.drain)] if self.drain is not None else []),
             "--settle",
             "0.2",
             "--verify-timeout",
@@ -204,6 +208,25 @@ class HostEnv:
 
     def deploy(self, bundle: Path) -> tuple[int, str, str]:
         return self.agent("deploy", str(bundle))
+
+    def spawn(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The agent in a child process (``tests/host/agent_child.py``), for the fault tests."""
+        argv = [sys.executable, "-m", "tests.host.agent_child", str(self.run), self.runtime.nginx]
+        argv += [str(self.runtime.nginx_conf), "--", "--home", str(self.home), "--actor", "test", *args]
+        if args and args[0] in ("deploy", "rollback", "receive"):
+            argv += self.switch_options()
+        return subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def audit(self) -> list[dict[str, object]]:
+        path = self.home / "state" / "audit.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def current(self) -> str | None:
         path = self.home / "state" / "current.json"

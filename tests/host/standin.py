@@ -12,7 +12,8 @@ Markers a test puts into a bundle dir to make a step fail:
 ``standin-fail-migrate``, ``standin-fail-validate``, ``standin-fail-through-nginx`` (healthy to
 the runtime's own check, 502 to every request that came through nginx),
 ``standin-die-after-public`` (seconds: the servers exit that long after their first PUBLIC
-request, i.e. after the public switch).
+request, i.e. after the public switch), ``standin-unhealthy-after-public`` (/health 503 from
+the first public request on).
 
 Every piece of state lives in files (the nginx master's pid file, ``standin.json``), never only in
 this object: the fault tests run the agent in a child process they SIGKILL, and the next command
@@ -152,13 +153,20 @@ class LocalProcessRuntime:
             argv.append("--unhealthy")
         if self._marker(project, "standin-fail-through-nginx"):
             argv.append("--fail-through-nginx")
+        if self._marker(project, "standin-unhealthy-after-public"):
+            argv.append("--unhealthy-after-public")
         die = project.bundle / "standin-die-after-public"
         if die.exists():
             argv += ["--die-after-public", die.read_text().strip() or "0"]
         # its own session: a SIGKILL of the agent's process group (the fault tests) leaves it running,
         # as a container outlives the agent that started it
+        # stderr not inherited: a "container" must not hold the agent's output pipe open
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10)
@@ -263,7 +271,11 @@ class LocalProcessRuntime:
         # in the foreground, as in the container; its own session, so killing an agent process
         # group leaves it running (the container outlives the agent); teardown stops it by pid
         self.nginx_proc = subprocess.Popen(
-            self._nginx_argv("-g", "daemon off;"), stdin=subprocess.DEVNULL, start_new_session=True
+            self._nginx_argv("-g", "daemon off;"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not self.pid_file.exists():

@@ -9,7 +9,8 @@ SIGTERM (finishing requests in flight) and by itself after ``--max-seconds``.
 Faults: ``--fail-through-nginx`` answers 502 to every request that came through nginx (its own
 health check, straight to the port, still passes); ``--die-after-public S`` exits S seconds after
 the first request through nginx's PUBLIC listener (``X-Bankflow-Listener: public``, set by the
-test config), i.e. right after the public switch. ``/sleep/<ms>`` answers after that long (long
+test config), i.e. right after the public switch; ``--unhealthy-after-public`` answers 503 on
+/health from then on (everything else still 200). ``/sleep/<ms>`` answers after that long (long
 requests in flight during a switch).
 """
 
@@ -34,8 +35,10 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--fail-through-nginx", action="store_true")
     parser.add_argument("--die-after-public", type=float, default=None)
+    parser.add_argument("--unhealthy-after-public", action="store_true")
     args = parser.parse_args()
     dying: list[threading.Timer] = []
+    public_seen = threading.Event()
 
     def die_later() -> None:
         with lock:
@@ -68,12 +71,14 @@ def main() -> int:
                 count()
             if self.headers.get("X-Bankflow-Listener") == "public":
                 die_later()
+                public_seen.set()
             if self.path.startswith("/sleep/"):
                 time.sleep(int(self.path.rsplit("/", 1)[1]) / 1000)
             if proxied and args.fail_through_nginx:
                 status, body = 502, b"broken behind the proxy\n"
             elif self.path == "/health":
-                status, body = (503, b"unhealthy\n") if args.unhealthy else (200, b"ok\n")
+                sick = args.unhealthy or (args.unhealthy_after_public and public_seen.is_set())
+                status, body = (503, b"unhealthy\n") if sick else (200, b"ok\n")
             else:
                 status, body = 200, f"{args.release} {args.service}\n".encode()
             self.send_response(status)
