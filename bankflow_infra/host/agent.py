@@ -187,31 +187,42 @@ def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
         paths.ensure()
         if not locked:
             _reconcile_if_idle(ctx, args.command)
-            return handler(ctx, args, stdin)
+            if args.command not in backups.AUDITED:
+                return handler(ctx, args, stdin)
+            return _attempt(ctx, args, stdin)
         with st.exclusive_lock(paths.lock, args.command, ctx.actor):
-            ctx.attempt = new_attempt_id()
-            if not Attempt(ctx.attempt, args.command, ctx.actor).begin(paths, f"{args.command}: started"):
-                ctx.complain(f"{args.command}: the audit line could not be written to {paths.audit_log}")
-            reconcile(ctx)
-            code = handler(ctx, args, stdin)
-            if not ctx.ended:
-                ctx.audit(args.command, None, "ok" if code == exit_codes.OK else "failed", f"exit {code}")
-            return code
+            return _attempt(ctx, args, stdin, reconcile_first=True)
     except st.LockBusy as exc:
         ctx.complain(f"{args.command}: refused: {exc}")
         st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
         return exit_codes.LOCKED
     except (ManifestError, UsageError, ValueError) as exc:
         ctx.complain(f"{args.command}: {exc}")
-        if locked:
+        if ctx.attempt:
             ctx.audit(args.command, None, "refused", str(exc))
         return exit_codes.USAGE
     except Exception as exc:  # a full disk, a runtime gone: one line naming it, on record, no traceback
         message = f"{args.command}: failed: {describe(exc) if not isinstance(exc, WriteFailed) else exc}"
         ctx.complain(message)
-        if locked:
+        if ctx.attempt:
             ctx.audit(args.command, None, "failed", message)
         return exit_codes.FAILED
+
+
+def _attempt(
+    ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None, reconcile_first: bool = False
+) -> int:
+    """The command as one audited attempt: a "started" line, then its end line."""
+    handler, _ = COMMANDS[args.command]
+    ctx.attempt = new_attempt_id()
+    if not Attempt(ctx.attempt, args.command, ctx.actor).begin(ctx.paths, f"{args.command}: started"):
+        ctx.complain(f"{args.command}: the audit line could not be written to {ctx.paths.audit_log}")
+    if reconcile_first:
+        reconcile(ctx)
+    code = handler(ctx, args, stdin)
+    if not ctx.ended:
+        ctx.audit(args.command, None, "ok" if code == exit_codes.OK else "failed", f"exit {code}")
+    return code
 
 
 def _reconcile_if_idle(ctx: Context, command: str) -> None:

@@ -263,6 +263,7 @@ def make_host(root: Path, nginx: str) -> HostEnv:
 class LoadResult:
     total: int = 0
     failures: list[str] = field(default_factory=list)
+    failure_times: list[float] = field(default_factory=list)  # wall clock (time.time) of each
     latencies: list[float] = field(default_factory=list)
     releases: Counter[str] = field(default_factory=Counter)
 
@@ -322,6 +323,7 @@ class Load:
             self.result.latencies.append(time.monotonic() - started)
             if failure:
                 self.result.failures.append(failure)
+                self.result.failure_times.append(time.time())
             else:
                 self.result.releases[body.split()[0]] += 1
 
