@@ -23,7 +23,9 @@ from ..contract.release import digest_files, is_secret_path, release_id
 from . import state as st
 from .context import Context
 from .deploy import cmd_deploy
+from .files import check_free_space
 from .manifest import ManifestError
+from .release_dir import STATE_HEADROOM
 
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024
 _DIGEST_RE: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -84,7 +86,9 @@ def write_release(paths: HostPaths, digest: str, files: Sequence[PayloadFile]) -
     """Write the files as ``releases/<release>`` (temp dir + rename): secrets 0600 in a 0700 dir."""
     release = release_id(digest)
     target = paths.release_dir(release)
-    tmp = paths.releases / f".{release}.incoming-{os.getpid()}"
+    size = sum(len(item.content) for item in files)
+    check_free_space(paths.releases, 2 * size + STATE_HEADROOM, f"release {release}")
+    tmp = paths.releases / f".{release}.incoming-{os.getpid()}"  # reconcile prunes leftovers
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(mode=0o755)

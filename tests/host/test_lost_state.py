@@ -153,3 +153,19 @@ def test_sighup_mid_deploy_without_a_reader_never_kills_the_switch(host: HostEnv
     child.communicate(timeout=60)
     assert child.returncode == 0
     assert_converged(host)
+
+
+def test_temp_dirs_of_interrupted_writes_are_removed_by_the_next_command(host: HostEnv) -> None:
+    two_releases(host)
+    leftovers = [
+        host.home / "releases" / ".0123456789ab.incoming-4242",
+        host.home / "releases" / ".0123456789ab.tmp-4242",
+    ]
+    for directory in leftovers:
+        (directory / "secrets").mkdir(parents=True)
+        (directory / "secrets" / "app.env").write_text("JWT_SECRET=half-written\n")
+    (host.live / ".upstreams.conf.tmp-4242").write_text("upstream half {")
+    code, _, err = host.agent("releases")
+    assert code == 0
+    assert "removed temp files of interrupted writes" in err
+    assert_converged(host)
