@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -13,17 +14,34 @@ import pulumi_cloudflare as cloudflare
 import pulumi_digitalocean as do
 
 from bankflow_infra.catalog import SSH_PORT, SSH_USER, AppService, app_services
-from bankflow_infra.components.backups import BackupAccess, BackupAccessArgs, BackupBucket, BackupBucketArgs
+from bankflow_infra.components.backups import BackupAccess, BackupBucket
 from bankflow_infra.components.credentials import Credentials
-from bankflow_infra.components.edge import Edge, EdgeArgs, UptimeTarget
+from bankflow_infra.components.edge import Edge
 from bankflow_infra.components.monitoring import Monitoring, MonitoringArgs
 from bankflow_infra.components.origin_cert import OriginCertificate, OriginCertificateArgs
 from bankflow_infra.components.remote_deploy import RESOURCE_NAME as REMOTE_DEPLOY_NAME
-from bankflow_infra.components.remote_deploy import RemoteDeploy, RemoteDeployArgs
-from bankflow_infra.components.server import DataVolume, DataVolumeArgs, Server, ServerArgs
+from bankflow_infra.components.remote_deploy import RemoteDeploy
+from bankflow_infra.components.server import DataVolume, Server
+from bankflow_infra.components.stack_args import (
+    backup_access_args,
+    backup_bucket_args,
+    data_volume_args,
+    edge_args,
+    remote_deploy_args,
+    server_args,
+)
 from bankflow_infra.contract.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
-from bankflow_infra.settings import NAMESPACE, SECRET_KEYS, TOP_LEVEL_KEYS, Settings, parse_settings
+from bankflow_infra.settings import (
+    NAMESPACE,
+    SECRET_KEYS,
+    TOP_LEVEL_KEYS,
+    Settings,
+    SettingsError,
+    namespace_problems,
+    parse_settings,
+)
+from bankflow_infra.stackfile import PROJECT_FILE, check_against_other_stacks
 
 
 def _decoded(key: str, value: str) -> Any:
@@ -62,28 +80,32 @@ def stack_config_values() -> dict[str, Any]:
         if value is not None:
             values[key] = _decoded(key, value)
     for key in unknown_config_keys():
-        values[key] = config.get(key)
+        values[key] = None  # only its name matters (it is an error); never read a value, it may be secret
     return values
 
 
-def load_settings() -> Settings:
-    """Validated settings of the running stack; raises SettingsError before any resource."""
-    return parse_settings(
-        pulumi.get_project(), pulumi.get_stack(), stack_config_values(), f"Pulumi.{pulumi.get_stack()}.yaml"
-    )
+def load_settings(project_dir: Path | None = None) -> Settings:
+    """Validated settings of the running stack; raises SettingsError before any resource.
+
+    Checked in turn, each an error naming the key: config namespaces (a misspelt ``bankfow:``
+    would leave every key unset), the values, then the project's other stack files (hostnames
+    of another environment, overlapping VPC ranges). The engine runs the program in the project
+    directory, so that is where the other ``Pulumi.*.yaml`` files are."""
+    source = f"Pulumi.{pulumi.get_stack()}.yaml"
+    foreign = namespace_problems(pulumi.runtime.get_config_env(), source)
+    if foreign:
+        raise SettingsError(source, foreign)
+    settings = parse_settings(pulumi.get_project(), pulumi.get_stack(), stack_config_values(), source)
+    directory = Path.cwd() if project_dir is None else project_dir
+    if (directory / PROJECT_FILE).is_file():
+        check_against_other_stacks(directory, settings, source)
+    return settings
 
 
 @dataclass
 class Built:
     outputs: dict[str, Any]
     bundle: pulumi.Output[Bundle] | None
-
-
-def _origin_ca_provider() -> cloudflare.Provider | None:
-    key = pulumi.Config(NAMESPACE).get_secret("originCaKey")
-    if key is None:
-        return None
-    return cloudflare.Provider("origin-ca", api_user_service_key=key)
 
 
 class OriginStackError(ValueError):
@@ -108,72 +130,6 @@ def origin_address(value: object, version: int, stack: str) -> str:
 def _stack_reference_name(stack: str) -> str:
     # Fully qualified so it works on Pulumi Cloud and on a self-managed (s3://) backend alike.
     return stack if "/" in stack else f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
-
-
-def server_args(settings: Settings) -> ServerArgs:
-    server = settings.server
-    return ServerArgs(
-        stack=settings.stack,
-        environment=settings.environment,
-        region=server.region,
-        size=server.size,
-        image=server.image,
-        vpc_cidr=server.vpc_cidr,
-        ssh_allowed_cidrs=server.ssh_allowed_cidrs,
-        backups=server.backups,
-        resource_name=settings.resource_name,
-    )
-
-
-def data_volume_args(settings: Settings) -> DataVolumeArgs:
-    return DataVolumeArgs(
-        stack=settings.stack,
-        environment=settings.environment,
-        region=settings.server.region,
-        size_gb=settings.server.volume_size_gb,
-        resource_name=settings.resource_name,
-    )
-
-
-def remote_deploy_args(settings: Settings) -> RemoteDeployArgs:
-    return RemoteDeployArgs(
-        stack=settings.stack,
-        swap_gb=settings.server.swap_gb,
-        data_volume=settings.server.volume_size_gb > 0,
-        admin_ssh_keys=settings.server.admin_ssh_keys,
-    )
-
-
-def edge_args(settings: Settings, services: tuple[AppService, ...]) -> EdgeArgs:
-    # Every public hostname (www included) is checked, so a broken alias cannot go unnoticed.
-    targets = tuple(
-        UptimeTarget(hostname, f"https://{hostname}{service.health_path}")
-        for service in services
-        for hostname in service.hostnames
-    )
-    return EdgeArgs(
-        project=settings.project,
-        stack=settings.stack,
-        zone=settings.edge.zone,
-        hostnames=settings.all_hostnames,
-        zone_settings=settings.edge.zone_settings,
-        uptime_targets=targets if settings.edge.uptime_checks else (),
-        alerts=settings.alerts,
-        resource_name=settings.resource_name,
-    )
-
-
-def backup_bucket_args(settings: Settings) -> BackupBucketArgs:
-    return BackupBucketArgs(
-        name=settings.backup_bucket_name,
-        region=settings.backups.region,
-        retention_days=settings.backups.retention_days,
-        protect=settings.is_production,
-    )
-
-
-def backup_access_args(settings: Settings) -> BackupAccessArgs:
-    return BackupAccessArgs(key_name=settings.resource_name("backup-key"), bucket=settings.backup_bucket_name)
 
 
 def _render(
@@ -244,28 +200,46 @@ class _ServerLayer:
     server: Server
     bundle: pulumi.Output[Bundle]
     outputs: dict[str, Any]
+    deploy: RemoteDeploy
+
+
+def _network_order(cidr: str) -> tuple[int, int, int]:
+    network = ipaddress.ip_network(cidr, strict=False)
+    return (network.version, int(network.network_address), network.prefixlen)
+
+
+def sorted_ranges(ipv4: list[str], ipv6: list[str]) -> CloudflareRanges:
+    """Cloudflare's ranges in address order: the API's order is not stable, and a re-ordered list
+    would be a new host bundle (a new release) and a firewall update for nothing."""
+    return CloudflareRanges(
+        ipv4=tuple(sorted(ipv4, key=_network_order)), ipv6=tuple(sorted(ipv6, key=_network_order))
+    )
 
 
 def _server_layer(
-    settings: Settings, ip_ranges: pulumi.Output[cloudflare.GetIpRangesResult], volume: do.Volume | None
+    settings: Settings,
+    ranges: pulumi.Output[CloudflareRanges],
+    volume: do.Volume | None,
+    bucket: do.SpacesBucket | None,
 ) -> _ServerLayer:
     """Credentials, droplet, certificate, monitoring, the Spaces key and the remote deploy."""
-    ranges = pulumi.Output.all(ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs).apply(
-        lambda r: CloudflareRanges(ipv4=tuple(r[0]), ipv6=tuple(r[1]))
-    )
     credentials = Credentials("credentials")
     server = Server(
-        "server", server_args(settings), credentials, ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs, volume
+        "server",
+        server_args(settings),
+        credentials,
+        ranges.apply(lambda r: list(r.ipv4)),
+        ranges.apply(lambda r: list(r.ipv6)),
+        volume,
     )
     certificate = OriginCertificate(
         "origin-cert",
         OriginCertificateArgs(
             hostnames=settings.all_hostnames, validity_days=settings.origin_cert_validity_days
         ),
-        _origin_ca_provider(),
     )
-    Monitoring("monitoring", MonitoringArgs(stack=settings.stack, alerts=settings.alerts), server.droplet)
-    backup_access = BackupAccess("backup-access", backup_access_args(settings))
+    Monitoring("monitoring", MonitoringArgs(stack=settings.stack, alerts=settings.alerts), server.stack_tag)
+    backup_access = BackupAccess("backup-access", backup_access_args(settings), bucket)
     bundle = _render(settings, credentials, certificate, ranges, backup_access)
     deploy = RemoteDeploy(REMOTE_DEPLOY_NAME, remote_deploy_args(settings), server, credentials, bundle)
     outputs = {
@@ -282,7 +256,7 @@ def _server_layer(
         "origin_certificate": certificate.certificate_pem,
         "origin_cert_expires_on": certificate.expires_on,
     }
-    return _ServerLayer(server, bundle, outputs)
+    return _ServerLayer(server, bundle, outputs, deploy)
 
 
 def _edge_origin(settings: Settings, own: Server | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
@@ -299,26 +273,45 @@ def _edge_origin(settings: Settings, own: Server | None) -> tuple[pulumi.Input[s
     return own.ipv4, own.ipv6
 
 
+def _project(settings: Settings, urns: list[pulumi.Output[str]]) -> None:
+    do.Project(
+        "project",
+        name=f"BankFlow {settings.stack}",
+        description=f"BankFlow {settings.environment} (stack {settings.stack}), managed by Pulumi",
+        purpose="Web Application",
+        environment="Production" if settings.is_production else "Staging",
+        resources=urns,
+    )
+
+
 def build(settings: Settings) -> Built:
     services = app_services(settings)
     project_urns: list[pulumi.Output[str]] = []
     outputs = _contract_outputs(settings, services)
     ip_ranges = cloudflare.get_ip_ranges_output()
+    ranges = pulumi.Output.all(ip_ranges.ipv4_cidrs, ip_ranges.ipv6_cidrs).apply(
+        lambda r: sorted_ranges(r[0], r[1])
+    )
     volume = (
         DataVolume("data", data_volume_args(settings)).volume if settings.server.volume_size_gb > 0 else None
     )
     if volume is not None:
         project_urns.append(volume.volume_urn)
+    # The bucket first: this stack's own Spaces key is granted on it and must wait for it.
+    backups = BackupBucket("backups", backup_bucket_args(settings)) if settings.edge.enabled else None
     layer: _ServerLayer | None = None
     if settings.server.enabled:
-        layer = _server_layer(settings, ip_ranges, volume)
+        own_bucket = backups.bucket if backups and settings.backups.bucket_stack == settings.stack else None
+        layer = _server_layer(settings, ranges, volume, own_bucket)
         project_urns += layer.server.resource_urns
         outputs |= layer.outputs
 
-    if settings.edge.enabled:
+    if backups is not None:
         origin_ipv4, origin_ipv6 = _edge_origin(settings, layer.server if layer else None)
-        Edge("edge", edge_args(settings, services), origin_ipv4, origin_ipv6)
-        backups = BackupBucket("backups", backup_bucket_args(settings))
+        # Own droplet: the records move to a (replacement) droplet only once it was bootstrapped
+        # and serves the release; before, Cloudflare would send customers to an empty host.
+        after = [layer.deploy.deploy_command] if layer and settings.edge.origin_stack is None else []
+        Edge("edge", edge_args(settings, services), origin_ipv4, origin_ipv6, after)
         project_urns.append(backups.bucket.bucket_urn)
         outputs["backup_bucket"] = {
             "name": backups.name,
@@ -327,14 +320,7 @@ def build(settings: Settings) -> Built:
         }
 
     if project_urns:
-        do.Project(
-            "project",
-            name=f"BankFlow {settings.stack}",
-            description=f"BankFlow {settings.environment} (stack {settings.stack}), managed by Pulumi",
-            purpose="Web Application",
-            environment="Production" if settings.is_production else "Staging",
-            resources=project_urns,
-        )
+        _project(settings, project_urns)
     return Built(outputs=outputs, bundle=layer.bundle if layer else None)
 
 

@@ -10,6 +10,7 @@ naming the file.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,38 @@ from typing import Any
 
 import yaml
 
-from bankflow_infra.settings import NAMESPACE, SECRET_KEYS, Settings, SettingsError, parse_settings
+from bankflow_infra.settings import (
+    NAMESPACE,
+    SECRET_KEYS,
+    Settings,
+    SettingsError,
+    namespace_problems,
+    parse_settings,
+)
 
 PROJECT_FILE = "Pulumi.yaml"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key. YAML 1.2 requires keys to be
+    unique, but PyYAML keeps the last value: a second `bankflow:server:` block would silently
+    replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> value, refusing duplicate keys; raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class StackFileError(ValueError):
@@ -67,12 +97,26 @@ class StackFile:
 
 
 def load_yaml(path: Path) -> Any:
+    """A YAML file's value; every way it can be unusable is one StackFileError naming the file."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise StackFileError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise StackFileError(f"{path}: not readable YAML: {error}") from None
+    except IsADirectoryError:
+        raise StackFileError(f"{path}: is a directory, not a file; remove it and restore the file") from None
+    except OSError as error:
+        raise StackFileError(f"{path}: cannot be read: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StackFileError(
+            f"{path}: not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as error:
+        raise StackFileError(f"{path}: not valid YAML: {error}") from None
 
 
 def project_name(project_dir: Path) -> str:
@@ -92,13 +136,28 @@ def stack_names(project_dir: Path) -> list[str]:
 
 
 def config_of(document: Any, source: str) -> dict[str, Any]:
-    """The ``config:`` mapping of a parsed stack file ({} when the file or the key is empty)."""
-    config = document.get("config") if isinstance(document, dict) else None
+    """The ``config:`` mapping of a parsed stack file, keys as ``namespace:key``.
+
+    An empty file or an empty ``config:`` is {} (required keys are then reported by name); a
+    document of any other shape, or a key in a namespace nobody uses (``bankfow:``), is one
+    StackFileError. A key without a namespace is the project's, as Pulumi reads it."""
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        kind = type(document).__name__
+        raise StackFileError(f"{source}: must be a mapping with a 'config:' key, got {kind}")
+    config = document.get("config")
     if config is None:
         return {}
-    if not isinstance(config, dict):
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
         raise StackFileError(f"{source}: 'config' must be a mapping of 'namespace:key' to values")
-    return config
+    qualified = {(k if ":" in k else f"{NAMESPACE}:{k}"): v for k, v in config.items()}
+    if len(qualified) != len(config):
+        raise StackFileError(f"{source}: a key is given both with and without the '{NAMESPACE}:' namespace")
+    problems = namespace_problems(qualified, source)
+    if problems:
+        raise StackFileError("; ".join(problems))
+    return qualified
 
 
 def read_stack_file(project_dir: Path, stack: str) -> StackFile:
@@ -118,3 +177,89 @@ def settings_from_stack_file(project: str, stack: str, document: Any, source: st
     except StackFileError as error:
         raise SettingsError(source, [str(error).removeprefix(f"{source}: ")]) from None
     return parse_settings(project, stack, bankflow_values(config), source)
+
+
+# --------------------------------------------------------------------------- across stack files
+
+
+@dataclass(frozen=True)
+class _Claims:
+    """What another stack file claims, read leniently (its own plan reports its own problems)."""
+
+    file: str
+    environment: object
+    edge_enabled: bool
+    hostnames: frozenset[str]
+    vpc: ipaddress.IPv4Network | None
+
+
+def _claims(path: Path, values: Mapping[str, Any]) -> _Claims:
+    hostnames = values.get("hostnames")
+    names = {
+        name
+        for listed in (hostnames.values() if isinstance(hostnames, Mapping) else ())
+        if isinstance(listed, list)
+        for name in listed
+        if isinstance(name, str)
+    }
+    edge, server = values.get("edge"), values.get("server")
+    edge_enabled = not (isinstance(edge, Mapping) and edge.get("enabled") is False)
+    cidr = server.get("vpcCidr") if isinstance(server, Mapping) else None
+    try:
+        vpc = ipaddress.IPv4Network(cidr) if isinstance(cidr, str) else None
+    except ValueError:
+        vpc = None
+    return _Claims(path.name, values.get("environment"), edge_enabled, frozenset(names), vpc)
+
+
+def _other_stack_claims(project_dir: Path, stack: str) -> list[_Claims]:
+    claims = []
+    for other in stack_names(project_dir):
+        if other == stack:
+            continue
+        path = project_dir / stack_file_name(other)
+        try:
+            config = config_of(load_yaml(path), path.name)
+        except StackFileError:
+            continue  # that stack's own plan names the problem; it claims nothing readable
+        claims.append(_claims(path, bankflow_values(config)))
+    return claims
+
+
+def conflicts_with_other_stacks(project_dir: Path, settings: Settings) -> list[str]:
+    """Problems (``bankflow:<key>: ...``) between this stack and the other ``Pulumi.*.yaml`` files
+    of the project: a hostname of another environment, a hostname another edge stack of the same
+    environment serves (Cloudflare would round-robin two origins), a VPC range that overlaps
+    (DigitalOcean refuses overlapping VPCs in one account; `rebuild` picks around these files)."""
+    problems = []
+    own_vpc = ipaddress.IPv4Network(settings.server.vpc_cidr) if settings.server.vpc_cidr else None
+    for other in _other_stack_claims(project_dir, settings.stack):
+        same_environment = other.environment == settings.environment
+        for service, names in settings.hostnames.items():
+            for index, name in enumerate(names):
+                if name not in other.hostnames:
+                    continue
+                if not same_environment:
+                    problems.append(
+                        f"{NAMESPACE}:hostnames.{service}[{index}]: {name!r} belongs to "
+                        f"{other.environment} ({other.file}); a hostname belongs to one environment"
+                    )
+                elif settings.edge.enabled and other.edge_enabled:
+                    problems.append(
+                        f"{NAMESPACE}:hostnames.{service}[{index}]: {name!r} is also served by {other.file} "
+                        "(edge enabled in both): one stack owns a hostname's DNS records; serve it from "
+                        "another stack's droplet with bankflow:edge.originStack instead"
+                    )
+        if own_vpc is not None and other.vpc is not None and own_vpc.overlaps(other.vpc):
+            problems.append(
+                f"{NAMESPACE}:server.vpcCidr: {settings.server.vpc_cidr!r} overlaps {other.vpc} of "
+                f"{other.file}; every stack needs its own range (DigitalOcean refuses overlapping VPCs)"
+            )
+    return problems
+
+
+def check_against_other_stacks(project_dir: Path, settings: Settings, source: str) -> None:
+    """Raise one SettingsError listing every conflict with the project's other stack files."""
+    problems = conflicts_with_other_stacks(project_dir, settings)
+    if problems:
+        raise SettingsError(source, problems)

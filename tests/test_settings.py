@@ -52,7 +52,7 @@ def test_both_stack_files_are_valid_with_the_spec_hostnames():
     assert not staging.server.backups
     assert production.edge.zone_settings
     assert not staging.edge.zone_settings
-    assert production.origin_cert_validity_days == 365
+    assert production.origin_cert_validity_days == 5475  # the maximum: Origin CA never renews
 
 
 def test_stack_vpc_ranges_never_overlap():
@@ -103,8 +103,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[Values], None], str, str]] = [
         "bankflow:hostnames.api[0]:",
         "already used",
     ),
-    ("unknown region shape", _set("server.region", "new-york"), "bankflow:server.region:", "region slug"),
-    ("unknown size shape", _set("server.size", "large"), "bankflow:server.size:", "size slug"),
+    ("unknown region", _set("server.region", "new-york"), "bankflow:server.region:", "DROPLET_REGIONS"),
+    ("unknown size", _set("server.size", "large"), "bankflow:server.size:", "DROPLET_SIZES"),
     ("not ubuntu 24.04", _set("server.image", "debian-12-x64"), "bankflow:server.image:", "24.04"),
     (
         "vpc overlaps DO reserved",
@@ -112,7 +112,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[Values], None], str, str]] = [
         "bankflow:server.vpcCidr:",
         "overlaps 10.244.0.0/16",
     ),
-    ("vpc public range", _set("server.vpcCidr", "8.8.0.0/20"), "bankflow:server.vpcCidr:", "private"),
+    ("vpc public range", _set("server.vpcCidr", "8.8.0.0/20"), "bankflow:server.vpcCidr:", "RFC 1918"),
     ("vpc too large", _set("server.vpcCidr", "10.0.0.0/8"), "bankflow:server.vpcCidr:", "/16 to /24"),
     ("vpc host bits", _set("server.vpcCidr", "10.110.16.1/20"), "bankflow:server.vpcCidr:", "host bits"),
     ("missing vpc", _delete("server.vpcCidr"), "bankflow:server.vpcCidr:", "required"),

@@ -68,13 +68,24 @@ class BackupAccess(pulumi.ComponentResource):
     access_key: pulumi.Output[str]
     secret_key: pulumi.Output[str]
 
-    def __init__(self, name: str, args: BackupAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: BackupAccessArgs,
+        bucket: do.SpacesBucket | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """``bucket``: the bucket resource when this stack owns it. The grant names the bucket
+        only by its name, so without this dependency Pulumi could create the key first and
+        DigitalOcean refuses a grant on a bucket that does not exist yet."""
         super().__init__("bankflow:index:BackupAccess", name, None, opts)
         key = do.SpacesKey(
             f"{name}-key",
             name=args.key_name,
             grants=[do.SpacesKeyGrantArgs(bucket=args.bucket, permission="readwrite")],
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secretKey"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["secretKey"], depends_on=[bucket] if bucket else None
+            ),
         )
         self.access_key = key.access_key
         self.secret_key = pulumi.Output.secret(key.secret_key)

@@ -3,7 +3,7 @@ only), uptime checks on every public URL, and the environment's backups bucket."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,6 +23,15 @@ ZONE_SETTINGS: Final = {
 UPTIME_REGIONS: Final = ["us_east", "eu_west"]
 CERT_EXPIRY_WARNING_DAYS: Final = 14
 PROXIED_TTL: Final = 1  # Cloudflare requires "automatic" TTL on proxied records
+# The advanced certificate pack (Advanced Certificate Manager) for hostnames Universal SSL does
+# not cover. Values from the provider schema (pulumi_cloudflare/certificate_pack.py, from
+# terraform-provider-cloudflare v5 `cloudflare_certificate_pack`): type "advanced"; validity 14,
+# 30, 90 or 365 days; Let's Encrypt issues 90-day certificates only. TXT validation completes by
+# itself on a zone whose DNS Cloudflare serves; Cloudflare renews the pack before it expires.
+PACK_TYPE: Final = "advanced"
+PACK_CERTIFICATE_AUTHORITY: Final = "lets_encrypt"
+PACK_VALIDATION_METHOD: Final = "txt"
+PACK_VALIDITY_DAYS: Final = 90
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class EdgeArgs:
     uptime_targets: tuple[UptimeTarget, ...]  # empty: no uptime checks
     alerts: AlertSettings
     resource_name: Callable[[str], str]  # kind -> the cloud-side name (bankflow-<stack>-<kind>)
+    # Hosts of the advanced certificate pack (apex, parent, *.parent); empty: Universal SSL covers all.
+    certificate_pack_hosts: tuple[str, ...] = ()
 
 
 def record_comment(project: str, stack: str) -> str:
@@ -67,10 +78,14 @@ class Edge(pulumi.ComponentResource):
         args: EdgeArgs,
         origin_ipv4: pulumi.Input[str],
         origin_ipv6: pulumi.Input[str],
+        records_after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``records_after``: what must be done before the records point at the origin (the
+        deploy on this stack's own droplet)."""
         super().__init__("bankflow:index:Edge", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        record_options = pulumi.ResourceOptions(parent=self, depends_on=list(records_after))
         zone = cloudflare.get_zone_output(
             filter=cloudflare.GetZoneFilterArgs(name=args.zone, match="all"),
             opts=pulumi.InvokeOutputOptions(parent=self),
@@ -88,8 +103,11 @@ class Edge(pulumi.ComponentResource):
                     proxied=True,
                     ttl=PROXIED_TTL,
                     comment=comment,
-                    opts=child,
+                    opts=record_options,
                 )
+
+        if args.certificate_pack_hosts:
+            self._certificate_pack(name, zone_id, args.certificate_pack_hosts)
 
         if args.zone_settings:
             for setting_id, value in ZONE_SETTINGS.items():
@@ -106,6 +124,19 @@ class Edge(pulumi.ComponentResource):
             for target in args.uptime_targets:
                 self._uptime(name, args.resource_name, target, notifications)
         self.register_outputs({})
+
+    def _certificate_pack(self, name: str, zone_id: pulumi.Input[str], hosts: tuple[str, ...]) -> None:
+        cloudflare.CertificatePack(
+            f"{name}-certificate-pack",
+            zone_id=zone_id,
+            hosts=list(hosts),
+            cloudflare_branding=False,
+            type=PACK_TYPE,
+            certificate_authority=PACK_CERTIFICATE_AUTHORITY,
+            validation_method=PACK_VALIDATION_METHOD,
+            validity_days=PACK_VALIDITY_DAYS,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _uptime(
         self,

@@ -47,7 +47,7 @@ class Monitoring(pulumi.ComponentResource):
         self,
         name: str,
         args: MonitoringArgs,
-        droplet: do.Droplet,
+        droplet_tag: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("bankflow:index:Monitoring", name, None, opts)
@@ -59,7 +59,9 @@ class Monitoring(pulumi.ComponentResource):
                 compare="GreaterThan",
                 value=percent,
                 window="5m",
-                entities=[droplet.id],
+                # Selected by the stack's tag, not the droplet id: a replacement droplet (new id)
+                # is watched from its first boot, without an update of every alert.
+                tags=[droplet_tag],
                 alerts=monitor_recipients(args.alerts),
                 enabled=True,
                 opts=pulumi.ResourceOptions(parent=self),

@@ -24,7 +24,6 @@ class OriginCertificate(pulumi.ComponentResource):
         self,
         name: str,
         args: OriginCertificateArgs,
-        provider: cloudflare.Provider | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("bankflow:index:OriginCertificate", name, None, opts)
@@ -38,8 +37,9 @@ class OriginCertificate(pulumi.ComponentResource):
             subject=tls.CertRequestSubjectArgs(common_name=hostnames[0], organization="BankFlow"),
             opts=child,
         )
-        # Some accounts can only issue Origin CA certificates with the Origin CA key: then a
-        # dedicated provider (bankflow:originCaKey) is passed in.
+        # Issued with the stack's Cloudflare API token ("SSL and Certificates: Edit"): the Origin
+        # CA key (Service Key auth) that some accounts used instead stopped working on 2026-09-30
+        # (docs/PROVIDERS.md).
         certificate = cloudflare.OriginCaCertificate(
             f"{name}-certificate",
             csr=csr.cert_request_pem,
@@ -49,7 +49,13 @@ class OriginCertificate(pulumi.ComponentResource):
             # Replacing the certificate must not revoke the old one: the kept releases on the
             # droplet still hold it, and a rollback to one of them would otherwise serve a revoked
             # certificate (Cloudflare 526 on every hostname). Old ones simply expire.
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, retain_on_delete=True),
+            #
+            # `hostnames` forces a replacement, and after `pulumi refresh` the provider reads them
+            # back in the API's order, so every later `up` would issue a new certificate and ship a
+            # new release (terraform-provider-cloudflare issues #5392 and #6239). Ignoring them is
+            # safe: a real change of the hostname set changes the CSR (its dns_names), and `csr`
+            # still replaces the certificate.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, ignore_changes=["hostnames"]),
         )
         self.certificate_pem = certificate.certificate
         self.private_key_pem = pulumi.Output.secret(key.private_key_pem)

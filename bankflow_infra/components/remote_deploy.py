@@ -8,8 +8,15 @@ Three remote commands, in order, each re-run only when its own payload digest ch
 3. ``deploy``: the release bundle (secrets included) on stdin; the host agent switches to it
    behind its health gate and exits non-zero -- failing ``pulumi up`` -- when it rolls back.
 
+With a data volume, two more: ``grow-data-filesystem`` (resize2fs when the volume grows) and
+``release-data-volume``, a step whose only command is its ``delete``: it stops PostgreSQL and
+unmounts the volume, and Pulumi deletes it before the VolumeAttachment (it depends on it).
+
 Nothing secret is ever in command text: payloads travel on stdin, the deploy's output is a
-secret, and it logs nothing.
+secret, and it logs nothing. pulumi-command puts a failed command's text and its combined
+stdout/stderr into the error message whatever ``logging`` says
+(provider/pkg/provider/remote/commandOutputs.go: ``"%w: running %q:\n%s"``), so the deploy
+command sends the agent's output to a root-only file on the droplet and prints only a fixed line.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from bankflow_infra.catalog import SSH_PORT, SSH_USER
 from bankflow_infra.components.backups import DATA_VOLUME_LABEL
 from bankflow_infra.components.credentials import Credentials
 from bankflow_infra.components.server import Server
-from bankflow_infra.contract.layout import AGENT_BIN, DATA_VOLUME_MOUNT, bootstrap_environment
+from bankflow_infra.contract.layout import AGENT_BIN, DATA_VOLUME_MOUNT, STATE_DIR, bootstrap_environment
 from bankflow_infra.render import Bundle
+from bankflow_infra.render.host_files import FILES_DIR
 from bankflow_infra.render.payloads import digest_of
 from bankflow_infra.render.remote_payloads import bootstrap_payload, deploy_payload
 
@@ -37,6 +45,14 @@ RESOURCE_NAME: Final = "host"
 # A fresh droplet refuses SSH for a while; the default limit gives up after ~10 s.
 DIAL_ERROR_LIMIT: Final = 120
 PER_DIAL_TIMEOUT_SECONDS: Final = 10
+# The release step connects to a droplet that has been up for a while: a dead one must not hold
+# a replacement or a retire for 20 minutes (see docs/RUNBOOK-emergency.md for a dead droplet).
+RELEASE_DIAL_ERROR_LIMIT: Final = 6
+# Where the deploy command keeps the agent's output on the droplet (root only, 0600): never in
+# pulumi-command's error message, which would print it on the runner.
+DEPLOY_OUTPUT_LOG: Final = f"{STATE_DIR}/pulumi-deploy.log"
+RELEASE_DATA_VOLUME_SCRIPT: Final = "volume/release-data-volume.sh"
+GROW_DATA_FILESYSTEM_SCRIPT: Final = "volume/grow-data-filesystem.sh"
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class RemoteDeployArgs:
     swap_gb: int
     data_volume: bool  # the bootstrap mounts the data volume before PostgreSQL starts
     admin_ssh_keys: tuple[str, ...]  # root's authorized_keys, with the generated deploy key
+    volume_size_gb: int = 0  # the data volume's size: a larger one re-runs grow-data-filesystem
 
 
 # cloud-init exits 2 when it finished "degraded" (a non-fatal module warning): still done.
@@ -75,19 +92,37 @@ def bootstrap_command(args: RemoteDeployArgs) -> str:
     )
 
 
-def deploy_command(args: RemoteDeployArgs) -> str:
+def deploy_command(args: RemoteDeployArgs, agent: str = AGENT_BIN, log: str = DEPLOY_OUTPUT_LOG) -> str:
+    """Receive the bundle and switch to it; the agent's output (which a failure could fill with
+    anything, secrets included) goes to a root-only file, and only a fixed line is printed."""
     # The actor goes on the command line: environment variables would need sshd's AcceptEnv.
-    return f"{AGENT_BIN} --actor pulumi:{args.stack} receive --stdin --deploy"
+    receive = f"{shlex.quote(agent)} --actor pulumi:{args.stack} receive --stdin --deploy"
+    out = shlex.quote(log)
+    return (
+        f"umask 077; rc=0; {receive} >{out} 2>&1 || rc=$?; "
+        'if [ "$rc" -ne 0 ]; then '
+        f'echo "deploy failed: bankflow-agent exited $rc (the previous release still serves unless it '
+        f"says otherwise); its output is on the droplet in {log}: bankflow-infra ssh {args.stack} -- "
+        f'cat {log}" >&2; fi; exit "$rc"'
+    )
 
 
-def ssh_connection(server: Server, credentials: Credentials) -> remote.ConnectionArgs:
+def volume_script_command(script: str, mount: str = DATA_VOLUME_MOUNT) -> str:
+    """Run a ``files/`` script (no secret in it) over SSH: its text travels in the command."""
+    text = (FILES_DIR / script).read_text(encoding="utf-8")
+    return f"bash -c {shlex.quote(text)} {shlex.quote(script.rsplit('/', 1)[-1])} {shlex.quote(mount)}"
+
+
+def ssh_connection(
+    server: Server, credentials: Credentials, dial_error_limit: int = DIAL_ERROR_LIMIT
+) -> remote.ConnectionArgs:
     return remote.ConnectionArgs(
         host=server.ipv4,  # the droplet's own address, never a proxied hostname
         port=SSH_PORT,
         user=SSH_USER,
         private_key=credentials.deploy_private_key,
         host_key=credentials.host_public_key,  # pinned: nothing else is accepted
-        dial_error_limit=DIAL_ERROR_LIMIT,
+        dial_error_limit=dial_error_limit,
         per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
     )
 
@@ -132,8 +167,46 @@ class RemoteDeploy(pulumi.ComponentResource):
             opts=self._on_droplet([wait, *([server.volume_attachment] if server.volume_attachment else [])]),
         )
         self.release = pulumi.Output.unsecret(bundle.apply(lambda b: b.digest))
-        self._deploy(name, args, connection, bundle, bootstrap)
+        self.deploy_command = self._deploy(name, args, connection, bundle, bootstrap)
+        if server.volume is not None and server.volume_attachment is not None:
+            self._data_volume_steps(name, args, server, credentials, bootstrap)
         self.register_outputs({"release": self.release})
+
+    def _data_volume_steps(
+        self,
+        name: str,
+        args: RemoteDeployArgs,
+        server: Server,
+        credentials: Credentials,
+        bootstrap: remote.Command,
+    ) -> None:
+        assert server.volume is not None
+        assert server.volume_attachment is not None
+        remote.Command(
+            f"{name}-grow-data-filesystem",
+            connection=ssh_connection(server, credentials),
+            create=volume_script_command(GROW_DATA_FILESYSTEM_SCRIPT),
+            # A larger volume (resized in place by DigitalOcean) re-runs resize2fs.
+            triggers=[args.volume_size_gb],
+            add_previous_output_in_env=False,
+            opts=self._on_droplet([bootstrap, server.volume]),
+        )
+        remote.Command(
+            f"{name}-release-data-volume",
+            connection=ssh_connection(server, credentials, RELEASE_DIAL_ERROR_LIMIT),
+            # Nothing on create; on delete, before the attachment goes (it depends on it):
+            # PostgreSQL stopped and the volume unmounted, so a detach loses no write.
+            delete=volume_script_command(RELEASE_DATA_VOLUME_SCRIPT),
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[server.volume_attachment, bootstrap],
+                # No `deleted_with`: that would skip this delete exactly when the droplet goes.
+                # Replaced with the droplet, deleted first (the droplet is delete-before-replace).
+                replace_with=[self._droplet],
+                delete_before_replace=True,
+            ),
+        )
 
     def _on_droplet(
         self, depends_on: list[pulumi.Resource], secret_output: bool = False
@@ -154,10 +227,10 @@ class RemoteDeploy(pulumi.ComponentResource):
         connection: remote.ConnectionArgs,
         bundle: pulumi.Output[Bundle],
         bootstrap: remote.Command,
-    ) -> None:
+    ) -> remote.Command:
         payload: pulumi.Output[str] = bundle.apply(deploy_payload)
         deploy_text: pulumi.Output[str] = pulumi.Output.secret(payload)
-        remote.Command(
+        return remote.Command(
             f"{name}-deploy",
             connection=connection,
             create=deploy_command(args),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,14 @@ from bankflow_infra.render.cloud_init import render_host_key_user_data
 
 ALL_IPV4 = "0.0.0.0/0"
 ALL_IPV6 = "::/0"
+# The provider's delete budget is 60 s and includes the graceful shutdown (schema.ResourceTimeout
+# Delete in terraform-provider-digitalocean digitalocean/droplet/resource_droplet.go): a droplet
+# running PostgreSQL can take longer, and a replace then fails halfway with the volume detached.
+DROPLET_DELETE_TIMEOUT = "10m"
+# Droplet arguments that can only be applied by a replacement (ForceNew in resource_droplet.go;
+# ipv6 too when switched off). Production ignores them: its droplet is replaced only through
+# `bankflow-infra rebuild`/`cutover`, never by an edit an `up` would act on.
+REPLACE_ONLY_DROPLET_FIELDS = ("image", "region", "ssh_keys", "user_data", "vpc_uuid", "monitoring", "ipv6")
 
 
 def inbound_rules(
@@ -42,6 +51,11 @@ def outbound_rules() -> list[do.FirewallOutboundRuleArgs]:
     ]
 
 
+def canonical_ip(address: str) -> str:
+    """An IP address in its canonical text form (IPv6: lower case, zeros compressed)."""
+    return str(ipaddress.ip_address(address.strip()))
+
+
 def stack_tag_name(stack: str) -> str:
     return f"stack-{stack}"
 
@@ -61,6 +75,8 @@ class ServerArgs:
     ssh_allowed_cidrs: tuple[str, ...]
     backups: bool  # DigitalOcean's weekly droplet backups
     resource_name: Callable[[str], str]  # kind -> the cloud-side name (bankflow-<stack>-<kind>)
+    resize_disk: bool = False  # grow the disk with the size (permanent: no way back to a smaller size)
+    production: bool = False  # protected, replace-only fields ignored
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,7 @@ class Server(pulumi.ComponentResource):
         self.volume = volume
         # The stack's tag exists before the droplet and the firewall that selects it.
         stack_tag = do.Tag(f"{name}-tag", name=stack_tag_name(args.stack), opts=child)
+        self.stack_tag: pulumi.Output[str] = stack_tag.name
         self.firewall = self._firewall(name, args, stack_tag, cloudflare_v4, cloudflare_v6)
         self.droplet = self._droplet(name, args, credentials, vpc, deploy_key, stack_tag)
         droplet_id = self.droplet.id.apply(int)
@@ -127,7 +144,9 @@ class Server(pulumi.ComponentResource):
             )
 
         self.ipv4 = self.droplet.ipv4_address
-        self.ipv6 = self.droplet.ipv6_address
+        # One spelling of the address everywhere (DNS record, outputs), as the StackReference
+        # path writes it (program.origin_address): the API may return it in another form.
+        self.ipv6 = self.droplet.ipv6_address.apply(canonical_ip)
         self.resource_urns = [self.droplet.droplet_urn]
         self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6})
 
@@ -177,6 +196,9 @@ class Server(pulumi.ComponentResource):
             ipv6=True,
             backups=args.backups,
             graceful_shutdown=True,
+            # The provider's default is true, which makes a size change's disk growth permanent:
+            # the droplet could never be resized down again (resource_droplet.go, resize_disk).
+            resize_disk=args.resize_disk,
             tags=[*droplet_tags(args.environment, args.stack)[:-1], stack_tag.name],
             # Only the generated host key, so every SSH connection can pin it from the first one.
             user_data=secret_user_data,
@@ -186,6 +208,11 @@ class Server(pulumi.ComponentResource):
                 # A droplet with an attached volume cannot be replaced while it holds the volume.
                 delete_before_replace=self.volume is not None,
                 additional_secret_outputs=["user_data"],
+                custom_timeouts=pulumi.CustomTimeouts(delete=DROPLET_DELETE_TIMEOUT),
+                # Production's droplet: `protect` makes the engine refuse the delete half of any
+                # replacement; planned rebuilds go through `bankflow-infra rebuild`/`cutover`.
+                protect=args.production,
+                ignore_changes=list(REPLACE_ONLY_DROPLET_FIELDS) if args.production else None,
             ),
         )
 
@@ -209,6 +236,10 @@ class DataVolume(pulumi.ComponentResource):
             description=f"PostgreSQL data of BankFlow {args.stack}",
             tags=droplet_tags(args.environment, args.stack),
             # Money data: `pulumi destroy` must refuse until someone removes this on purpose.
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            # `description` forces a replacement of a volume in the provider (ForceNew in
+            # digitalocean/volume/resource_volume.go): a reworded description must never try to
+            # replace the data. A larger `size` is an in-place resize; the filesystem is grown by
+            # the remote `grow-data-filesystem` step (components/remote_deploy.py).
+            opts=pulumi.ResourceOptions(parent=self, protect=True, ignore_changes=["description"]),
         )
         self.register_outputs({})

@@ -52,6 +52,7 @@ from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
+from . import history
 from . import state as st
 from .backups import commands as backups
 from .context import Context, Options, UsageError, describe
@@ -83,6 +84,7 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "status": (lambda ctx, a, _: cmd_status(ctx, a.json), False),
     "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
     **backups.COMMANDS,
+    **history.COMMANDS,
 }
 SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
 
@@ -136,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     sub.add_parser("migrate", help="run the current release's migrate command again")
     backups.register(sub)
+    history.register(sub)
     return parser
 
 

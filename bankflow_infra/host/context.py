@@ -56,7 +56,9 @@ class Context:
 
     def audit(self, action: str, release: str | None, result: str, message: str) -> None:
         """This attempt's end line in the audit log (said on stderr when the disk refuses it)."""
-        extra: dict[str, object] = {"attempt": self.attempt, "pid": os.getpid()} if self.attempt else {}
+        extra: dict[str, object] = {}
+        if self.attempt:
+            extra = {"attempt": self.attempt, "phase": "end", "pid": os.getpid()}
         self.ended = True
         if not st.audit(self.paths.audit_log, self.actor, action, release, result, message, **extra):
             self.complain(f"{action}: the audit line could not be written to {self.paths.audit_log}")

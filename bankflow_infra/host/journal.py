@@ -2,12 +2,13 @@
 intent journal in between.
 
 Stdlib only. ``begin`` writes the ``started`` audit line (keys of the audit format plus
-``attempt`` and ``pid``) before the command does anything; ``end`` writes the result line with
-the same ``attempt``. A switch also writes ``state/intent.json`` (durably) before it changes
-anything and updates its step as it goes; a SIGKILL leaves that file behind, and the next
-command's reconciliation (``reconcile.py``) closes the attempt with an ``interrupted`` line that
-names the step. A "started" line without an end is therefore an attempt still running, or one
-whose process died before any later command ran.
+``attempt``, ``phase`` = start and ``pid``) before the command does anything; ``end`` writes
+the result line with the same ``attempt`` and ``phase`` = end (``history.py`` merges the
+pair). A switch also writes ``state/intent.json`` (durably) before it changes anything and
+updates its step as it goes; a SIGKILL leaves that file behind, and the next command's
+reconciliation (``reconcile.py``) closes the attempt with an ``interrupted`` line that names
+the step. A "started" line without an end is therefore an attempt still running, or one whose
+process died before any later command ran.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Attempt:
             STARTED,
             message,
             attempt=self.id,
+            phase="start",
             pid=os.getpid(),
         )
 
@@ -67,6 +69,7 @@ class Attempt:
             result,
             message,
             attempt=self.id,
+            phase="end",
             pid=os.getpid(),
         )
 

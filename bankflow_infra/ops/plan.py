@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 
 from bankflow_infra.ops.mocks import PlanMocks, Recorder, RecordingMonitor, redact
 from bankflow_infra.render import Bundle
+from bankflow_infra.settings import Settings
 from bankflow_infra.stackfile import StackFileError, read_stack_file
+
+PLACEHOLDER_NOTE = (
+    "Offline plan (Pulumi's mock engine, no credentials): values the cloud computes (IDs, IP "
+    "addresses, keys, certificates) are placeholders; secrets show as [secret]."
+)
 
 
 class PlanError(Exception):
@@ -37,6 +44,7 @@ class PlanResult:
     outputs: dict[str, Any]  # resolved values, secrets included (for tests only)
     secret_outputs: frozenset[str]
     bundle: Bundle | None
+    settings: Settings
 
     def resource_rows(self) -> list[dict[str, Any]]:
         names = {r.urn: r.name for r in self.recorder.resources}
@@ -106,8 +114,12 @@ def run_program(
     config: dict[str, Any],
     secret_keys: list[str] | None = None,
     referenced_outputs: dict[str, Any] | None = None,
+    project_dir: Path | None = None,
 ) -> PlanResult:
-    """Run ``program.build`` under mocks with this config; raise SettingsError on bad config."""
+    """Run ``program.build`` under mocks with this config; raise SettingsError on bad config.
+
+    ``project_dir`` holds the project's other stack files, which the program checks this one
+    against (as ``pulumi up`` does from the project directory); default the working directory."""
     from bankflow_infra import program  # imported late: it needs the mocks configured first
 
     recorder = Recorder()
@@ -129,17 +141,31 @@ def run_program(
         holder["bundle"] = await built.bundle.future() if built.bundle is not None else None
 
     def body() -> pulumi.Output[None]:
-        built = program.build(program.load_settings())
+        holder["settings"] = program.load_settings(project_dir)
+        built = program.build(holder["settings"])
         return pulumi.Output.from_input(asyncio.ensure_future(resolve(built)))
 
     with _config_environment(engine_config, secret_keys or []):
         pulumi.runtime.test(body)()  # type: ignore[no-untyped-call]
-    return PlanResult(project, stack, recorder, holder["outputs"], holder["secrets"], holder["bundle"])
+    return PlanResult(
+        project, stack, recorder, holder["outputs"], holder["secrets"], holder["bundle"], holder["settings"]
+    )
 
 
 def plan_stack(project_dir: Path, stack: str) -> PlanResult:
     project, config, secret_keys = read_stack(project_dir, stack)
-    return run_program(project, stack, config, secret_keys)
+    return run_program(project, stack, config, secret_keys, project_dir=project_dir)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that cannot hold the bundle, before the program runs (nothing written)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PlanError(f"--out {out_dir}: exists and is not a directory; pass a directory")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise PlanError(f"--out {out_dir}: {existing} is a file, not a directory; pass a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PlanError(f"--out {out_dir}: {existing} is not writable; pass a directory you can write")
 
 
 def write_bundle(bundle: Bundle, out_dir: Path) -> list[Path]:
@@ -147,33 +173,78 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> list[Path]:
     written = []
     for item in bundle.redacted():
         target = out_dir / item.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(item.text)
-        target.chmod(item.mode)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(item.text)
+            target.chmod(item.mode)
+        except OSError as error:
+            raise PlanError(f"--out {out_dir}: cannot write {target}: {error.strerror}") from None
         written.append(target)
     return written
 
 
+class _ReviewDumper(yaml.SafeDumper):
+    """YAML for people: multi-line text as a block, short scalar lists and maps on one line."""
+
+
+def _text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+def _is_short_leaf(value: list[Any] | dict[str, Any]) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return all(not isinstance(v, dict | list) for v in items) and len(json.dumps(value)) <= 80
+
+
+def _sequence(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=_is_short_leaf(value))
+
+
+def _mapping(dumper: yaml.SafeDumper, value: dict[str, Any]) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=_is_short_leaf(value))
+
+
+class _Block(dict[str, Any]):
+    """The top level of a resource's inputs: always one key a line."""
+
+
+def _block(dumper: yaml.SafeDumper, value: _Block) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=False)
+
+
+_ReviewDumper.add_representer(_Block, _block)
+_ReviewDumper.add_representer(str, _text)
+_ReviewDumper.add_representer(list, _sequence)
+_ReviewDumper.add_representer(dict, _mapping)
+
+
+def format_values(values: dict[str, Any], indent: str) -> list[str]:
+    """``values`` in full as indented YAML: nested rules and lists one item a line, never cut."""
+    if not values:
+        return []
+    text = yaml.dump(_Block(values), Dumper=_ReviewDumper, sort_keys=True, width=10**6, allow_unicode=True)
+    return [indent + line if line else line for line in text.splitlines()]
+
+
 def format_tree(result: PlanResult) -> str:
-    """The human view: resources indented under their parents, key inputs, then outputs."""
+    """The human view: a note on placeholders, resources under their parents with every input in
+    full, then the outputs."""
     rows = result.resource_rows()
     children: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
         children.setdefault(row["parent"], []).append(row)
-    lines = [f"Stack {result.project}/{result.stack}: {len(rows)} resources (offline plan, mock engine)", ""]
+    lines = [
+        PLACEHOLDER_NOTE,
+        f"Stack {result.project}/{result.stack}: {len(rows)} resources to create",
+        "",
+    ]
 
     def walk(parent: str | None, depth: int) -> None:
         for row in children.get(parent, []):
             lines.append(f"{'  ' * depth}+ {row['type']}  {row['name']}")
-            for key, value in sorted(row["inputs"].items()):
-                text = json.dumps(value, sort_keys=True)
-                if len(text) > 100:
-                    text = text[:97] + "..."
-                lines.append(f"{'  ' * depth}    {key}: {text}")
+            lines.extend(format_values(row["inputs"], "  " * depth + "    "))
             walk(row["name"], depth + 1)
 
     walk(None, 0)
-    lines += ["", "Outputs:"]
-    for key, value in result.shown_outputs().items():
-        lines.append(f"  {key}: {json.dumps(value, sort_keys=True)}")
+    lines += ["", "Outputs:", *format_values(result.shown_outputs(), "  ")]
     return "\n".join(lines) + "\n"

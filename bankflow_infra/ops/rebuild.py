@@ -195,12 +195,23 @@ def plan_cutover(stack: str, new: str) -> list[Step]:
     ]
 
 
-def plan_retire(stack: str) -> list[Step]:
-    """Switch off ``stack``'s server layer once its edge is served by another stack."""
+def unprotect_step(stack: str, urn: str) -> Step:
+    argv = ("pulumi", "state", "unprotect", "-s", stack, "--yes", urn)
+    return Step("pulumi state unprotect", argv, "pulumi",
+                f"lift the protection of {urn.rsplit('::', 1)[-1]}, which guards it against an accidental "
+                "replacement: retiring is the deliberate delete")
+
+
+def plan_retire(stack: str, unprotect: Sequence[str] = ()) -> list[Step]:
+    """Switch off ``stack``'s server layer once its edge is served by another stack.
+
+    ``unprotect``: URNs of protected resources the retire deletes on purpose (production's
+    droplet); their protection is lifted right before the ``up`` that deletes them."""
     return [
         _ops("edge health", ("health", stack), f"{stack} must be healthy through Cloudflare first",
              changes=False),
         ConfigEdit("server.enabled", False).step(stack),
+        *(unprotect_step(stack, urn) for urn in unprotect),
         up_step(stack, f"delete {stack}'s server layer (the edge and the backups bucket stay)"),
     ]
 

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from bankflow_infra.contract.outputs import OutputsError
 from bankflow_infra.ops.outputs import load_outputs
@@ -254,11 +254,11 @@ def prepare_retire(request: Request, access: StackAccess) -> Prepared:
     validate_result(inventory, stack, after)
     if not request.dry_run:
         _require_applied_cutover(stack, origin, access)
-    kept = _check_protected(inventory.project, stack, inventory.require(stack), after)
+    kept, unprotect = _check_protected(inventory.project, stack, inventory.require(stack), after)
     return Prepared(
         command="retire",
         summary=[f"Retire {stack}'s own server: its edge is served by {origin}.", *_dry_run_note(request)],
-        steps=plan_retire(stack),
+        steps=plan_retire(stack, unprotect),
         traffic_note=lambda _index: f"Traffic is unaffected: {stack}'s edge is served by {origin}.",
         done_note=f"Retired: {stack}'s server layer is gone; its edge is served by {origin}."
         + (f"\nStill protected (not deleted): {', '.join(kept)}." if kept else ""),
@@ -293,20 +293,29 @@ def protected_deletions(before: Mapping[tuple[str, str], str],
     return [urn for key, urn in sorted(before.items()) if key not in after]
 
 
+# Protected only against an accidental replacement by `up` (issue 10): retiring deletes it on
+# purpose, so the retire lifts that protection itself, right before its `up`.
+RETIRED_ON_PURPOSE: Final = frozenset({"digitalocean:index/droplet:Droplet"})
+
+
 def _check_protected(
     project: str, stack: str, before: Mapping[str, Any], after: Mapping[str, Any]
-) -> list[str]:
-    """Refuse a retire that `pulumi up` would refuse halfway; the kept protected resources otherwise.
+) -> tuple[list[str], list[str]]:
+    """Refuse a retire that `pulumi up` would refuse halfway; else (the protected resources kept,
+    the protected droplet URNs whose protection the retire lifts before deleting them).
 
     Pulumi stops in the preview when the program drops a `protect`ed resource ("cannot be deleted
     because it is protected"), which would leave the config saying "retired" and every later
-    `pulumi up` of the stack failing. Nothing is unprotected here: that is a person's decision.
+    `pulumi up` of the stack failing. Data (the volume, the bucket) is never unprotected here:
+    that is a person's decision.
     """
     protected_before = _protected(project, stack, before)
     protected_after = _protected(project, stack, after)
-    dropped = protected_deletions(protected_before, protected_after)
+    unprotect = [urn for key, urn in sorted(protected_before.items())
+                 if key[0] in RETIRED_ON_PURPOSE and key not in protected_after]
+    dropped = [urn for urn in protected_deletions(protected_before, protected_after) if urn not in unprotect]
     if dropped:
-        unprotect = "\n".join(f"  pulumi state unprotect -s {stack} --yes '{urn}'" for urn in dropped)
+        commands = "\n".join(f"  pulumi state unprotect -s {stack} --yes '{urn}'" for urn in dropped)
         raise RebuildError(
             f"refusing to retire {stack!r}: with bankflow:server.enabled false the program no longer "
             f"declares these protected resources, so `pulumi up` would stop in its preview and leave "
@@ -316,10 +325,10 @@ def _check_protected(
             + f"Nothing was changed. The data volume stays protected and keeps its data; {stack}'s old "
             f"server serves no traffic. To release it deliberately (this DELETES the volume and its "
             f"data) only after the new server's restore is verified and a fresh dump exists:\n"
-            f"{unprotect}\n"
+            f"{commands}\n"
             f"  pulumi config set --path -s {stack} {NAMESPACE}:server.enabled false && "
             f"pulumi up -s {stack} --yes")
-    return sorted(protected_after.values())
+    return sorted(protected_after.values()), unprotect
 
 
 PREPARE: dict[str, Callable[[Request, StackAccess], Prepared]] = {

@@ -86,12 +86,12 @@ class BundleSecrets:
             ("jwt_secret", self.jwt_secret, _JWT_RE, "32-1024 characters of the base64/base64url alphabet"),
         )
         for name, value, pattern, what in checks:
-            if not pattern.match(value):
+            if not pattern.fullmatch(value):
                 raise BundleInputError(f"secrets.{name}: must be {what} (value not shown)")
         pem = self.origin_private_key_pem.strip()
         if not (pem.startswith("-----BEGIN ") and pem.endswith("PRIVATE KEY-----")):
             raise BundleInputError("secrets.origin_private_key_pem: not a PEM private key (value not shown)")
-        if self.registry_password is not None and not _TOKEN_RE.match(self.registry_password):
+        if self.registry_password is not None and not _TOKEN_RE.fullmatch(self.registry_password):
             raise BundleInputError(
                 "secrets.registry_password: must be printable with no whitespace (value not shown)"
             )
@@ -99,7 +99,7 @@ class BundleSecrets:
             raise BundleInputError("secrets.spaces_access_key/spaces_secret_key: give both or neither")
         spaces = {"spaces_access_key": self.spaces_access_key, "spaces_secret_key": self.spaces_secret_key}
         for key_name, key_value in spaces.items():
-            if key_value is not None and not _SPACES_KEY_RE.match(key_value):
+            if key_value is not None and not _SPACES_KEY_RE.fullmatch(key_value):
                 raise BundleInputError(
                     f"secrets.{key_name}: must be 16-256 characters of A-Z a-z 0-9 + / = . _ ~ - "
                     "(value not shown)"

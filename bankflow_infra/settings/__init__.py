@@ -15,8 +15,20 @@ Imports nothing from pulumi so the renderers, the ops CLI and the tests can use 
 """
 
 from bankflow_infra.contract.services import APP_SERVICES, ENVIRONMENTS, Environment
-from bankflow_infra.settings.defaults import DROPLET_IMAGE, NAMESPACE, SECRET_KEYS, TOP_LEVEL_KEYS, defaults
-from bankflow_infra.settings.edge import ORIGIN_CERT_VALIDITIES
+from bankflow_infra.settings.checks import namespace_problems
+from bankflow_infra.settings.defaults import (
+    CONFIG_NAMESPACES,
+    DROPLET_IMAGE,
+    NAMESPACE,
+    SECRET_KEYS,
+    TOP_LEVEL_KEYS,
+    defaults,
+)
+from bankflow_infra.settings.edge import (
+    ORIGIN_CERT_VALIDITIES,
+    advanced_certificate_hosts,
+    below_universal_ssl,
+)
 from bankflow_infra.settings.model import (
     AlertSettings,
     BackupSettings,
@@ -28,11 +40,12 @@ from bankflow_infra.settings.model import (
     SettingsError,
 )
 from bankflow_infra.settings.operations import SPACES_REGIONS
-from bankflow_infra.settings.parse import parse_settings
+from bankflow_infra.settings.parse import environment_of_stack_name, parse_settings
 from bankflow_infra.settings.server import DO_RESERVED_RANGES
 
 __all__ = [
     "APP_SERVICES",
+    "CONFIG_NAMESPACES",
     "DO_RESERVED_RANGES",
     "DROPLET_IMAGE",
     "ENVIRONMENTS",
@@ -50,6 +63,10 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "advanced_certificate_hosts",
+    "below_universal_ssl",
     "defaults",
+    "environment_of_stack_name",
+    "namespace_problems",
     "parse_settings",
 ]

@@ -6,12 +6,13 @@ its full key (``bankflow:server.size: ...``).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypeVar, cast
 
-from bankflow_infra.settings.defaults import NAMESPACE
+from bankflow_infra.settings.defaults import CONFIG_NAMESPACES, NAMESPACE
 
 _T = TypeVar("_T")
 
@@ -88,3 +89,18 @@ def network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         return ipaddress.ip_network(value, strict=True)
     except ValueError:
         return None
+
+
+def namespace_problems(keys: Iterable[str], source: str) -> list[str]:
+    """One problem per config key whose namespace is not one this project uses (``bankfow:``)."""
+    problems = []
+    for key in keys:
+        namespace, colon, _ = key.partition(":")
+        if colon and namespace not in CONFIG_NAMESPACES:
+            hint = difflib.get_close_matches(namespace, CONFIG_NAMESPACES, n=1)
+            mean = f"did you mean {hint[0]}:? " if hint else ""
+            problems.append(
+                f"{key}: unknown namespace {namespace!r} in {source}; {mean}"
+                f"valid namespaces: {', '.join(CONFIG_NAMESPACES)}"
+            )
+    return problems

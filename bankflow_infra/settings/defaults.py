@@ -13,7 +13,11 @@ from bankflow_infra.contract.services import APP_SERVICES
 
 NAMESPACE: Final = "bankflow"
 # Keys whose value the program reads as a Pulumi secret, never part of Settings.
-SECRET_KEYS: Final = ("originCaKey", "registryPassword")
+SECRET_KEYS: Final = ("registryPassword",)
+
+# Every namespace a stack file may use: ours and the providers' own settings. Any other (a
+# misspelt `bankfow:`) would be passed over silently by Pulumi, leaving our keys unset.
+CONFIG_NAMESPACES: Final = (NAMESPACE, "digitalocean", "cloudflare", "command", "random", "tls", "pulumi")
 
 DROPLET_IMAGE: Final = "ubuntu-24-04-x64"  # Ubuntu 24.04 LTS, pinned: a new slug replaces the droplet
 
@@ -44,6 +48,9 @@ def defaults(environment: str) -> dict[str, Any]:
             "backups": production,
             "volumeSizeGb": 50 if production else 0,
             "swapGb": 2,
+            # DigitalOcean's default (true) grows the disk with a larger size, which makes the
+            # resize permanent: no way back to a smaller size. Opt in per stack.
+            "resizeDisk": False,
         },
         "edge": {
             "enabled": True,
@@ -51,6 +58,10 @@ def defaults(environment: str) -> dict[str, Any]:
             "originStack": None,
             "zoneSettings": production,
             "uptimeChecks": True,
+            # The zone has Advanced Certificate Manager: hostnames two or more labels below the
+            # zone (app.qa.<zone>) get an advanced certificate pack; Universal SSL covers only
+            # the apex and *.<zone>.
+            "advancedCertificates": False,
         },
         "alerts": {
             "emails": [],
@@ -76,5 +87,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "bucketStack": None,  # None: this stack's own bucket
         },
         "nginx": {"clientMaxBodySize": "25m", "proxyTimeoutSeconds": 60, "hstsMaxAge": 63072000},
-        "originCert": {"validityDays": 365},
+        # Cloudflare's maximum (15 years): an Origin CA certificate is never renewed by itself, and
+        # it is re-issued anyway whenever the hostname set changes (a new CSR).
+        "originCert": {"validityDays": 5475},
     }

@@ -32,7 +32,7 @@ def _service_hostnames(
         problems.add(key, "must list at least one hostname")
     for index, name in enumerate(names):
         item = f"{key}[{index}]"
-        if not HOSTNAME_RE.match(name):
+        if not HOSTNAME_RE.fullmatch(name):
             problems.add(item, f"{name!r} is not a lower-case DNS hostname (e.g. app.{zone})")
         elif name != zone and not name.endswith("." + zone):
             problems.add(item, f"{name!r} is not in the zone {zone!r} (bankflow:edge.zone)")
@@ -77,7 +77,7 @@ def parse_edge(raw: Any, env: str, stack: str, problems: Problems) -> EdgeSettin
     default = defaults(env)["edge"]
     v = merged("edge", raw, default, problems)
     zone = typed(problems, "edge.zone", v["zone"], str, default["zone"])
-    check(problems, "edge.zone", bool(HOSTNAME_RE.match(zone)), f"{zone!r} is not a DNS zone name")
+    check(problems, "edge.zone", bool(HOSTNAME_RE.fullmatch(zone)), f"{zone!r} is not a DNS zone name")
     origin = _origin_stack(v["originStack"], stack, problems)
     return EdgeSettings(
         enabled=flag(problems, "edge.enabled", v["enabled"], default["enabled"]),
@@ -86,7 +86,46 @@ def parse_edge(raw: Any, env: str, stack: str, problems: Problems) -> EdgeSettin
         # A bad value owns nothing: the zone settings are never taken over by mistake.
         zone_settings=flag(problems, "edge.zoneSettings", v["zoneSettings"], False),
         uptime_checks=flag(problems, "edge.uptimeChecks", v["uptimeChecks"], default["uptimeChecks"]),
+        advanced_certificates=flag(problems, "edge.advancedCertificates", v["advancedCertificates"], False),
     )
+
+
+def below_universal_ssl(hostname: str, zone: str) -> bool:
+    """Whether Cloudflare's Universal SSL leaves ``hostname`` uncovered: it covers the apex and
+    ``*.zone`` only, so ``app.qa.zone`` (two labels below the zone) needs an advanced certificate
+    (https://developers.cloudflare.com/ssl/edge-certificates/universal-ssl/limitations/)."""
+    if hostname == zone or not hostname.endswith("." + zone):
+        return False
+    return "." in hostname[: -len(zone) - 1]
+
+
+def advanced_certificate_hosts(hostnames: tuple[str, ...], zone: str) -> tuple[str, ...]:
+    """The hosts of the certificate pack that covers every hostname Universal SSL does not: the
+    zone apex (Cloudflare requires it in every pack) and, per parent of such a hostname, the
+    parent and its wildcard (``qa.zone``, ``*.qa.zone``). Sorted: the pack's hosts are its identity."""
+    parents = {h.split(".", 1)[1] for h in hostnames if below_universal_ssl(h, zone)}
+    if not parents:
+        return ()
+    return (zone, *sorted({name for parent in parents for name in (parent, f"*.{parent}")}))
+
+
+def check_edge_certificates(
+    hostnames: dict[str, tuple[str, ...]], edge: EdgeSettings, problems: Problems
+) -> None:
+    """Without Advanced Certificate Manager, a hostname deeper than ``*.zone`` would be served
+    with no edge certificate at all (a TLS error at Cloudflare): refuse it, naming the key."""
+    if not edge.enabled or edge.advanced_certificates:
+        return
+    for service, names in hostnames.items():
+        for index, name in enumerate(names):
+            if below_universal_ssl(name, edge.zone):
+                problems.add(
+                    f"hostnames.{service}[{index}]",
+                    f"{name!r} is two or more labels below {edge.zone!r}: Cloudflare's Universal SSL covers "
+                    f"only {edge.zone} and *.{edge.zone}. Set bankflow:edge.advancedCertificates: true if "
+                    f"the zone has Advanced Certificate Manager (a certificate pack is then ordered), or "
+                    f"use a hostname one label below the zone",
+                )
 
 
 def parse_origin_cert(raw: Any, env: str, problems: Problems) -> int:

@@ -32,6 +32,7 @@ class ServerSettings:
     backups: bool
     volume_size_gb: int  # 0: no data volume (PostgreSQL stays on the droplet disk)
     swap_gb: int
+    resize_disk: bool  # grow the disk on a size change (permanent: no way back to a smaller size)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class EdgeSettings:
     origin_stack: str | None  # None: this stack's own droplet is the origin
     zone_settings: bool
     uptime_checks: bool
+    advanced_certificates: bool  # the zone has Advanced Certificate Manager (hostnames below *.zone)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def _emails(value: Any, problems: Problems) -> tuple[str, ...]:
         check(
             problems,
             f"alerts.emails[{index}]",
-            bool(_EMAIL_RE.match(email)),
+            bool(_EMAIL_RE.fullmatch(email)),
             f"{email!r} is not an e-mail address (e.g. ops@conciliaextrato.com)",
         )
     return emails
@@ -47,7 +47,7 @@ def _check_slack(channel: Any, url: Any, problems: Problems) -> None:
             "alerts.slackUrl" if url is None else "alerts.slackChannel",
             "slackChannel and slackUrl go together: set both or neither",
         )
-    if url is not None and not (isinstance(url, str) and _SLACK_URL_RE.match(url)):
+    if url is not None and not (isinstance(url, str) and _SLACK_URL_RE.fullmatch(url)):
         problems.add(
             "alerts.slackUrl", "must be a Slack incoming-webhook URL (https://hooks.slack.com/services/...)"
         )
@@ -93,7 +93,10 @@ def parse_backups(raw: Any, env: str, stack: str, problems: Problems) -> BackupS
     )
     time_utc = typed(problems, "backups.timeUtc", v["timeUtc"], str, default["timeUtc"])
     check(
-        problems, "backups.timeUtc", bool(_TIME_RE.match(time_utc)), f"{time_utc!r} is not HH:MM (24 h, UTC)"
+        problems,
+        "backups.timeUtc",
+        bool(_TIME_RE.fullmatch(time_utc)),
+        f"{time_utc!r} is not HH:MM (24 h, UTC)",
     )
     retention = int_range(problems, "backups.retentionDays", v["retentionDays"], 1, 3650)
     local = int_range(problems, "backups.localDays", v["localDays"], 1, 90)
@@ -110,7 +113,7 @@ def parse_nginx(raw: Any, env: str, problems: Problems) -> NginxSettings:
     default = defaults(env)["nginx"]
     v = merged("nginx", raw, default, problems)
     body = v["clientMaxBodySize"]
-    if not isinstance(body, str) or not _SIZE_LIMIT_RE.match(body):
+    if not isinstance(body, str) or not _SIZE_LIMIT_RE.fullmatch(body):
         problems.add("nginx.clientMaxBodySize", f"must be an nginx size such as 25m or 512k, got {body!r}")
         body = default["clientMaxBodySize"]
     return NginxSettings(

@@ -33,7 +33,7 @@ def _images(raw: Any, default: Mapping[str, str], problems: Problems) -> dict[st
         check(
             problems,
             f"release.images.{service}",
-            bool(_REPOSITORY_RE.match(repo)),
+            bool(_REPOSITORY_RE.fullmatch(repo)),
             f"{repo!r} is not an image repository name (e.g. bankflow-{service})",
         )
         images[service] = repo
@@ -63,7 +63,7 @@ def parse_release(raw: Any, env: str, problems: Problems) -> ReleaseSettings:
     check(
         problems,
         "release.registry",
-        bool(_REGISTRY_RE.match(registry)),
+        bool(_REGISTRY_RE.fullmatch(registry)),
         f"{registry!r} is not a registry path (e.g. ghcr.io/bankflow)",
     )
     tag = _tag(v.get("tag"), problems)

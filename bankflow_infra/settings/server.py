@@ -18,12 +18,17 @@ from bankflow_infra.settings.checks import (
 )
 from bankflow_infra.settings.defaults import DROPLET_IMAGE, defaults
 from bankflow_infra.settings.model import ServerSettings
+from bankflow_infra.settings.slugs import DROPLET_REGIONS, DROPLET_SIZES, HOW_TO_ADD_A_SLUG
 
 # DigitalOcean reserves these ranges (DOKS, internal services): a VPC may not overlap them.
 DO_RESERVED_RANGES: Final = ("10.244.0.0/16", "10.245.0.0/16", "10.246.0.0/24", "10.229.0.0/16")
-
-_REGION_RE: Final = re.compile(r"^[a-z]{3}[1-9]$")
-_SIZE_RE: Final = re.compile(r"^(?:[a-z][a-z0-9]*(?:_\d+)?-\d+vcpu-\d+gb(?:-[a-z0-9]+)*|c2?-\d+)$")
+# RFC 1918, and nothing else: Python's `is_private` also admits loopback (127/8), link-local
+# (169.254/16) and the documentation ranges, none of which DigitalOcean can route in a VPC.
+RFC1918_RANGES: Final = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+# The widest public source SSH may admit, per address family: wider is "the internet in pieces"
+# (two /1 halves, a public /8). The policy pack (policy/bankflow_policy/network.py) holds the
+# same rule, deliberately restated there.
+WIDEST_PUBLIC_SSH_PREFIX: Final = {4: 16, 6: 32}
 _SSH_KEY_RE: Final = re.compile(
     # The hardened sshd (files/ssh) accepts exactly these client key types; ECDSA would lock out.
     r"^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa)"
@@ -37,15 +42,17 @@ def _machine(v: dict[str, Any], default: dict[str, Any], problems: Problems) -> 
     check(
         problems,
         "server.region",
-        bool(_REGION_RE.match(region)),
-        f"{region!r} is not a DigitalOcean region slug (three letters and a digit, e.g. nyc3, fra1)",
+        region in DROPLET_REGIONS,
+        f"{region!r} is not a known DigitalOcean region; valid: {', '.join(DROPLET_REGIONS)}. "
+        f"{HOW_TO_ADD_A_SLUG}",
     )
     size = typed(problems, "server.size", v["size"], str, default["size"])
     check(
         problems,
         "server.size",
-        bool(_SIZE_RE.match(size)),
-        f"{size!r} is not a DigitalOcean size slug (e.g. s-2vcpu-4gb, g-2vcpu-8gb, c-4)",
+        size in DROPLET_SIZES,
+        f"{size!r} is not a known DigitalOcean droplet size (e.g. s-2vcpu-4gb, s-4vcpu-8gb, g-2vcpu-8gb). "
+        f"{HOW_TO_ADD_A_SLUG}",
     )
     image = typed(problems, "server.image", v["image"], str, default["image"])
     check(
@@ -68,8 +75,11 @@ def _parse_vpc(value: Any, problems: Problems) -> None:
     if not isinstance(net, ipaddress.IPv4Network):
         problems.add(key, f"{value!r} is not an IPv4 CIDR with its host bits zero (e.g. 10.110.0.0/20)")
         return
-    if not net.is_private:
-        problems.add(key, f"{value!r} is not a private (RFC 1918) range")
+    if not any(net.subnet_of(ipaddress.IPv4Network(r)) for r in RFC1918_RANGES):
+        problems.add(
+            key,
+            f"{value!r} is not inside an RFC 1918 range ({', '.join(RFC1918_RANGES)}), e.g. 10.110.0.0/20",
+        )
     if not 16 <= net.prefixlen <= 24:
         problems.add(key, f"{value!r}: DigitalOcean VPC ranges are /16 to /24")
     for reserved in DO_RESERVED_RANGES:
@@ -86,6 +96,13 @@ def _ssh_cidrs(value: Any, enabled: bool, problems: Problems) -> tuple[str, ...]
             problems.add(key, f"{cidr!r} is not a CIDR with its host bits zero (e.g. 203.0.113.0/24)")
         elif net.prefixlen == 0:
             problems.add(key, f"{cidr!r} opens SSH to the whole internet; list the operators' ranges")
+        elif not net.is_private and net.prefixlen < WIDEST_PUBLIC_SSH_PREFIX[net.version]:
+            widest = WIDEST_PUBLIC_SSH_PREFIX[net.version]
+            problems.add(
+                key,
+                f"{cidr!r} is a public range wider than /{widest}: that is the internet in pieces, not an "
+                f"operator's range; list ranges of /{widest} or narrower (private ranges may be wider)",
+            )
     if enabled and not ssh_cidrs:
         problems.add(
             "server.sshAllowedCidrs",
@@ -100,7 +117,7 @@ def _admin_keys(value: Any, problems: Problems) -> tuple[str, ...]:
         check(
             problems,
             f"server.adminSshKeys[{index}]",
-            bool(_SSH_KEY_RE.match(key_text)),
+            bool(_SSH_KEY_RE.fullmatch(key_text)),
             "not an ed25519, sk-ed25519 or RSA OpenSSH public key line (ssh-ed25519 AAAA... comment); "
             "the hardened sshd refuses other types",
         )
@@ -120,6 +137,7 @@ def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
     ssh_cidrs = _ssh_cidrs(v["sshAllowedCidrs"], enabled, problems)
     keys = _admin_keys(v["adminSshKeys"], problems)
     backups = flag(problems, "server.backups", v["backups"], False)
+    resize_disk = flag(problems, "server.resizeDisk", v["resizeDisk"], False)
     volume = int_range(problems, "server.volumeSizeGb", v["volumeSizeGb"], 0, 16384)
     if env == "production" and volume == 0 and enabled:
         problems.add("server.volumeSizeGb", "production keeps PostgreSQL on a data volume: set 1 to 16384")
@@ -135,4 +153,5 @@ def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
         backups=backups,
         volume_size_gb=volume,
         swap_gb=swap,
+        resize_disk=resize_disk,
     )

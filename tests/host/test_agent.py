@@ -207,9 +207,10 @@ def test_every_action_writes_one_audit_line(host: HostEnv) -> None:
         ("deploy", "started"),
         ("deploy", "failed"),
     ]
-    # the format's keys stay; only attempt and pid are added
-    keys = {"time", "actor", "action", "release", "result", "message", "attempt", "pid"}
+    # the format's keys stay; only attempt, phase (start/end, what `history` merges) and pid are added
+    keys = {"time", "actor", "action", "release", "result", "message", "attempt", "phase", "pid"}
     assert all(set(line) == keys for line in lines)
+    assert [line["phase"] for line in lines] == ["start", "end"] * 3
     assert [lines[i]["attempt"] == lines[i + 1]["attempt"] for i in (0, 2, 4)] == [True] * 3
     assert len({line["attempt"] for line in lines}) == 3
     assert lines[1]["actor"] == "test"

@@ -33,18 +33,8 @@ def production() -> PlanResult:
     return run_stack("production")
 
 
-def protect_droplet(resources: list[Registration]) -> None:
-    # What bankflow_infra/components/server.py must do for production (issue 10 item 8).
-    set_option(resources, rules.DROPLET, protect=True)
-
-
 def production_as_intended(edit: Edit | None = None) -> list[Violation]:
-    def both(resources: list[Registration]) -> None:
-        protect_droplet(resources)
-        if edit is not None:
-            edit(resources)
-
-    return run_pack(edited(production(), both))
+    return run_pack(edited(production(), edit or (lambda resources: None)))
 
 
 def staging_with(edit: Edit) -> list[Violation]:
@@ -68,15 +58,6 @@ def test_staging_passes_every_policy():
     assert run_pack(staging().recorder) == []
 
 
-def test_production_passes_every_policy_once_its_droplet_is_protected():
-    assert production_as_intended() == []
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="production's droplet needs protect=True in bankflow_infra/components/server.py; "
-    "when it has it this passes: remove this mark",
-)
 def test_todays_production_plan_passes_every_policy():
     assert run_pack(production().recorder) == []
 
@@ -125,7 +106,7 @@ def test_a_droplet_tagged_env_production_is_production_in_any_stack():
 
 
 def test_an_unprotected_production_droplet_is_reported():
-    found = run_pack(production().recorder)
+    found = production_as_intended(lambda rs: set_option(rs, rules.DROPLET, protect=False))
     assert reported(found) == {("droplet-replaced-only-by-rebuild", "server-droplet")}
     assert "bankflow-infra rebuild" in found[0].message
 

@@ -201,7 +201,7 @@ def test_origin_certificate_covers_the_environment_hostnames_and_is_never_revoke
     assert registration.retain_on_delete is True  # kept releases may still serve the old one
     cert = inputs(registration)
     assert set(cert["hostnames"]) == PRODUCTION_HOSTS
-    assert cert["requestedValidity"] == 365
+    assert cert["requestedValidity"] == 5475
 
 
 def test_everything_is_grouped_in_the_stack_project():

@@ -48,8 +48,78 @@ def test_plan_tree_names_parents_and_hides_secrets(tmp_path):
     assert done.returncode == 0, done.stderr
     server_block = done.stdout.split("+ bankflow:index:Server  server\n", 1)[1].split("\n+ ", 1)[0]
     assert "\n  + digitalocean:index/droplet:Droplet  server-droplet\n" in server_block  # indented child
-    assert 'userData: "[secret]"' in done.stdout
+    assert "userData: '[secret]'" in done.stdout
     assert "mockpw" not in done.stdout
+
+
+def test_plan_tree_says_first_that_cloud_values_are_placeholders(tmp_path):
+    done = plan("staging", "--out", str(tmp_path))
+    first = done.stdout.splitlines()[0]
+    assert "placeholders" in first
+    assert "[secret]" in first
+
+
+def _block_of(tree: str, resource: str) -> str:
+    """The lines of one resource in the tree, up to the next resource."""
+    return tree.split(f"  {resource}\n", 1)[1].split("+ ", 1)[0]
+
+
+def test_plan_tree_shows_nested_inputs_in_full_one_item_a_line(tmp_path):
+    done = plan("staging", "--out", str(tmp_path))
+    tree = done.stdout
+    assert not [line for line in tree.splitlines() if line.endswith("...")], "a value was cut"
+    firewall = _block_of(tree, "server-firewall")
+    # Every rule, each Cloudflare range on its own line (the last IPv6 range too), nothing cut.
+    assert "      - portRange: '443'\n        protocol: tcp\n        sourceAddresses:\n" in firewall
+    assert firewall.count("        - 2c0f:f248::/32\n") == 2  # in the 80 and the 443 rule
+    ssh_rule = "      - portRange: '22'\n        protocol: tcp\n        sourceAddresses: [203.0.113.0/24]\n"
+    assert ssh_rule in firewall
+    certificate = _block_of(tree, "origin-cert-certificate")
+    hostnames = "      hostnames:\n      - qa.conciliaextrato.com\n      - app.qa.conciliaextrato.com\n"
+    assert hostnames in certificate
+    assert "      csr: |\n        -----BEGIN CERTIFICATE REQUEST-----\n" in certificate
+    bucket = _block_of(tree, "backups-bucket")
+    assert "      lifecycleRules:\n      - abortIncompleteMultipartUploadDays: 1\n" in bucket
+    assert "        expiration: {days: 30}\n" in bucket
+
+
+@pytest.mark.parametrize("kind", ["file", "under-a-file"])
+def test_out_to_an_unusable_path_is_one_clear_error_and_nothing_runs(tmp_path, kind):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory\n")
+    out = blocker if kind == "file" else blocker / "bundle"
+    done = plan("staging", "--out", str(out))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr  # one line
+    assert f"--out {out}:" in done.stderr
+    assert "not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert blocker.read_text() == "not a directory\n"
+
+
+def test_run_outside_the_project_says_to_use_project_dir(tmp_path):
+    done = plan("staging", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Pulumi.yaml" in done.stderr
+    assert "--project-dir" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "build").exists()
+    # ... and with it, the same plan works from anywhere.
+    done = plan("staging", "--project-dir", str(REPO), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_help_documents_every_option_and_the_exit_codes_without_markup():
+    done = plan("--help")
+    assert done.returncode == 0
+    text = done.stdout
+    for option in ("--json", "--out DIR", "--project-dir DIR", "--graph", "--changed-from FILE"):
+        assert option in text
+    assert "exit status:\n  0  " in text
+    assert "\n  2  bad input" in text
+    assert "`" not in text
+    assert "``" not in text
 
 
 def test_bad_config_fails_with_every_key_named_and_nothing_written(tmp_path):

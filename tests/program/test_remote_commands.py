@@ -32,15 +32,17 @@ def test_every_remote_command_follows_the_droplet_and_pins_its_host_key(plan):
     result = plan()
     droplet = only(result, DROPLET)
     registered = commands(result)
-    assert set(registered) == {"wait-cloud-init", "bootstrap", "deploy"}
+    volume_steps = {"grow-data-filesystem", "release-data-volume"} if plan is production else set()
+    assert set(registered) == {"wait-cloud-init", "bootstrap", "deploy", *volume_steps}
     for name, command in registered.items():
-        assert command.deleted_with == droplet.urn, name
+        # The release step must run its delete when the droplet goes: never `deleted_with` it.
+        assert command.deleted_with == ("" if name == "release-data-volume" else droplet.urn), name
         assert command.replace_with == (droplet.urn,), name
         connection = unwrap(command.inputs)["connection"]
         assert connection["host"] == "203.0.113.10"  # the droplet's own address
         assert connection["hostKey"] == host_public_key(result)
         assert connection["user"] == "root"
-        assert connection["dialErrorLimit"] >= 60
+        assert connection["dialErrorLimit"] >= (1 if name == "release-data-volume" else 60), name
         assert unwrap(command.inputs)["addPreviousOutputInEnv"] is False
 
 
@@ -91,8 +93,9 @@ def test_no_secret_in_any_command_text():
     assert result.bundle is not None
     secret_texts = [f.text for f in result.bundle.secret_files]
     for command in commands(result).values():
-        create = unwrap(command.inputs)["create"]
-        assert without_secrets(command.inputs)["create"] == create  # the text itself is not secret
+        create = unwrap(command.inputs).get("create") or unwrap(command.inputs)["delete"]
+        key = "create" if "create" in unwrap(command.inputs) else "delete"
+        assert without_secrets(command.inputs)[key] == create  # the text itself is not secret
         for secret in secret_texts:
             for line in secret.splitlines():
                 value = line.split("=", 1)[-1]

@@ -21,6 +21,8 @@ COMMANDS = (
     "bankflow_infra.ops.cli.rebuild",
     "bankflow_infra.ops.cli.backup",
     "bankflow_infra.ops.cli.workflow",
+    "bankflow_infra.ops.cli.doctor",
+    "bankflow_infra.ops.cli.status",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -34,7 +34,9 @@ from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.backups import parse_rows
 from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
+from bankflow_infra.ops.cli.status import notify_if_configured
 from bankflow_infra.ops.health import check_health, format_table
+from bankflow_infra.ops.notify_events import RunContext, restore_finished
 from bankflow_infra.ops.outputs import load_outputs
 from bankflow_infra.ops.probes import Mode
 from bankflow_infra.ops.ssh import SshSession
@@ -131,7 +133,11 @@ def other_stack_refusal(args: argparse.Namespace, same_environment: bool | None)
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    return session.with_remote(args, "backup", lambda _o, ssh: ssh.run_agent(["backup"]).returncode)
+    def action(_outputs: StackOutputs, ssh: SshSession) -> int:
+        with session.stage("backup", f"dumping, uploading and verifying on stack {args.stack}'s droplet"):
+            return ssh.run_agent(["backup"]).returncode
+
+    return session.with_remote(args, "backup", action)
 
 
 def run_backups(args: argparse.Namespace) -> int:
@@ -168,12 +174,17 @@ def run_restore(args: argparse.Namespace) -> int:
                 return confirmed
             key = confirmed
         consent = ["--allow-other-stack"] if dump_of(args) != args.stack else []
-        done = ssh.run_agent(
-            ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *consent, *_bucket_args(bucket)]
-        )
-        if done.returncode != 0:
-            return done.returncode
-        return _health_after_restore(outputs)
+        with session.stage("restore", f"restoring {key} into stack {args.stack}'s database"):
+            done = ssh.run_agent(
+                ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *consent, *_bucket_args(bucket)]
+            )
+        if done.returncode == 0:
+            with session.spinner(f"restore: probing stack {args.stack}'s services"):
+                code = _health_after_restore(outputs)
+        else:
+            code = done.returncode
+        notify_if_configured(restore_finished(args.stack, key, code, RunContext.from_env()))
+        return code
 
     return session.with_remote(args, "restore", action)
 

@@ -21,7 +21,7 @@ from bankflow_infra.ops.health import (
     report_document,
     with_wait_default,
 )
-from bankflow_infra.ops.probes import Address, Policy, parse_resolve
+from bankflow_infra.ops.probes import Address, Mode, Policy, parse_resolve
 
 # Test/ops-only: "host=IP:PORT,..." sends a hostname's probes to IP:PORT (Host and SNI unchanged).
 HEALTH_RESOLVE_ENV = "BANKFLOW_HEALTH_RESOLVE"
@@ -63,16 +63,24 @@ def register(commands: Any) -> None:
     health.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def resolve_from_env(command: str) -> dict[str, Address] | None:
+    """The test/ops-only address overrides (None when the variable is malformed: reported)."""
     try:
         resolve = parse_resolve(os.environ.get(HEALTH_RESOLVE_ENV, ""))
     except ValueError as error:
-        session.error("health", f"{HEALTH_RESOLVE_ENV}: {error}")
-        return exit_codes.USAGE
+        session.error(command, f"{HEALTH_RESOLVE_ENV}: {error}")
+        return None
     if resolve:
         # Loud on purpose: a leftover override must never pass for a real production check.
         shown = ", ".join(f"{host} -> {ip}:{port}" for host, (ip, port) in sorted(resolve.items()))
-        session.error("health", f"note: {HEALTH_RESOLVE_ENV} overrides addresses: {shown}")
+        session.error(command, f"note: {HEALTH_RESOLVE_ENV} overrides addresses: {shown}")
+    return resolve
+
+
+def run(args: argparse.Namespace) -> int:
+    resolve = resolve_from_env("health")
+    if resolve is None:
+        return exit_codes.USAGE
     policy = with_wait_default(Policy(timeout=args.timeout, wait=args.wait), args.deadline)
     return session.guarded("health", lambda: _probe(args, policy, resolve))
 
@@ -81,7 +89,10 @@ def _probe(args: argparse.Namespace, policy: Policy, resolve: dict[str, Address]
     # The deploy key is needed only to ask the droplet about backups over SSH.
     outputs = session.load(args, show_secrets=args.backups)
     newest = _newest_backup(outputs) if args.backups else None
-    report = check_health(outputs, "origin" if args.origin else "edge", policy, resolve, newest_backup=newest)
+    what = "waiting until every service is healthy" if args.wait else "probing every service"
+    with session.spinner(f"health of {outputs.stack}: {what} (deadline {policy.deadline:.0f} s)"):
+        mode: Mode = "origin" if args.origin else "edge"
+        report = check_health(outputs, mode, policy, resolve, newest_backup=newest)
     if args.json:
         print(json.dumps(report_document(report), indent=2))
     else:

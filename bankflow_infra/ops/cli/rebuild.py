@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 
 from bankflow_infra.contract import exit_codes
 from bankflow_infra.ops.cli import session
+from bankflow_infra.ops.cli.status import notify_if_configured
+from bankflow_infra.ops.notify_events import RunContext, rebuild_finished
 from bankflow_infra.ops.rebuild import (
     Failure,
     RebuildError,
@@ -134,12 +137,29 @@ def run_command(args: argparse.Namespace, runners: Runners) -> int:
         if refused is not None:
             return refused
     sys.stdout.flush()
-    failure = execute(prepared.steps, lambda step: _run_step(step, runners, request.project_dir),
-                      lambda line: print(line, flush=True))
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        # On a terminal each step line carries the time since the run started: a rebuild takes
+        # many minutes and its pulumi steps can be silent for long stretches.
+        clock = f" (+{session.elapsed_text(time.monotonic() - started)})" if sys.stdout.isatty() else ""
+        print(line + clock, flush=True)
+
+    failure = execute(prepared.steps, lambda step: _run_step(step, runners, request.project_dir), progress)
+    if request.command == "rebuild":
+        outcome = {"rebuild": "failure" if failure is not None else "success"}
+        notice = rebuild_finished(request.stack, _new_stack(prepared), outcome, RunContext.from_env())
+        notify_if_configured(notice)
     if failure is not None:
         return _stopped(prepared, failure, request.project_dir)
     print(prepared.done_note)
     return exit_codes.OK
+
+
+def _new_stack(prepared: Prepared) -> str:
+    """The new stack's name as the plan chose it (its rerun line always names it)."""
+    words = prepared.rerun.split()
+    return words[words.index("--name") + 1] if "--name" in words[:-1] else "?"
 
 
 def _not_confirmed(request: Request, prepared: Prepared, confirm: Confirm | None) -> int | None:

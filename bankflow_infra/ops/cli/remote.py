@@ -30,6 +30,7 @@ from bankflow_infra.contract.services import APP_SERVICES
 from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
 from bankflow_infra.ops.ssh import RemoteError, SshSession
+from bankflow_infra.ops.status_inputs import InputError, release_argument
 
 
 def catalog_services() -> tuple[str, ...]:
@@ -101,7 +102,9 @@ def _register_releases(commands: Any) -> None:
         "deploy. Asks for confirmation; without a terminal it needs --yes.",
     )
     add_outputs_arguments(rollback)
-    rollback.add_argument("release", nargs="?", metavar="RELEASE", help="release id (see `releases`)")
+    rollback.add_argument(
+        "release", nargs="?", metavar="RELEASE",
+        help="release id, 12 hex digits as `releases` lists them (checked before connecting)")
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rollback.set_defaults(handler=run_rollback)
 
@@ -194,6 +197,14 @@ def run_rollback(args: argparse.Namespace) -> int:
         # roll production back because nobody was there to answer.
         session.error("rollback", "not a terminal: refusing to roll back without --yes")
         return exit_codes.USAGE
+
+    if args.release is not None:
+        try:
+            # Before the outputs are even read: a bad id never reaches a connection.
+            args.release = release_argument(args.release)
+        except InputError as refused:
+            session.error("rollback", str(refused))
+            return exit_codes.USAGE
 
     def action(ssh: SshSession) -> int:
         if not args.yes:

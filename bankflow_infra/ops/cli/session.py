@@ -4,8 +4,9 @@ contract's exit codes.
 
 Failures and their exit codes (``contract.exit_codes``):
 
-- bad input: stack outputs (:class:`OutputsError`), a stack file (:class:`StackFileError`),
-  a refusal before connecting (:class:`RemoteError`): ``USAGE`` (2);
+- bad input: stack outputs (:class:`OutputsError`, also another environment's outputs), a stack
+  file (:class:`StackFileError`), an argument (:class:`InputError`), a refusal before connecting
+  (:class:`RemoteError`): ``USAGE`` (2);
 - ssh itself failed (connect, authenticate): 255, as ssh exits (``SshFailed.exit_code``);
 - Ctrl-C: ``INTERRUPTED`` (130);
 - the operator declined a confirmation: ``FAILED`` (1), nothing changed.
@@ -14,8 +15,10 @@ Failures and their exit codes (``contract.exit_codes``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -23,6 +26,7 @@ from bankflow_infra.contract import exit_codes
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.outputs import load_outputs
 from bankflow_infra.ops.ssh import RemoteError, SshSession, ssh_session
+from bankflow_infra.ops.status_inputs import InputError, check_outputs_environment
 from bankflow_infra.stackfile import StackFileError
 
 PROGRAM: Final = "bankflow-infra"
@@ -62,6 +66,44 @@ def has_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def elapsed_text(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+@contextlib.contextmanager
+def spinner(message: str) -> Iterator[None]:
+    """A spinner with the elapsed time on stderr while a step that prints nothing runs (the
+    probes of `health --wait`, status's queries). Only on a terminal: logs and --json stay clean."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as shown:
+        shown.add_task(message, total=None)
+        yield
+
+
+@contextlib.contextmanager
+def stage(command: str, message: str) -> Iterator[None]:
+    """Start and end lines with the elapsed time around a long step whose own output streams
+    (the agent's backup/restore steps over SSH): a spinner would tangle with that output.
+    Only on a terminal."""
+    shown = sys.stderr.isatty()
+    started = time.monotonic()
+    if shown:
+        print(f"{PROGRAM} {command}: {message} ...", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        if shown:
+            took = elapsed_text(time.monotonic() - started)
+            print(f"{PROGRAM} {command}: finished after {took}", file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------- arguments
 
 
@@ -99,15 +141,19 @@ def add_outputs_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def load(args: argparse.Namespace, show_secrets: bool = False) -> StackOutputs:
-    """The outputs of ``args.stack`` (``--outputs FILE`` or the pulumi CLI in ``--project-dir``)."""
-    return load_outputs(args.stack, args.outputs, show_secrets=show_secrets, cwd=args.project_dir)
+    """The outputs of ``args.stack`` (``--outputs FILE`` or the pulumi CLI in ``--project-dir``),
+    refused when they are another environment's (ops/status_inputs.py says how that is known)."""
+    outputs = load_outputs(args.stack, args.outputs, show_secrets=show_secrets, cwd=args.project_dir)
+    source = str(args.outputs) if args.outputs is not None else "`pulumi stack output`"
+    check_outputs_environment(outputs, source, args.project_dir)
+    return outputs
 
 
 def guarded(command: str, action: Callable[[], int]) -> int:
     """Run ``action``; every failure the commands share becomes one error line and its exit code."""
     try:
         return action()
-    except (OutputsError, StackFileError) as failure:
+    except (OutputsError, StackFileError, InputError) as failure:
         error(command, str(failure))
         return exit_codes.USAGE
     except RemoteError as failure:

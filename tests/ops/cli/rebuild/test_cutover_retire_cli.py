@@ -126,14 +126,24 @@ def test_retire_refuses_until_the_cutover_was_applied(rebuilt: Rig) -> None:
 
 def test_retire_production_keeps_the_protected_data_volume(rebuilt: Rig) -> None:
     # The program declares the data volume whenever the stack configures one, server on or off,
-    # so switching production's server off never asks Pulumi to drop the protected volume.
+    # so switching production's server off never asks Pulumi to drop the protected volume. The
+    # droplet is protected only against an accidental replacement: the retire lifts exactly that
+    # protection, after its config edit and right before the up that deletes the droplet.
     rebuilt.point_edge("production", "production-r1")
     result = rebuilt.run("retire", "production", "--yes")
     assert result.code == 0, result.err
-    assert ["pulumi", "up", "-s", "production", "--yes"] in result.calls
-    assert not any("unprotect" in word for call in result.calls for word in call)
+    unprotects = [call for call in result.calls if call[1:3] == ["state", "unprotect"]]
+    assert len(unprotects) == 1
+    assert unprotects[0][3:6] == ["-s", "production", "--yes"]
+    droplet = "bankflow:index:Server$digitalocean:index/droplet:Droplet::server-droplet"
+    assert unprotects[0][6].endswith(droplet)
+    config_edit = ["pulumi", "config", "set", "--path", "-s", "production",
+                   "bankflow:server.enabled", "false"]
+    up = ["pulumi", "up", "-s", "production", "--yes"]
+    assert result.calls.index(config_edit) < result.calls.index(unprotects[0]) < result.calls.index(up)
     still_protected = result.out.split("Still protected")[1]
     assert "DataVolume$digitalocean:index/volume:Volume::data-volume" in still_protected
+    assert not any("volume" in word for call in unprotects for word in call)
 
 
 STAGING_RETIRE = [

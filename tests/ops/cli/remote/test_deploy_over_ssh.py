@@ -5,8 +5,9 @@ The real program runs under the mock engine (``run_stack``); the ``deploy`` remo
 server on loopback (tests/support/sshd.py: the droplet's hardening drop-in, pinned host key) to the
 REAL host agent, unpacked from the registered bootstrap payload's ``agent/`` entries.
 
-The one substitution: the ``/opt/bankflow/bin`` prefix of the command text becomes the
-temporary dir the agent was unpacked into. Everything else the host provides comes from the
+The substitutions: the ``/opt/bankflow/bin`` prefix of the command text becomes the
+temporary dir the agent was unpacked into, and ``/opt/bankflow/state`` (where the deploy keeps the
+agent's output) the test host's. Everything else the host provides comes from the
 SSH session's environment (sshd ``SetEnv``), as it would on a droplet: BANKFLOW_HOME (a tmp
 dir), PATH with a ``docker`` stand-in first (Docker has no engine here; see
 docker_standin.py), BANKFLOW_VERIFY_URL (the agent's nginx address, here a recording HTTP
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from bankflow_infra.contract.layout import BIN_DIR
+from bankflow_infra.contract.layout import BIN_DIR, STATE_DIR
 from bankflow_infra.ops.cli import main
 from bankflow_infra.ops.mocks import unwrap
 from bankflow_infra.ops.plan import PlanResult
@@ -38,9 +39,9 @@ def registered(result: PlanResult) -> tuple[str, bytes, str]:
 
 
 def on_test_host(create: str, host: RemoteHost) -> str:
-    assert create.startswith(f"{BIN_DIR}/"), create
-    assert create.count(BIN_DIR) == 1
-    return create.replace(BIN_DIR, str(host.bin_dir), 1)
+    """The registered text with the host's two folders moved under the test host's root."""
+    assert create.count(f" {BIN_DIR}/") == 1, create
+    return create.replace(BIN_DIR, str(host.bin_dir), 1).replace(STATE_DIR, str(host.home / "state"))
 
 
 def mode(path: Path) -> int:
@@ -68,7 +69,13 @@ def test_registered_deploy_runs_over_real_ssh(
     outputs = host.write_outputs()
     create_1, stdin_1, release_1 = registered(first)
     create_2, stdin_2, release_2 = registered(second)
-    assert create_1 == create_2 == f"{BIN_DIR}/bankflow-agent --actor pulumi:staging receive --stdin --deploy"
+    assert create_1 == create_2
+    # The agent's output goes to a root-only log, never into pulumi-command's error message.
+    assert create_1.startswith("umask 077; ")
+    assert (f"{BIN_DIR}/bankflow-agent --actor pulumi:staging receive --stdin --deploy "
+            f">{STATE_DIR}/pulumi-deploy.log 2>&1") in create_1
+    (host.home / "state").mkdir(exist_ok=True)  # the bootstrap creates it before any deploy
+    deploy_log = host.home / "state" / "pulumi-deploy.log"
     assert release_1 != release_2
 
     # first deploy
@@ -107,11 +114,13 @@ def test_registered_deploy_runs_over_real_ssh(
     for corrupted in (stdin_2[: len(stdin_2) // 2], json.dumps(payload).encode()):
         done = host.ssh(on_test_host(create_2, host), corrupted)
         assert done.returncode == 2, done.stderr.decode()
-        assert b"invalid bundle manifest stdin payload" in done.stderr
+        assert b"deploy failed: bankflow-agent exited 2" in done.stderr
+        assert "invalid bundle manifest stdin payload" in deploy_log.read_text()
+        assert mode(deploy_log) == 0o600
         assert host.current() == release_1
         assert not (host.home / "releases" / release_2).exists()
         assert len(host.journal()) == calls  # docker was never called
-    assert b"does not match the files" in done.stderr  # the altered one: the digest caught it
+    assert "does not match the files" in deploy_log.read_text()  # the altered one: the digest caught it
 
     # second deploy (new image tag): switches
     done = host.ssh(on_test_host(create_2, host), stdin_2)
@@ -128,7 +137,8 @@ def test_registered_deploy_runs_over_real_ssh(
     # the same deploy again: a no-op, exit 0
     done = host.ssh(on_test_host(create_2, host), stdin_2)
     assert done.returncode == 0
-    assert b"already current; nothing to do" in done.stdout
+    assert done.stdout == b""  # nothing the agent says reaches pulumi's output
+    assert "already current; nothing to do" in deploy_log.read_text()
 
     # rollback through the ops CLI: back to the first release
     capfd.readouterr()

@@ -1,0 +1,85 @@
+"""Each component's narrow args, built from a stack's Settings (the program's one translation
+from config to components)."""
+
+from __future__ import annotations
+
+from bankflow_infra.catalog import AppService
+from bankflow_infra.components.backups import BackupAccessArgs, BackupBucketArgs
+from bankflow_infra.components.edge import EdgeArgs, UptimeTarget
+from bankflow_infra.components.remote_deploy import RemoteDeployArgs
+from bankflow_infra.components.server import DataVolumeArgs, ServerArgs
+from bankflow_infra.settings import Settings, advanced_certificate_hosts
+
+
+def server_args(settings: Settings) -> ServerArgs:
+    server = settings.server
+    return ServerArgs(
+        stack=settings.stack,
+        environment=settings.environment,
+        region=server.region,
+        size=server.size,
+        image=server.image,
+        vpc_cidr=server.vpc_cidr,
+        ssh_allowed_cidrs=server.ssh_allowed_cidrs,
+        backups=server.backups,
+        resource_name=settings.resource_name,
+        resize_disk=server.resize_disk,
+        production=settings.is_production,
+    )
+
+
+def data_volume_args(settings: Settings) -> DataVolumeArgs:
+    return DataVolumeArgs(
+        stack=settings.stack,
+        environment=settings.environment,
+        region=settings.server.region,
+        size_gb=settings.server.volume_size_gb,
+        resource_name=settings.resource_name,
+    )
+
+
+def remote_deploy_args(settings: Settings) -> RemoteDeployArgs:
+    return RemoteDeployArgs(
+        stack=settings.stack,
+        swap_gb=settings.server.swap_gb,
+        data_volume=settings.server.volume_size_gb > 0,
+        admin_ssh_keys=settings.server.admin_ssh_keys,
+        volume_size_gb=settings.server.volume_size_gb,
+    )
+
+
+def edge_args(settings: Settings, services: tuple[AppService, ...]) -> EdgeArgs:
+    # Every public hostname (www included) is checked, so a broken alias cannot go unnoticed.
+    targets = tuple(
+        UptimeTarget(hostname, f"https://{hostname}{service.health_path}")
+        for service in services
+        for hostname in service.hostnames
+    )
+    return EdgeArgs(
+        project=settings.project,
+        stack=settings.stack,
+        zone=settings.edge.zone,
+        hostnames=settings.all_hostnames,
+        zone_settings=settings.edge.zone_settings,
+        uptime_targets=targets if settings.edge.uptime_checks else (),
+        alerts=settings.alerts,
+        resource_name=settings.resource_name,
+        certificate_pack_hosts=(
+            advanced_certificate_hosts(settings.all_hostnames, settings.edge.zone)
+            if settings.edge.advanced_certificates
+            else ()
+        ),
+    )
+
+
+def backup_bucket_args(settings: Settings) -> BackupBucketArgs:
+    return BackupBucketArgs(
+        name=settings.backup_bucket_name,
+        region=settings.backups.region,
+        retention_days=settings.backups.retention_days,
+        protect=settings.is_production,
+    )
+
+
+def backup_access_args(settings: Settings) -> BackupAccessArgs:
+    return BackupAccessArgs(key_name=settings.resource_name("backup-key"), bucket=settings.backup_bucket_name)

@@ -1,0 +1,162 @@
+"""A picture of one stack from its offline plan: Mermaid and Graphviz DOT.
+
+Resources come from the plan's recorder, grouped by layer (server, edge, stack) and component
+(their Pulumi parent); resources of one type under one component are one box ("DnsRecord x6").
+What runs on the droplet and who calls whom comes from the catalog, so the traffic path
+(visitors → Cloudflare → firewall → droplet → nginx → app services → PostgreSQL/Redis) and the
+backup path (PostgreSQL → nightly dump → the Spaces bucket) follow the code, not a drawing.
+Given a base plan (``plan --json`` of the target branch) boxes are marked added or changed and
+the removed resources are listed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bankflow_infra.catalog import app_services
+from bankflow_infra.settings import Settings
+
+# The layer each component belongs to: the switch in Pulumi.<stack>.yaml that creates it
+# (README "Stack config": bankflow:server.enabled, bankflow:edge.enabled).
+LAYER_OF_COMPONENT: Final[Mapping[str, str]] = {
+    "bankflow:index:Credentials": "server",
+    "bankflow:index:Server": "server",
+    "bankflow:index:DataVolume": "server",
+    "bankflow:index:OriginCertificate": "server",
+    "bankflow:index:Monitoring": "server",
+    "bankflow:index:BackupAccess": "server",
+    "bankflow:index:Host": "server",
+    "bankflow:index:Edge": "edge",
+    "bankflow:index:BackupBucket": "edge",
+}
+LAYER_TITLES: Final = {"server": "server layer", "edge": "edge layer", "stack": "stack-wide"}
+MARKER: Final = "<!-- bankflow-infra plan --graph -->"
+
+Change = str  # "added" | "changed" | "removed"
+
+
+@dataclass(frozen=True)
+class Box:
+    id: str
+    label: str
+    layer: str
+    component: str  # the parent component's name, "" for a top-level resource
+    kind: str = ""  # the resource type's short name (Droplet), "" for what is not a resource
+    change: Change | None = None
+
+
+@dataclass
+class Graph:
+    stack: str
+    boxes: list[Box] = field(default_factory=list)
+    host: list[Box] = field(default_factory=list)  # what runs on the droplet (catalog)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from id, to id, label)
+    removed: list[str] = field(default_factory=list)  # "Type name" of resources the change deletes
+    titles: dict[str, str] = field(default_factory=dict)  # component name -> "name (Type)"
+
+    def first_of(self, kind: str) -> str | None:
+        return next((b.id for b in self.boxes if b.kind == kind), None)
+
+
+def short_type(type_token: str) -> str:
+    """``digitalocean:index/droplet:Droplet`` → ``Droplet``."""
+    return type_token.rsplit(":", 1)[-1]
+
+
+def node_id(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts))
+
+
+def changes(
+    now: Iterable[Mapping[str, Any]], base: Iterable[Mapping[str, Any]]
+) -> dict[tuple[str, str], Change]:
+    """(type, name) → added/changed/removed between two ``plan --json`` resource lists."""
+    before = {(r["type"], r["name"]): r for r in base}
+    after = {(r["type"], r["name"]): r for r in now}
+    found: dict[tuple[str, str], Change] = {}
+    for key, row in after.items():
+        if key not in before:
+            found[key] = "added"
+        elif row["inputs"] != before[key]["inputs"] or row["parent"] != before[key]["parent"]:
+            found[key] = "changed"
+    found.update({key: "removed" for key in before if key not in after})
+    return found
+
+
+def _layer(row: Mapping[str, Any], component_types: Mapping[str, str]) -> str:
+    parent_type = component_types.get(row["parent"] or "", row["type"])
+    return LAYER_OF_COMPONENT.get(parent_type, "stack")
+
+
+def _boxes(rows: list[dict[str, Any]], marks: Mapping[tuple[str, str], Change]) -> list[Box]:
+    component_types = {r["name"]: r["type"] for r in rows if r["type"].startswith("bankflow:")}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["type"].startswith("bankflow:"):
+            continue
+        groups.setdefault((_layer(row, component_types), row["parent"] or "", row["type"]), []).append(row)
+    boxes = []
+    for (layer, component, type_token), members in sorted(groups.items()):
+        kinds = {marks.get((m["type"], m["name"])) for m in members} - {None}
+        label = short_type(type_token)
+        if len(members) > 1:
+            label += f" x{len(members)}"
+        else:
+            label += f"<br/>{members[0]['name']}"
+        change = "added" if kinds == {"added"} else ("changed" if kinds else None)
+        if change and len(members) > 1:
+            label += f"<br/>({sum(1 for m in members if marks.get((m['type'], m['name'])))} {change})"
+        kind = short_type(type_token)
+        boxes.append(Box(node_id("r", component, kind), label, layer, component, kind, change))
+    return boxes
+
+
+def _host_boxes(settings: Settings) -> tuple[list[Box], list[tuple[str, str, str]]]:
+    """The droplet's services and who calls whom, from the catalog."""
+    services = app_services(settings)
+    boxes = [Box("h_nginx", "nginx<br/>TLS, real IP from Cloudflare", "host", "")]
+    boxes += [Box(f"h_{s.name}", f"{s.name} :{s.port}", "host", "") for s in services]
+    boxes += [Box("h_postgres", "PostgreSQL", "host", ""), Box("h_redis", "Redis", "host", "")]
+    edges = [("h_nginx", f"h_{s.name}", s.hostnames[0]) for s in services]
+    for service in services:
+        edges += [
+            (f"h_{service.name}", f"h_{callee}", variable) for variable, callee in service.calls.items()
+        ]
+        if "DATABASE_URL" in service.secret_env:
+            edges.append((f"h_{service.name}", "h_postgres", ""))
+        if "REDIS_URL" in service.secret_env:
+            edges.append((f"h_{service.name}", "h_redis", ""))
+    return boxes, edges
+
+
+def build_graph(
+    stack: str,
+    rows: list[dict[str, Any]],
+    settings: Settings,
+    base_rows: list[dict[str, Any]] | None = None,
+) -> Graph:
+    marks = changes(rows, base_rows) if base_rows is not None else {}
+    graph = Graph(stack, _boxes(rows, marks))
+    graph.titles = {
+        r["name"]: f"{r['name']} ({short_type(r['type'])})" for r in rows if r["type"].startswith("bankflow:")
+    }
+    graph.removed = sorted(f"{short_type(t)} {n}" for (t, n), kind in marks.items() if kind == "removed")
+    graph.boxes.insert(0, Box("visitors", "visitors", "outside", ""))
+    dns, firewall = graph.first_of("DnsRecord"), graph.first_of("Firewall")
+    droplet, bucket = graph.first_of("Droplet"), graph.first_of("SpacesBucket")
+    if dns:
+        graph.edges.append(("visitors", dns, "HTTPS via the Cloudflare proxy"))
+    if droplet:
+        graph.host, host_edges = _host_boxes(settings)
+        if dns and firewall:
+            graph.edges += [(dns, firewall, "443 from Cloudflare's ranges only"), (firewall, droplet, "")]
+        graph.edges += [(droplet, "h_nginx", ""), *host_edges]
+        if not bucket:  # a rebuild stack uploads to its environment's original bucket
+            graph.boxes.append(Box("bucket_elsewhere", settings.backup_bucket_name, "outside", ""))
+            bucket = "bucket_elsewhere"
+        graph.host.append(Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC", "host", ""))
+        graph.edges += [("h_postgres", "h_dumps", "backup"), ("h_dumps", bucket, "rclone upload")]
+    return graph
