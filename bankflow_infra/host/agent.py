@@ -194,7 +194,8 @@ def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
                 return handler(ctx, args, stdin)
             return _attempt(ctx, args, stdin)
         with st.exclusive_lock(paths.lock, args.command, ctx.actor):
-            return _attempt(ctx, args, stdin, reconcile_first=True)
+            # deploy and receive check their input first, then reconcile (deploy.py, receive.py)
+            return _attempt(ctx, args, stdin, reconcile_first=args.command not in ("deploy", "receive"))
     except st.LockBusy as exc:
         ctx.complain(f"{args.command}: refused: {exc}")
         st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
@@ -218,7 +219,9 @@ def _attempt(
     """The command as one audited attempt: a "started" line, then its end line."""
     handler, _ = COMMANDS[args.command]
     ctx.attempt = new_attempt_id()
-    if not Attempt(ctx.attempt, args.command, ctx.actor).begin(ctx.paths, f"{args.command}: started"):
+    # `receive --deploy` (what Pulumi runs) is a deploy on record, as its end line says
+    action = "deploy" if args.command == "receive" and args.deploy else args.command
+    if not Attempt(ctx.attempt, action, ctx.actor).begin(ctx.paths, f"{args.command}: started"):
         ctx.complain(f"{args.command}: the audit line could not be written to {ctx.paths.audit_log}")
     if reconcile_first:
         reconcile(ctx)

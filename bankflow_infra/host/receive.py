@@ -25,6 +25,7 @@ from .context import Context
 from .deploy import cmd_deploy
 from .files import check_free_space
 from .manifest import ManifestError
+from .reconcile import reconcile
 from .release_dir import STATE_HEADROOM
 
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024
@@ -114,7 +115,8 @@ def read_limited(stream: BinaryIO) -> bytes:
 
 
 def cmd_receive(ctx: Context, stdin: BinaryIO, deploy: bool) -> int:
-    digest, files = parse_payload(read_limited(stdin))
+    digest, files = parse_payload(read_limited(stdin))  # refused before the host is touched
+    reconcile(ctx)
     release = release_id(digest)
     current = st.read_current(ctx.paths)
     if current is not None and current.release == release:
@@ -125,4 +127,4 @@ def cmd_receive(ctx: Context, stdin: BinaryIO, deploy: bool) -> int:
         ctx.say(f"receive {release}: {len(files)} files in {target}")
     if not deploy:
         return OK
-    return cmd_deploy(ctx, target, release)
+    return cmd_deploy(ctx, target, release, reconciled=True)
