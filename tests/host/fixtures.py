@@ -93,7 +93,7 @@ class HostEnv:
     candidate_url: str = ""
     health_timeout: float = 3.0
     drain: float | None = 10.0  # an upper bound: the drain ends when nginx's old workers are done
-    watch: float = 0.5
+    watch: float = 0.2
     counter: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
 
     @property
