@@ -13,13 +13,22 @@
                                                        again (the deploy's migrate step), audited
     bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
 
-Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves,
-2 bad input (usage, manifest, unknown release), 3 another deploy holds the lock, 4 a step failed
-AND restoring the previous nginx state failed too (look now).
+Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves
+(also: a file could not be written -- ENOSPC/EIO, the message names it -- with nothing replaced),
+2 bad input (usage, manifest, unknown release), 3 another command holds the lock (the message
+names it: action, actor, pid, since when), 4 a step failed AND restoring the previous nginx state
+failed too (look now).
 
-``BANKFLOW_VERIFY_URL`` is the default of ``--verify-url`` (nginx as seen from the host): the
-Pulumi deploy command's text is fixed, so a host whose nginx is not at the default address --
-the over-SSH tests' host -- says so in the SSH session's environment instead.
+Every command that changes the host writes an audit line when it starts and one when it ends
+(``journal.py``), and starts by reconciling the agent's state with the live host
+(``reconcile.py``); read-only commands reconcile too when no other command holds the lock. A
+dropped SSH session (SIGHUP, a closed stdout) changes neither the outcome nor the exit code: the
+agent ignores SIGHUP while it works and stops writing to a closed stream.
+
+``BANKFLOW_VERIFY_URL`` is the default of ``--verify-url`` (nginx as seen from the host) and
+``BANKFLOW_CANDIDATE_URL`` of ``--candidate-url`` (nginx's loopback verify listener): the Pulumi
+deploy command's text is fixed, so a host whose nginx is not at the default address -- the
+over-SSH tests' host -- says so in the SSH session's environment instead.
 
 This module is the CLI entry only: argparse, dispatch to the command modules, the deploy lock,
 and errors mapped to exit codes (``contract.exit_codes``). Runs as ``python3 -m
@@ -31,7 +40,9 @@ imports are relative.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,20 +51,25 @@ from typing import BinaryIO, Final, TextIO
 from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
+from ..contract.upstreams import DEFAULT_CANDIDATE_URL
 from . import history
 from . import state as st
 from .backups import commands as backups
-from .context import Context, Options, UsageError
+from .context import Context, Options, UsageError, describe
 from .deploy import cmd_deploy, cmd_rollback
+from .files import WriteFailed
+from .journal import Attempt, new_attempt_id
 from .logs import cmd_logs
 from .manifest import ManifestError
 from .migrate import cmd_migrate
 from .receive import cmd_receive
+from .reconcile import reconcile
 from .runtime import DockerRuntime, Runtime
 from .status import cmd_releases, cmd_status
 from .verify import parse_nginx_endpoint
 
 VERIFY_URL_ENV: Final = "BANKFLOW_VERIFY_URL"
+CANDIDATE_URL_ENV: Final = "BANKFLOW_CANDIDATE_URL"
 Handler = Callable[[Context, argparse.Namespace, BinaryIO | None], int]
 
 # subcommand -> (handler, whether it runs under the deploy lock). Whatever changes the host or
@@ -88,9 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"nginx as seen from the host (default: ${VERIFY_URL_ENV} or {Options.verify_url})",
     )
     switch.add_argument("--verify-timeout", type=float, default=Options.verify_timeout)
+    switch.add_argument(
+        "--candidate-url",
+        default=os.environ.get(CANDIDATE_URL_ENV) or DEFAULT_CANDIDATE_URL,
+        help=f"nginx's loopback verify listener (default: ${CANDIDATE_URL_ENV} or {DEFAULT_CANDIDATE_URL})",
+    )
+    switch.add_argument(
+        "--watch", type=float, default=Options.watch, help="seconds of checks after the public switch"
+    )
     switch.add_argument("--settle", type=float, default=Options.settle, help=argparse.SUPPRESS)
     switch.add_argument(
-        "--drain", type=float, default=Options.drain, help="seconds before stopping the old release"
+        "--drain",
+        type=float,
+        default=None,
+        help="most seconds to wait for in-flight requests before stopping a release "
+        "(default: the manifest's drain_seconds per service)",
     )
     switch.add_argument("--keep", type=int, default=Options.keep, help="releases to keep")
     switch.add_argument("--fresh", action="store_true", help="new app containers even if unchanged")
@@ -114,6 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def switch_options(args: argparse.Namespace) -> Options:
+    if args.command not in SWITCH_COMMANDS:
+        return Options()
+    return Options(
+        health_timeout=args.health_timeout,
+        verify_url=args.verify_url,
+        verify_timeout=args.verify_timeout,
+        settle=args.settle,
+        drain=args.drain,
+        keep=max(args.keep, 2),
+        fresh=args.fresh,
+        candidate_url=args.candidate_url,
+        watch=args.watch,
+    )
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -124,37 +168,100 @@ def main(
 ) -> int:
     args = build_parser().parse_args(argv)
     paths = HostPaths.from_env(args.home)
-    options = Options()
-    if args.command in SWITCH_COMMANDS:
-        options = Options(
-            args.health_timeout,
-            args.verify_url,
-            args.verify_timeout,
-            args.settle,
-            args.drain,
-            max(args.keep, 2),
-            args.fresh,
-        )
+    options = switch_options(args)
     ctx = Context(
         paths, runtime or DockerRuntime(), options, st.actor(args.actor), out or sys.stdout, err or sys.stderr
     )
+    hangup = _ignore_hangup()
+    try:
+        return _run(ctx, args, stdin)
+    finally:
+        _restore_hangup(hangup)
+        if ctx.output_lost and out is None:
+            _silence_stdout()
+
+
+def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
     handler, locked = COMMANDS[args.command]
+    paths, options = ctx.paths, ctx.options
     try:
         parse_nginx_endpoint(options.verify_url)
+        parse_nginx_endpoint(options.candidate_url)
         paths.ensure()
         if not locked:
-            return handler(ctx, args, stdin)
-        with st.exclusive_lock(paths.lock):
-            return handler(ctx, args, stdin)
+            _reconcile_if_idle(ctx, args.command)
+            if args.command not in backups.AUDITED:
+                return handler(ctx, args, stdin)
+            return _attempt(ctx, args, stdin)
+        with st.exclusive_lock(paths.lock, args.command, ctx.actor):
+            # deploy and receive check their input first, then reconcile (deploy.py, receive.py)
+            return _attempt(ctx, args, stdin, reconcile_first=args.command not in ("deploy", "receive"))
     except st.LockBusy as exc:
-        print(f"{args.command}: {exc}", file=ctx.err)
+        ctx.complain(f"{args.command}: refused: {exc}")
         st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
         return exit_codes.LOCKED
     except (ManifestError, UsageError, ValueError) as exc:
-        print(f"{args.command}: {exc}", file=ctx.err)
-        if locked:
-            st.audit(paths.audit_log, ctx.actor, args.command, None, "refused", str(exc))
+        ctx.complain(f"{args.command}: {exc}")
+        if ctx.attempt:
+            ctx.audit(args.command, None, "refused", str(exc))
         return exit_codes.USAGE
+    except Exception as exc:  # a full disk, a runtime gone: one line naming it, on record, no traceback
+        message = f"{args.command}: failed: {describe(exc) if not isinstance(exc, WriteFailed) else exc}"
+        ctx.complain(message)
+        if ctx.attempt:
+            ctx.audit(args.command, None, "failed", message)
+        return exit_codes.FAILED
+
+
+def _attempt(
+    ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None, reconcile_first: bool = False
+) -> int:
+    """The command as one audited attempt: a "started" line, then its end line."""
+    handler, _ = COMMANDS[args.command]
+    ctx.attempt = new_attempt_id()
+    # `receive --deploy` (what Pulumi runs) is a deploy on record, as its end line says
+    action = "deploy" if args.command == "receive" and args.deploy else args.command
+    if not Attempt(ctx.attempt, action, ctx.actor).begin(ctx.paths, f"{args.command}: started"):
+        ctx.complain(f"{args.command}: the audit line could not be written to {ctx.paths.audit_log}")
+    if reconcile_first:
+        reconcile(ctx)
+    code = handler(ctx, args, stdin)
+    if not ctx.ended:
+        ctx.audit(args.command, None, "ok" if code == exit_codes.OK else "failed", f"exit {code}")
+    return code
+
+
+def _reconcile_if_idle(ctx: Context, command: str) -> None:
+    """Read-only commands reconcile too, unless a command holds the lock (then nothing is touched)."""
+    with (
+        contextlib.suppress(st.LockBusy),
+        st.exclusive_lock(ctx.paths.lock, f"{command} (reconcile)", ctx.actor),
+    ):
+        reconcile(ctx)
+
+
+def _ignore_hangup() -> object:
+    # sshd sends SIGHUP when the session drops: a switch half done is worse than one nobody watches
+    try:
+        return signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except ValueError:  # not the main thread (tests running the agent in a thread)
+        return None
+
+
+def _restore_hangup(previous: object) -> None:
+    if previous is not None:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGHUP, previous)  # type: ignore[arg-type]
+
+
+def _silence_stdout() -> None:
+    """stdout is a closed pipe: point fd 1 and 2 at /dev/null so the interpreter's final flush
+    cannot turn a done command into exit 120."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from ..contract.exit_codes import OK
 from . import state as st
 from .context import Context, UsageError
 from .manifest import bundle_release_id, load_manifest
+from .reconcile import reconcile
 from .release_dir import install_release
 from .switch import switch_release
 
@@ -17,13 +18,17 @@ from .switch import switch_release
 def _already_current(ctx: Context, action: str, release: str) -> int:
     message = f"{action} {release}: release {release} is already current; nothing to do"
     ctx.say(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, action, release, "noop", message)
+    ctx.audit(action, release, "noop", message)
     return OK
 
 
-def cmd_deploy(ctx: Context, bundle: Path, release_override: str | None) -> int:
+def cmd_deploy(ctx: Context, bundle: Path, release_override: str | None, reconciled: bool = False) -> int:
+    """Input first (the manifest, the release id), then reconciliation, then the switch: a bundle
+    that cannot be deployed is refused before the host is touched at all."""
     manifest = load_manifest(bundle)
     release = bundle_release_id(bundle, release_override)
+    if not reconciled:
+        reconcile(ctx)
     current = st.read_current(ctx.paths)
     if current is not None and current.release == release:
         return _already_current(ctx, "deploy", release)

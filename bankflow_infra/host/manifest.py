@@ -27,6 +27,7 @@ from ..contract.release import (
     digest_files,
     release_id,
 )
+from ..contract.upstreams import DEFAULT_DRAIN_SECONDS
 
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _UPSTREAM_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -36,6 +37,7 @@ _IMAGE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 # What --release and a bundle dir's name may be: a release id, or a longer prefix of the digest.
 _RELEASE_RE: Final = re.compile(r"^[0-9a-f]{12,64}$")
 _ARG_RE: Final = re.compile(r"^[^\x00\n]{1,200}$")
+MAX_DRAIN_SECONDS: Final = 600
 
 
 class ManifestError(ValueError):
@@ -54,6 +56,9 @@ class AppSpec:
     upstream: str
     image: str
     hostnames: tuple[str, ...]
+    # how long the previous release's containers of this service may take to finish in-flight
+    # requests after a switch (optional in the manifest; not part of the app fingerprint)
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class Manifest:
 
     def app_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.app_services)
+
+    def drain_seconds(self) -> float:
+        """The longest drain of its app services: how long a switch away from it waits."""
+        return max((s.drain_seconds for s in self.app_services), default=float(DEFAULT_DRAIN_SECONDS))
 
 
 def _relative_path(value: object, key: str, problems: list[str]) -> str:
@@ -120,10 +129,14 @@ def _app_spec(index: int, raw: object, problems: list[str]) -> AppSpec | None:
     ):
         local.append(f"hostnames: expected a non-empty list of hostnames, got {hostnames!r}")
         hostnames = []
+    drain = raw.get("drain_seconds", DEFAULT_DRAIN_SECONDS)
+    if not isinstance(drain, int | float) or isinstance(drain, bool) or not 0 <= drain <= MAX_DRAIN_SECONDS:
+        local.append(f"drain_seconds: expected a number of seconds in 0..{MAX_DRAIN_SECONDS}, got {drain!r}")
+        drain = 0
     problems.extend(f"{where}.{p}" for p in local)
     if local:
         return None
-    return AppSpec(name, port, health, upstream, image, tuple(hostnames))
+    return AppSpec(name, port, health, upstream, image, tuple(hostnames), float(drain))
 
 
 def _migrate(raw: object, app_names: Sequence[str], problems: list[str]) -> Migrate | None:
@@ -251,7 +264,8 @@ def app_fingerprint(bundle: Path, manifest: Manifest) -> str:
     """
     digest = hashlib.sha256()
     digest.update(json.dumps({n: manifest.service_digests[n] for n in manifest.app_names()}).encode())
-    digest.update(json.dumps([s.__dict__ for s in manifest.app_services], sort_keys=True).encode())
+    specs = [{k: v for k, v in s.__dict__.items() if k != "drain_seconds"} for s in manifest.app_services]
+    digest.update(json.dumps(specs, sort_keys=True).encode())
     app_compose = bundle / manifest.compose_app
     digest.update(app_compose.read_bytes() if app_compose.is_file() else b"")
     secrets = bundle / SECRETS_BUNDLE_DIR

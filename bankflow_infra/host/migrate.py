@@ -24,7 +24,7 @@ def cmd_migrate(ctx: Context) -> int:
     if manifest.migrate is None:
         message = f"migrate {release}: the release has no migrate command; nothing to do"
         ctx.say(message)
-        st.audit(ctx.paths.audit_log, ctx.actor, "migrate", release, "noop", message)
+        ctx.audit("migrate", release, "noop", message)
         return OK
     app, _ = projects(ctx.paths, current.app_release, manifest)
     what = f"{manifest.migrate.service} {' '.join(manifest.migrate.command)}"
@@ -34,9 +34,9 @@ def cmd_migrate(ctx: Context) -> int:
     except RuntimeFailure as exc:
         message = f"migrate {release}: failed: {exc}; release {release} still serving"
         ctx.complain(message)
-        st.audit(ctx.paths.audit_log, ctx.actor, "migrate", release, "failed", message)
+        ctx.audit("migrate", release, "failed", message)
         return FAILED
     message = f"migrate {release}: done"
     ctx.say(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, "migrate", release, "ok", message)
+    ctx.audit("migrate", release, "ok", message)
     return OK

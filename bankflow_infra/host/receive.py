@@ -23,7 +23,10 @@ from ..contract.release import digest_files, is_secret_path, release_id
 from . import state as st
 from .context import Context
 from .deploy import cmd_deploy
+from .files import check_free_space
 from .manifest import ManifestError
+from .reconcile import reconcile
+from .release_dir import STATE_HEADROOM
 
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024
 _DIGEST_RE: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -84,7 +87,9 @@ def write_release(paths: HostPaths, digest: str, files: Sequence[PayloadFile]) -
     """Write the files as ``releases/<release>`` (temp dir + rename): secrets 0600 in a 0700 dir."""
     release = release_id(digest)
     target = paths.release_dir(release)
-    tmp = paths.releases / f".{release}.incoming-{os.getpid()}"
+    size = sum(len(item.content) for item in files)
+    check_free_space(paths.releases, 2 * size + STATE_HEADROOM, f"release {release}")
+    tmp = paths.releases / f".{release}.incoming-{os.getpid()}"  # reconcile prunes leftovers
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(mode=0o755)
@@ -110,7 +115,8 @@ def read_limited(stream: BinaryIO) -> bytes:
 
 
 def cmd_receive(ctx: Context, stdin: BinaryIO, deploy: bool) -> int:
-    digest, files = parse_payload(read_limited(stdin))
+    digest, files = parse_payload(read_limited(stdin))  # refused before the host is touched
+    reconcile(ctx)
     release = release_id(digest)
     current = st.read_current(ctx.paths)
     if current is not None and current.release == release:
@@ -121,4 +127,4 @@ def cmd_receive(ctx: Context, stdin: BinaryIO, deploy: bool) -> int:
         ctx.say(f"receive {release}: {len(files)} files in {target}")
     if not deploy:
         return OK
-    return cmd_deploy(ctx, target, release)
+    return cmd_deploy(ctx, target, release, reconciled=True)

@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Final
 
 from ..contract.layout import HOME_ENV, SECRET_FILE_MODE, HostPaths
-from ..contract.release import BASE_PROJECT, RELEASE_ENV_VAR, SECRETS_BUNDLE_DIR, app_project_name
+from ..contract.release import BASE_PROJECT, ORIGIN_KEY, RELEASE_ENV_VAR, SECRETS_BUNDLE_DIR, app_project_name
 from . import state as st
+from .files import check_free_space, tree_size
 from .manifest import Manifest
 from .runtime import Project
 
+IN_PLACE_SECRETS: Final = frozenset({ORIGIN_KEY})  # bind-mounted as a single file: keep its inode
 RELEASE_ENV: Final = "release.env"  # compose interpolation values, written into each release dir
+# room for what a switch writes besides the bundle: state files, nginx files, journal, audit lines
+STATE_HEADROOM: Final = 1024 * 1024
 
 
 def release_env(paths: HostPaths, release: str) -> str:
@@ -36,6 +40,8 @@ def install_release(paths: HostPaths, source: Path, release: str) -> Path:
     """The release dir for ``source``: used in place when already there, else copied in."""
     target = paths.release_dir(release)
     if source.resolve() != target.resolve():
+        # twice the bundle (the copy, then its temp dir briefly) plus room for the state files
+        check_free_space(paths.releases, 2 * tree_size(source) + STATE_HEADROOM, f"release {release}")
         if target.exists():
             shutil.rmtree(target)  # a leftover of an earlier, failed attempt of the same release
         st.copy_bundle(source, target)
@@ -47,6 +53,6 @@ def install_release(paths: HostPaths, source: Path, release: str) -> Path:
 def install_live_files(paths: HostPaths, bundle: Path) -> None:
     """The release's secrets (0600 in the 0700 dir) and certificate become the live ones."""
     # in place: origin.key is a single-file bind mount into the nginx container
-    st.mirror_files(bundle / SECRETS_BUNDLE_DIR, paths.secrets, SECRET_FILE_MODE, in_place=True)
+    st.mirror_files(bundle / SECRETS_BUNDLE_DIR, paths.secrets, SECRET_FILE_MODE, in_place=IN_PLACE_SECRETS)
     st.lock_down_secrets(paths.secrets)
     st.mirror_files(bundle / "tls", paths.tls, 0o644)

@@ -148,6 +148,12 @@ class Runtime(Protocol):
     def stop(self, project: Project) -> None: ...
     def nginx_test(self) -> None: ...
     def nginx_reload(self) -> None: ...
+    def projects(self) -> Sequence[str]:
+        """Names of the compose projects with containers on the host (running or stopped)."""
+        ...
+    def nginx_draining(self) -> int:
+        """nginx workers of an earlier config still finishing their requests (after a reload)."""
+        ...
     def remove_images(self, images: Sequence[str]) -> None: ...
     def logs(self, project: Project, services: Sequence[str], tail: int, follow: bool) -> int:
         """Print the services' logs (all of the project's when empty) to stdout; the exit code."""
@@ -171,6 +177,18 @@ def error_tail(text: str, limit: int = _TAIL_CHARS) -> str:
     """The last non-blank line of a tool's output, cut to ``limit``: enough to say what failed."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][-limit:] if lines else ""
+
+
+def parse_compose_ls(output: str) -> list[str]:
+    """Project names from ``docker compose ls --all --format json`` (one JSON array)."""
+    text = output.strip()
+    rows = json.loads(text) if text else []
+    return sorted({str(r["Name"]) for r in rows if isinstance(r, dict) and r.get("Name")})
+
+
+def count_draining_workers(top_output: str) -> int:
+    """Workers nginx retitled after a graceful reload, from ``docker top C -o pid,args``."""
+    return sum("worker process is shutting down" in line for line in top_output.splitlines())
 
 
 def parse_ps(output: str) -> dict[str, bool]:
@@ -263,6 +281,13 @@ class DockerRuntime:
     def nginx_reload_argv(self) -> list[str]:
         return [self._docker, "exec", self._nginx, "nginx", "-s", "reload"]
 
+    def projects_argv(self) -> list[str]:
+        return [self._docker, "compose", "ls", "--all", "--format", "json"]
+
+    def nginx_top_argv(self) -> list[str]:
+        # docker top runs ps on the host for the container's processes; it needs the pid column
+        return [self._docker, "top", self._nginx, "-o", "pid,args"]
+
     def remove_images_argv(self, images: Sequence[str]) -> list[str]:
         return [self._docker, "image", "rm", *images]
 
@@ -326,6 +351,15 @@ class DockerRuntime:
 
     def nginx_reload(self) -> None:
         self._check("nginx -s reload", self.nginx_reload_argv())
+
+    def projects(self) -> Sequence[str]:
+        try:
+            return parse_compose_ls(self._check("docker compose ls", self.projects_argv(), timeout=60))
+        except ValueError as exc:
+            raise RuntimeFailure(f"docker compose ls: unexpected output ({exc})") from None
+
+    def nginx_draining(self) -> int:
+        return count_draining_workers(self._check("docker top nginx", self.nginx_top_argv(), timeout=30))
 
     def remove_images(self, images: Sequence[str]) -> None:
         if images:

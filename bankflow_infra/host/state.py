@@ -1,10 +1,18 @@
-"""The agent's files on the host: atomic writes, the lock, the audit log, the release state.
+"""The agent's state on the host: the lock, the audit log, the release state files.
 
-The layout itself (``HostPaths``: which folder and state file is where) is ``contract.layout``.
+The layout itself (``HostPaths``: which folder and state file is where) is ``contract.layout``;
+durable writes are ``files.py`` (re-exported here for the command modules).
 
-Stdlib only. Every write is atomic (temp file + rename in the same directory), so a crash
-mid-write leaves the previous content, never half a file -- nginx and the next agent run both
-read these files.
+Stdlib only. The state files and what happens when one is lost or garbled:
+
+- ``current.json`` (which release serves): rebuildable -- the live upstream include names the
+  release nginx serves, and ``reconcile`` rewrites this file from it.
+- ``history.json`` (activations, what ``rollback`` targets) and ``base.json`` (digests of the
+  running base services): not rebuildable from the live host, so each write keeps the previous
+  generation as ``<name>.1``; a garbled file is read from that generation, named in a warning.
+
+A garbled file is :class:`StateCorrupt` naming the file and what is wrong (``{}`` included),
+never a ``KeyError``.
 """
 
 from __future__ import annotations
@@ -15,122 +23,39 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..contract.layout import SECRET_DIR_MODE, SECRET_FILE_MODE, HostPaths
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via a temp file created with ``mode`` from the start (a secret is never readable)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # O_CREAT's mode is masked by umask
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, value: object) -> None:
-    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return default
-
-
-def lock_down_secrets(directory: Path) -> None:
-    """0700 on a secrets dir and 0600 on its files, whatever mode they arrived with."""
-    if directory.is_dir():
-        os.chmod(directory, SECRET_DIR_MODE)
-        for path in directory.iterdir():
-            if path.is_file():
-                os.chmod(path, SECRET_FILE_MODE)
-
-
-def write_in_place(path: Path, data: bytes, mode: int) -> None:
-    """Overwrite keeping the inode: a single-file bind mount (origin.key) still sees the new content.
-
-    Not atomic, so only for files a reader picks up at a later, deliberate moment (reload/recreate).
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def mirror_files(
-    source: Path, target: Path, mode: int | None, keep: frozenset[str] = frozenset(), in_place: bool = False
-) -> None:
-    """Make ``target`` hold exactly ``source``'s files (recursively), except names in ``keep``.
-
-    ``mode`` None keeps each source file's mode. Unchanged files are not rewritten. Contents
-    are never printed or logged.
-    """
-    wanted: set[str] = set()
-    if source.is_dir():
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            rel = path.relative_to(source).as_posix()
-            if rel in keep:
-                continue
-            wanted.add(rel)
-            dest = target / rel
-            data = path.read_bytes()
-            file_mode = mode if mode is not None else path.stat().st_mode & 0o777
-            if dest.is_file() and dest.read_bytes() == data and dest.stat().st_mode & 0o777 == file_mode:
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            (write_in_place if in_place and dest.is_file() else write_atomic)(dest, data, file_mode)
-    for path in sorted((p for p in target.rglob("*") if p.is_file()), reverse=True):
-        rel = path.relative_to(target).as_posix()
-        if rel not in wanted and rel not in keep:
-            path.unlink()
-
-
-def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    """relative path -> (content, mode) of every file: what a failed switch restores."""
-    if not directory.is_dir():
-        return {}
-    return {
-        p.relative_to(directory).as_posix(): (p.read_bytes(), p.stat().st_mode & 0o777)
-        for p in directory.rglob("*")
-        if p.is_file()
-    }
-
-
-def restore(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
-    for path in sorted((p for p in directory.rglob("*") if p.is_file()), reverse=True):
-        if path.relative_to(directory).as_posix() not in files:
-            path.unlink()
-    for rel, (content, mode) in files.items():
-        dest = directory / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(dest, content, mode)
-
-
-def copy_bundle(source: Path, target: Path) -> None:
-    """Copy a bundle into ``releases/<release>`` (temp dir + rename: never half a release)."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(source, tmp, symlinks=False)
-    lock_down_secrets(tmp / "secrets")
-    os.replace(tmp, target)
-
+from ..contract.layout import HostPaths
+from .files import (  # re-exported: the command modules use these through ``state``
+    WriteFailed as WriteFailed,
+)
+from .files import (
+    copy_bundle as copy_bundle,
+)
+from .files import (
+    lock_down_secrets as lock_down_secrets,
+)
+from .files import (
+    mirror_files as mirror_files,
+)
+from .files import (
+    restore as restore,
+)
+from .files import (
+    snapshot as snapshot,
+)
+from .files import (
+    write_atomic as write_atomic,
+)
+from .files import (
+    write_in_place as write_in_place,
+)
+from .files import (
+    write_json as write_json,
+)
 
 # --------------------------------------------------------------------------- lock
 
@@ -139,10 +64,25 @@ class LockBusy(RuntimeError):
     pass
 
 
+def lock_holder_text(raw: str) -> str:
+    """What the lock file says about its holder, for the refusal message."""
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        holder = None
+    if not isinstance(holder, dict):
+        return f"pid {raw.strip() or 'unknown'}"
+    return (
+        f"{holder.get('action', 'a command')} by {holder.get('actor', 'unknown')} "
+        f"(pid {holder.get('pid', '?')}) since {holder.get('since', '?')}"
+    )
+
+
 @contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path, action: str = "deploy", who: str = "unknown") -> Iterator[None]:
     """Non-blocking flock: a second deploy fails at once instead of queueing behind the first.
 
+    The holder (action, actor, pid, since) is written into the lock file, so a refusal names it.
     The kernel drops the lock when the process dies, so a crashed deploy never wedges the host.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -152,10 +92,12 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise LockBusy(f"another deploy is running (pid {holder})") from exc
+            raw = os.pread(fd, 512, 0).decode("utf-8", "replace")
+            raise LockBusy(f"{lock_holder_text(raw)} holds the lock ({path})") from exc
+        holder = {"action": action, "actor": who, "pid": os.getpid(), "since": utc_now()}
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # a full disk must not stop the one command that fixes it
+            os.pwrite(fd, (json.dumps(holder, sort_keys=True) + "\n").encode(), 0)
         try:
             yield
         finally:
@@ -181,10 +123,18 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def audit(path: Path, who: str, action: str, release: str | None, result: str, message: str) -> None:
-    """Append one JSON line; O_APPEND keeps concurrent writers' lines whole."""
+def audit(
+    path: Path, who: str, action: str, release: str | None, result: str, message: str, **extra: object
+) -> bool:
+    """Append one JSON line (O_APPEND keeps concurrent writers' lines whole); whether it was written.
+
+    The keys time, actor, action, release, result, message are the format's; ``extra`` only adds
+    keys (``attempt``, ``pid``). A full disk never turns a done switch into a failed one: the
+    caller says on stderr that the line is missing.
+    """
     line = json.dumps(
         {
+            **extra,
             "time": utc_now(),
             "actor": who,
             "action": action,
@@ -194,11 +144,88 @@ def audit(path: Path, who: str, action: str, release: str | None, result: str, m
         },
         sort_keys=True,
     )
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
     try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- reading state files
+
+
+class StateCorrupt(ValueError):
+    """A state file that cannot be used; the message names it and says what is wrong."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"state file {path} {problem}")
+        self.path = path
+
+
+_MISSING: Any = object()
+
+
+def read_json(path: Path, default: Any = _MISSING) -> Any:
+    """The file's JSON; ``default`` when it is missing (or :class:`StateCorrupt` without one)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if default is _MISSING:
+            raise StateCorrupt(path, "is missing") from None
+        return default
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateCorrupt(path, f"cannot be read ({exc})") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise StateCorrupt(
+            path, f"is not valid JSON ({exc.__class__.__name__}: {exc}; {len(text)} bytes)"
+        ) from None
+
+
+def previous_generation(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
+def write_generations(path: Path, value: object) -> None:
+    """Write ``value``, keeping what the file held before as ``<name>.1`` (if it was valid)."""
+    try:
+        old = path.read_bytes()
+        json.loads(old)
+    except (OSError, ValueError):
+        old = b""
+    if old:
+        write_atomic(previous_generation(path), old)
+    write_json(path, value)
+
+
+def read_generations(path: Path, check: Any, default: Any) -> tuple[Any, str | None]:
+    """(value, warning): the file, else its previous generation (warned), else ``default``.
+
+    ``check(value)`` raises ValueError for a value of the wrong shape. Both generations garbled is
+    :class:`StateCorrupt` naming both.
+    """
+    problems = []
+    for candidate in (path, previous_generation(path)):
+        try:
+            value = read_json(candidate)
+            check(value)
+        except StateCorrupt as exc:
+            problems.append(str(exc))
+            continue
+        except ValueError as exc:
+            problems.append(f"state file {candidate} {exc}")
+            continue
+        if candidate == path:
+            return value, None
+        return value, f"{problems[0]}; using the previous generation {candidate}"
+    if all(p.endswith("is missing") for p in problems):
+        return default, None
+    raise StateCorrupt(path, "and its previous generation are unusable: " + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------- release state
@@ -211,11 +238,19 @@ class Current:
     fingerprint: str
 
 
-def read_current(paths: HostPaths) -> Current | None:
-    data = read_json(paths.current_file, None)
+def parse_current(path: Path, data: object) -> Current:
     if not isinstance(data, dict):
-        return None
+        raise StateCorrupt(path, f"holds {type(data).__name__}, expected an object")
+    missing = [k for k in ("release", "app_release") if not isinstance(data.get(k), str) or not data.get(k)]
+    if missing:
+        raise StateCorrupt(path, f"lacks {', '.join(missing)} (holds {json.dumps(data)[:120]})")
     return Current(str(data["release"]), str(data["app_release"]), str(data.get("fingerprint", "")))
+
+
+def read_current(paths: HostPaths) -> Current | None:
+    """The serving release, None when none was ever recorded; :class:`StateCorrupt` when garbled."""
+    data = read_json(paths.current_file, None)
+    return None if data is None else parse_current(paths.current_file, data)
 
 
 def write_current(paths: HostPaths, current: Current) -> None:
@@ -230,23 +265,43 @@ def write_current(paths: HostPaths, current: Current) -> None:
     )
 
 
+def _check_history(value: object) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("release"), str) for e in value
+    ):
+        raise ValueError("is not a list of {release, ...} entries")
+
+
+def read_history_checked(paths: HostPaths) -> tuple[list[dict[str, str]], str | None]:
+    data, warning = read_generations(paths.history_file, _check_history, [])
+    return [{str(k): str(v) for k, v in entry.items()} for entry in data], warning
+
+
 def read_history(paths: HostPaths) -> list[dict[str, str]]:
-    data = read_json(paths.history_file, [])
-    return [dict(entry) for entry in data] if isinstance(data, list) else []
+    return read_history_checked(paths)[0]
 
 
 def append_history(paths: HostPaths, entry: Mapping[str, str], limit: int = 200) -> None:
     history = [*read_history(paths), {**entry, "time": utc_now()}]
-    write_json(paths.history_file, history[-limit:])
+    write_generations(paths.history_file, history[-limit:])
+
+
+def _check_base(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("is not an object of service -> digest")
+
+
+def read_base_checked(paths: HostPaths) -> tuple[dict[str, str], str | None]:
+    data, warning = read_generations(paths.base_file, _check_base, {})
+    return {str(k): str(v) for k, v in data.items()}, warning
 
 
 def read_base(paths: HostPaths) -> dict[str, str]:
-    data = read_json(paths.base_file, {})
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return read_base_checked(paths)[0]
 
 
 def write_base(paths: HostPaths, digests: Mapping[str, str]) -> None:
-    write_json(paths.base_file, dict(digests))
+    write_generations(paths.base_file, dict(digests))
 
 
 def releases_by_recency(history: list[dict[str, str]]) -> list[str]:

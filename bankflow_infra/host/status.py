@@ -6,11 +6,13 @@ Stdlib only; read-only (no lock).
 from __future__ import annotations
 
 import json
+import os
 
 from ..contract.exit_codes import OK
 from ..contract.layout import HostPaths
 from . import state as st
 from .context import Context
+from .journal import describe_open, open_attempts
 from .manifest import Manifest, load_manifest
 from .release_dir import projects
 from .runtime import RuntimeFailure
@@ -41,8 +43,27 @@ def releases_view(paths: HostPaths) -> list[dict[str, object]]:
     return rows
 
 
+def open_attempts_view(paths: HostPaths) -> list[str]:
+    """Attempts with a "started" audit line and no end: running, or killed before any later
+    command could close them (the next locked command does)."""
+    return [describe_open(entry, _alive(entry.get("pid"))) for entry in open_attempts(paths)]
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def cmd_releases(ctx: Context, as_json: bool) -> int:
     rows = releases_view(ctx.paths)
+    attempts = open_attempts_view(ctx.paths)
     if as_json:
         ctx.say(json.dumps(rows, indent=2))
         return OK
@@ -52,6 +73,8 @@ def cmd_releases(ctx: Context, as_json: bool) -> int:
         mark = "* " if row["current"] else "  "
         note = " (current)" if row["current"] else " (previous)" if row["previous"] else ""
         ctx.say(f"{mark}{row['release']}  {row['activated']}  {row['action']}{note}")
+    for line in attempts:
+        ctx.say(f"! {line}")
     return OK
 
 
@@ -78,8 +101,13 @@ def service_rows(ctx: Context, current: st.Current, manifest: Manifest) -> list[
 
 def cmd_status(ctx: Context, as_json: bool) -> int:
     current = st.read_current(ctx.paths)
+    attempts = open_attempts_view(ctx.paths)
     if current is None:
-        ctx.say(json.dumps({"current": None}) if as_json else "no release deployed yet")
+        ctx.say(
+            json.dumps({"current": None, "open_attempts": attempts}) if as_json else "no release deployed yet"
+        )
+        for line in [] if as_json else attempts:
+            ctx.say(f"! {line}")
         return OK
     manifest = load_manifest(ctx.paths.release_dir(current.release))
     services = service_rows(ctx, current, manifest)
@@ -90,6 +118,7 @@ def cmd_status(ctx: Context, as_json: bool) -> int:
         "environment": manifest.environment,
         "services": services,
         "base": st.read_base(ctx.paths),
+        "open_attempts": attempts,
     }
     if as_json:
         ctx.say(json.dumps(view, indent=2))
@@ -97,4 +126,6 @@ def cmd_status(ctx: Context, as_json: bool) -> int:
     ctx.say(f"current release {current.release} ({manifest.stack}, containers of {current.app_release})")
     for s in services:
         ctx.say(f"  {s['name']:<6} {s['address']:<28} healthy={s['healthy']}  {s['image']}")
+    for line in attempts:
+        ctx.say(f"! {line}")
     return OK

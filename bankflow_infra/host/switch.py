@@ -1,81 +1,47 @@
 """The release switch: the one way the agent moves nginx from one release to another.
 
 Stdlib only. Used by ``deploy``, ``rollback`` (and so ``receive --deploy``) and, through
-:func:`restart_apps`, by ``restore`` when it starts the apps it stopped. The new release's app
-containers start BESIDE the serving ones and must pass the health gate; then the upstream
-include is rewritten, checked with ``nginx -t`` and loaded with a graceful reload, and every
-hostname is verified through nginx. Any failure puts the previous nginx config, secrets and
-containers back; only after success is the old release stopped (after a drain) and pruned.
+:func:`restart_apps`, by ``restore`` when it starts the apps it stopped. In order:
+
+1. **journal** -- ``state/intent.json`` says what this attempt is about to do (``journal.py``);
+2. **prepare** -- live secrets/certificate, compose validation, login, pull, changed base services;
+3. **start** -- the new app containers start BESIDE the serving ones, behind their health gate;
+4. **stage** -- the release's nginx config (when it differs from the LIVE files) and the
+   candidate upstreams pointing at the new containers; ``nginx -t``, graceful reload. The public
+   upstreams still point at the serving release: no public request reaches the new one;
+5. **verify** -- every hostname through nginx's loopback verify listener (same config, same
+   headers, the candidate upstreams);
+6. **public switch** -- only after a pass: the public include points at the new containers, with
+   the previous ones as ``backup`` servers (a new container that dies is bypassed);
+7. **watch** -- a few seconds of checks through the verify listener; a failure reverts;
+8. **finish** -- state recorded, the backups dropped, the old release drained, then stopped.
+
+Any failure reverts: the previous nginx files, secrets and certificate come back (hard-link
+snapshots: a full disk does not stop a revert), nginx reloads, the drain waits for the requests
+the new release had in flight, and only then is the new release stopped. Nothing that did not
+change is touched: reused app containers and unchanged base services stay as they are.
+A release whose bundle has no verify listener (rendered before it existed) is verified through
+the public listener right after the switch, as before, and watched there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from ..contract.exit_codes import FAILED, OK, RESTORE_FAILED
-from ..contract.upstreams import render_upstreams
+from ..contract.exit_codes import FAILED, RESTORE_FAILED
+from ..contract.upstreams import CANDIDATE_UPSTREAMS_FILE
+from . import journal, traffic
 from . import state as st
 from .context import Context, StepFailed, describe
-from .manifest import Manifest, app_fingerprint, load_manifest
+from .files import Snapshot, put_back, same_files, take_snapshot
+from .manifest import Manifest
+from .plan import NGINX_SERVICE, SwitchPlan, backup_addresses, changed_base, nginx_files_kept, plan_switch
 from .prune import prune
-from .release_dir import install_live_files, projects
-from .runtime import Project, Runtime, RuntimeFailure
-from .verify import NginxEndpoint, http_status, parse_nginx_endpoint, wait_for_ok
-
-NGINX_SERVICE: Final = "nginx"  # the base service that proxies; it is reloaded, not recreated
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def changed_base(manifest: Manifest, running: dict[str, str], first: bool) -> list[str]:
-    """Base services (other than nginx) whose digest differs from what runs now."""
-    return [
-        s
-        for s in manifest.base_services
-        if s != NGINX_SERVICE and (first or running.get(s) != manifest.service_digests[s])
-    ]
-
-
-def upstream_addresses(runtime: Runtime, manifest: Manifest, app_release: str) -> dict[str, str]:
-    return {s.upstream: runtime.upstream_address(app_release, s.name, s.port) for s in manifest.app_services}
-
-
-# --------------------------------------------------------------------------- nginx
-
-
-def write_upstreams(ctx: Context, manifest: Manifest, app_release: str, release: str) -> None:
-    """Point the live upstream include at ``app_release``'s containers (not loaded yet)."""
-    include = render_upstreams(upstream_addresses(ctx.runtime, manifest, app_release), release)
-    st.write_atomic(ctx.paths.nginx / manifest.upstreams_file, include.encode())
-
-
-def reload_nginx(runtime: Runtime) -> None:
-    """``nginx -t``, then a graceful reload: a config nginx refuses is never loaded."""
-    runtime.nginx_test()
-    runtime.nginx_reload()
-
-
-def _status_check(endpoint: NginxEndpoint, hostname: str, path: str) -> Callable[[], int]:
-    return lambda: http_status(endpoint, hostname, path)
-
-
-def verify_through_nginx(ctx: Context, manifest: Manifest) -> None:
-    endpoint = parse_nginx_endpoint(ctx.options.verify_url)
-    for service in manifest.app_services:
-        for hostname in service.hostnames:
-            check = _status_check(endpoint, hostname, service.health_path)
-            status = wait_for_ok(check, ctx.options.verify_timeout, sleep=ctx.sleep)
-            if not 200 <= status < 300:
-                answer = f"answered {status}" if status else "did not answer"
-                raise StepFailed(
-                    "verify",
-                    f"service {service.name}: GET {service.health_path} for {hostname} "
-                    f"through nginx {answer}",
-                )
+from .release_dir import IN_PLACE_SECRETS, install_live_files
+from .runtime import Project, RuntimeFailure
+from .switch_finish import finish, record
 
 
 def restart_apps(ctx: Context, release: str, manifest: Manifest, app: Project, timeout: float) -> list[str]:
@@ -86,82 +52,41 @@ def restart_apps(ctx: Context, release: str, manifest: Manifest, app: Project, t
         names = manifest.app_names()
         health = ctx.runtime.wait_healthy(app, names, timeout)
         bad = [s for s in names if not health.get(s, False)]
-        write_upstreams(ctx, manifest, app.release, release)
-        reload_nginx(ctx.runtime)
-    except RuntimeFailure as exc:
-        return [f"starting the app services failed: {exc}"]
+        traffic.write_public(ctx, manifest, release, app.release)
+        if (ctx.paths.nginx / CANDIDATE_UPSTREAMS_FILE).is_file():
+            traffic.write_candidate(ctx, manifest, release, app.release)
+        traffic.reload_nginx(ctx.runtime)
+    except (RuntimeFailure, OSError) as exc:
+        return [f"starting the app services failed: {describe(exc)}"]
     if bad:
         return [f"app services unhealthy after {timeout:.0f}s: {', '.join(bad)}"]
     return []
 
 
-# --------------------------------------------------------------------------- the switch
-
-
-@dataclass(frozen=True)
-class SwitchPlan:
-    """What one switch does, decided before any step runs."""
-
-    action: str  # deploy or rollback
-    release: str
-    manifest: Manifest
-    current: st.Current | None
-    fingerprint: str
-    reuse: bool  # keep the serving app containers (the apps did not change)
-    app_release: str  # whose app containers will serve
-    app: Project
-    base: Project
-    running_base: dict[str, str]
-
-    @property
-    def first(self) -> bool:
-        return self.current is None
-
-    @property
-    def bundle(self) -> Path:
-        return self.app.bundle
-
-
-def plan_switch(
-    ctx: Context, action: str, release: str, manifest: Manifest, current: st.Current | None
-) -> SwitchPlan:
-    paths, opts = ctx.paths, ctx.options
-    fingerprint = app_fingerprint(paths.release_dir(release), manifest)
-    reuse = (
-        current is not None
-        and paths.release_dir(current.app_release).is_dir()
-        and (
-            (not opts.fresh and current.fingerprint == fingerprint)
-            # its containers are the ones serving now: starting "them" again would stop them on failure
-            or current.app_release == release
-        )
-    )
-    app_release = current.app_release if reuse and current is not None else release
-    app, base = projects(paths, release, manifest)
-    return SwitchPlan(
-        action, release, manifest, current, fingerprint, reuse, app_release, app, base, st.read_base(paths)
-    )
-
-
 @dataclass
 class _Progress:
-    """The step running now: announced as it starts, named in the failure if it fails."""
+    """The step running now: announced as it starts, journaled, named in the failure."""
 
     ctx: Context
     plan: SwitchPlan
+    intent: journal.Intent
     step: str = "install"
 
     def run(self, name: str, what: str) -> None:
         self.step = name
         self.ctx.say(f"{self.plan.action} {self.plan.release}: {name}: {what}")
+        self.intent = journal.update_step(self.ctx.paths, self.intent, name)
 
 
 @dataclass
 class _Undo:
     """What a failed switch has to put back."""
 
-    nginx_snapshot: dict[str, tuple[bytes, int]] | None = None
+    live: list[Snapshot] = field(default_factory=list)
+    nginx: Snapshot | None = None
     started: Project | None = None
+    staged: bool = False  # nginx reloaded with the new config / candidate upstreams
+    public: bool = False  # the public include pointed at the new release
 
 
 def switch_release(
@@ -169,22 +94,47 @@ def switch_release(
 ) -> int:
     """Switch nginx to ``release`` (installed in its release dir); the exit code."""
     plan = plan_switch(ctx, action, release, manifest, current)
-    progress, undo = _Progress(ctx, plan), _Undo()
+    intent = journal.Intent(
+        ctx.attempt,
+        action,
+        ctx.actor,
+        release,
+        plan.app_release,
+        current.release if current else None,
+        current.app_release if current else None,
+        "journal",
+        st.utc_now(),
+        os.getpid(),
+    )
+    journal.write_intent(ctx.paths, intent)  # before anything changes: a crash is then closed
+    progress, undo = _Progress(ctx, plan, intent), _Undo()
     try:
-        _prepare(ctx, plan, progress)
+        _prepare(ctx, plan, progress, undo)
         _start_new_apps(ctx, plan, progress, undo)
-        _switch_nginx(ctx, plan, progress, undo)
+        _stage(ctx, plan, progress, undo)
+        if plan.verify_listener:
+            progress.run(
+                "verify", f"every hostname through nginx's verify listener at {ctx.options.candidate_url}"
+            )
+            traffic.verify_through(ctx, manifest, ctx.options.candidate_url, "verify listener")
+        _go_public(ctx, plan, progress, undo)
+        progress.run("record", "state files name the new release")
+        serving = record(ctx, plan)
     except Exception as exc:  # ANY failure: put the previous release back, then report it once
         failure = exc if isinstance(exc, StepFailed) else StepFailed(progress.step, describe(exc))
         return _fail(ctx, plan, failure, undo)
-    _finish(ctx, plan)
-    return OK
+    return finish(ctx, plan, serving, progress.run, prune)
 
 
-def _prepare(ctx: Context, plan: SwitchPlan, progress: _Progress) -> None:
+def _prepare(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> None:
     """Live files, compose validation, registry login, image pull, changed base services."""
     runtime, manifest, deploy = ctx.runtime, plan.manifest, plan.action == "deploy"
     progress.run("install", "live secrets and certificate from the release")
+    undo_dir = ctx.paths.state / "undo"
+    undo.live = [
+        take_snapshot(ctx.paths.secrets, undo_dir / "secrets", IN_PLACE_SECRETS),
+        take_snapshot(ctx.paths.tls, undo_dir / "tls"),
+    ]
     install_live_files(ctx.paths, plan.bundle)
     progress.run("validate", "compose config")
     runtime.validate(plan.base)
@@ -244,61 +194,97 @@ def _health_gate(ctx: Context, project: Project, services: Sequence[str]) -> Non
         )
 
 
-def _switch_nginx(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> None:
-    """The release's nginx config and upstreams, nginx -t, graceful reload, verify through nginx."""
-    paths, runtime, opts, manifest = ctx.paths, ctx.runtime, ctx.options, plan.manifest
-    nginx_digest = manifest.service_digests[NGINX_SERVICE]
-    nginx_changed = plan.first or plan.running_base.get(NGINX_SERVICE) != nginx_digest
-    progress.run("switch", "nginx config and upstreams" if nginx_changed else "nginx upstreams")
-    undo.nginx_snapshot = st.snapshot(paths.nginx)
+def _stage(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> None:
+    """The release's nginx config (if the LIVE files differ) and the candidate upstreams, loaded:
+    public traffic still goes to the serving release."""
+    paths, manifest = ctx.paths, plan.manifest
+    source = plan.bundle / manifest.nginx_dir
+    kept = nginx_files_kept(manifest)
+    nginx_changed = not same_files(source, paths.nginx, kept)
+    progress.run("stage", ("nginx config and " if nginx_changed else "") + "candidate upstreams")
+    undo.nginx = take_snapshot(paths.nginx, paths.state / "undo" / "nginx")
     if nginx_changed:
-        st.mirror_files(
-            plan.bundle / manifest.nginx_dir, paths.nginx, None, frozenset({manifest.upstreams_file})
-        )
-    write_upstreams(ctx, manifest, plan.app_release, plan.release)
+        st.mirror_files(source, paths.nginx, None, kept)
+    public = paths.nginx / manifest.upstreams_file
+    if not public.is_file():  # before the first switch: the bundle's placeholder (nothing serves)
+        st.write_atomic(public, (source / manifest.upstreams_file).read_bytes())
+    if plan.verify_listener:
+        traffic.write_candidate(ctx, manifest, plan.release, plan.app_release)
+    undo.staged = True
     if plan.first:
         progress.run("nginx-start", "base service nginx")
-        runtime.start(plan.base, [NGINX_SERVICE])
-        if not runtime.wait_healthy(plan.base, [NGINX_SERVICE], opts.health_timeout).get(NGINX_SERVICE):
+        ctx.runtime.start(plan.base, [NGINX_SERVICE])
+        if not ctx.runtime.wait_healthy(plan.base, [NGINX_SERVICE], ctx.options.health_timeout).get(
+            NGINX_SERVICE
+        ):
             raise StepFailed("nginx-start", "base service nginx unhealthy")
     # also on a first deploy: an nginx already running (bootstrap) still has the placeholder
     progress.run("nginx-test", "nginx -t")
-    runtime.nginx_test()
-    progress.run("reload", "graceful nginx reload")
-    runtime.nginx_reload()
-    ctx.sleep(opts.settle)
-    progress.run("verify", f"health of every hostname through nginx at {opts.verify_url}")
-    verify_through_nginx(ctx, manifest)
+    ctx.runtime.nginx_test()
+    progress.run("reload", "graceful nginx reload (public upstreams unchanged)")
+    ctx.runtime.nginx_reload()
+    ctx.sleep(ctx.options.settle)
+
+
+def _go_public(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> None:
+    """The public include points at the new release (the old one as backup), reload, watch."""
+    manifest, opts = plan.manifest, ctx.options
+    progress.run("public-switch", f"public upstreams to the containers of {plan.app_release}")
+    undo.public = True
+    if traffic.write_public(ctx, manifest, plan.release, plan.app_release, backup_addresses(ctx, plan)):
+        traffic.reload_nginx(ctx.runtime)
+        ctx.sleep(opts.settle)
+    if not plan.verify_listener:
+        progress.run("verify", f"every hostname through nginx at {opts.verify_url} (no verify listener)")
+        traffic.verify_through(ctx, manifest, opts.verify_url, "public listener")
+    url = opts.candidate_url if plan.verify_listener else opts.verify_url
+    if opts.watch > 0 and not plan.reuse:
+        progress.run("watch", f"{opts.watch:g}s of checks through {url}")
+        traffic.watch(ctx, manifest, url, opts.watch)
 
 
 def _undo(ctx: Context, plan: SwitchPlan, undo: _Undo) -> tuple[list[str], bool]:
     """Put the previous release back: (problems doing so, whether nginx could not be restored)."""
     problems: list[str] = []
     nginx_unrestored = False
-    current = plan.current
-    if undo.nginx_snapshot is not None and current is not None:
+    try:
+        for snapshot in undo.live:  # secrets and certificate first: the reload below reads them
+            put_back(snapshot)
+    except Exception as exc:
+        problems.append(f"restoring the live secrets/certificate failed: {describe(exc)}")
+    if undo.nginx is not None and undo.staged:
         try:
-            st.restore(ctx.paths.nginx, undo.nginx_snapshot)
-            reload_nginx(ctx.runtime)
+            if plan.current is None:  # nothing served before: back to the bundle's placeholders
+                _placeholders(ctx, plan)
+            else:
+                put_back(undo.nginx)
+            if plan.current is not None or ctx.runtime.health(plan.base, [NGINX_SERVICE]).get(NGINX_SERVICE):
+                traffic.reload_nginx(ctx.runtime)
         except Exception as exc:
             nginx_unrestored = True
             problems.append(f"restoring the previous nginx config failed: {describe(exc)}")
     if nginx_unrestored:
-        # nginx may still route to the new release: stopping it (or putting the old secrets
-        # back under nginx's feet) would turn a failed deploy into a full outage.
+        # nginx may still route to the new release: stopping it would turn a failed deploy
+        # into a full outage.
         if undo.started is not None:
             problems.append(f"left {undo.started.name} running because nginx may still route to it")
-    elif undo.started is not None:
+        return problems, True
+    if undo.started is not None:
+        if undo.staged:
+            ctx.say(f"{plan.action} {plan.release}: revert: {traffic.drain(ctx, plan.drain_limit_new)}")
         try:
             ctx.runtime.stop(undo.started)
         except Exception as exc:
             problems.append(f"stopping {undo.started.name} failed: {describe(exc)}")
-    if current is not None and not nginx_unrestored:
-        try:
-            install_live_files(ctx.paths, ctx.paths.release_dir(current.release))
-        except Exception as exc:
-            problems.append(f"restoring the live secrets failed: {describe(exc)}")
-    return problems, nginx_unrestored
+    return problems, False
+
+
+def _placeholders(ctx: Context, plan: SwitchPlan) -> None:
+    """A failed first deploy: the includes point where nothing listens again, as shipped."""
+    source = plan.bundle / plan.manifest.nginx_dir
+    for name in nginx_files_kept(plan.manifest):
+        if (source / name).is_file():
+            st.write_atomic(ctx.paths.nginx / name, (source / name).read_bytes())
 
 
 def _fail(ctx: Context, plan: SwitchPlan, failure: StepFailed, undo: _Undo) -> int:
@@ -312,51 +298,8 @@ def _fail(ctx: Context, plan: SwitchPlan, failure: StepFailed, undo: _Undo) -> i
     if problems:
         message += "; ATTENTION: " + "; ".join(problems)
         code = RESTORE_FAILED if nginx_unrestored else FAILED
+    if not nginx_unrestored:
+        journal.clear_intent(ctx.paths)  # reverted: nothing left for reconciliation to close
     ctx.complain(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, plan.action, plan.release, "failed", message)
+    ctx.audit(plan.action, plan.release, "failed", message)
     return code
-
-
-def _record(ctx: Context, plan: SwitchPlan) -> st.Current:
-    """The state names the new release. Written first: nginx already serves it, so nothing after
-    (an unreadable old manifest, a full disk while stopping) may leave the state naming the old one."""
-    manifest = plan.manifest
-    base = dict(plan.running_base)
-    base[NGINX_SERVICE] = manifest.service_digests[NGINX_SERVICE]
-    if plan.action == "deploy":
-        base.update({s: manifest.service_digests[s] for s in manifest.base_services})
-    serving = st.Current(plan.release, plan.app_release, plan.fingerprint)
-    st.write_current(ctx.paths, serving)
-    st.append_history(
-        ctx.paths,
-        {"release": plan.release, "app_release": plan.app_release, "action": plan.action, "actor": ctx.actor},
-    )
-    st.write_base(ctx.paths, base)
-    return serving
-
-
-def _stop_old(ctx: Context, plan: SwitchPlan, old_release: str) -> None:
-    old_manifest = load_manifest(ctx.paths.release_dir(old_release))
-    old_app, _ = projects(ctx.paths, old_release, old_manifest)
-    ctx.say(f"{plan.action} {plan.release}: stop-old: {old_app.name} after {ctx.options.drain:g}s drain")
-    ctx.sleep(ctx.options.drain)  # nginx's old workers finish their in-flight requests
-    ctx.runtime.stop(old_app)
-
-
-def _finish(ctx: Context, plan: SwitchPlan) -> None:
-    serving = _record(ctx, plan)
-    current = plan.current
-    warnings: list[str] = []
-    if current is not None and not plan.reuse and current.app_release != plan.app_release:
-        try:
-            _stop_old(ctx, plan, current.app_release)
-        except Exception as exc:  # the new release serves: a leftover old one is a warning
-            warnings.append(f"stopping the old release {current.app_release} failed: {describe(exc)}")
-    warnings += prune(ctx, serving)
-    message = f"{plan.action} {plan.release}: done; release {plan.release} serving"
-    if current is not None:
-        message += f" (was {current.release})"
-    if warnings:
-        message += "; warnings: " + "; ".join(warnings)
-    ctx.say(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, plan.action, plan.release, "ok", message)

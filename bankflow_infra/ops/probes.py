@@ -16,17 +16,27 @@ With ``Policy.wait`` the probes poll until every service is healthy or the deadl
 The connect address of a hostname can be overridden (``resolve``), in both modes: that is how
 tests aim the probes at servers on 127.0.0.1, and the CLI exposes it only through the
 test/ops-only ``BANKFLOW_HEALTH_RESOLVE`` variable (see :func:`parse_resolve`).
+
+DNS is inside the deadline: without an override, the probe resolves the hostname itself
+(:func:`resolve_bounded`, a daemon thread the probe stops waiting for at its timeout) and then
+connects to the address with the hostname as Host and SNI, so a hanging resolver can never hold
+the command past ``--deadline`` (httpx resolves in a worker thread the event loop waits for at
+exit: a hung ``getaddrinfo`` kept ``health`` 13 s past a 6 s deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -38,6 +48,9 @@ Mode = Literal["edge", "origin"]
 Address = tuple[str, int]
 
 USER_AGENT: Final = "bankflow-infra-health"
+# getaddrinfo, replaceable by tests (a resolver that hangs)
+Resolver = Callable[..., list[tuple[Any, ...]]]
+RESOLVER: Resolver = socket.getaddrinfo
 
 @dataclass(frozen=True)
 class Policy:
@@ -143,6 +156,37 @@ def request_url(probe: Probe) -> str:
     return f"https://{host}:{port}{probe.path}"
 
 
+async def resolve_bounded(host: str, port: int) -> Address:
+    """The first address of ``host`` from :data:`RESOLVER`, run in a daemon thread: the caller's
+    timeout cancels the wait, and a lookup that never returns never holds the process."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
+    resolver = RESOLVER
+
+    def deliver(result: list[tuple[Any, ...]] | None, error: BaseException | None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result or [])
+
+    def lookup() -> None:
+        try:
+            result, error = resolver(host, port, type=socket.SOCK_STREAM), None
+        except Exception as exc:  # handed to the awaiting probe
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits for it any more
+            loop.call_soon_threadsafe(deliver, result, error)
+
+    threading.Thread(target=lookup, name=f"dns {host}", daemon=True).start()
+    infos = await answer
+    if not infos:
+        raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
+    sockaddr = infos[0][4]
+    return str(sockaddr[0]), int(sockaddr[1])
+
+
 def backoff_delay(policy: Policy, retry: int) -> float:
     return policy.backoff * float(2**retry)
 
@@ -202,9 +246,15 @@ async def _attempt(client: httpx.AsyncClient, probe: Probe, timeout: float, pinn
                    cut: bool = False) -> _Attempt:
     """One request; ``cut``: the deadline, not --timeout, limits it (said so in the error)."""
     started = time.monotonic()
+    stage = "dns"
     try:
-        # asyncio.timeout bounds the whole request; httpx's own timeouts are per read/write.
+        # asyncio.timeout bounds the whole request, DNS included; httpx's own timeouts are per
+        # read/write.
         async with asyncio.timeout(timeout):
+            if probe.connect is None:
+                port = urlsplit(probe.url).port or HTTPS_PORT
+                probe = replace(probe, connect=await resolve_bounded(probe.host, port))
+            stage = "http"
             async with client.stream(
                 "GET",
                 request_url(probe),
@@ -214,6 +264,9 @@ async def _attempt(client: httpx.AsyncClient, probe: Probe, timeout: float, pinn
             ) as response:
                 status = response.status_code  # the body is not needed: headers are the answer
     except Exception as error:  # every failure is a result in the table, never a crash
+        if stage == "dns":
+            failed = _dns_error(error, probe, timeout, cut)
+            return _Attempt(None, (time.monotonic() - started) * 1000, failed, True)
         message, retryable = classify_error(error, pinned)
         if message == "timeout":
             message = "no answer before the deadline" if cut else f"timeout after {timeout:.1f} s"
@@ -222,6 +275,14 @@ async def _attempt(client: httpx.AsyncClient, probe: Probe, timeout: float, pinn
     if 200 <= status < 300:
         return _Attempt(status, latency, None, False)
     return _Attempt(status, latency, f"HTTP {status}", status >= 500)
+
+
+def _dns_error(error: BaseException, probe: Probe, timeout: float, cut: bool) -> str:
+    if isinstance(error, TimeoutError):
+        within = "before the deadline" if cut else f"within {timeout:.1f} s"
+        return f"DNS: no answer for {probe.host} {within}"
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"DNS: {probe.host}: {reason}"
 
 
 def _client(context: ssl.SSLContext) -> httpx.AsyncClient:

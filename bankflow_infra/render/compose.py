@@ -10,8 +10,9 @@ Two projects:
   with the alias ``<service>-${BANKFLOW_RELEASE}``, which is what the agent writes into nginx's
   upstream include.
 
-Only nginx publishes ports. Secrets are never inline: env files and mounts under
-``layout.SECRETS_DIR`` (0600, written from SSH stdin). Images are pulled, never built.
+Only nginx publishes ports (80, 443; the verify listener on the host's 127.0.0.1 only). Secrets
+are never inline: env files and mounts under ``layout.SECRETS_DIR`` (0600, written from SSH
+stdin). Images are pulled, never built.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from bankflow_infra.contract.release import (
     release_alias,
     secret_path,
 )
+from bankflow_infra.contract.upstreams import CANDIDATE_PORT
+from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
 
@@ -181,6 +184,14 @@ def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
             {
                 "target": params.https_port,
                 "published": str(catalog.HTTPS_PORT),
+                "protocol": "tcp",
+                "mode": "host",
+            },
+            # The verify listener (render/nginx.py): the host's loopback only, never the network.
+            {
+                "target": nginx_conf.verify_port(params),
+                "host_ip": "127.0.0.1",
+                "published": str(CANDIDATE_PORT),
                 "protocol": "tcp",
                 "mode": "host",
             },

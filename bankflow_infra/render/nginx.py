@@ -5,11 +5,16 @@ copy of the bundle's ``nginx/`` mounted over ``/etc/nginx``) and include each ot
 path:
 
 - ``nginx.conf``             main file: process settings, logging, TLS, then the includes below
-- ``upstreams.conf``         the app upstreams -- the one file a release switch rewrites
+- ``upstreams.conf``         the app upstreams the public servers use (the agent rewrites it)
+- ``upstreams-candidate.conf`` the ``*_candidate`` upstreams of the verify listener (the agent
+                             points them at a new release before any public request can reach it)
 - ``cloudflare-realip.conf`` the client IP from CF-Connecting-IP, trusted from Cloudflare only
 - ``security-headers.conf``  HSTS + OWASP headers, included by every server (``always``)
 - ``proxy.conf``             proxy headers, keepalive and timeouts, included by every proxy location
-- ``sites.conf``             the servers: health (loopback), defaults that refuse, one per hostname
+- ``sites.conf``             the servers: health (loopback), defaults that refuse, one per hostname,
+                             and the verify listener: the same server per hostname on
+                             ``contract.upstreams.CANDIDATE_PORT`` (published on the host's
+                             127.0.0.1 only, see render/compose.py) proxying to the candidates
 
 The shipped text targets the nginx of ``catalog.NGINX_IMAGE`` (>= 1.25.1: ``http2 on;``).
 """
@@ -20,7 +25,13 @@ from collections.abc import Sequence
 from typing import Final
 
 from bankflow_infra import catalog
-from bankflow_infra.contract.upstreams import render_upstreams
+from bankflow_infra.contract.upstreams import (
+    CANDIDATE_PORT,
+    CANDIDATE_SUFFIX,
+    CANDIDATE_UPSTREAMS_FILE,
+    DEFAULT_DRAIN_SECONDS,
+    render_upstreams,
+)
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
 
@@ -58,6 +69,13 @@ UNSWITCHED_RELEASE: Final = "none (placeholder until the agent's first switch)"
 _HEADER = "# Rendered by bankflow_infra.render.nginx -- do not edit on the host; change the settings.\n"
 
 
+def verify_port(params: NginxParams) -> int:
+    """The verify listener's port: ``params.verify_port`` where NginxParams has one, else the
+    droplet's (``contract.upstreams.CANDIDATE_PORT``, what the agent's --candidate-url defaults to)."""
+    port = getattr(params, "verify_port", None)
+    return port if isinstance(port, int) else CANDIDATE_PORT
+
+
 def _include(params: NginxParams, name: str) -> str:
     return f"include {params.config_dir}/{name};"
 
@@ -68,6 +86,11 @@ def _listen(params: NginxParams, port: int, suffix: str = "") -> list[str]:
         where = f"{address}:{port}" if address else str(port)
         lines.append(f"    listen {where}{suffix};")
     return lines
+
+
+# How long old workers may finish their in-flight requests after a reload; the agent's drain
+# waits for them with the same bound before it stops a release.
+WORKER_SHUTDOWN: Final = f"worker_shutdown_timeout {DEFAULT_DRAIN_SECONDS}s;"
 
 
 def render_main(settings: Settings, params: NginxParams) -> str:
@@ -92,6 +115,7 @@ def render_main(settings: Settings, params: NginxParams) -> str:
         f"# Started as `nginx -g 'daemon off;'`; every path below is under {params.config_dir}.",
         *([f"user {params.user};"] if params.user else []),
         "worker_processes auto;",
+        WORKER_SHUTDOWN,
         f"pid {params.pid_path};",
         f"error_log {params.error_log} warn;",
         "",
@@ -101,6 +125,7 @@ def render_main(settings: Settings, params: NginxParams) -> str:
         "",
         "http {",
         f"    {_include(params, UPSTREAMS_FILE)}",
+        f"    {_include(params, CANDIDATE_UPSTREAMS_FILE)}",
         f"    {_include(params, REALIP_FILE)}",
         "",
         "    server_tokens off;",
@@ -180,6 +205,11 @@ def render_proxy(settings: Settings) -> str:
         f"proxy_connect_timeout {connect}s;",
         f"proxy_send_timeout {timeout}s;",
         f"proxy_read_timeout {timeout}s;",
+        "# A refused or timed-out connect goes to the next server of the upstream: right after a switch",
+        "# that is the previous release (a `backup` server), so a new container that dies is bypassed.",
+        "# Never for a request already sent (non-idempotent ones are not retried), never on a 5xx.",
+        "proxy_next_upstream error timeout;",
+        "proxy_next_upstream_tries 2;",
         "proxy_hide_header X-Powered-By;",
     ]
     return "\n".join(lines) + "\n"
@@ -228,6 +258,34 @@ def _default_servers(params: NginxParams) -> list[str]:
     ]
 
 
+def _verify_servers(hostname: str, upstream: str, params: NginxParams) -> list[str]:
+    """The same server as the public one, on the verify port, proxying to the candidate upstream."""
+    return [
+        "server {",
+        *_listen(params, verify_port(params), " ssl"),
+        "    http2 on;",
+        f"    server_name {hostname};",
+        f"    {_include(params, HEADERS_FILE)}",
+        "    location / {",
+        f"        proxy_pass http://{upstream}{CANDIDATE_SUFFIX};",
+        f"        {_include(params, PROXY_FILE)}",
+        "    }",
+        "}",
+    ]
+
+
+def _verify_default(params: NginxParams) -> list[str]:
+    return [
+        "# The verify listener: the agent checks a new release here, through this same config,",
+        "# before any public request reaches it. Unknown SNI is refused as on the public port.",
+        "server {",
+        *_listen(params, verify_port(params), " ssl default_server"),
+        "    ssl_reject_handshake on;",
+        "    return 421;",
+        "}",
+    ]
+
+
 def _hostname_servers(hostname: str, upstream: str, params: NginxParams) -> list[str]:
     return [
         "server {",
@@ -257,13 +315,18 @@ def render_sites(settings: Settings, params: NginxParams) -> str:
             blocks.append(
                 [f"# {hostname} -> {service.name}", *_hostname_servers(hostname, service.upstream, params)]
             )
+    blocks.append(_verify_default(params))
+    for service in catalog.app_services(settings):
+        for hostname in service.hostnames:
+            comment = f"# verify: {hostname} -> candidate {service.name}"
+            blocks.append([comment, *_verify_servers(hostname, service.upstream, params)])
     body = "\n\n".join("\n".join(block) for block in blocks)
     return _HEADER + "\n" + body + "\n"
 
 
-def render_placeholder_upstreams(settings: Settings) -> str:
+def render_placeholder_upstreams(settings: Settings, suffix: str = "") -> str:
     addresses = {s.upstream: f"127.0.0.1:{s.port}" for s in catalog.app_services(settings)}
-    return render_upstreams(addresses, UNSWITCHED_RELEASE)
+    return render_upstreams(addresses, UNSWITCHED_RELEASE, app_release="", suffix=suffix)
 
 
 def render_nginx_files(settings: Settings, params: NginxParams, ranges: Sequence[str]) -> dict[str, str]:
@@ -271,6 +334,7 @@ def render_nginx_files(settings: Settings, params: NginxParams, ranges: Sequence
     return {
         MAIN_FILE: render_main(settings, params),
         UPSTREAMS_FILE: render_placeholder_upstreams(settings),
+        CANDIDATE_UPSTREAMS_FILE: render_placeholder_upstreams(settings, CANDIDATE_SUFFIX),
         REALIP_FILE: render_realip(ranges),
         HEADERS_FILE: render_security_headers(settings),
         PROXY_FILE: render_proxy(settings),

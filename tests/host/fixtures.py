@@ -12,10 +12,12 @@ import http.client
 import io
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from bankflow_infra.host import agent
 from bankflow_infra.host.verify import SNIConnection
 from tests.host.standin import LocalProcessRuntime
 from tests.support.ports import free_port
+from tests.support.tools import REPO
 
 APPS = (("site", 3000), ("saas", 3001), ("api", 8080))
 DOMAIN = "bankflow.test"
@@ -33,25 +36,33 @@ def hostname(service: str) -> str:
     return f"{service}.{DOMAIN}"
 
 
-def nginx_conf(live: Path, run: Path, port: int, version: str) -> str:
-    """Minimal http config: Host-routed proxying to the upstreams of the live include."""
+def nginx_conf(live: Path, run: Path, port: int, version: str, verify_port: int | None = None) -> str:
+    """Minimal http config: Host-routed proxying to the upstreams of the live include, and (with
+    ``verify_port``) the loopback verify listener proxying to the candidate upstreams, as the
+    rendered config has them (render/nginx.py)."""
     tmp = run / "nginx-tmp"
     servers = []
-    for service, _ in APPS:
-        servers.append(f"""
+    listeners = [(port, "public", "")] + ([(verify_port, "verify", "_candidate")] if verify_port else [])
+    for listen, kind, suffix in listeners:
+        for service, _ in APPS:
+            servers.append(f"""
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{listen};
         server_name {hostname(service)};
         location / {{
-            proxy_pass http://bankflow_{service};
+            proxy_pass http://bankflow_{service}{suffix};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Bankflow-Proxy nginx;
+            proxy_set_header X-Bankflow-Listener {kind};
+            proxy_next_upstream error timeout;
         }}
     }}""")
+    candidate = f"    include {live}/upstreams-candidate.conf;\n" if verify_port else ""
     return f"""# test nginx config, version {version}
 worker_processes 2;
+worker_shutdown_timeout 30s;
 pid {run}/nginx.pid;
 error_log {run}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
@@ -63,7 +74,7 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     include {live}/upstreams.conf;
-{"".join(servers)}
+{candidate}{"".join(servers)}
 }}
 """
 
@@ -77,9 +88,12 @@ class HostEnv:
     bundles: Path
     port: int
     runtime: LocalProcessRuntime
+    verify_port: int = 0
     verify_url: str = ""
+    candidate_url: str = ""
     health_timeout: float = 3.0
-    drain: float = 0.3
+    drain: float | None = 10.0  # an upper bound: the drain ends when nginx's old workers are done
+    watch: float = 0.2
     counter: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
 
     @property
@@ -96,6 +110,9 @@ class HostEnv:
         unhealthy: Sequence[str] = (),
         markers: Sequence[str] = (),
         registry_username: str | None = None,
+        legacy_nginx: bool = False,
+        die_after_public: float | None = None,
+        drain_seconds: float | None = None,
     ) -> Path:
         """A bundle dir; ``tag`` changes the app images (so the apps' fingerprint)."""
         path = self.bundles / f"bundle-{next(self.counter)}"
@@ -116,6 +133,7 @@ class HostEnv:
                     "upstream": f"bankflow_{s}",
                     "image": f"ghcr.io/bankflow/bankflow-{s}:{tag}",
                     "hostnames": [hostname(s)],
+                    **({"drain_seconds": drain_seconds} if drain_seconds is not None else {}),
                 }
                 for s, p in APPS
             ],
@@ -136,8 +154,14 @@ class HostEnv:
         (path / "release.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (path / "compose" / "base.yaml").write_text(f"name: bankflow\n# postgres {postgres} redis {redis}\n")
         (path / "compose" / "app.yaml").write_text(f"# app services, tag {tag}\n")
-        (path / "nginx" / "nginx.conf").write_text(nginx_conf(self.live, self.run, self.port, nginx_version))
-        (path / "nginx" / "upstreams.conf").write_text("# placeholder until the first switch\n")
+        (path / "nginx" / "nginx.conf").write_text(
+            nginx_conf(
+                self.live, self.run, self.port, nginx_version, None if legacy_nginx else self.verify_port
+            )
+        )
+        (path / "nginx" / "upstreams.conf").write_text(placeholder_upstreams(""))
+        if not legacy_nginx:
+            (path / "nginx" / "upstreams-candidate.conf").write_text(placeholder_upstreams("_candidate"))
         (path / "tls" / "origin.pem").write_text("-----BEGIN CERTIFICATE-----\ntest\n")
         for name, text in (
             ("app.env", "JWT_SECRET=test-secret-value\n"),
@@ -152,6 +176,8 @@ class HostEnv:
             (path / "standin-unhealthy").write_text("\n".join(unhealthy))
         for marker in markers:
             (path / marker).write_text("1")
+        if die_after_public is not None:
+            (path / "standin-die-after-public").write_text(str(die_after_public))
         return path
 
     def switch_options(self) -> list[str]:
@@ -160,25 +186,47 @@ class HostEnv:
             self.verify_url or f"http://127.0.0.1:{self.port}",
             "--health-timeout",
             str(self.health_timeout),
-            "--drain",
-            str(self.drain),
+            *(["--drain", str(self.drain)] if self.drain is not None else []),
             "--settle",
             "0.2",
             "--verify-timeout",
             "3",
+            "--candidate-url",
+            self.candidate_url or f"http://127.0.0.1:{self.verify_port}",
+            "--watch",
+            str(self.watch),
         ]
 
     def agent(self, *args: str) -> tuple[int, str, str]:
         """Run the agent in-process against this host; (exit code, stdout, stderr)."""
         out, err = io.StringIO(), io.StringIO()
         argv = ["--home", str(self.home), "--actor", "test", *args]
-        if args and args[0] in ("deploy", "rollback"):
+        if args and args[0] in ("deploy", "rollback", "receive"):
             argv += self.switch_options()
         code = agent.main(argv, runtime=self.runtime, out=out, err=err)
         return code, out.getvalue(), err.getvalue()
 
     def deploy(self, bundle: Path) -> tuple[int, str, str]:
         return self.agent("deploy", str(bundle))
+
+    def spawn(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The agent in a child process (``tests/host/agent_child.py``), for the fault tests."""
+        argv = [sys.executable, "-m", "tests.host.agent_child", str(self.run), self.runtime.nginx]
+        argv += [str(self.runtime.nginx_conf), "--", "--home", str(self.home), "--actor", "test", *args]
+        if args and args[0] in ("deploy", "rollback", "receive"):
+            argv += self.switch_options()
+        return subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def audit(self) -> list[dict[str, object]]:
+        path = self.home / "state" / "audit.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def current(self) -> str | None:
         path = self.home / "state" / "current.json"
@@ -194,12 +242,18 @@ class HostEnv:
             conn.close()
 
 
+def placeholder_upstreams(suffix: str) -> str:
+    """What a bundle ships before the agent's first switch: nothing listens there (502)."""
+    blocks = [f"upstream bankflow_{s}{suffix} {{ server 127.0.0.1:9 max_fails=0; }}" for s, _ in APPS]
+    return "# placeholder until the first switch\n" + "\n".join(blocks) + "\n"
+
+
 def make_host(root: Path, nginx: str) -> HostEnv:
     home, run, bundles = root / "home", root / "run", root / "bundles"
     for path in (home, run / "nginx-tmp", bundles):
         path.mkdir(parents=True)
     runtime = LocalProcessRuntime(run, nginx, home / "nginx" / "nginx.conf")
-    return HostEnv(home, run, bundles, free_port(), runtime)
+    return HostEnv(home, run, bundles, free_port(), runtime, verify_port=free_port())
 
 
 # --------------------------------------------------------------------------- load
@@ -209,6 +263,7 @@ def make_host(root: Path, nginx: str) -> HostEnv:
 class LoadResult:
     total: int = 0
     failures: list[str] = field(default_factory=list)
+    failure_times: list[float] = field(default_factory=list)  # wall clock (time.time) of each
     latencies: list[float] = field(default_factory=list)
     releases: Counter[str] = field(default_factory=Counter)
 
@@ -268,6 +323,7 @@ class Load:
             self.result.latencies.append(time.monotonic() - started)
             if failure:
                 self.result.failures.append(failure)
+                self.result.failure_times.append(time.time())
             else:
                 self.result.releases[body.split()[0]] += 1
 

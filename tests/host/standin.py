@@ -9,7 +9,15 @@ journal (``journal.jsonl``) that the tests read.
 
 Markers a test puts into a bundle dir to make a step fail:
 ``standin-unhealthy`` (service names, one a line: /health answers 503), ``standin-fail-pull``,
-``standin-fail-migrate``, ``standin-fail-validate``.
+``standin-fail-migrate``, ``standin-fail-validate``, ``standin-fail-through-nginx`` (healthy to
+the runtime's own check, 502 to every request that came through nginx),
+``standin-die-after-public`` (seconds: the servers exit that long after their first PUBLIC
+request, i.e. after the public switch), ``standin-unhealthy-after-public`` (/health 503 from
+the first public request on).
+
+Every piece of state lives in files (the nginx master's pid file, ``standin.json``), never only in
+this object: the fault tests run the agent in a child process they SIGKILL, and the next command
+(another process, another instance) must see the same "containers" and the same nginx.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ class LocalProcessRuntime:
         self.state_file = run_dir / "standin.json"
         self.journal_file = run_dir / "journal.jsonl"
         self.nginx_proc: subprocess.Popen[bytes] | None = None
+        self.pid_file = run_dir / "nginx.pid"  # the fixture and rendered configs both put it here
         self._servers: dict[int, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------------ bookkeeping
@@ -142,7 +151,23 @@ class LocalProcessRuntime:
         ]
         if unhealthy:
             argv.append("--unhealthy")
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if self._marker(project, "standin-fail-through-nginx"):
+            argv.append("--fail-through-nginx")
+        if self._marker(project, "standin-unhealthy-after-public"):
+            argv.append("--unhealthy-after-public")
+        die = project.bundle / "standin-die-after-public"
+        if die.exists():
+            argv += ["--die-after-public", die.read_text().strip() or "0"]
+        # its own session: a SIGKILL of the agent's process group (the fault tests) leaves it running,
+        # as a container outlives the agent that started it
+        # stderr not inherited: a "container" must not hold the agent's output pipe open
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         line = proc.stdout.readline().decode() if ready else ""
@@ -194,6 +219,16 @@ class LocalProcessRuntime:
                 f"nginx -s reload exited {done.returncode}: {done.stderr.decode().strip()[-300:]}"
             )
 
+    def projects(self) -> Sequence[str]:
+        names = [BASE_PROJECT] if self._nginx_running() else []
+        return [*names, *sorted(self._state())]
+
+    def nginx_draining(self) -> int:
+        master = self._nginx_pid()
+        if master is None:
+            return 0
+        return len(_children_titled(master, "nginx: worker process is shutting down"))
+
     def remove_images(self, images: Sequence[str]) -> None:
         self._journal("remove_images", images=list(images))
 
@@ -219,14 +254,33 @@ class LocalProcessRuntime:
             proc.stdout.close()
 
     # ------------------------------------------------------------------ nginx process
+    def _nginx_pid(self) -> int | None:
+        if self.nginx_proc is not None and self.nginx_proc.poll() is None:
+            return self.nginx_proc.pid
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid if _is_nginx(pid) else None
+
     def _nginx_running(self) -> bool:
-        return self.nginx_proc is not None and self.nginx_proc.poll() is None
+        return self._nginx_pid() is not None
 
     def _start_nginx(self) -> None:
-        # in the foreground, as in the container: nginx stays our child, so teardown always stops it
-        self.nginx_proc = subprocess.Popen(self._nginx_argv("-g", "daemon off;"), stdin=subprocess.DEVNULL)
-        time.sleep(0.3)
-        if not self._nginx_running():
+        # in the foreground, as in the container; its own session, so killing an agent process
+        # group leaves it running (the container outlives the agent); teardown stops it by pid
+        self.nginx_proc = subprocess.Popen(
+            self._nginx_argv("-g", "daemon off;"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not self.pid_file.exists():
+            time.sleep(0.05)
+        if self.nginx_proc.poll() is not None:
             raise RuntimeFailure("nginx did not start")
 
     def shutdown(self) -> None:
@@ -234,13 +288,51 @@ class LocalProcessRuntime:
         for project in list(self._state()):
             with contextlib.suppress(Exception):
                 self.stop(Project(project, self.run_dir, (), None, ""))
-        if self.nginx_proc is not None and self.nginx_proc.poll() is None:
-            self.nginx_proc.send_signal(signal.SIGQUIT)
-            try:
-                self.nginx_proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.nginx_proc.kill()
+        pid = self._nginx_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                if self.nginx_proc is not None and self.nginx_proc.pid == pid:
+                    self.nginx_proc.poll()
+                time.sleep(0.05)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if self.nginx_proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.nginx_proc.wait(5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _is_nginx(pid: int) -> bool:
+    try:
+        return b"nginx" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _children_titled(parent: int, title: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and cmdline.startswith(title):
+            found.append(int(entry.name))
+    return found
 
 
 def _get_ok(port: int) -> bool:

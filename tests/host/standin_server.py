@@ -5,6 +5,13 @@ on a free loopback port, printed as ``PORT <n>`` on stdout once listening. Reque
 through nginx (``X-Bankflow-Proxy``/``X-Forwarded-Proto``, set by the nginx configs) are counted
 into ``--count-file``, so a test can prove a release never received traffic. It stops on
 SIGTERM (finishing requests in flight) and by itself after ``--max-seconds``.
+
+Faults: ``--fail-through-nginx`` answers 502 to every request that came through nginx (its own
+health check, straight to the port, still passes); ``--die-after-public S`` exits S seconds after
+the first request through nginx's PUBLIC listener (``X-Bankflow-Listener: public``, set by the
+test config), i.e. right after the public switch; ``--unhealthy-after-public`` answers 503 on
+/health from then on (everything else still 200). ``/sleep/<ms>`` answers after that long (long
+requests in flight during a switch).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,7 +33,27 @@ def main() -> int:
     parser.add_argument("--count-file", required=True, type=Path)
     parser.add_argument("--unhealthy", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--fail-through-nginx", action="store_true")
+    parser.add_argument("--die-after-public", type=float, default=None)
+    parser.add_argument("--unhealthy-after-public", action="store_true")
     args = parser.parse_args()
+    dying: list[threading.Timer] = []
+    public_seen = threading.Event()
+
+    def die() -> None:
+        # when it died, for the bench's "failures stop within N s of the death"
+        args.count_file.with_suffix(".died").write_text(repr(time.time()))
+        os._exit(0)
+
+    def die_later() -> None:
+        with lock:
+            if dying or args.die_after_public is None:
+                return
+            timer = threading.Timer(args.die_after_public, die)
+            timer.daemon = True
+            dying.append(timer)
+        timer.start()
+
     lock = threading.Lock()
     proxied = [0]
 
@@ -41,10 +69,21 @@ def main() -> int:
 
         def do_GET(self) -> None:
             # through nginx: the test config's marker, or the rendered proxy.conf's forwarding header
-            if self.headers.get("X-Bankflow-Proxy") == "nginx" or self.headers.get("X-Forwarded-Proto"):
+            proxied = self.headers.get("X-Bankflow-Proxy") == "nginx" or bool(
+                self.headers.get("X-Forwarded-Proto")
+            )
+            if proxied:
                 count()
-            if self.path == "/health":
-                status, body = (503, b"unhealthy\n") if args.unhealthy else (200, b"ok\n")
+            if self.headers.get("X-Bankflow-Listener") == "public":
+                die_later()
+                public_seen.set()
+            if self.path.startswith("/sleep/"):
+                time.sleep(int(self.path.rsplit("/", 1)[1]) / 1000)
+            if proxied and args.fail_through_nginx:
+                status, body = 502, b"broken behind the proxy\n"
+            elif self.path == "/health":
+                sick = args.unhealthy or (args.unhealthy_after_public and public_seen.is_set())
+                status, body = (503, b"unhealthy\n") if sick else (200, b"ok\n")
             else:
                 status, body = 200, f"{args.release} {args.service}\n".encode()
             self.send_response(status)

@@ -197,7 +197,7 @@ def test_migrate_waits_for_no_one_while_a_deploy_holds_the_lock(host: HostEnv) -
     with st.exclusive_lock(host.home / "state" / "lock"):
         code, _, err = host.agent("migrate")
     assert code == exit_codes.LOCKED
-    assert "another deploy is running" in err
+    assert "holds the lock" in err
     assert len(calls(host, "run_once")) == 1  # the deploy's migration only
     assert (audit(host)[-1]["action"], audit(host)[-1]["result"]) == ("migrate", "refused")
 

@@ -212,3 +212,34 @@ def test_failure_names_the_action_and_last_stderr_line() -> None:
         RuntimeFailure, match=r"^pull of bankflow-app-abc123def456 exited 1: Error: manifest unknown$"
     ):
         rt.pull(APP)
+
+
+def test_projects_lists_compose_projects_running_or_not() -> None:
+    listing = json.dumps(
+        [
+            {"Name": "bankflow", "Status": "running(3)", "ConfigFiles": "/x/base.yaml"},
+            {"Name": f"bankflow-app-{REL}", "Status": "exited(3)", "ConfigFiles": "/x/app.yaml"},
+        ]
+    )
+    rt, rec = runtime(Completed(0, listing, ""))
+    assert list(rt.projects()) == ["bankflow", f"bankflow-app-{REL}"]
+    assert rec.argvs == [["docker", "compose", "ls", "--all", "--format", "json"]]
+
+
+def test_projects_refuses_output_it_cannot_read() -> None:
+    rt, _ = runtime(Completed(0, "not json", ""))
+    with pytest.raises(RuntimeFailure, match="docker compose ls: unexpected output"):
+        rt.projects()
+
+
+def test_nginx_draining_counts_the_workers_still_shutting_down() -> None:
+    top = (
+        "PID                 COMMAND\n"
+        "4101                nginx: master process nginx -g daemon off;\n"
+        "4160                nginx: worker process is shutting down\n"
+        "4161                nginx: worker process is shutting down\n"
+        "4170                nginx: worker process\n"
+    )
+    rt, rec = runtime(Completed(0, top, ""))
+    assert rt.nginx_draining() == 2
+    assert rec.argvs == [["docker", "top", "bankflow-nginx-1", "-o", "pid,args"]]

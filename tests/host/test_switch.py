@@ -19,6 +19,6 @@ def test_changed_base_ignores_nginx_and_unchanged_services(tmp_path: Path) -> No
 
 def test_upstream_include_format() -> None:
     assert render_upstreams({"bankflow_site": "site-abc:3000"}, "abc") == (
-        "# bankflow release abc -- written by the host agent; do not edit by hand\n"
+        "# bankflow release abc app abc -- written by the host agent; do not edit by hand\n"
         "upstream bankflow_site {\n    server site-abc:3000 max_fails=0;\n    keepalive 16;\n}\n"
     )

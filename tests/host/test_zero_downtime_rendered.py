@@ -31,8 +31,11 @@ helpers = pytest.importorskip("tests.render.helpers")
 
 
 @pytest.fixture
-def rendered(tmp_path: Path) -> Iterator[tuple[HostEnv, Any]]:
+def rendered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HostEnv, Any]]:
     host = make_host(tmp_path, require_tool("nginx"))
+    # the droplet's verify listener port is fixed; here a free one (other nginx may run)
+    monkeypatch.setattr(render.nginx, "verify_port", lambda _params: host.verify_port)
+    host.candidate_url = f"https://127.0.0.1:{host.verify_port}"
     (host.run / "temp").mkdir()
     params = render.NginxParams(
         http_port=free_port(),

@@ -20,6 +20,7 @@ import yaml
 from bankflow_infra import catalog
 from bankflow_infra.contract import layout
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, RELEASE_ENV_VAR
+from bankflow_infra.contract.upstreams import CANDIDATE_PORT
 from bankflow_infra.render import Bundle, render_bundle
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
 
@@ -54,16 +55,26 @@ def test_compose_files_match_the_compose_spec(stack: str, path: str, origin_cert
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_only_nginx_publishes_and_only_80_443(stack: str, origin_cert: OriginCert) -> None:
+def test_only_nginx_publishes_80_443_and_its_verify_listener_on_loopback(
+    stack: str, origin_cert: OriginCert
+) -> None:
     bundle = _bundle(stack, origin_cert)
-    published: dict[str, list[str]] = {}
+    published: dict[str, list[tuple[str, str | None]]] = {}
     for path in COMPOSE_FILES:
         for name, service in _compose(bundle, path)["services"].items():
             assert "expose" not in service
             assert service.get("network_mode") is None
             if "ports" in service:
-                published[name] = [str(p["published"]) for p in service["ports"]]
-    assert published == {"nginx": [str(catalog.HTTP_PORT), str(catalog.HTTPS_PORT)]}
+                published[name] = [(str(p["published"]), p.get("host_ip")) for p in service["ports"]]
+    # the verify listener (a release checked through nginx before the public switch) is reachable
+    # from the host's loopback only: never from the network, whatever the firewall says
+    assert published == {
+        "nginx": [
+            (str(catalog.HTTP_PORT), None),
+            (str(catalog.HTTPS_PORT), None),
+            (str(CANDIDATE_PORT), "127.0.0.1"),
+        ]
+    }
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -79,12 +90,8 @@ def test_data_services_only_on_the_internal_network(stack: str, origin_cert: Ori
     # app.yaml joins the same networks by their fixed names, created by the base project
     for key, network in app["networks"].items():
         assert network == {"name": networks[key]["name"], "external": True}
-    assert (
-        networks["data"]["name"] == catalog.DATA_NETWORK
-    )
-    assert (
-        networks["edge"]["name"] == catalog.EDGE_NETWORK
-    )
+    assert networks["data"]["name"] == catalog.DATA_NETWORK
+    assert networks["edge"]["name"] == catalog.EDGE_NETWORK
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -105,9 +112,7 @@ def test_every_service_is_pinned_limited_rotated_and_checked(stack: str, origin_
         assert service["restart"] == catalog.RESTART_POLICY[settings.environment], name
         logging = service["logging"]
         assert logging["driver"] in ("local", "json-file")
-        assert {"max-size", "max-file"} <= set(
-            logging["options"]
-        )
+        assert {"max-size", "max-file"} <= set(logging["options"])
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     for app in catalog.app_services(settings):
         assert services[app.name]["image"] == app.image

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.upstreams import CANDIDATE_PORT, CANDIDATE_UPSTREAMS_FILE, DEFAULT_DRAIN_SECONDS
 from bankflow_infra.render import Bundle, NginxParams, render_bundle
 from bankflow_infra.render.nginx import TLS_CIPHERS
 from tests.render.helpers import (
@@ -56,7 +57,7 @@ def test_shipped_config_uses_the_http2_directive(stack: str, origin_cert: Origin
     assert catalog.NGINX_IMAGE.startswith("nginx:1.27")
     sites = _shipped(stack, origin_cert).file("nginx/sites.conf").text
     hostnames = load_settings(stack).all_hostnames
-    assert sites.count("http2 on;") == len(hostnames)
+    assert sites.count("http2 on;") == 2 * len(hostnames)  # the public server and the verify one
     assert not re.search(r"^\s*listen [^;]*\bhttp2\b", sites, flags=re.MULTILINE)
 
 
@@ -73,7 +74,8 @@ def test_one_https_server_per_hostname_with_tls_policy(stack: str, origin_cert: 
     settings = load_settings(stack)
     sites, main = bundle.file("nginx/sites.conf").text, bundle.file("nginx/nginx.conf").text
     for hostname in settings.all_hostnames:
-        assert sites.count(f"server_name {hostname};") == 2  # the :80 redirect and the :443 server
+        # the :80 redirect, the :443 server and the verify listener's
+        assert sites.count(f"server_name {hostname};") == 3
         assert f"return 301 https://{hostname}$request_uri;" in sites
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in main
     assert "ssl_prefer_server_ciphers off;" in main
@@ -134,3 +136,36 @@ def test_nginx_defaults_are_the_droplets() -> None:
     params = NginxParams()
     assert (params.http_port, params.https_port) == (catalog.HTTP_PORT, catalog.HTTPS_PORT)
     assert params.config_dir == catalog.NGINX_CONFIG_DIR
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_verify_listener_mirrors_each_public_server_with_candidate_upstreams(
+    stack: str, origin_cert: OriginCert
+) -> None:
+    bundle = _shipped(stack, origin_cert)
+    sites, main = bundle.file("nginx/sites.conf").text, bundle.file("nginx/nginx.conf").text
+    servers = re.findall(r"^server \{\n(.*?)^\}", sites, flags=re.MULTILINE | re.DOTALL)
+    public = {_name(s): s for s in servers if f"listen {catalog.HTTPS_PORT} ssl;" in s}
+    verify = {_name(s): s for s in servers if f"listen {CANDIDATE_PORT} ssl;" in s}
+    assert set(verify) == set(public) == set(load_settings(stack).all_hostnames)
+    for hostname, text in verify.items():
+        # the same server (headers, proxy settings), only the upstream is the candidate one
+        expected = public[hostname].replace(
+            f"listen {catalog.HTTPS_PORT} ssl;", f"listen {CANDIDATE_PORT} ssl;"
+        )
+        upstream = re.search(r"proxy_pass http://(\w+);", expected)
+        assert upstream is not None
+        assert text == expected.replace(
+            upstream.group(0), f"proxy_pass http://{upstream.group(1)}_candidate;"
+        )
+    includes = re.findall(r"^\s*include (\S+);", main, flags=re.MULTILINE)
+    assert f"{catalog.NGINX_CONFIG_DIR}/{CANDIDATE_UPSTREAMS_FILE}" in includes
+    assert f"worker_shutdown_timeout {DEFAULT_DRAIN_SECONDS}s;" in main
+    proxy = bundle.file("nginx/proxy.conf").text
+    assert "proxy_next_upstream error timeout;" in proxy  # never http_5xx: a 500 is not retried
+    assert bundle.file(f"nginx/{CANDIDATE_UPSTREAMS_FILE}").text.count("_candidate {") == 3
+
+
+def _name(server: str) -> str:
+    found = re.search(r"server_name (\S+);", server)
+    return found.group(1) if found else ""

@@ -10,10 +10,13 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+from collections.abc import Iterator
 
 import pytest
 
-from bankflow_infra.contract.upstreams import render_upstreams
+from bankflow_infra.contract.upstreams import CANDIDATE_SUFFIX, CANDIDATE_UPSTREAMS_FILE, render_upstreams
+from bankflow_infra.render import nginx as render_nginx
+from bankflow_infra.render.model import NginxParams
 from tests.render.conftest import UNTRUSTED, StartNginx, with_body_limit
 from tests.render.helpers import (
     Response,
@@ -24,8 +27,23 @@ from tests.render.helpers import (
     start_backend,
     wait_for,
 )
+from tests.support.ports import free_port
 
 STAGING = load_settings("staging")
+_VERIFY_PORTS: dict[str, int] = {}
+
+
+def verify_port_of(params: NginxParams) -> int:
+    """The verify listener's port of one test nginx (the droplet's is fixed; tests need free ones)."""
+    return _VERIFY_PORTS.setdefault(params.config_dir, free_port())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_verify_ports() -> Iterator[None]:
+    # Several nginx run at once here (and other suites on this machine): each gets its own port.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(render_nginx, "verify_port", verify_port_of)
+        yield
 SECURITY_HEADERS = (
     "strict-transport-security",
     "x-content-type-options",
@@ -197,3 +215,30 @@ def test_traffic_moves_after_the_upstream_include_is_rewritten(start_live_nginx:
         assert _get(running, STAGING.hostnames["site"][0]).json()["service"] == "site"  # others unchanged
     finally:
         new_api.stop()
+
+
+def _service_at(port: int, running: RunningNginx, hostname: str) -> str:
+    response = https(port, running.cert_path, hostname)
+    return str(response.json()["service"]) if response.status == 200 else f"HTTP {response.status}"
+
+
+def test_verify_listener_reaches_only_the_candidate_upstreams(start_live_nginx: StartNginx) -> None:
+    running = start_live_nginx(with_body_limit(STAGING, "1m"), UNTRUSTED)
+    hostname = STAGING.hostnames["api"][0]
+    verify = verify_port_of(running.params)
+    candidate = start_backend("api-candidate")
+    try:
+        addresses = {f"bankflow_{name}": backend.address for name, backend in running.backends.items()}
+        addresses["bankflow_api"] = candidate.address
+        (running.conf.parent / CANDIDATE_UPSTREAMS_FILE).write_text(
+            render_upstreams(addresses, "next00000001", suffix=CANDIDATE_SUFFIX)  # what the agent writes
+        )
+        running.reload()
+        # the verify listener serves the candidate with the same TLS, Host routing and headers ...
+        assert wait_for(lambda: _service_at(verify, running, hostname) == "api-candidate")
+        through_verify = https(verify, running.cert_path, hostname)
+        _assert_security_headers(through_verify)
+        # ... while the public listener still serves the release it served
+        assert _get(running, hostname).json()["service"] == "api"
+    finally:
+        candidate.stop()

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ...contract.backups import DUMP_KEY
 from ...contract.grammar import STACK_NAME
 
 DUMP_MAGIC: Final = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
 TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 _STACK: Final = STACK_NAME.pattern
-KEY_RE: Final = re.compile(rf"^bankflow-(?P<stack>{_STACK})-(?P<time>\d{{8}}T\d{{6}}Z)\.dump$")
+KEY_RE: Final = re.compile(rf"^{DUMP_KEY.pattern}$")  # the contract's dump name
 _LOCAL_RE: Final = re.compile(
     rf"^\.?bankflow-{_STACK}-(?P<time>\d{{8}}T\d{{6}}Z)\.(?:dump|globals\.sql|sha256)(?:\.partial)?$"
 )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO, Final
 
 from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
@@ -25,20 +27,20 @@ from .config import (
     load_live_database,
 )
 from .dump import run_backup
-from .restore import HEALTH_TIMEOUT, RestoreFailed, run_restore
+from .restore import DEFAULT_DEADLINE, HEALTH_TIMEOUT, RestoreFailed, RestoreRequest, run_restore
 from .storage import open_bucket
 
 
 def cmd_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
     try:
-        with backup_lock(ctx.paths):
+        with backup_lock(ctx.paths, ctx.actor, "backup"):
             result = run_backup(ctx)
     except BackupLocked as exc:
         return _refuse(ctx, "backup", str(exc), LOCKED)
     except (BackupFailed, RuntimeFailure, OSError) as exc:
         message = f"backup: failed: {_describe_failure(exc)}"
         ctx.complain(message)
-        st.audit(ctx.paths.audit_log, ctx.actor, "backup", None, "failed", message)
+        ctx.audit("backup", None, "failed", message)
         return FAILED
     message = (
         f"backup: done: {result.key} ({result.size} bytes, sha256 {result.sha256}) uploaded and verified"
@@ -46,7 +48,7 @@ def cmd_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None =
     if result.pruned:
         message += f"; removed local files older than the local retention: {', '.join(result.pruned)}"
     ctx.say(message)
-    st.audit(ctx.paths.audit_log, ctx.actor, "backup", None, "ok", message)
+    ctx.audit("backup", None, "ok", message)
     return OK
 
 
@@ -60,8 +62,38 @@ def _describe_failure(exc: BaseException) -> str:
 
 def _refuse(ctx: Context, action: str, message: str, code: int) -> int:
     ctx.complain(f"{action}: {message}")
-    st.audit(ctx.paths.audit_log, ctx.actor, action, None, "refused", message)
+    ctx.audit(action, None, "refused", message)
     return code
+
+
+class RestoreCancelled(BackupFailed):
+    """SIGTERM/SIGINT, or the deadline's alarm: the restore stops where it is (apps restarted)."""
+
+
+@contextmanager
+def cancellable(deadline: float) -> Iterator[None]:
+    """SIGTERM, SIGINT and an alarm at the deadline stop the restore: the running step is
+    interrupted (its child process killed), the apps start again, the locks are released."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+            signal.signal(sig, signal.SIG_IGN)  # once: the apps' restart is not interrupted
+        name = signal.Signals(signum).name
+        what = "the deadline passed" if signum == signal.SIGALRM else f"cancelled ({name})"
+        raise RestoreCancelled(f"{what}: the restore stopped")
+
+    try:
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    except ValueError:  # not the main thread (tests driving the agent from a thread)
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, max(deadline, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_backups(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
@@ -95,12 +127,19 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
     endpoint = _opt(args, "endpoint", check_endpoint)
     if (bucket_name is None) != (endpoint is None):
         raise BackupUsageError("--bucket and --endpoint go together")
+    request = RestoreRequest(
+        args.source,
+        bucket_name,
+        endpoint,
+        args.health_timeout,
+        getattr(args, "of_stack", None),
+        args.allow_other_stack,
+        args.deadline,
+    )
     try:
-        with backup_lock(ctx.paths):
-            result = run_restore(
-                ctx, args.source, bucket_name, endpoint, args.health_timeout, getattr(args, "of_stack", None)
-            )
-    except BackupLocked as exc:
+        with backup_lock(ctx.paths, ctx.actor, "restore"), cancellable(args.deadline):
+            result = run_restore(ctx, request)
+    except (BackupLocked, st.LockBusy) as exc:
         return _refuse(ctx, "restore", str(exc), LOCKED)
     except BackupUsageError as exc:
         return _refuse(ctx, "restore", f"{exc}; nothing changed", USAGE)
@@ -110,7 +149,7 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
         if extra:
             message += "; ATTENTION: " + "; ".join(extra)
         ctx.complain(message)
-        st.audit(ctx.paths.audit_log, ctx.actor, "restore", None, "failed", message)
+        ctx.audit("restore", None, "failed", message)
         return FAILED
     message = f"restore: done: database {result.key} restored ({result.size} bytes)"
     if result.previous:
@@ -121,8 +160,7 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
     if result.problems:
         message += "; ATTENTION: " + "; ".join(result.problems)
     print(message, file=ctx.out if result.apps_healthy else ctx.err, flush=True)
-    st.audit(
-        ctx.paths.audit_log, ctx.actor, "restore", None, "ok" if result.apps_healthy else "failed", message
+    ctx.audit("restore", None, "ok" if result.apps_healthy else "failed", message
     )
     return OK if result.apps_healthy else FAILED
 
@@ -133,8 +171,11 @@ Handler = Callable[[Context, argparse.Namespace, "BinaryIO | None"], int]
 COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "backup": (cmd_backup, False),  # its own lock: a 2-hour dump never blocks a deploy
     "backups": (cmd_backups, False),
-    "restore": (cmd_restore, True),  # no deploy may start or stop containers meanwhile
+    # the deploy lock only while the apps are stopped (restore.py): a slow download never
+    # blocks a rollback mid-incident
+    "restore": (cmd_restore, False),
 }
+AUDITED: Final = frozenset({"backup", "restore"})  # not under the deploy lock, still on record
 
 
 def register(sub: Any) -> None:
@@ -155,3 +196,14 @@ def register(sub: Any) -> None:
         help="with --from latest: whose dumps (default: this host's stack; a rebuild: the original)",
     )
     restore.add_argument("--health-timeout", type=float, default=HEALTH_TIMEOUT, help=argparse.SUPPRESS)
+    restore.add_argument(
+        "--allow-other-stack",
+        action="store_true",
+        help="restore a dump of another stack (replaces this stack's data with that stack's)",
+    )
+    restore.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        help="seconds: the restore gives up (apps started again, locks released) by then",
+    )

@@ -137,14 +137,12 @@ def load_live_database(ctx: Context) -> LiveDatabase:
 
 
 @contextmanager
-def backup_lock(paths: HostPaths) -> Iterator[None]:
+def backup_lock(paths: HostPaths, who: str = "unknown", action: str = "backup") -> Iterator[None]:
     try:
-        with st.exclusive_lock(paths.state / LOCK_NAME):
+        with st.exclusive_lock(paths.state / LOCK_NAME, action, who):
             yield
     except st.LockBusy as exc:
-        raise BackupLocked(
-            f"another backup or restore is running ({str(exc).rsplit('(', 1)[-1].rstrip(')')})"
-        ) from None
+        raise BackupLocked(f"another backup or restore is running: {exc}") from None
 
 
 def ensure_private_dir(path: Path) -> None:

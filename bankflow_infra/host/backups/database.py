@@ -5,6 +5,7 @@ over its local socket (no password). Stdlib only.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -24,12 +25,21 @@ class PostgresClient:
 
     ctx: Context
     live: LiveDatabase  # whose postgres service
+    deadline: float | None = None  # time.monotonic() by which everything must be done (restore)
+
+    def _timeout(self, default: float) -> float:
+        if self.deadline is None:
+            return default
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeFailure("the restore's deadline has passed")
+        return min(default, remaining)
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         config = self.live.config
         argv = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", config.user,
                 "-d", database, "-c", sql]  # fmt: skip
-        return self.ctx.runtime.exec(self.live.base, config.service, argv, timeout=SQL_TIMEOUT)
+        return self.ctx.runtime.exec(self.live.base, config.service, argv, timeout=self._timeout(SQL_TIMEOUT))
 
     def exists(self, database: str) -> bool:
         query = f"SELECT 1 FROM pg_database WHERE datname = {_literal(database)}"  # noqa: S608 - quoted
@@ -59,12 +69,13 @@ class PostgresClient:
         config = self.live.config
         argv = ["pg_restore", "--exit-on-error", "--single-transaction", "--no-password", "-U", config.user,
                 "-d", database]  # fmt: skip
-        self.ctx.runtime.exec(self.live.base, config.service, argv, stdin_path=dump, timeout=DUMP_TIMEOUT)
+        timeout = self._timeout(DUMP_TIMEOUT)
+        self.ctx.runtime.exec(self.live.base, config.service, argv, stdin_path=dump, timeout=timeout)
 
     def list_archive(self, dump: Path) -> str:
         return self.ctx.runtime.exec(
             self.live.base, self.live.config.service, ["pg_restore", "--list"], stdin_path=dump,
-            timeout=SQL_TIMEOUT,
+            timeout=self._timeout(SQL_TIMEOUT),
         )  # fmt: skip
 
     def swap(self, live: str, restored: str, previous: str) -> bool:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ...contract.backups import dump_stack
+from .. import state as st
 from ..context import Context
 from ..runtime import RuntimeFailure
 from ..switch import restart_apps
@@ -21,6 +24,7 @@ from .database import PostgresClient
 from .storage import Bucket, open_bucket
 
 HEALTH_TIMEOUT: Final = 120.0  # for the apps started again after the restore
+DEFAULT_DEADLINE: Final = 3 * 3600.0  # the whole restore, download to restart; then it gives up
 
 
 def resolve_key(bucket: Bucket, wanted: str, stack: str) -> RemoteObject:
@@ -96,28 +100,50 @@ class RestoreResult:
     problems: list[str]
 
 
-def run_restore(
-    ctx: Context,
-    wanted: str,
-    bucket_name: str | None,
-    endpoint: str | None,
-    health_timeout: float,
-    of_stack: str | None = None,
-) -> RestoreResult:
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What ``restore`` was asked for."""
+
+    wanted: str  # a key, or "latest"
+    bucket_name: str | None = None
+    endpoint: str | None = None
+    health_timeout: float = HEALTH_TIMEOUT
+    of_stack: str | None = None  # whose "latest"
+    allow_other_stack: bool = False  # the explicit consent to restore another stack's data
+    deadline: float = DEFAULT_DEADLINE  # seconds from the start: the lock is released by then
+
+
+def check_stack(found: RemoteObject, host_stack: str, allow_other_stack: bool) -> None:
+    """A dump of another stack replaces this stack's data with that stack's: only when asked."""
+    stack = dump_stack(found.key)
+    if stack != host_stack and not allow_other_stack:
+        raise BackupUsageError(
+            f"{found.key} is a dump of stack {stack}, and this host is stack {host_stack}: restoring it "
+            f"would replace {host_stack}'s data with {stack}'s. Pass --allow-other-stack if that is what "
+            "you mean (bankflow-infra restore: --from-another-stack)"
+        )
+
+
+def run_restore(ctx: Context, request: RestoreRequest) -> RestoreResult:
+    started = time.monotonic()
+    # the apps' restart after the restore must fit too: the work itself gets the rest
+    work_deadline = started + max(request.deadline - request.health_timeout, 1.0)
     live = load_live_database(ctx)
     config = live.config
-    bucket = open_bucket(ctx, config, bucket_name, endpoint)
+    bucket = open_bucket(ctx, config, request.bucket_name, request.endpoint)
+    bucket.deadline = work_deadline
     directory = ctx.paths.backups
     ensure_private_dir(directory)
 
-    found = resolve_key(bucket, wanted, of_stack or config.stack)
+    found = resolve_key(bucket, request.wanted, request.of_stack or config.stack)
+    check_stack(found, config.stack, request.allow_other_stack)
     ctx.say(f"restore: {found.key} ({found.size} bytes) from bucket {bucket.name}")
     local = download_verified(ctx, bucket, found, directory)
     try:
         with local.open("rb") as handle:
             if handle.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
                 raise BackupFailed(f"{found.key} is not a pg_dump custom-format archive")
-        pg = PostgresClient(ctx, live)
+        pg = PostgresClient(ctx, live, work_deadline)
         try:
             listing = pg.list_archive(local)
         except RuntimeFailure as exc:
@@ -126,7 +152,9 @@ def run_restore(
             ) from None
         entries = sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
         ctx.say(f"restore: pg_restore --list: a valid archive of {entries} entries")
-        return _restore_with_apps_stopped(ctx, live, pg, local, found, health_timeout)
+        # only now the deploy lock: a slow download never blocks a rollback
+        with st.exclusive_lock(ctx.paths.lock, "restore", ctx.actor):
+            return _restore_with_apps_stopped(ctx, live, pg, local, found, request.health_timeout)
     finally:
         local.unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +21,21 @@ from .archive import FileDigest, RemoteObject
 from .config import BackupConfig, BackupFailed, BackupUsageError
 
 TRANSFER_TIMEOUT: Final = 2 * 3600.0
-LIST_TIMEOUT: Final = 300.0
-# rclone: bounded retries and timeouts, no progress output; the same for every call.
+LIST_TIMEOUT: Final = 120.0
+# rclone: bounded retries and timeouts, no progress output; the same for every call. A
+# black-holed S3 endpoint costs at most retries x low-level-retries x contimeout (2 x 3 x 10 s)
+# per call, a stalled transfer --timeout (60 s without progress) per try; and every call also
+# has a hard wall-clock limit (the process is killed), never more than what is left of a
+# restore's deadline.
 RCLONE_FLAGS: Final = (
     "--retries",
-    "3",
+    "2",
     "--low-level-retries",
-    "10",
+    "3",
     "--contimeout",
-    "20s",
+    "10s",
     "--timeout",
-    "5m",
+    "60s",
     "--stats",
     "0",
 )
@@ -71,6 +76,7 @@ class Bucket:
     home: Path  # rclone's HOME (cache), a root-only dir
     runner: ProcessRunner = run_process
     binary: str = "rclone"
+    deadline: float | None = None  # time.monotonic() by which every call must be done (restore)
 
     def argv(self, *args: str) -> list[str]:
         return [
@@ -87,6 +93,11 @@ class Bucket:
         return f"{self.remote}:{self.name}" + (f"/{key}" if key else "")
 
     def _run(self, what: str, args: Sequence[str], timeout: float) -> str:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackupFailed(f"{what} (bucket {self.name}): the deadline has passed")
+            timeout = min(timeout, remaining)
         env = {"PATH": RCLONE_PATH, "HOME": str(self.home), "LANG": "C.UTF-8"}
         done = self.runner(self.argv(*args), env=env, timeout=timeout)
         if done.returncode != 0:

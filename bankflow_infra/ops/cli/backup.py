@@ -2,14 +2,18 @@
 
     bankflow-infra backup STACK                     dump now, upload, verify (what the nightly timer runs)
     bankflow-infra backups STACK [--json]           the bucket's dumps, newest first
-    bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER]
+    bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER] [--from-another-stack]
                                                     replace STACK's database with a dump, then probe
                                                     the services' health
 
 ``restore`` asks for confirmation (type the stack's name) on a terminal; without one it needs
 ``--yes`` and exits 2 before connecting otherwise. ``--source-stack OTHER`` restores from
 OTHER's bucket (its ``backup_bucket`` output): the emergency rebuild restores production's
-latest dump into a fresh stack that has no bucket of its own.
+latest dump into a fresh stack that has no bucket of its own. A dump of another stack (a key
+naming another stack, or ``--source-stack`` of another environment) would replace STACK's data
+with that stack's: it is refused (exit 2, before connecting where possible) unless
+``--from-another-stack`` says so; a ``--source-stack`` of the same environment (a rebuild of
+that environment) is that consent already.
 
 Exit codes: the host agent's (0 done, 1 a step failed -- the database is unchanged unless the
 message says otherwise, 2 bad input such as an unknown or expired key, 3 another backup, restore
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bankflow_infra.contract import exit_codes
+from bankflow_infra.contract.backups import dump_stack
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.backups import parse_rows
 from bankflow_infra.ops.cli import session
@@ -77,6 +82,11 @@ def register(commands: Any) -> None:
     restore.add_argument(
         "--source-outputs", type=Path, metavar="FILE", help="saved outputs of OTHER (default: pulumi)"
     )
+    restore.add_argument(
+        "--from-another-stack",
+        action="store_true",
+        help="allow a dump of another stack (its data replaces this stack's)",
+    )
     restore.set_defaults(handler=run_restore)
 
 
@@ -87,8 +97,8 @@ def _bucket_args(bucket: tuple[str, str] | None) -> list[str]:
     return ["--bucket", bucket[0], "--endpoint", bucket[1]] if bucket else []
 
 
-def source_bucket(args: argparse.Namespace) -> tuple[str, str] | None:
-    """(name, endpoint) of --source-stack's bucket; None without --source-stack."""
+def source_bucket(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    """(name, endpoint, environment) of --source-stack's bucket; None without --source-stack."""
     if not args.source_stack:
         return None
     other = load_outputs(args.source_stack, args.source_outputs, show_secrets=False, cwd=args.project_dir)
@@ -97,7 +107,26 @@ def source_bucket(args: argparse.Namespace) -> tuple[str, str] | None:
             f"stack {args.source_stack!r} has no backups bucket (output 'backup_bucket' is null): "
             "its edge layer owns none"
         )
-    return other.backup_bucket.name, other.backup_bucket.endpoint
+    return other.backup_bucket.name, other.backup_bucket.endpoint, other.environment
+
+
+def dump_of(args: argparse.Namespace) -> str:
+    """The stack whose data the restore would bring: the key's, else --source-stack, else STACK."""
+    return (dump_stack(args.source) if args.source != LATEST else None) or args.source_stack or args.stack
+
+
+def other_stack_refusal(args: argparse.Namespace, same_environment: bool | None) -> str | None:
+    """Why a dump of another stack is refused; None when it is this stack's or consented to.
+    ``same_environment``: of --source-stack and STACK (None when not known yet)."""
+    stack = dump_of(args)
+    if stack == args.stack or args.from_another_stack:
+        return None
+    if args.source_stack and stack == args.source_stack and same_environment is not False:
+        return None  # a rebuild restoring its environment's original stack: consent by --source-stack
+    return (
+        f"the dump is of stack {stack!r}: restoring it replaces {args.stack!r}'s data with {stack!r}'s; "
+        "pass --from-another-stack if that is what you mean; nothing changed"
+    )
 
 
 # --------------------------------------------------------------------------- handlers
@@ -122,23 +151,32 @@ def run_restore(args: argparse.Namespace) -> int:
         session.error("restore", "not a terminal: refusing to replace the database without --yes")
         return exit_codes.USAGE
     try:
-        bucket = source_bucket(args)
+        source = source_bucket(args)
     except OutputsError as error:
         session.error("restore", str(error))
         return exit_codes.USAGE
-
+    refusal = other_stack_refusal(args, None)
+    if refusal is not None:  # before connecting: a key of another stack, no consent
+        session.error("restore", refusal)
+        return exit_codes.USAGE
+    bucket = source[:2] if source else None
     dumps_of = args.source_stack or args.stack
 
     def action(outputs: StackOutputs, ssh: SshSession) -> int:
+        refused = other_stack_refusal(args, source[2] == outputs.environment if source else None)
+        if refused is not None:  # --source-stack of another environment
+            session.error("restore", refused)
+            return exit_codes.USAGE
         key = args.source
         if not args.yes:
             confirmed = _confirm(ssh, args.stack, key, bucket, dumps_of)
             if isinstance(confirmed, int):
                 return confirmed
             key = confirmed
+        consent = ["--allow-other-stack"] if dump_of(args) != args.stack else []
         with session.stage("restore", f"restoring {key} into stack {args.stack}'s database"):
             done = ssh.run_agent(
-                ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *_bucket_args(bucket)]
+                ["restore", "--from", key, "--yes", "--of-stack", dumps_of, *consent, *_bucket_args(bucket)]
             )
         if done.returncode == 0:
             with session.spinner(f"restore: probing stack {args.stack}'s services"):

@@ -57,7 +57,7 @@ def host(tmp_path: Path, pg: PgCluster, s3: S3, monkeypatch: pytest.MonkeyPatch)
     for path in (home, run / "nginx-tmp", bundles):
         path.mkdir(parents=True)
     runtime = PgStandinRuntime(run, nginx, home / "nginx" / "nginx.conf", pg)
-    env = HostEnv(home, run, bundles, free_port(), runtime)
+    env = HostEnv(home, run, bundles, free_port(), runtime, verify_port=free_port())
     bucket = f"bankflow-test-{uuid.uuid4().hex[:12]}"
     s3.client.create_bucket(Bucket=bucket)
     recorder = Recorder(storage.run_process)

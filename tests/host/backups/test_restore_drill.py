@@ -8,16 +8,23 @@ clients run as local processes against the cluster, app services are local HTTP 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
+import socket
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from bankflow_infra.contract.layout import HostPaths
+from bankflow_infra.host import state as st
 from bankflow_infra.host.backups.archive import KEY_RE
 from tests.host.backups.conftest import BackupHost
-from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, run_agent
+from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, STACK, run_agent
 
 SEED = """
 CREATE TABLE accounts (id serial PRIMARY KEY, bank text NOT NULL, agency text, number text);
@@ -335,3 +342,91 @@ def test_restore_from_another_stacks_bucket(host: BackupHost) -> None:
     assert code == 0, out + err
     assert fingerprint(host) == before
     assert any(argv[argv.index("--s3-endpoint") + 1] == endpoint for argv, _ in host.rclone.calls)
+
+
+def test_a_dump_of_another_stack_is_refused_without_the_explicit_flag(host: BackupHost) -> None:
+    """Issue 15, 8: production could be overwritten with staging data by a mistyped key."""
+    before = seed(host)
+    key = backup(host)
+    other = key.replace(f"bankflow-{STACK}-", "bankflow-staging-")
+    host.s3.client.copy_object(Bucket=host.bucket, Key=other, CopySource={"Bucket": host.bucket, "Key": key})
+    host.pg.psql("DELETE FROM reconciliations", "bankflow")
+    code, _, err = run_agent(host.env, "restore", "--from", other, "--yes")
+    assert code == 2
+    assert f"{other} is a dump of stack staging, and this host is stack {STACK}" in err
+    assert "--allow-other-stack" in err
+    assert calls(host, "stop") == []  # refused before anything stopped
+    code, out, err = run_agent(host.env, "restore", "--from", other, "--yes", "--allow-other-stack")
+    assert code == 0, out + err
+    assert fingerprint(host) == before
+
+
+class BlackHole:
+    """A TCP listener that accepts connections and never answers: a stalled S3 endpoint."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_stalled_s3_never_holds_a_restore_or_the_deploy_lock_past_its_deadline(host: BackupHost) -> None:
+    seed(host)
+    hole = BlackHole()
+    result: list[tuple[int, str, str]] = []
+    endpoint = f"http://127.0.0.1:{hole.port}"
+    args = ("restore", "--from", "latest", "--yes", "--bucket", host.bucket, "--endpoint", endpoint)
+    worker = threading.Thread(target=lambda: result.append(run_agent(host.env, *args, "--deadline", "4")))
+    started = time.monotonic()
+    try:
+        worker.start()
+        time.sleep(1.0)
+        # mid-download: a rollback (the deploy lock) is not blocked by the stalled restore
+        with st.exclusive_lock(HostPaths(host.env.home).lock, "rollback", "test"):
+            pass
+        worker.join(30)
+    finally:
+        hole.close()
+    elapsed = time.monotonic() - started
+    assert not worker.is_alive()
+    code, _, err = result[0]
+    assert code == 1
+    assert "timed out" in err or "deadline" in err
+    assert elapsed < 10  # the deadline (4 s) and rclone's kill, not rclone's own minutes of retries
+    assert calls(host, "stop") == []
+
+
+def test_a_restore_can_be_cancelled_and_starts_nothing_it_did_not_stop(host: BackupHost) -> None:
+    seed(host)
+    hole = BlackHole()
+    endpoint = f"http://127.0.0.1:{hole.port}"
+    main = threading.main_thread().ident
+    assert main is not None
+    # to the main thread, as the kernel delivers it to the single-threaded agent
+    timer = threading.Timer(1.0, lambda: signal.pthread_kill(main, signal.SIGTERM))
+    started = time.monotonic()
+    try:
+        timer.start()  # the operator's Ctrl-C / systemd stop, while the download hangs
+        code, _, err = run_agent(host.env, "restore", "--from", "latest", "--yes", "--bucket", host.bucket,
+                                 "--endpoint", endpoint, "--deadline", "600")  # fmt: skip
+    finally:
+        timer.cancel()
+        hole.close()
+    assert code == 1
+    assert "cancelled (SIGTERM): the restore stopped" in err
+    assert time.monotonic() - started < 8
+    assert calls(host, "stop") == []

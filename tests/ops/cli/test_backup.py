@@ -196,8 +196,9 @@ def test_restore_from_another_stacks_bucket(rig: Rig, monkeypatch: pytest.Monkey
     code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "production",
                    "--source-outputs", str(rig.production_outputs), "--from", "latest", "--yes")  # fmt: skip
     assert code == 0
+    # the source stack's outputs say the same environment (a rebuild): --source-stack is the consent
     assert rig.session.calls == [
-        ["restore", "--from", "latest", "--yes", "--of-stack", "production",
+        ["restore", "--from", "latest", "--yes", "--of-stack", "production", "--allow-other-stack",
          "--bucket", "bankflow-production-backups", "--endpoint", "https://fra1.digitaloceanspaces.com"],
     ]  # fmt: skip
     assert rig.opened == ["staging"]  # only the target stack's droplet is reached
@@ -227,3 +228,40 @@ def test_newest_backup_time_for_health(rig: Rig) -> None:
     rig.session.answers["backups"] = (1, b"")
     with pytest.raises(Exception, match="exited 1"):
         backups.newest_backup_time(outputs)
+
+
+def test_a_key_of_another_stack_is_refused_before_connecting(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15, 8: a mistyped key must not overwrite a stack with another stack's data."""
+    no_tty(monkeypatch)
+    other = "bankflow-production-20261125T031500Z.dump"
+    code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", other, "--yes")
+    assert code == 2
+    assert rig.opened == []
+    err = capsys.readouterr().err
+    assert "the dump is of stack 'production': restoring it replaces 'staging'" in err
+    assert "--from-another-stack" in err
+    code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--from", other, "--yes",
+                   "--from-another-stack")  # fmt: skip
+    assert code == 0
+    assert rig.session.calls == [
+        ["restore", "--from", other, "--yes", "--of-stack", "staging", "--allow-other-stack"]
+    ]
+
+
+def test_a_source_stack_of_another_environment_needs_the_explicit_flag(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_tty(monkeypatch)
+    production = tmp_path / "prod.json"
+    production.write_text(json.dumps(outputs_document("production", backup_bucket={
+        "name": "bankflow-production-backups", "region": "fra1",
+        "endpoint": "https://fra1.digitaloceanspaces.com"})))  # fmt: skip
+    argv = ["restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "production",
+            "--source-outputs", str(production), "--yes"]  # fmt: skip
+    assert rig.run(*argv) == 2
+    assert "pass --from-another-stack" in capsys.readouterr().err
+    assert rig.session.calls == []  # nothing sent to the agent
+    assert rig.run(*argv, "--from-another-stack") == 0
+    assert "--allow-other-stack" in rig.session.calls[-1]

@@ -8,7 +8,9 @@ No assertion here is about elapsed time: overlap is shown by what the servers sa
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs, parse_outputs
+from bankflow_infra.ops import probes
 from bankflow_infra.ops.health import (
     BACKUP_STALE_AFTER,
     HealthReport,
@@ -305,3 +308,42 @@ def test_leaves_the_threads_event_loop_usable(certs: Certs) -> None:
     with _servers(certs.origin, _all()) as (_server, resolve):
         check_health(_outputs(certs), "origin", FAST, resolve)
     assert asyncio.get_event_loop_policy().get_event_loop() is not None
+
+
+def test_a_hanging_resolver_cannot_hold_health_past_its_deadline(
+    certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, 9: DNS is inside the deadline. The resolver here never answers until the test
+    lets it go -- after check_health has returned, so it cannot have waited for it."""
+    released = threading.Event()
+    calls: list[str] = []
+
+    def hanging(host: str, *_args: Any, **_kwargs: Any) -> list[tuple[Any, ...]]:
+        calls.append(host)
+        released.wait(60)
+        return []
+
+    monkeypatch.setattr(probes, "RESOLVER", hanging)
+    policy = Policy(timeout=0.5, deadline=1.5, attempts=2, backoff=0.05)
+    try:
+        report = check_health(_outputs(certs), "edge", policy)  # no resolve override: real DNS path
+        returned_while_hanging = not released.is_set()
+    finally:
+        released.set()
+    assert returned_while_hanging
+    assert not report.healthy
+    assert set(calls) == {t.host for t in _outputs(certs).health}
+    assert all((r.error or "").startswith("DNS: no answer for ") for r in report.results)
+
+
+def test_edge_mode_resolves_itself_and_keeps_host_and_sni(
+    certs: Certs, test_ca_trust: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _servers(certs.origin, _all()) as (server, _resolve):
+        def local(host: str, port: int, *_args: Any, **_kwargs: Any) -> list[tuple[Any, ...]]:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", server.port))]
+
+        monkeypatch.setattr(probes, "RESOLVER", local)
+        report = check_health(_outputs(certs), "edge", FAST, trust=test_ca_trust)
+    assert report.healthy, format_table(report)
+    assert all(r.connect is None for r in report.results)  # shown as going where DNS points
