@@ -86,8 +86,8 @@ def dies_after_health(host: HostEnv, args: argparse.Namespace) -> list[str]:
     deaths = [float(p.read_text()) for p in host.run.glob("*.died")]
     died = min(deaths) if deaths else None
     after = [t - died for t in load.result.failure_times] if died is not None else []
-    last = f"{max(after):.2f} s" if after else "no failure"
-    when = "no death recorded" if died is None else f"last failure {last} after the death"
+    last = f"the last failure {max(after):.2f} s after the death" if after else "no request failed after it"
+    when = "no death recorded (it did not die?)" if died is None else f"the release died; {last}"
     return [line("dies-after-health", load.result), f"  dies-after-health: {when} (goal: within 3 s)"]
 
 

@@ -39,6 +39,7 @@ from .switch_finish import KNOWN_GOOD_DIR, save_known_good
 
 PUBLIC_UPSTREAMS_FILE = "upstreams.conf"  # the manifest's upstreams_file (render/nginx.UPSTREAMS_FILE)
 INCOMING_MARK = ".incoming-"
+RELOAD_SETTLE = 0.5  # seconds for `nginx -s reload` to take effect (it returns at once)
 
 
 @dataclass
@@ -60,9 +61,10 @@ def reconcile(ctx: Context) -> Report:
     served = _served(ctx)
     manifest = _manifest_of(ctx, served[0]) if served else None
     _state_files(ctx, served, manifest, report)
-    _close_attempts(ctx, served, report)
+    interrupted = _close_attempts(ctx, served, report)
     if served is not None and manifest is not None:
-        _canonical_includes(ctx, served, manifest, report)
+        # after an interrupted command the live files may not be what nginx has loaded
+        _canonical_includes(ctx, served, manifest, report, reload=interrupted)
     if projects is not None:
         _stop_orphans(ctx, served, projects, report)
     _remove_temp_files(ctx, report)
@@ -201,7 +203,8 @@ def _base(ctx: Context, manifest: Manifest | None, report: Report) -> None:
         report.notes.append(warning)
 
 
-def _close_attempts(ctx: Context, served: tuple[str, str] | None, report: Report) -> None:
+def _close_attempts(ctx: Context, served: tuple[str, str] | None, report: Report) -> bool:
+    """Close what a dead process left open; whether there was anything."""
     now = f"release {served[0]} serving" if served else "no release serving"
     intent = journal.read_intent(ctx.paths)
     closed: set[str] = set()
@@ -226,7 +229,9 @@ def _close_attempts(ctx: Context, served: tuple[str, str] | None, report: Report
         journal.Attempt(
             attempt, action, str(entry.get("actor")), release if isinstance(release, str) else None
         ).end(ctx.paths, journal.INTERRUPTED, message)
+        closed.add(attempt)
         report.notes.append(message)
+    return bool(closed)
 
 
 def _alive(pid: int) -> bool:
@@ -239,18 +244,24 @@ def _alive(pid: int) -> bool:
     return pid != os.getpid()
 
 
-def _canonical_includes(ctx: Context, served: tuple[str, str], manifest: Manifest, report: Report) -> None:
+def _canonical_includes(
+    ctx: Context, served: tuple[str, str], manifest: Manifest, report: Report, reload: bool
+) -> None:
+    """Public include without backups, candidate include on the serving containers, loaded."""
     release, app_release = served
     live = ctx.paths.nginx / PUBLIC_UPSTREAMS_FILE
     try:
-        reload = has_backups(live.read_text(encoding="utf-8")) and traffic.write_public(
-            ctx, manifest, release, app_release
-        )
+        if has_backups(live.read_text(encoding="utf-8")):
+            reload = traffic.write_public(ctx, manifest, release, app_release) or reload
         if (ctx.paths.nginx / CANDIDATE_UPSTREAMS_FILE).is_file():
             reload = traffic.write_candidate(ctx, manifest, release, app_release) or reload
         if reload:
             traffic.reload_nginx(ctx.runtime)
-            report.notes.append(f"nginx includes point at the containers of {app_release} only")
+            ctx.sleep(RELOAD_SETTLE)  # the reload lands (old workers draining) before anything stops
+            report.notes.append(
+                f"nginx reloaded: it serves its live includes (release {release}, containers of "
+                f"{app_release})"
+            )
         if reload or not (ctx.paths.state / KNOWN_GOOD_DIR).is_dir():
             save_known_good(ctx)
     except (RuntimeFailure, OSError) as exc:

@@ -260,6 +260,7 @@ def _undo(ctx: Context, plan: SwitchPlan, undo: _Undo) -> tuple[list[str], bool]
                 put_back(undo.nginx)
             if plan.current is not None or ctx.runtime.health(plan.base, [NGINX_SERVICE]).get(NGINX_SERVICE):
                 traffic.reload_nginx(ctx.runtime)
+                ctx.sleep(ctx.options.settle)  # landed before the drain counts workers
         except Exception as exc:
             nginx_unrestored = True
             problems.append(f"restoring the previous nginx config failed: {describe(exc)}")

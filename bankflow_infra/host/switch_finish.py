@@ -61,6 +61,7 @@ def finish(
         if traffic.write_public(ctx, manifest, plan.release, plan.app_release):
             _quietly(step, "settle", "public upstreams without the previous release as backup")
             traffic.reload_nginx(ctx.runtime)
+            ctx.sleep(ctx.options.settle)  # the reload has landed before the drain counts workers
         save_known_good(ctx)
     except Exception as exc:
         warnings.append(f"dropping the backup upstreams failed: {describe(exc)}")

@@ -8,6 +8,7 @@ and no attempt is without an end line in the audit log.
 from __future__ import annotations
 
 import json
+import time
 
 from bankflow_infra.contract.layout import HostPaths
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX
@@ -24,7 +25,12 @@ def assert_converged(host: HostEnv) -> str:
     """All the invariants; returns the app release that serves."""
     current = json.loads((host.home / "state" / "current.json").read_text())
     assert served(host) == (current["release"], current["app_release"]), "state != the live include"
+    # `nginx -s reload` returns before the new workers serve: give a reload a moment to land
+    deadline = time.monotonic() + 3
     status, body = host.get("site")
+    while (status, body.split()[0]) != (200, current["app_release"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status, body = host.get("site")
     assert (status, body.split()[0]) == (200, current["app_release"]), (
         "nginx does not serve the state's release"
     )
