@@ -26,6 +26,7 @@ LAYOUT = {
     "nginx/nginx.conf",
     "nginx/sites.conf",
     "nginx/upstreams.conf",
+    "nginx/upstreams-candidate.conf",
     "nginx/cloudflare-realip.conf",
     "nginx/security-headers.conf",
     "nginx/proxy.conf",

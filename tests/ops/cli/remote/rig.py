@@ -133,6 +133,8 @@ class RemoteHost:
         return {
             "BANKFLOW_HOME": str(self.home),
             "BANKFLOW_VERIFY_URL": self.verify.url,
+            # The loopback verify listener (127.0.0.1:8443 on a droplet): the same recording server here.
+            "BANKFLOW_CANDIDATE_URL": self.verify.url,
             "BANKFLOW_DOCKER_STANDIN_JOURNAL": str(self.journal_path),
             "PATH": f"{self.standin_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         }
