@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, LOGS_DIR, UPLOADS_DIR
+from bankflow_infra.contract.upstreams import DEFAULT_DRAIN_SECONDS
 from bankflow_infra.settings import APP_SERVICES, Environment, Settings
 
 SSH_USER: Final = "root"  # Ubuntu droplets: root by key only (sshd drop-in)
@@ -67,6 +68,10 @@ RUST_LOG: Final[Mapping[Environment, str]] = {"staging": "info", "production": "
 
 # What each app service listens on and what it needs; everything else is derived.
 _PORTS: Final = {"site": 3000, "saas": 3001, "api": 8080}
+# Drain bound per service (seconds): the marketing site answers fast; the app and the API may be
+# in the middle of a statement upload or a reconciliation, so they get nginx's whole shutdown
+# window (contract.upstreams.DEFAULT_DRAIN_SECONDS, also its worker_shutdown_timeout).
+_DRAIN_SECONDS: Final = {"site": 10, "saas": DEFAULT_DRAIN_SECONDS, "api": DEFAULT_DRAIN_SECONDS}
 _NEEDS_DATA: Final = {"site": False, "saas": True, "api": True}
 # Which sibling app service each one calls, and the variable that carries the sibling's URL: the
 # renderer turns each into that release's own address of the sibling (see render/compose.py).
@@ -89,6 +94,9 @@ class AppService:
     restart: str
     health_command: tuple[str, ...]  # compose healthcheck `test`, exec form
     upstream: str  # nginx upstream name in the switched include file
+    # How long a switch waits for this service's in-flight requests before stopping a release
+    # (at most nginx's worker_shutdown_timeout: nginx ends its old workers then anyway).
+    drain_seconds: int
 
     @property
     def public_url(self) -> str:
@@ -142,6 +150,7 @@ def app_service(settings: Settings, name: str) -> AppService:
         restart=RESTART_POLICY[env],
         health_command=settings.release.health_commands.get(name) or default_health_command(name),
         upstream=f"bankflow_{name}",
+        drain_seconds=_DRAIN_SECONDS[name],
     )
 
 

@@ -114,6 +114,7 @@ def render_manifest(settings: Settings, digests: Mapping[str, str], params: Ngin
                 "port": s.port,
                 "health_path": s.health_path,
                 "upstream": s.upstream,
+                "drain_seconds": s.drain_seconds,
                 "image": s.image,
                 "hostnames": list(s.hostnames),
             }

@@ -70,6 +70,7 @@ def test_layout_and_manifest(stack: str, origin_cert: OriginCert) -> None:
         "port": 8080,
         "health_path": "/health",
         "upstream": "bankflow_api",
+        "drain_seconds": 30,
         "image": catalog.image_ref(settings, "api"),
         "hostnames": list(settings.hostnames["api"]),
     }
