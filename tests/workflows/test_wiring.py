@@ -15,6 +15,7 @@ import yaml
 
 from bankflow_infra.contract.grammar import IMAGE_TAG
 from tests.conftest import REPO
+from tests.support.tags import BAD_TAGS, GOOD_TAGS
 from tests.workflows import checks
 
 PULUMI_ACTION = "pulumi/actions@"
@@ -272,21 +273,6 @@ def test_every_job_that_runs_pulumi_sets_up_its_virtualenv_first() -> None:
 
 # --- release -------------------------------------------------------------------------------
 
-GOOD_TAGS = ["2026.11.26-1", "v1.2.3", "sha-0123abc", "1", "_build.7", "a" * 128]
-BAD_TAGS = [
-    "",
-    "latest",
-    "$(id)",
-    "`id`",
-    "1.0;rm -rf /",
-    "a b",
-    "-rf",
-    ".hidden",
-    "1.0\n::add-mask::x",
-    "tag/../../x",
-    "a" * 129,
-    "ção",
-]
 # Stack -> the branch that deploys it (deploy.yml), where releases and cutovers are proposed.
 STACK_BRANCHES = {"staging": "staging", "production": "main"}
 # Scopes any job may write, across every workflow: the preview comment and the two PR jobs.

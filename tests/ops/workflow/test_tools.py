@@ -6,24 +6,9 @@ import pytest
 
 from bankflow_infra.contract import exit_codes, grammar
 from bankflow_infra.contract.services import DEPLOY_BRANCH
-from bankflow_infra.ops.workflow import tools as tools
+from bankflow_infra.ops.workflow import tools
+from tests.support.tags import BAD_TAGS, GOOD_TAGS
 
-GOOD_TAGS = ["2026.11.26-1", "v1.2.3", "sha-0123abc", "1", "_build.7", "a" * 128]
-BAD_TAGS = [
-    "",
-    "latest",
-    "$(id)",
-    "`id`",
-    "1.0;rm -rf /",
-    "a b",
-    "-rf",
-    ".hidden",
-    "1.0\n::add-mask::x",
-    "tag/../../x",
-    "a" * 129,
-    "ção",
-    "2026.11.26-1\n",
-]
 DIGEST = "ab" * 32
 
 
