@@ -12,6 +12,8 @@
     bankflow-agent migrate                             run the current release's migrate command
                                                        again (the deploy's migrate step), audited
     bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
+    bankflow-agent database-roles                      apply the serving release's database roles and
+                                                       passwords again (every switch does it)
 
 Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves
 (also: a file could not be written -- ENOSPC/EIO, the message names it -- with nothing replaced),
@@ -52,7 +54,7 @@ from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
-from . import history
+from . import database_roles, history
 from . import state as st
 from .backups import commands as backups
 from .context import Context, Options, UsageError, describe
@@ -85,6 +87,7 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
     **backups.COMMANDS,
     **history.COMMANDS,
+    **database_roles.COMMANDS,
 }
 SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
 
@@ -139,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="run the current release's migrate command again")
     backups.register(sub)
     history.register(sub)
+    database_roles.register(sub)
     return parser
 
 
