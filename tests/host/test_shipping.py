@@ -99,7 +99,8 @@ def test_module_entry_point_prints_usage() -> None:
         timeout=60,
     )
     assert done.returncode == 0
-    commands = "deploy,rollback,receive,releases,status,logs,migrate,backup,backups,restore,history,database-roles"
+    commands = "deploy,rollback,receive,releases,status,logs,migrate,backup,backups,restore,history"
+    commands += ",database-roles"
     assert "{" + commands + "}" in done.stdout
 
 
