@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from bankflow_infra.host.runtime import Project, RuntimeFailure
+from bankflow_infra.host.runtime import Project
 from tests.host.backups.rig import PgStandinRuntime
 from tests.support.postgres import DATABASE, SUPERUSER, PgCluster, start_cluster
 
@@ -75,8 +75,9 @@ def tcp_login(
 
 
 class RecordingPgRuntime(PgStandinRuntime):
-    """PgStandinRuntime that also keeps what every exec read on stdin, and can refuse the roles
-    transaction (``fail_roles``) as a PostgreSQL that rejects it would."""
+    """PgStandinRuntime that also keeps what every exec read on stdin, and can make PostgreSQL
+    refuse the roles transaction for real (``fail_roles``: a failing statement just before its
+    COMMIT, so everything before it has run inside the transaction)."""
 
     def __init__(self, run_dir: Path, nginx: str, nginx_conf: Path, pg: PgCluster) -> None:
         super().__init__(run_dir, nginx, nginx_conf, pg)
@@ -97,8 +98,12 @@ class RecordingPgRuntime(PgStandinRuntime):
             text = stdin_path.read_text()
             self.stdin_seen.append(text)
             if self.fail_roles and "ALTER ROLE" in text:
-                self._journal("exec", project=project.name, service=service, argv=list(argv))
-                raise RuntimeFailure("psql in postgres exited 3: ERROR:  could not serialize access")
+                broken = stdin_path.with_name(stdin_path.name + ".broken")
+                broken.write_text(text.replace("\nCOMMIT;", "\nSELECT 1 / 0;\nCOMMIT;"))
+                try:
+                    return super().exec(project, service, argv, stdin_path=broken, timeout=timeout)
+                finally:
+                    broken.unlink()
         return super().exec(project, service, argv, stdin_path=stdin_path, stdout_path=stdout_path,
                             timeout=timeout)  # fmt: skip
 

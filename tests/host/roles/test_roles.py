@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from bankflow_infra.host.runtime import RuntimeFailure
+from bankflow_infra.host import scram
 from tests.host.fixtures import HostEnv
 from tests.host.roles.rig import APP_ROLE, add_roles, new_password, server_log, tcp_login
 from tests.support.postgres import SUPERUSER, PgCluster
@@ -147,26 +147,31 @@ def test_ownership_transfer_is_complete_and_idempotent(roles_host: HostEnv, pg: 
 def test_a_refused_roles_transaction_stops_the_deploy_before_any_app_container(
     roles_host: HostEnv, pg: PgCluster
 ) -> None:
-    app_old = new_password()
-    superuser = new_password()
+    app_old, superuser = new_password(), new_password()
     assert deploy_with(roles_host, "v1", app_old, superuser)[0] == 0
     serving = roles_host.current()
     runtime = runtime_of(roles_host)
-    runtime.fail_roles = True
+    runtime.fail_roles = True  # PostgreSQL itself refuses the transaction, after the ALTER ROLEs ran
+    pg.psql(f'ALTER ROLE "{APP_ROLE}" CREATEDB')  # drift the one transaction must also keep
     seen = len(runtime.journal())
-    code, output = deploy_with(roles_host, "v2", new_password(), superuser)
+    app_new = new_password()
+    code, output = deploy_with(roles_host, "v2", app_new, new_password())
     assert code == 1
     assert "step 'database-roles' failed" in output
+    assert "division by zero" in output
     assert f"release {serving} still serving" in output
     assert "SCRAM-SHA-256$" not in output
     after = runtime.journal()[seen:]
-    assert not [
-        e
-        for e in after
-        if e["call"] in ("run_once", "start") and str(e.get("project")).startswith("bankflow-app-")
-    ]
+    app_steps = [e for e in after if e["call"] in ("run_once", "start")]
+    assert not [e for e in app_steps if str(e.get("project")).startswith("bankflow-app-")]
     assert roles_host.current() == serving
+    # Nothing of the transaction stayed: old password, old attributes.
     assert tcp_login(pg, APP_ROLE, app_old)[0]
+    assert not tcp_login(pg, APP_ROLE, app_new)[0]
+    assert pg.psql(f"SELECT rolcreatedb FROM pg_roles WHERE rolname = '{APP_ROLE}'").strip() == "t"  # noqa: S608
+    assert "SCRAM-SHA-256$" not in server_log(pg).read_text()
+    runtime.fail_roles = False
+    assert roles_host.agent("database-roles")[0] == 0  # puts the attributes right again
 
 
 def test_a_failed_switch_puts_the_serving_release_passwords_back(roles_host: HostEnv, pg: PgCluster) -> None:
@@ -196,8 +201,12 @@ def test_bad_password_files_are_refused_before_the_host_changes(roles_host: Host
     assert "short" not in err
 
 
-def test_runtime_failure_text_never_carries_a_verifier() -> None:
-    from bankflow_infra.host import scram
-
+def test_error_text_never_carries_a_verifier_and_only_scram_matches() -> None:
     text = "psql exited 3: LINE 1: ALTER ROLE \"x\" PASSWORD 'SCRAM-SHA-256$4096:abc=$def=:ghi=';"
-    assert "abc=" not in scram.scrub(str(RuntimeFailure(text)))
+    assert "abc=" not in scram.scrub(text)
+    password = new_password()
+    stored = scram.verifier(password)
+    assert scram.matches(stored, password)
+    assert not scram.matches(stored, new_password())
+    assert not scram.matches("md5" + "0" * 32, password)
+    assert not scram.matches("", password)
