@@ -237,6 +237,15 @@ def uploads_status(ctx: Context) -> dict[str, Any]:
     }
 
 
+def check_uploads(ctx: Context, read_data_percent: int = 0) -> str:
+    """``restic check``: the repository's structure (and with a percentage, that share of the
+    data read back and verified); raises BackupFailed when restic finds an error."""
+    config = load_uploads_config(ctx)
+    args = ["check"] + ([f"--read-data-subset={read_data_percent}%"] if read_data_percent else [])
+    out = open_restic(ctx, config).run("checking the uploads repository", args)
+    return out.strip().splitlines()[-1] if out.strip() else "no errors were found"
+
+
 def snapshot_rows(ctx: Context) -> list[dict[str, Any]]:
     config = load_uploads_config(ctx)
     return [

@@ -6,6 +6,10 @@ Stdlib only.
                                                bucket (repository created on first use); the
                                                systemd timer runs it every 5 minutes
     bankflow-agent uploads-snapshots [--json]  the repository's snapshots of this stack, newest first
+    bankflow-agent uploads-status              JSON: newest snapshot (time, age), count (health)
+    bankflow-agent uploads-check [--read-data-percent N]
+                                               restic check: the repository's structure, and N% of
+                                               the data read back and verified
     bankflow-agent uploads-migrate --volume DIR
                                                move the root disk's uploads onto the data volume
                                                once (uploads_migrate.py); the bootstrap runs it
@@ -26,7 +30,7 @@ from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from ..context import Context
 from ..runtime import RuntimeFailure
 from .config import BackupFailed, BackupLocked, BackupUsageError, backup_lock
-from .uploads import backup_uploads, snapshot_rows
+from .uploads import backup_uploads, check_uploads, snapshot_rows, uploads_status
 from .uploads_migrate import migrate_uploads
 
 
@@ -67,6 +71,34 @@ def cmd_uploads_snapshots(ctx: Context, args: argparse.Namespace, _stdin: Binary
     return OK
 
 
+def cmd_uploads_status(ctx: Context, _args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+    """Always JSON: read by health and alerts (newest snapshot time and age, count)."""
+    try:
+        ctx.say(json.dumps(uploads_status(ctx), indent=2, sort_keys=True))
+    except BackupUsageError as exc:
+        ctx.complain(f"uploads-status: {exc}")
+        return USAGE
+    except BackupFailed as exc:
+        ctx.complain(f"uploads-status: {exc}")
+        return FAILED
+    return OK
+
+
+def cmd_uploads_check(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+    try:
+        with backup_lock(ctx.paths, ctx.actor, "uploads-check"):
+            result = check_uploads(ctx, args.read_data_percent)
+    except BackupLocked as exc:
+        return _end(ctx, "uploads-check", "refused", str(exc), LOCKED)
+    except BackupUsageError as exc:
+        return _end(ctx, "uploads-check", "refused", str(exc), USAGE)
+    except (BackupFailed, OSError) as exc:
+        return _end(ctx, "uploads-check", "failed", f"failed: {_describe(exc)}", FAILED)
+    ctx.say(f"uploads-check: {result}")
+    ctx.audit("uploads-check", None, "ok", result)
+    return OK
+
+
 def cmd_uploads_migrate(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
     try:
         with backup_lock(ctx.paths, ctx.actor, "uploads-migrate"):
@@ -101,16 +133,28 @@ Handler = Callable[[Context, argparse.Namespace, "BinaryIO | None"], int]
 COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "uploads-backup": (cmd_uploads_backup, False),  # the backup lock only: never blocks a deploy
     "uploads-snapshots": (cmd_uploads_snapshots, False),
+    "uploads-status": (cmd_uploads_status, False),
+    "uploads-check": (cmd_uploads_check, False),
     # the deploy lock only while the apps are stopped for the final pass (uploads_migrate.py)
     "uploads-migrate": (cmd_uploads_migrate, False),
 }
-AUDITED: Final = frozenset({"uploads-backup", "uploads-migrate"})
+AUDITED: Final = frozenset({"uploads-backup", "uploads-check", "uploads-migrate"})
 
 
 def register(sub: Any) -> None:
     sub.add_parser("uploads-backup", help="snapshot the uploaded files into the bucket's restic repository")
     listing = sub.add_parser("uploads-snapshots", help="the uploads repository's snapshots, newest first")
     listing.add_argument("--json", action="store_true")
+    sub.add_parser("uploads-status", help="newest uploads snapshot (time, age) and count, as JSON")
+    check = sub.add_parser("uploads-check", help="restic check of the uploads repository")
+    check.add_argument(
+        "--read-data-percent",
+        type=int,
+        default=0,
+        choices=range(0, 101),
+        metavar="0-100",
+        help="also read back and verify this share of the stored data",
+    )
     migrate = sub.add_parser(
         "uploads-migrate", help="move the uploads onto the data volume (once; resumable)"
     )

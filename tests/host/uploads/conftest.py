@@ -24,6 +24,8 @@ from tests.support.tools import require_tool
 
 PASSWORD = "uploads-repo-password-for-tests-0001"  # noqa: S105 - a test value
 STACK = "test"
+ACCESS_KEY = "AKUPLOADSTEST000001"
+SECRET_KEY = "dXBsb2Fkcy1zZWNyZXQta2V5LTAwMQ=="  # noqa: S105 - a test value (moto accepts any key)
 
 
 @dataclass
@@ -34,10 +36,12 @@ class UploadsHost:
     out: io.StringIO
     err: io.StringIO
     repository: str
+    s3: S3
+    bucket: str
 
     def write_secret(self, password: str | None = PASSWORD) -> None:
         lines = [f"RESTIC_PASSWORD={password}"] if password is not None else []
-        lines += ["AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"]
+        lines += [f"AWS_ACCESS_KEY_ID={ACCESS_KEY}", f"AWS_SECRET_ACCESS_KEY={SECRET_KEY}"]
         path = self.paths.secrets / UPLOADS_SECRET_ENV
         path.write_text("\n".join(lines) + "\n")
         os.chmod(path, 0o600)
@@ -76,7 +80,7 @@ def host(tmp_path: Path, s3_server: S3) -> UploadsHost:
     (paths.release_dir(release) / UPLOADS_CONFIG_FILE).write_text(json.dumps(config))
     out, err = io.StringIO(), io.StringIO()
     ctx = Context(paths, None, Options(), "tester", out, err)  # type: ignore[arg-type] - no runtime needed
-    result = UploadsHost(paths, live, ctx, out, err, repository)
+    result = UploadsHost(paths, live, ctx, out, err, repository, s3_server, bucket)
     result.write_secret()
     return result
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from bankflow_infra.contract.exit_codes import FAILED, USAGE
+from bankflow_infra.contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from bankflow_infra.contract.uploads import UPLOADS_SECRET_ENV
 from bankflow_infra.host.backups import uploads_restic
-from bankflow_infra.host.backups.config import BackupFailed, BackupUsageError
+from bankflow_infra.host.backups.config import BackupFailed, BackupUsageError, backup_lock
 from bankflow_infra.host.backups.uploads import (
     backup_uploads,
     discard_previous_uploads,
@@ -28,11 +29,17 @@ from bankflow_infra.host.backups.uploads import (
     swap_in_uploads,
     uploads_status,
 )
-from bankflow_infra.host.backups.uploads_commands import cmd_uploads_backup, cmd_uploads_snapshots
+from bankflow_infra.host.backups.uploads_commands import (
+    cmd_uploads_backup,
+    cmd_uploads_check,
+    cmd_uploads_snapshots,
+    cmd_uploads_status,
+)
 from bankflow_infra.host.backups.uploads_migrate import tree_digest
 from bankflow_infra.host.backups.uploads_restic import load_uploads_config, open_restic
 from bankflow_infra.host.runtime import Completed
-from tests.host.uploads.conftest import PASSWORD, UploadsHost, write_tree
+from tests.host.uploads.conftest import ACCESS_KEY, PASSWORD, SECRET_KEY, UploadsHost, write_tree
+from tests.support.s3 import Recorder
 
 
 def _siblings(live: Path) -> list[str]:
@@ -53,7 +60,11 @@ def _change_tree(host: UploadsHost) -> None:
     write_tree(host.live, {"new/c.txt": b"added after T\n", "keep/b2.bin": os.urandom(1000)})
 
 
-def test_restore_to_a_time_gives_the_tree_of_that_time_and_keeps_the_previous(host: UploadsHost) -> None:
+def test_restore_to_a_time_gives_the_tree_of_that_time_and_keeps_the_previous(
+    host: UploadsHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(uploads_restic.run_process)
+    monkeypatch.setattr(uploads_restic, "run_process", recorder)
     _first_tree(host)
     before_any = dt.datetime.now(dt.UTC)
     first = backup_uploads(host.ctx)
@@ -79,12 +90,20 @@ def test_restore_to_a_time_gives_the_tree_of_that_time_and_keeps_the_previous(ho
     assert tree_digest(host.live) == at_t  # byte for byte, the tree at T
     assert (host.live / "a.txt").stat().st_mode & 0o777 == 0o640
     assert tree_digest(prepared.previous) == changed  # kept until discarded
-    status = uploads_status(host.ctx)
+    assert cmd_uploads_status(host.ctx, argparse.Namespace()) == OK
+    status = json.loads(host.out.getvalue()[host.out.getvalue().index("{") :])
+    assert status == uploads_status(host.ctx) | {"newest_snapshot": status["newest_snapshot"]}
     assert status["count"] == 2
     assert status["newest_snapshot"]["id"].startswith(second.snapshot_id)
 
     assert discard_previous_uploads(host.ctx) == [prepared.previous.name]
     assert _siblings(host.live) == []
+    # the password and the key reach restic in its environment only, never in an argv
+    assert {"init", "backup", "snapshots", "restore"} <= {a for argv, _ in recorder.calls for a in argv}
+    for argv, env in recorder.calls:
+        assert not any(secret in a for a in argv for secret in (PASSWORD, ACCESS_KEY, SECRET_KEY)), argv
+        assert env["RESTIC_PASSWORD"] == PASSWORD
+        assert not {k for k in env if k.startswith(("RESTIC_REPOSITORY", "AWS_PROFILE", "AWS_SESSION"))}
 
 
 def test_swap_back_puts_the_tree_from_before_the_restore_back(host: UploadsHost) -> None:
@@ -98,6 +117,27 @@ def test_swap_back_puts_the_tree_from_before_the_restore_back(host: UploadsHost)
     swap_back_uploads(host.ctx, prepared)
     assert tree_digest(host.live) == changed
     assert _siblings(host.live) == []
+
+    # restic check reads the data back: a healthy repository passes, a damaged pack is found
+    assert cmd_uploads_check(host.ctx, argparse.Namespace(read_data_percent=100)) == OK
+    assert "no errors were found" in host.out.getvalue()
+    packs = [k for k in host.s3.keys(host.bucket) if k.startswith("uploads/data/")]
+    # one byte flipped, same size (a missing or shorter object makes restic retry for minutes)
+    body = bytearray(host.s3.client.get_object(Bucket=host.bucket, Key=packs[0])["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    host.s3.client.put_object(Bucket=host.bucket, Key=packs[0], Body=bytes(body))
+    assert cmd_uploads_check(host.ctx, argparse.Namespace(read_data_percent=100)) == FAILED
+    assert host.audit_lines()[-1]["result"] == "failed"
+
+
+def test_one_backup_or_restore_at_a_time(host: UploadsHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Sequence[str]] = []
+    monkeypatch.setattr(uploads_restic, "run_process", lambda argv, **_: calls.append(argv))
+    with backup_lock(host.paths, "a restore", "restore"):
+        assert cmd_uploads_backup(host.ctx, argparse.Namespace()) == LOCKED
+    assert "another backup or restore is running" in host.err.getvalue()
+    assert host.audit_lines()[-1]["result"] == "refused"
+    assert calls == []
 
 
 def test_a_wrong_password_is_refused_and_the_live_tree_is_untouched(host: UploadsHost) -> None:
