@@ -141,6 +141,12 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
 AUDITED: Final = frozenset({"uploads-backup", "uploads-check", "uploads-migrate"})
 
 
+def _percent(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"expected a whole percentage 0-100, got {text!r}")
+    return int(text)
+
+
 def register(sub: Any) -> None:
     sub.add_parser("uploads-backup", help="snapshot the uploaded files into the bucket's restic repository")
     listing = sub.add_parser("uploads-snapshots", help="the uploads repository's snapshots, newest first")
@@ -149,9 +155,8 @@ def register(sub: Any) -> None:
     check = sub.add_parser("uploads-check", help="restic check of the uploads repository")
     check.add_argument(
         "--read-data-percent",
-        type=int,
+        type=_percent,
         default=0,
-        choices=range(0, 101),
         metavar="0-100",
         help="also read back and verify this share of the stored data",
     )
