@@ -119,12 +119,19 @@ def choose_snapshot(snapshots: list[Snapshot], when: dt.datetime | None, where: 
     return before[-1]
 
 
-def prepare_uploads_restore(ctx: Context, target_time: dt.datetime | None) -> PreparedUploads:
+def prepare_uploads_restore(
+    ctx: Context, target_time: dt.datetime | None, of_stack: str | None = None
+) -> PreparedUploads:
     """Restore the chosen snapshot into a sibling of the live tree, verified by restic; the live
-    tree is not touched (a failure or a kill leaves only a scratch dir the next call removes)."""
+    tree is not touched (a failure or a kill leaves only a scratch dir the next call removes).
+
+    Snapshots are per stack (restic's --host); ``of_stack``: another stack's, for a rebuild that
+    restores the original stack's uploads (the repository is the environment's bucket's)."""
     config = load_uploads_config(ctx)
     restic = open_restic(ctx, config)
-    chosen = choose_snapshot(restic.snapshots(), target_time, f"repository {config.repository}")
+    stack = of_stack or config.stack
+    where = f"repository {config.repository} for stack {stack}"
+    chosen = choose_snapshot(restic.snapshots(stack), target_time, where)
     if len(chosen.paths) != 1:
         raise BackupFailed(
             f"snapshot {chosen.id[:8]} holds {len(chosen.paths)} paths, expected the uploads dir"

@@ -150,10 +150,11 @@ class Restic:
             self.run("creating the repository", ["init"], LIST_TIMEOUT)
             return True
 
-    def snapshots(self) -> list[Snapshot]:
+    def snapshots(self, of_host: str | None = None) -> list[Snapshot]:
+        """This stack's snapshots (or ``of_host``'s: a rebuild restoring the original), oldest first."""
         out = self.run(
             "listing snapshots",
-            ["snapshots", "--json", "--host", self.host, "--tag", UPLOADS_TAG],
+            ["snapshots", "--json", "--host", of_host or self.host, "--tag", UPLOADS_TAG],
             LIST_TIMEOUT,
         )
         try:

@@ -117,6 +117,8 @@ def test_swap_back_puts_the_tree_from_before_the_restore_back(host: UploadsHost)
     swap_back_uploads(host.ctx, prepared)
     assert tree_digest(host.live) == changed
     assert _siblings(host.live) == []
+    with pytest.raises(BackupUsageError, match=r"no uploads snapshots in .* for stack other"):
+        prepare_uploads_restore(host.ctx, None, of_stack="other")  # snapshots are per stack
 
     # restic check reads the data back: a healthy repository passes, a damaged pack is found
     assert cmd_uploads_check(host.ctx, argparse.Namespace(read_data_percent=100)) == OK
