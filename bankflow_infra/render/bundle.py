@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA
-from bankflow_infra.render import backup, compose, host_files
+from bankflow_infra.render import backup, compose, host_files, uploads_backup
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -70,6 +70,9 @@ def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
         files[backup.RCLONE_CONFIG_FILE] = backup.render_rclone_config(
             secrets.spaces_access_key, secrets.spaces_secret_key
         )
+    # --- uploads backups (issue 11; render/uploads_backup.py): restic's password + Spaces key ---
+    files.update(uploads_backup.uploads_secret_files(secrets))
+    # --- end uploads backups ---
     return files
 
 
@@ -195,6 +198,8 @@ def render_bundle(
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
         **host_files.render_host_files(settings),
         backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),
+        # --- uploads backups (issue 11): backup/uploads.json and the 5-minute timer ---
+        **uploads_backup.uploads_files(settings, secrets),
     }
     files = tuple(BundleFile(path, texts[path], FILE_MODE) for path in sorted(texts))
     secret_files = tuple(
