@@ -57,6 +57,7 @@ from ..contract.upstreams import DEFAULT_CANDIDATE_URL
 from . import database_roles, history
 from . import state as st
 from .backups import commands as backups
+from .backups import uploads_commands as uploads
 from .context import Context, Options, UsageError, describe
 from .deploy import cmd_deploy, cmd_rollback
 from .files import WriteFailed
@@ -86,6 +87,7 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "status": (lambda ctx, a, _: cmd_status(ctx, a.json), False),
     "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
     **backups.COMMANDS,
+    **uploads.COMMANDS,
     **history.COMMANDS,
     **database_roles.COMMANDS,
 }
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     sub.add_parser("migrate", help="run the current release's migrate command again")
     backups.register(sub)
+    uploads.register(sub)
     history.register(sub)
     database_roles.register(sub)
     return parser
@@ -194,7 +197,7 @@ def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
         paths.ensure()
         if not locked:
             _reconcile_if_idle(ctx, args.command)
-            if args.command not in backups.AUDITED:
+            if args.command not in backups.AUDITED | uploads.AUDITED:
                 return handler(ctx, args, stdin)
             return _attempt(ctx, args, stdin)
         with st.exclusive_lock(paths.lock, args.command, ctx.actor):
