@@ -311,11 +311,11 @@ def _backup_bucket(r: _Reader, name: str = "backup_bucket") -> BackupBucket | No
     )
 
 
-def _key_pair(r: _Reader, name: str, show_secrets: bool) -> SpacesKeyPair | None:
+def _key_pair(r: _Reader, name: str) -> SpacesKeyPair | None:
     """A secret key pair; its values never reach a message (only their JSON types do)."""
     value = r.get(name)
-    if value == REDACTED and not show_secrets:
-        return None
+    if value == REDACTED:
+        return None  # hidden (saved without --show-secrets): the command that needs it says so
     raw = r.obj(name, value, ("access_key", "secret_key"), nullable=True)
     if raw is None:
         return None
@@ -364,8 +364,8 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         origin_cert_expires_on=r.string("origin_cert_expires_on", r.get("origin_cert_expires_on"),
                                         "a timestamp", nullable=True),
         backup_replica=_backup_bucket(r, "backup_replica"),
-        backup_replica_key=_key_pair(r, "backup_replica_key", show_secrets),
-        backup_drill_key=_key_pair(r, "backup_drill_key", show_secrets),
+        backup_replica_key=_key_pair(r, "backup_replica_key"),
+        backup_drill_key=_key_pair(r, "backup_drill_key"),
     )
     if r.problems:
         raise OutputsError("\n".join(r.problems))

@@ -34,6 +34,15 @@ TOP_LEVEL_KEYS: Final = (
 )
 
 
+# DigitalOcean droplet backups (server.backups) are images of the ROOT DISK only (volumes
+# excluded), weekly or daily, deleted with the droplet. PostgreSQL and the uploads live on the data
+# volume, so they hold nothing the program cannot re-create (OS, images, bundle) and no recovery
+# path restores a droplet from one: off unless a stack opts in.
+DROPLET_BACKUPS: Final = False
+# PostgreSQL and the uploads live on the data volume, so a droplet replacement keeps them.
+# Staging's is small: its data is test data, but a replacement must not wipe it either.
+STAGING_VOLUME_GB: Final = 10
+
 # The replica's default region: the first of these that is not the primary bucket's region (a
 # region outage or loss must never take both copies).
 REPLICA_REGION_CHOICES: Final = ("sfo3", "nyc3")
@@ -54,14 +63,8 @@ def defaults(environment: str) -> dict[str, Any]:
             "vpcCidr": None,  # required: unique per stack, no default can be right
             "sshAllowedCidrs": [],
             "adminSshKeys": [],
-            # DigitalOcean droplet backups: images of the ROOT DISK only (volumes excluded), taken
-            # weekly or daily, deleted with the droplet. Since PostgreSQL and the uploads live on
-            # the data volume they hold nothing the program cannot re-create (the OS, images, the
-            # bundle), and no recovery path restores a droplet from one: off unless a stack opts in.
-            "backups": False,
-            # PostgreSQL and the uploads live on this volume, so a droplet replacement keeps them.
-            # Staging's is small (its data is test data, but a replace must not wipe it).
-            "volumeSizeGb": 50 if production else 10,
+            "backups": DROPLET_BACKUPS,
+            "volumeSizeGb": 50 if production else STAGING_VOLUME_GB,
             "swapGb": 2,
             # DigitalOcean's default (true) grows the disk with a larger size, which makes the
             # resize permanent: no way back to a smaller size. Opt in per stack.
@@ -100,8 +103,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "localDays": 7,
             "timeUtc": "03:15",
             "bucketStack": None,  # None: this stack's own bucket
-            # The second copy's region (None: default_replica_region(region)); never the primary's.
-            "replicaRegion": None,
+            "replicaRegion": None,  # None: default_replica_region(region); never the primary's
         },
         "nginx": {"clientMaxBodySize": "25m", "proxyTimeoutSeconds": 60, "hstsMaxAge": 63072000},
         # Cloudflare's maximum (15 years): an Origin CA certificate is never renewed by itself, and
