@@ -19,7 +19,7 @@ from bankflow_infra.contract import exit_codes
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs, parse_outputs
 from bankflow_infra.ops.cli.workflow_handlers import add_summary, annotate, guarded, set_outputs
 from bankflow_infra.ops.workflow import replicate
-from bankflow_infra.ops.workflow.tools import WorkflowError
+from bankflow_infra.ops.workflow.tools import StepFailed, WorkflowError
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -56,6 +56,12 @@ def run_replicate_backups(args: argparse.Namespace) -> int:
             f"{len(report.suspicious)} object(s) that are written once changed in {plan.primary.name}; "
             "their previous versions are kept in the replica (see the job summary)",
         )
+    if report.unversioned:
+        raise StepFailed(
+            "Backup versioning is off",
+            f"versioning is not Enabled on {', '.join(report.unversioned)}: overwritten or deleted "
+            "backups are no longer kept there (the copy itself succeeded; see the job summary)",
+        )
     return exit_codes.OK
 
 
@@ -66,7 +72,8 @@ def register(group: Any, epilog: str) -> None:
         help=summary,
         description=f"{summary}. rclone copy with the replication key from the saved outputs (read "
         "on the bucket, read/write on the replica in another region); replaced objects stay in the "
-        "replica as older versions. Outputs copied, replaced, suspicious.",
+        "replica as older versions; fails when either bucket's versioning is off. Outputs copied, "
+        "replaced, suspicious, unversioned.",
         epilog=epilog,
     )
     parser.set_defaults(handler=guarded(run_replicate_backups))

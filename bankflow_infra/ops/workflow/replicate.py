@@ -13,6 +13,9 @@ the replica), which lives in the protected GitHub environment.
   versioned, so the previous version stays readable for ``backups.retentionDays``. Such
   replacements are listed in the summary: outside pgBackRest's ``*.info`` files they are
   suspicious (a dump or a WAL segment is written once).
+- After the copy, both buckets' versioning is read back (``rclone backend versioning``): a
+  primary whose versioning was switched off (what a stolen droplet key may do) fails the step,
+  so the next overwrite there is noticed while the replica still holds the old version.
 - The keys reach rclone through its environment (``RCLONE_CONFIG_<REMOTE>_...``), never through
   argv (``ps`` shows argv to every user) or a file in the checkout; the environment holds nothing
   else of the runner's.
@@ -23,9 +26,9 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from bankflow_infra.contract.outputs import BackupBucket, SpacesKeyPair, StackOutputs
 from bankflow_infra.ops.workflow.tools import StepFailed, WorkflowError
@@ -64,15 +67,25 @@ class ReplicationPlan:
     key: SpacesKeyPair = field(repr=False)
 
 
+VERSIONING_ON: Final = "Enabled"
+UNREADABLE: Final = "unreadable"  # the key may not read the setting (Spaces documents no answer)
+
+
 @dataclass(frozen=True)
 class ReplicationReport:
     copied: tuple[str, ...]  # new in the replica
     replaced: tuple[str, ...]  # changed in the primary: a new version in the replica
     errors: tuple[str, ...]  # rclone's error lines (object names and messages, no key)
+    versioning: tuple[tuple[str, str], ...] = ()  # (bucket, status) read back after the copy
 
     @property
     def suspicious(self) -> tuple[str, ...]:
         return tuple(name for name in self.replaced if not name.endswith(REWRITTEN_BY_DESIGN))
+
+    @property
+    def unversioned(self) -> tuple[str, ...]:
+        """Buckets whose versioning is readable and not on: old versions are no longer kept."""
+        return tuple(b for b, status in self.versioning if status not in (VERSIONING_ON, UNREADABLE))
 
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -161,20 +174,47 @@ def parse_log(lines: Sequence[str]) -> ReplicationReport:
     return ReplicationReport(tuple(copied), tuple(replaced), tuple(errors))
 
 
+def versioning_argv(remote: str, bucket: str, rclone: str = "rclone") -> list[str]:
+    """Read (never set: nothing after the bucket) a bucket's versioning status."""
+    return [rclone, "backend", "versioning", f"{remote}:{bucket}", "--retries", "2", "--contimeout", "10s"]
+
+
+def _run(run: Runner, argv: list[str], env: Mapping[str, str], timeout: float) -> Any:
+    return run(
+        argv,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def read_versioning(
+    plan: ReplicationPlan, env: Mapping[str, str], run: Runner
+) -> tuple[tuple[str, str], ...]:
+    """Each bucket's versioning status as rclone reads it, or UNREADABLE."""
+    statuses = []
+    for remote, bucket in ((PRIMARY_REMOTE, plan.primary.name), (REPLICA_REMOTE, plan.replica.name)):
+        try:
+            done = _run(run, versioning_argv(remote, bucket), env, 120.0)
+        except subprocess.TimeoutExpired:
+            statuses.append((bucket, UNREADABLE))
+            continue
+        status = str(done.stdout).strip() if done.returncode == 0 else ""
+        statuses.append((bucket, status or UNREADABLE))
+    return tuple(statuses)
+
+
 def replicate(
     plan: ReplicationPlan, home: Path, path: str, run: Runner = subprocess.run
 ) -> ReplicationReport:
-    """Run the copy; a failed copy raises StepFailed with rclone's error lines (never the key)."""
+    """Run the copy, then read both buckets' versioning back; a failed copy raises StepFailed
+    with rclone's error lines (never the key)."""
+    env = rclone_environment(plan, home, path)
     try:
-        done = run(
-            copy_argv(plan),
-            env=rclone_environment(plan, home, path),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=COPY_TIMEOUT,
-            check=False,
-        )
+        done = _run(run, copy_argv(plan), env, COPY_TIMEOUT)
     except subprocess.TimeoutExpired as error:
         raise StepFailed(
             "Replication timed out", f"rclone copy did not finish in {COPY_TIMEOUT:.0f}s"
@@ -190,7 +230,7 @@ def replicate(
             "Replication failed",
             f"rclone copy {plan.primary.name} -> {plan.replica.name} exited {done.returncode}: {detail}",
         )
-    return report
+    return replace(report, versioning=read_versioning(plan, env, run))
 
 
 def _scrubbed_tail(text: str, key: SpacesKeyPair) -> str:
@@ -212,6 +252,16 @@ def summary(stack: str, plan: ReplicationPlan, report: ReplicationReport) -> str
         f"{len(report.copied)} new object(s), {len(report.replaced)} replaced (kept as older versions). "
         "Nothing is ever deleted from the replica by this copy.\n"
     )
+    for bucket, status in report.versioning:
+        text += f"\nVersioning of `{bucket}`: {status}"
+    text += "\n" if report.versioning else ""
+    if report.unversioned:
+        text += (
+            "\n**Versioning is off** on "
+            + ", ".join(f"`{b}`" for b in report.unversioned)
+            + ": overwritten and deleted backups are no longer kept there. Switch it back on with the "
+            "admin key and find out who switched it off (the droplet's key can).\n"
+        )
     if report.suspicious:
         text += (
             "\n**Replaced objects that are written once** (a dump, a WAL segment, a restic pack): "
@@ -226,4 +276,5 @@ def outputs_values(report: ReplicationReport) -> Mapping[str, str]:
         "copied": str(len(report.copied)),
         "replaced": str(len(report.replaced)),
         "suspicious": str(len(report.suspicious)),
+        "unversioned": ",".join(report.unversioned),
     }

@@ -166,6 +166,8 @@ def replicated_once(spaces: Spaces, tmp_path_factory: pytest.TempPathFactory) ->
         spaces.droplet.put_object(Bucket=PRIMARY, Key=key, Body=body)
     report = _replicate(spaces, tmp_path_factory.mktemp("first"))
     assert sorted(report.copied) == sorted(ORIGINAL)
+    assert report.versioning == ((PRIMARY, "Enabled"), (REPLICA, "Enabled"))
+    assert report.unversioned == ()
     return {key: _versions(spaces.admin, REPLICA, key)[0]["VersionId"] for key in ORIGINAL}
 
 
@@ -217,6 +219,7 @@ def test_an_attack_on_the_primary_never_reaches_the_replica(
     assert report.copied == ()
     assert report.replaced == (WAL,)
     assert report.suspicious == (WAL,)  # a WAL segment is written once: flagged in the summary
+    assert report.unversioned == (PRIMARY,)  # the step fails: versioning was switched off there
     admin = spaces.admin
     # The deletions did not propagate: the dump and the pack are still current in the replica.
     assert _body(admin, REPLICA, DUMP) == ORIGINAL[DUMP]

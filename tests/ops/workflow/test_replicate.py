@@ -120,3 +120,35 @@ def test_the_cli_never_echoes_a_broken_outputs_file(tmp_path: Path, capsys: pyte
         replicate.replication_plan(parse_outputs("staging", document, show_secrets=True)).key.secret_key
         == SECRET
     )
+
+
+def test_versioning_switched_off_is_found_after_the_copy(tmp_path: Path):
+    calls = []
+
+    def fake(argv, **kwargs):
+        calls.append(argv)
+        if argv[1] == "copy":
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        status = "Suspended" if argv[3].startswith("primary:") else "Enabled"
+        return subprocess.CompletedProcess(argv, 0, status + "\n", "")
+
+    report = replicate.replicate(plan(), tmp_path, "/usr/bin", run=fake)
+    assert [argv[1] for argv in calls] == ["copy", "backend", "backend"]
+    assert all(len(argv) == 8 and argv[2] == "versioning" for argv in calls[1:])  # read, never set
+    assert report.unversioned == ("bankflow-staging-backups",)
+    assert "**Versioning is off** on `bankflow-staging-backups`" in replicate.summary("staging", plan(), report)
+    assert replicate.outputs_values(report)["unversioned"] == "bankflow-staging-backups"
+
+
+def test_a_versioning_status_the_key_may_not_read_is_no_failure(tmp_path: Path):
+    def fake(argv, **kwargs):
+        if argv[1] == "copy":
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        return subprocess.CompletedProcess(argv, 1, "", "AccessDenied")
+
+    report = replicate.replicate(plan(), tmp_path, "/usr/bin", run=fake)
+    assert report.versioning == (
+        ("bankflow-staging-backups", "unreadable"),
+        ("bankflow-staging-backups-replica", "unreadable"),
+    )
+    assert report.unversioned == ()
