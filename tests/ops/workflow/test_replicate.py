@@ -136,7 +136,8 @@ def test_versioning_switched_off_is_found_after_the_copy(tmp_path: Path):
     assert [argv[1] for argv in calls] == ["copy", "backend", "backend"]
     assert all(len(argv) == 8 and argv[2] == "versioning" for argv in calls[1:])  # read, never set
     assert report.unversioned == ("bankflow-staging-backups",)
-    assert "**Versioning is off** on `bankflow-staging-backups`" in replicate.summary("staging", plan(), report)
+    text = replicate.summary("staging", plan(), report)
+    assert "**Versioning is off** on `bankflow-staging-backups`" in text
     assert replicate.outputs_values(report)["unversioned"] == "bankflow-staging-backups"
 
 
