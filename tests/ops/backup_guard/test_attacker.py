@@ -248,3 +248,41 @@ def test_the_workflow_and_drill_keys_cannot_destroy_the_primary(
     assert _body(spaces.drill, REPLICA, INFO, replicated_once[INFO]) == ORIGINAL[INFO]
     assert _denied(lambda: spaces.drill.delete_object(Bucket=REPLICA, Key=INFO))
     assert _denied(lambda: spaces.drill.put_object(Bucket=REPLICA, Key=INFO, Body=b"x"))
+
+
+def test_the_workflow_step_fails_when_the_droplet_key_switched_versioning_off(
+    spaces: Spaces,
+    replicated_once: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import json
+
+    from bankflow_infra.contract import exit_codes
+    from bankflow_infra.ops import cli
+    from tests.support.outputs import outputs_document
+
+    spaces.droplet.put_bucket_versioning(Bucket=PRIMARY, VersioningConfiguration={"Status": "Suspended"})
+    key = spaces.replication
+    saved = tmp_path / "outputs.json"
+    saved.write_text(
+        json.dumps(
+            outputs_document("production")
+            | {
+                "backup_bucket": {"name": PRIMARY, "region": "nyc3", "endpoint": spaces.endpoint},
+                "backup_replica": {"name": REPLICA, "region": "sfo3", "endpoint": spaces.endpoint},
+                "backup_replica_key": {"access_key": key.access_key, "secret_key": key.secret_key},
+            }
+        )
+    )
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+
+    code = cli.main(["workflow", "replicate-backups", "production", f"--outputs={saved}"])
+
+    printed = capsys.readouterr()
+    assert code == exit_codes.FAILED
+    assert "::error title=Backup versioning is off::" in printed.out
+    assert f"unversioned={PRIMARY}" in (tmp_path / "output").read_text()
+    assert key.secret_key not in printed.out + printed.err + (tmp_path / "summary.md").read_text()
