@@ -14,7 +14,7 @@ import pulumi_cloudflare as cloudflare
 import pulumi_digitalocean as do
 
 from bankflow_infra.catalog import SSH_PORT, SSH_USER, AppService, app_services
-from bankflow_infra.components.backups import BackupAccess, BackupBucket
+from bankflow_infra.components.backups import BackupAccess, BackupBucket, BackupReplica, backup_replica_args
 from bankflow_infra.components.credentials import Credentials
 from bankflow_infra.components.edge import Edge
 from bankflow_infra.components.monitoring import Monitoring, MonitoringArgs
@@ -198,6 +198,9 @@ def _contract_outputs(settings: Settings, services: tuple[AppService, ...]) -> d
         "origin_certificate": None,
         "origin_cert_expires_on": None,
         "backup_bucket": None,
+        "backup_replica": None,
+        "backup_replica_key": None,
+        "backup_drill_key": None,
     }
 
 
@@ -290,6 +293,15 @@ def _project(settings: Settings, urns: list[pulumi.Output[str]]) -> None:
     )
 
 
+def _replica_outputs(replica: BackupReplica) -> dict[str, Any]:
+    """The replica's name and endpoint (plain) and its two keys (secret: `export` wraps them)."""
+    return {
+        "backup_replica": {"name": replica.name, "region": replica.region, "endpoint": replica.endpoint},
+        "backup_replica_key": replica.replication_key,
+        "backup_drill_key": replica.drill_key,
+    }
+
+
 def build(settings: Settings) -> Built:
     services = app_services(settings)
     project_urns: list[pulumi.Output[str]] = []
@@ -324,6 +336,9 @@ def build(settings: Settings) -> Built:
             "region": settings.backups.region,
             "endpoint": backups.endpoint,
         }
+        replica = BackupReplica("backup-replica", backup_replica_args(settings), backups.bucket)
+        project_urns.append(replica.bucket.bucket_urn)
+        outputs |= _replica_outputs(replica)
 
     if project_urns:
         _project(settings, project_urns)

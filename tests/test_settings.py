@@ -48,8 +48,12 @@ def test_both_stack_files_are_valid_with_the_spec_hostnames():
         "saas": ("app.conciliaextrato.com",),
         "api": ("api.conciliaextrato.com",),
     }
-    assert production.server.backups
+    # DO droplet backups copy the root disk only (no volume) and die with the droplet: off,
+    # the data lives on the volumes (50 GB production, 10 GB staging) and in pgBackRest/restic.
+    assert not production.server.backups
     assert not staging.server.backups
+    assert production.server.volume_size_gb == 50
+    assert staging.server.volume_size_gb == 10
     assert production.edge.zone_settings
     assert not staging.edge.zone_settings
     assert production.origin_cert_validity_days == 5475  # the maximum: Origin CA never renews
@@ -184,6 +188,18 @@ BAD_CONFIGS: list[tuple[str, Callable[[Values], None], str, str]] = [
         "5475",
     ),
     ("no spaces in region", _set("backups.region", "nyc1"), "bankflow:backups.region:", "no Spaces"),
+    (
+        "replica without spaces",
+        _set("backups.replicaRegion", "nyc1"),
+        "bankflow:backups.replicaRegion:",
+        "no Spaces",
+    ),
+    (
+        "replica in the bucket's region",
+        _set("backups.replicaRegion", "nyc3"),
+        "bankflow:backups.replicaRegion:",
+        "must differ from backups.region ('nyc3')",
+    ),
     ("backup time", _set("backups.timeUtc", "25:00"), "bankflow:backups.timeUtc:", "HH:MM"),
     (
         "upload limit",
@@ -213,6 +229,25 @@ def test_bad_config_is_rejected_naming_its_key(edit, key, hint):
     line = next((line for line in message.splitlines() if key in line), None)
     assert line is not None, f"{key} not named in:\n{message}"
     assert hint in line
+
+
+def _settings(stack: str, edit: Callable[[Values], None] = lambda values: None) -> Any:
+    values = copy.deepcopy(stack_values(stack))
+    edit(values)
+    return parse_settings("bankflow", stack, values)
+
+
+def test_the_replica_defaults_to_another_region_than_the_bucket():
+    assert _settings("staging").backups.replica_region == "sfo3"
+    assert _settings("staging", _set("backups.region", "sfo3")).backups.replica_region == "nyc3"
+    assert _settings("staging", _set("backups.replicaRegion", "ams3")).backups.replica_region == "ams3"
+
+
+def test_staging_keeps_its_data_on_a_volume_and_droplet_backups_are_opt_in():
+    staging = _settings("staging").server
+    assert staging.volume_size_gb == 10
+    assert staging.backups is False
+    assert _settings("staging", _set("server.backups", True)).server.backups is True
 
 
 def test_production_without_a_data_volume_is_rejected():

@@ -1,16 +1,86 @@
-"""The environment's database-dump storage: the Spaces bucket (edge layer) and the
-least-privilege key the droplet uploads with (server layer)."""
+"""The environment's backup storage: the Spaces bucket (edge layer), its replica in another
+region with the keys of the replication workflow and of the restore drill (edge layer), and the
+least-privilege key the droplet uploads with (server layer).
+
+What Spaces offers against a key that must not destroy backups (sources in docs/PROVIDERS.md,
+"Backups the droplet cannot destroy"):
+- a key's grant per bucket is `read` or `readwrite` ("Read/Write/Delete" in the control panel):
+  there is no write-without-delete grant, so the droplet's key can delete what it can write;
+- bucket policies cannot be combined with limited-access (per-bucket) keys: "you can't apply a
+  bucket policy to a bucket that already uses a limited-access key" (DigitalOcean, How to
+  Configure Bucket Policies) -- so no `SpacesBucketPolicy` here: it would fail at deploy or
+  force a full-access key (every bucket of the account) onto the droplet;
+- no Object Lock (not among the S3 features Spaces supports, Spaces S3 Compatibility).
+So the guarantee comes from a second bucket in another region that no droplet key can reach,
+written by a scheduled workflow with its own key that copies and never deletes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import pulumi
 import pulumi_digitalocean as do
 
 from bankflow_infra.render.backup import spaces_endpoint
+from bankflow_infra.settings import Settings
 
 DATA_VOLUME_LABEL = "bankflow-data"
+# Every nightly dump's key starts with this (contract.backups.DUMP_KEY: bankflow-<stack>-<time>.dump,
+# at the bucket's root). Only dumps expire by age: pgBackRest (pgbackrest/) and restic (uploads/)
+# repositories reference old files from new backups and expire their own files.
+DUMP_PREFIX: Final = "bankflow-"
+READ: Final = "read"
+READ_WRITE: Final = "readwrite"  # Spaces: read, write AND delete (no narrower grant that writes)
+
+
+@dataclass(frozen=True)
+class Grant:
+    bucket: str
+    permission: str  # READ or READ_WRITE (never fullaccess: that is every bucket of the account)
+
+
+def droplet_grants(bucket: str) -> tuple[Grant, ...]:
+    """The droplet's key: its own environment's bucket only. Never the replica."""
+    return (Grant(bucket, READ_WRITE),)
+
+
+def replication_grants(primary: str, replica: str) -> tuple[Grant, ...]:
+    """The replication workflow's key: reads the primary, writes the replica."""
+    return (Grant(primary, READ), Grant(replica, READ_WRITE))
+
+
+def drill_grants(primary: str, replica: str) -> tuple[Grant, ...]:
+    """The restore drill's key: reads both, changes nothing."""
+    return (Grant(primary, READ), Grant(replica, READ))
+
+
+def _key_grants(grants: tuple[Grant, ...]) -> list[do.SpacesKeyGrantArgs]:
+    return [do.SpacesKeyGrantArgs(bucket=g.bucket, permission=g.permission) for g in grants]
+
+
+def lifecycle_rules(retention_days: int) -> list[do.SpacesBucketLifecycleRuleArgs]:
+    """Dumps expire after the retention; every overwritten or deleted version of anything is kept
+    that long as a noncurrent version (versioning), then removed. Spaces lifecycle: time-based
+    expiration and incomplete multipart uploads only (Spaces S3 Compatibility)."""
+    return [
+        do.SpacesBucketLifecycleRuleArgs(
+            enabled=True,
+            id="expire-dumps",
+            prefix=DUMP_PREFIX,
+            expiration=do.SpacesBucketLifecycleRuleExpirationArgs(days=retention_days),
+            abort_incomplete_multipart_upload_days=1,
+        ),
+        do.SpacesBucketLifecycleRuleArgs(
+            enabled=True,
+            id="keep-old-versions",
+            noncurrent_version_expiration=do.SpacesBucketLifecycleRuleNoncurrentVersionExpirationArgs(
+                days=retention_days
+            ),
+            abort_incomplete_multipart_upload_days=1,
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -45,17 +115,7 @@ class BackupBucket(pulumi.ComponentResource):
             acl="private",
             force_destroy=False,
             versioning=do.SpacesBucketVersioningArgs(enabled=True),
-            lifecycle_rules=[
-                do.SpacesBucketLifecycleRuleArgs(
-                    enabled=True,
-                    id="expire-dumps",
-                    expiration=do.SpacesBucketLifecycleRuleExpirationArgs(days=args.retention_days),
-                    noncurrent_version_expiration=do.SpacesBucketLifecycleRuleNoncurrentVersionExpirationArgs(
-                        days=args.retention_days
-                    ),
-                    abort_incomplete_multipart_upload_days=1,
-                )
-            ],
+            lifecycle_rules=lifecycle_rules(args.retention_days),
             # Production's dumps are the last line of defence: never deleted by an `up` or `destroy`.
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
@@ -82,7 +142,7 @@ class BackupAccess(pulumi.ComponentResource):
         key = do.SpacesKey(
             f"{name}-key",
             name=args.key_name,
-            grants=[do.SpacesKeyGrantArgs(bucket=args.bucket, permission="readwrite")],
+            grants=_key_grants(droplet_grants(args.bucket)),
             opts=pulumi.ResourceOptions(
                 parent=self, additional_secret_outputs=["secretKey"], depends_on=[bucket] if bucket else None
             ),
@@ -90,3 +150,87 @@ class BackupAccess(pulumi.ComponentResource):
         self.access_key = key.access_key
         self.secret_key = pulumi.Output.secret(key.secret_key)
         self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class BackupReplicaArgs:
+    name: str  # bankflow-<stack>-backups-replica
+    region: str  # never the primary's (settings: backups.replicaRegion)
+    primary_bucket: str
+    retention_days: int  # how long an overwritten or deleted version stays readable
+    protect: bool
+    replication_key_name: str
+    drill_key_name: str
+
+
+def backup_replica_args(settings: Settings) -> BackupReplicaArgs:
+    return BackupReplicaArgs(
+        name=settings.backup_replica_bucket_name,
+        region=settings.backups.replica_region,
+        primary_bucket=settings.backup_bucket_name,
+        retention_days=settings.backups.retention_days,
+        protect=settings.is_production,
+        replication_key_name=settings.resource_name("backup-replication-key"),
+        drill_key_name=settings.resource_name("backup-drill-key"),
+    )
+
+
+class BackupReplica(pulumi.ComponentResource):
+    """The second copy: a versioned bucket in another region, filled by the `backup-replica`
+    workflow (rclone copy: adds, never deletes) with a key that lives in the protected GitHub
+    environment, never on the droplet; plus the restore drill's read-only key."""
+
+    bucket: do.SpacesBucket
+    name: str
+    region: str
+    endpoint: str
+    replication_key: pulumi.Output[dict[str, str]]
+    drill_key: pulumi.Output[dict[str, str]]
+
+    def __init__(
+        self,
+        name: str,
+        args: BackupReplicaArgs,
+        primary: do.SpacesBucket,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("bankflow:index:BackupReplica", name, None, opts)
+        self.name = args.name
+        self.region = args.region
+        self.endpoint = spaces_endpoint(args.region)
+        self.bucket = do.SpacesBucket(
+            f"{name}-bucket",
+            name=args.name,
+            region=args.region,
+            acl="private",
+            force_destroy=False,
+            versioning=do.SpacesBucketVersioningArgs(enabled=True),
+            lifecycle_rules=lifecycle_rules(args.retention_days),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        # A grant names its buckets by name only: both must exist before the key.
+        after = [primary, self.bucket]
+        self.replication_key = self._key(
+            f"{name}-replication-key", args.replication_key_name,
+            replication_grants(args.primary_bucket, args.name), after,
+        )
+        self.drill_key = self._key(
+            f"{name}-drill-key", args.drill_key_name, drill_grants(args.primary_bucket, args.name), after
+        )
+        self.register_outputs({"name": self.name})
+
+    def _key(
+        self, resource: str, key_name: str, grants: tuple[Grant, ...], after: list[do.SpacesBucket]
+    ) -> pulumi.Output[dict[str, str]]:
+        key = do.SpacesKey(
+            resource,
+            name=key_name,
+            grants=_key_grants(grants),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["secretKey"], depends_on=after
+            ),
+        )
+        pair = pulumi.Output.all(key.access_key, key.secret_key).apply(
+            lambda v: {"access_key": v[0], "secret_key": v[1]}
+        )
+        return pulumi.Output.secret(pair)

@@ -22,6 +22,8 @@ from .services import APP_SERVICES, ENVIRONMENTS, Environment
 REDACTED: Final = "[secret]"
 # What _Reader.get returns for an absent output: reported once as missing, never as mistyped too.
 _MISSING: Final = object()
+# Outputs added after stacks were deployed (issue 11): absent means "not deployed yet", not an error.
+_ADDED_LATER: Final = frozenset({"backup_replica", "backup_replica_key", "backup_drill_key"})
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,14 @@ OUTPUTS: Final = (
     OutputSpec("origin_stack", "string", False,
                "the stack whose droplet serves this stack's edge (itself unless `edge.originStack`)"),
     OutputSpec("backup_bucket", "object or null", False,
-               "`{name, region, endpoint}` of the environment's Spaces bucket for database dumps"),
+               "`{name, region, endpoint}` of the environment's Spaces bucket for backups"),
+    OutputSpec("backup_replica", "object or null", False,
+               "`{name, region, endpoint}` of its replica in another region (no droplet key reaches it)"),
+    OutputSpec("backup_replica_key", "secret object or null", True,
+               "`{access_key, secret_key}` of the replication workflow "
+               "(reads the bucket, writes the replica)"),
+    OutputSpec("backup_drill_key", "secret object or null", True,
+               "`{access_key, secret_key}` of the restore drill (reads both buckets, writes nothing)"),
     OutputSpec("origin_certificate", "string or null", False,
                "the Origin CA certificate (PEM), to pin when probing the origin directly"),
     OutputSpec("origin_cert_expires_on", "string or null", False,
@@ -95,6 +104,12 @@ class BackupBucket:
 
 
 @dataclass(frozen=True)
+class SpacesKeyPair:
+    access_key: str
+    secret_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     stack: str
     environment: Environment
@@ -110,6 +125,10 @@ class StackOutputs:
     backup_bucket: BackupBucket | None
     origin_certificate: str | None = field(repr=False)  # PEM, long: not useful in a repr
     origin_cert_expires_on: str | None
+    backup_replica: BackupBucket | None = None
+    # None when absent or read without --show-secrets; never in a repr.
+    backup_replica_key: SpacesKeyPair | None = field(default=None, repr=False)
+    backup_drill_key: SpacesKeyPair | None = field(default=None, repr=False)
 
 
 def _json_type(value: Any) -> str:
@@ -146,6 +165,8 @@ class _Reader:
         )
 
     def get(self, name: str) -> Any:
+        if name not in self.document and name in _ADDED_LATER:
+            return None
         if name not in self.document:
             self.problems.append(f"stack output {name!r} of stack {self.stack!r} is missing "
                                  "(was the stack deployed with this version of the program?)")
@@ -279,15 +300,31 @@ def _health(r: _Reader) -> tuple[HealthTarget, ...]:
     return tuple(targets)
 
 
-def _backup_bucket(r: _Reader) -> BackupBucket | None:
-    raw = r.obj("backup_bucket", r.get("backup_bucket"), ("name", "region", "endpoint"), nullable=True)
+def _backup_bucket(r: _Reader, name: str = "backup_bucket") -> BackupBucket | None:
+    raw = r.obj(name, r.get(name), ("name", "region", "endpoint"), nullable=True)
     if raw is None:
         return None
     return BackupBucket(
-        name=r.string("backup_bucket.name", raw["name"]) or "",
-        region=r.string("backup_bucket.region", raw["region"]) or "",
-        endpoint=r.string("backup_bucket.endpoint", raw["endpoint"]) or "",
+        name=r.string(f"{name}.name", raw["name"]) or "",
+        region=r.string(f"{name}.region", raw["region"]) or "",
+        endpoint=r.string(f"{name}.endpoint", raw["endpoint"]) or "",
     )
+
+
+def _key_pair(r: _Reader, name: str) -> SpacesKeyPair | None:
+    """A secret key pair; its values never reach a message (only their JSON types do)."""
+    value = r.get(name)
+    if value == REDACTED:
+        return None  # hidden (saved without --show-secrets): the command that needs it says so
+    raw = r.obj(name, value, ("access_key", "secret_key"), nullable=True)
+    if raw is None:
+        return None
+    access = r.string(f"{name}.access_key", raw["access_key"])
+    secret = raw["secret_key"]
+    if not isinstance(secret, str) or not secret:
+        r.fail(f"{name}.secret_key", "a string", secret)
+        return None
+    return SpacesKeyPair(access, secret) if access else None
 
 
 def _deploy_key(r: _Reader, show_secrets: bool) -> str | None:
@@ -326,6 +363,9 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         origin_certificate=_certificate(r),
         origin_cert_expires_on=r.string("origin_cert_expires_on", r.get("origin_cert_expires_on"),
                                         "a timestamp", nullable=True),
+        backup_replica=_backup_bucket(r, "backup_replica"),
+        backup_replica_key=_key_pair(r, "backup_replica_key"),
+        backup_drill_key=_key_pair(r, "backup_drill_key"),
     )
     if r.problems:
         raise OutputsError("\n".join(r.problems))

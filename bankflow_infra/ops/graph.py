@@ -31,6 +31,7 @@ LAYER_OF_COMPONENT: Final[Mapping[str, str]] = {
     "bankflow:index:Host": "server",
     "bankflow:index:Edge": "edge",
     "bankflow:index:BackupBucket": "edge",
+    "bankflow:index:BackupReplica": "edge",
 }
 LAYER_TITLES: Final = {"server": "server layer", "edge": "edge layer", "stack": "stack-wide"}
 MARKER: Final = "<!-- bankflow-infra plan --graph -->"
@@ -146,7 +147,11 @@ def build_graph(
     graph.removed = sorted(f"{short_type(t)} {n}" for (t, n), kind in marks.items() if kind == "removed")
     graph.boxes.insert(0, Box("visitors", "visitors", "outside", ""))
     dns, firewall = graph.first_of("DnsRecord"), graph.first_of("Firewall")
-    droplet, bucket = graph.first_of("Droplet"), graph.first_of("SpacesBucket")
+    replica_parents = {r["name"] for r in rows if r["type"] == "bankflow:index:BackupReplica"}
+    buckets = [b for b in graph.boxes if b.kind == "SpacesBucket"]
+    bucket = next((b.id for b in buckets if b.component not in replica_parents), None)
+    replica = next((b.id for b in buckets if b.component in replica_parents), None)
+    droplet = graph.first_of("Droplet")
     if dns:
         graph.edges.append(("visitors", dns, "HTTPS via the Cloudflare proxy"))
     if droplet:
@@ -159,4 +164,6 @@ def build_graph(
             bucket = "bucket_elsewhere"
         graph.host.append(Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC", "host", ""))
         graph.edges += [("h_postgres", "h_dumps", "backup"), ("h_dumps", bucket, "rclone upload")]
+    if bucket and replica:
+        graph.edges.append((bucket, replica, "hourly rclone copy, never delete (backup-replica)"))
     return graph

@@ -39,9 +39,9 @@ from bankflow_infra.settings.model import (
     Settings,
     SettingsError,
 )
-from bankflow_infra.settings.operations import SPACES_REGIONS
 from bankflow_infra.settings.parse import environment_of_stack_name, parse_settings
 from bankflow_infra.settings.server import DO_RESERVED_RANGES
+from bankflow_infra.settings.slugs import SPACES_REGIONS
 
 __all__ = [
     "APP_SERVICES",

@@ -34,6 +34,24 @@ TOP_LEVEL_KEYS: Final = (
 )
 
 
+# DigitalOcean droplet backups (server.backups) are images of the ROOT DISK only (volumes
+# excluded), weekly or daily, deleted with the droplet. PostgreSQL and the uploads live on the data
+# volume, so they hold nothing the program cannot re-create (OS, images, bundle) and no recovery
+# path restores a droplet from one: off unless a stack opts in.
+DROPLET_BACKUPS: Final = False
+# PostgreSQL and the uploads live on the data volume, so a droplet replacement keeps them.
+# Staging's is small: its data is test data, but a replacement must not wipe it either.
+STAGING_VOLUME_GB: Final = 10
+
+# The replica's default region: the first of these that is not the primary bucket's region (a
+# region outage or loss must never take both copies).
+REPLICA_REGION_CHOICES: Final = ("sfo3", "nyc3")
+
+
+def default_replica_region(primary_region: str) -> str:
+    return next(region for region in REPLICA_REGION_CHOICES if region != primary_region)
+
+
 def defaults(environment: str) -> dict[str, Any]:
     production = environment == "production"
     return {
@@ -45,8 +63,8 @@ def defaults(environment: str) -> dict[str, Any]:
             "vpcCidr": None,  # required: unique per stack, no default can be right
             "sshAllowedCidrs": [],
             "adminSshKeys": [],
-            "backups": production,
-            "volumeSizeGb": 50 if production else 0,
+            "backups": DROPLET_BACKUPS,
+            "volumeSizeGb": 50 if production else STAGING_VOLUME_GB,
             "swapGb": 2,
             # DigitalOcean's default (true) grows the disk with a larger size, which makes the
             # resize permanent: no way back to a smaller size. Opt in per stack.
@@ -85,6 +103,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "localDays": 7,
             "timeUtc": "03:15",
             "bucketStack": None,  # None: this stack's own bucket
+            "replicaRegion": None,  # None: default_replica_region(region); never the primary's
         },
         "nginx": {"clientMaxBodySize": "25m", "proxyTimeoutSeconds": 60, "hstsMaxAge": 63072000},
         # Cloudflare's maximum (15 years): an Origin CA certificate is never renewed by itself, and

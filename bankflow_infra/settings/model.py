@@ -29,8 +29,10 @@ class ServerSettings:
     vpc_cidr: str
     ssh_allowed_cidrs: tuple[str, ...]
     admin_ssh_keys: tuple[str, ...]
+    # DigitalOcean droplet backups: root-disk images only (no volume), deleted with the droplet.
+    # Not a backup of the database or the uploads (those are on the data volume).
     backups: bool
-    volume_size_gb: int  # 0: no data volume (PostgreSQL stays on the droplet disk)
+    volume_size_gb: int  # 0: no data volume (PostgreSQL and uploads stay on the droplet disk)
     swap_gb: int
     resize_disk: bool  # grow the disk on a size change (permanent: no way back to a smaller size)
 
@@ -74,6 +76,8 @@ class BackupSettings:
     # The stack whose edge layer owns the bucket this server uploads to: the stack itself, or
     # (an emergency rebuild, edge off) the environment's original stack.
     bucket_stack: str
+    # The replica bucket's region (another region: a second copy the droplet cannot reach).
+    replica_region: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,11 @@ class Settings:
     def backup_bucket_name(self) -> str:
         """The Spaces bucket this stack's server uploads dumps to (see BackupSettings.bucket_stack)."""
         return f"bankflow-{self.backups.bucket_stack}-backups"
+
+    @property
+    def backup_replica_bucket_name(self) -> str:
+        """The replica of this stack's own backups bucket (another region; only its edge owns one)."""
+        return f"bankflow-{self.stack}-backups-replica"
 
     def resource_name(self, kind: str) -> str:
         """Cloud-side name of a resource: prefixed with the stack so two stacks never collide."""

@@ -7,26 +7,14 @@ from typing import Any, Final
 
 from bankflow_infra.contract import grammar
 from bankflow_infra.settings.checks import Problems, check, int_range, merged, string_list, typed
-from bankflow_infra.settings.defaults import defaults
+from bankflow_infra.settings.defaults import default_replica_region, defaults
 from bankflow_infra.settings.model import AlertSettings, BackupSettings, NginxSettings
+from bankflow_infra.settings.slugs import SPACES_REGIONS
 
 _EMAIL_RE: Final = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}$")
 _SLACK_URL_RE: Final = re.compile(r"^https://hooks\.slack\.com/services/[A-Za-z0-9/]+$")
 _TIME_RE: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _SIZE_LIMIT_RE: Final = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
-SPACES_REGIONS: Final = (
-    "nyc3",
-    "sfo2",
-    "sfo3",
-    "ams3",
-    "sgp1",
-    "fra1",
-    "syd1",
-    "blr1",
-    "lon1",
-    "tor1",
-    "atl1",
-)
 
 
 def _emails(value: Any, problems: Problems) -> tuple[str, ...]:
@@ -81,6 +69,23 @@ def _bucket_stack(value: Any, stack: str, problems: Problems) -> str:
     return value
 
 
+def _replica_region(value: Any, primary: str, problems: Problems) -> str:
+    fallback = default_replica_region(primary)
+    if value is None:
+        return fallback
+    if not isinstance(value, str) or value not in SPACES_REGIONS:
+        problems.add("backups.replicaRegion", f"{value!r} has no Spaces; valid: {', '.join(SPACES_REGIONS)}")
+        return fallback
+    if value == primary:
+        problems.add(
+            "backups.replicaRegion",
+            f"must differ from backups.region ({primary!r}): the replica is the copy that survives "
+            f"the loss of that region (e.g. {fallback!r})",
+        )
+        return fallback
+    return value
+
+
 def parse_backups(raw: Any, env: str, stack: str, problems: Problems) -> BackupSettings:
     default = defaults(env)["backups"]
     v = merged("backups", raw, default, problems)
@@ -106,6 +111,7 @@ def parse_backups(raw: Any, env: str, stack: str, problems: Problems) -> BackupS
         local_days=local,
         time_utc=time_utc,
         bucket_stack=_bucket_stack(v["bucketStack"], stack, problems),
+        replica_region=_replica_region(v["replicaRegion"], region, problems),
     )
 
 

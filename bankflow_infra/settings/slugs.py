@@ -52,3 +52,19 @@ _CPU: Final = ("c-2", "c-4", "c-8", "c-16", "c-32", "c2-2vcpu-4gb", "c2-4vcpu-8g
 _MEMORY: Final = tuple(f"m-{vcpus}vcpu-{vcpus * 8}gb" for vcpus in (2, 4, 8, 16, 24, 32))
 
 DROPLET_SIZES: Final = (*_BASIC, *_PREMIUM, *_GENERAL, *_CPU, *_MEMORY)
+
+# Regions with Spaces object storage (a bucket's region, its S3 endpoint
+# https://<region>.digitaloceanspaces.com): https://docs.digitalocean.com/products/spaces/details/availability/
+SPACES_REGIONS: Final = (
+    "nyc3",
+    "sfo2",
+    "sfo3",
+    "ams3",
+    "sgp1",
+    "fra1",
+    "syd1",
+    "blr1",
+    "lon1",
+    "tor1",
+    "atl1",
+)

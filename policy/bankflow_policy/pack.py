@@ -71,6 +71,18 @@ def policies() -> list[Policy]:
             enforcement_level=mandatory,
         ),
         ResourceValidationPolicy(
+            name="backup-buckets-versioned",
+            description="Every Spaces bucket keeps the previous version of what is overwritten or deleted.",
+            validate=rules.check_backup_buckets_versioned,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="spaces-keys-cannot-reach-the-replica",
+            description="No fullaccess key; no key that writes a backups bucket reaches its replica.",
+            validate=rules.check_spaces_keys_cannot_reach_the_replica,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
             name="droplet-replaced-only-by-rebuild",
             description="Production's droplet is protected: only `rebuild`/`cutover` replace it.",
             validate=rules.check_production_droplet_replaced_only_by_rebuild,

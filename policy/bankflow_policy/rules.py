@@ -31,6 +31,11 @@ DROPLET: Final = "digitalocean:index/droplet:Droplet"
 VOLUME: Final = "digitalocean:index/volume:Volume"
 BUCKET: Final = "digitalocean:index/spacesBucket:SpacesBucket"
 FIREWALL: Final = "digitalocean:index/firewall:Firewall"
+SPACES_KEY: Final = "digitalocean:index/spacesKey:SpacesKey"
+# The second copy of a backups bucket, in another region: bankflow-<stack>-backups-replica.
+REPLICA_SUFFIX: Final = "-backups-replica"
+# The only Spaces grants that name one bucket; `fullaccess` is every bucket of the account.
+SCOPED_PERMISSIONS: Final = ("read", "readwrite")
 COMMAND: Final = "command:remote:Command"
 DNS_RECORDS: Final = ("cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/record:Record")
 
@@ -82,6 +87,38 @@ def check_production_data_protected(args: ResourceValidationArgs, report: Report
         report(
             f"{args.resource_type} '{args.name}' holds production data and is not protected: "
             "set `protect=True` so no `up` or `destroy` can delete it",
+            None,
+        )
+
+
+def check_backup_buckets_versioned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Every Spaces bucket keeps old versions: an overwrite or delete leaves the previous one."""
+    if args.resource_type != BUCKET:
+        return
+    versioning = reveal(known(args.props, "versioning")) if "versioning" in args.props else None
+    if versioning is UNKNOWN:
+        return
+    has_flag = isinstance(versioning, Mapping) and "enabled" in versioning
+    enabled = known(versioning, "enabled") if has_flag else None
+    if enabled is not UNKNOWN and reveal(enabled) is not True:
+        report(f"Spaces bucket '{args.name}' is not versioned: set versioning.enabled=true", None)
+
+
+def check_spaces_keys_cannot_reach_the_replica(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """No key is fullaccess, and a key that can write a backups bucket has no grant on any
+    replica: the replica is the copy a stolen droplet key cannot destroy."""
+    if args.resource_type != SPACES_KEY:
+        return
+    grants = [g for g in known_items(field(args.props, "grants")) if isinstance(g, Mapping)]
+    permissions = {str(reveal(g.get("permission"))) for g in grants}
+    if permissions - set(SCOPED_PERMISSIONS):
+        report(f"Spaces key '{args.name}' has a grant other than read/readwrite on one bucket", None)
+    buckets = [(str(reveal(g.get("bucket"))), str(reveal(g.get("permission")))) for g in grants]
+    writes_a_primary = any(p == "readwrite" and not b.endswith(REPLICA_SUFFIX) for b, p in buckets)
+    if writes_a_primary and any(b.endswith(REPLICA_SUFFIX) for b, _ in buckets):
+        report(
+            f"Spaces key '{args.name}' writes a backups bucket and reaches its replica: a stolen key "
+            "could destroy both copies; the replica belongs to the replication workflow's key only",
             None,
         )
 

@@ -14,9 +14,43 @@ def test_the_readme_table_is_the_contracts() -> None:
     assert outputs.readme_table() in readme
 
 
-def test_the_names_are_unique_and_only_the_deploy_key_is_secret() -> None:
+def test_the_names_are_unique_and_only_the_keys_are_secret() -> None:
     assert len(set(outputs.OUTPUT_NAMES)) == len(outputs.OUTPUT_NAMES)
-    assert {"deploy_private_key"} == outputs.SECRET_OUTPUTS
+    assert {"deploy_private_key", "backup_replica_key", "backup_drill_key"} == outputs.SECRET_OUTPUTS
+
+
+def test_the_backup_keys_parse_only_with_secrets_shown_and_never_print() -> None:
+    document = outputs_document() | {
+        "backup_replica_key": {"access_key": "DOREPLICA", "secret_key": "s3cr3t-replica"},
+        "backup_drill_key": {"access_key": "DODRILL", "secret_key": "s3cr3t-drill"},
+    }
+    parsed = outputs.parse_outputs("staging", document, show_secrets=True)
+    assert parsed.backup_replica_key == outputs.SpacesKeyPair("DOREPLICA", "s3cr3t-replica")
+    assert parsed.backup_drill_key == outputs.SpacesKeyPair("DODRILL", "s3cr3t-drill")
+    assert parsed.backup_replica == outputs.BackupBucket(
+        "bankflow-staging-backups-replica", "sfo3", "https://sfo3.digitaloceanspaces.com"
+    )
+    assert "s3cr3t" not in repr(parsed)
+    hidden = outputs.parse_outputs("staging", outputs_document())
+    assert hidden.backup_replica_key is None
+    assert hidden.backup_drill_key is None
+
+
+def test_a_stack_deployed_before_the_replica_still_parses() -> None:
+    document = outputs_document()
+    for name in ("backup_replica", "backup_replica_key", "backup_drill_key"):
+        del document[name]
+    parsed = outputs.parse_outputs("staging", document, show_secrets=True)
+    assert parsed.backup_replica is None
+    assert parsed.backup_replica_key is None
+
+
+def test_a_malformed_key_pair_is_named_without_its_value() -> None:
+    document = outputs_document() | {"backup_replica_key": {"access_key": "DOREPLICA", "secret_key": 7}}
+    with pytest.raises(outputs.OutputsError) as raised:
+        outputs.parse_outputs("staging", document, show_secrets=True)
+    assert "backup_replica_key.secret_key" in str(raised.value)
+    assert "7" not in str(raised.value).replace("staging", "")
 
 
 def test_a_document_with_every_output_parses() -> None:

@@ -51,7 +51,7 @@ def reported(violations: list[Violation]) -> set[tuple[str, str]]:
 def test_the_pack_has_every_rule_once():
     names = [p.name for p in policies()]
     assert sorted(names) == sorted(set(names))
-    assert len(names) == 7
+    assert len(names) == 9
 
 
 def test_staging_passes_every_policy():
@@ -70,10 +70,13 @@ def test_the_pack_knows_the_ranges_the_plan_was_given():
 # --------------------------------------------------------------------------- protection
 
 
-@pytest.mark.parametrize(("type_", "name"), [(rules.VOLUME, "data-volume"), (rules.BUCKET, "backups-bucket")])
-def test_unprotected_production_data_is_reported(type_, name):
+@pytest.mark.parametrize(
+    ("type_", "names"),
+    [(rules.VOLUME, {"data-volume"}), (rules.BUCKET, {"backups-bucket", "backup-replica-bucket"})],
+)
+def test_unprotected_production_data_is_reported(type_, names):
     found = production_as_intended(lambda rs: set_option(rs, type_, protect=False))
-    assert reported(found) == {("production-data-protected", name)}
+    assert reported(found) == {("production-data-protected", name) for name in names}
     assert "protect" in found[0].message
 
 
@@ -267,3 +270,38 @@ def test_a_stack_secret_copied_into_a_plain_input_is_reported_without_its_value(
     found = staging_with(edit)
     assert reported(found) == {("secret-values-stay-secret", "host-bootstrap")}
     assert all(edit.password not in v.message for v in found)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- backups the droplet cannot reach
+
+
+def _edit_inputs(type_: str, name: str, **changes: Any) -> Edit:
+    def edit(resources: list[Registration]) -> None:
+        one(resources, type_, name).inputs.update(changes)
+
+    return edit
+
+
+def test_an_unversioned_bucket_is_reported():
+    found = production_as_intended(
+        _edit_inputs(rules.BUCKET, "backup-replica-bucket", versioning={"enabled": False})
+    )
+    assert reported(found) == {("backup-buckets-versioned", "backup-replica-bucket")}
+
+
+@pytest.mark.parametrize(
+    "grants",
+    [
+        [{"bucket": "bankflow-production-backups", "permission": "readwrite"},
+         {"bucket": "bankflow-production-backups-replica", "permission": "read"}],
+        [{"bucket": "", "permission": "fullaccess"}],
+    ],
+    ids=["droplet-key-reaches-the-replica", "fullaccess"],
+)
+def test_a_key_that_could_destroy_both_copies_is_reported(grants):
+    found = production_as_intended(_edit_inputs(rules.SPACES_KEY, "backup-access-key", grants=grants))
+    assert reported(found) == {("spaces-keys-cannot-reach-the-replica", "backup-access-key")}
+
+
+def test_the_replication_key_may_read_the_bucket_and_write_the_replica():
+    assert not [v for v in production_as_intended() if v.policy == "spaces-keys-cannot-reach-the-replica"]

@@ -92,6 +92,13 @@ def only(result: PlanResult, type_: str) -> Registration:
     return found[0]
 
 
+def named(result: PlanResult, name: str) -> Registration:
+    """The one resource registered under ``name`` (several resources may share a type)."""
+    found = [r for r in result.recorder.resources if r.name == name]
+    assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+    return found[0]
+
+
 def inputs(registration: Registration) -> dict[str, Any]:
     return unwrap(registration.inputs)  # type: ignore[no-any-return]
 

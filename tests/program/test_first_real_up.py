@@ -12,7 +12,7 @@ import pytest
 from bankflow_infra.ops.mocks import CLOUDFLARE_IPV4_SNAPSHOT, PlanMocks, unwrap
 from bankflow_infra.ops.plan import PlanResult
 from tests.program.options import Options, recorded_options
-from tests.program.stacks import DNS, DROPLET, VOLUME, inputs, only, production, run_stack, staging
+from tests.program.stacks import DNS, DROPLET, VOLUME, inputs, named, only, production, run_stack, staging
 
 PACK = "cloudflare:index/certificatePack:CertificatePack"
 ORIGIN_CERT = "cloudflare:index/originCaCertificate:OriginCaCertificate"
@@ -189,7 +189,7 @@ def test_9_the_droplets_own_ipv6_is_canonical_in_records_and_outputs(monkeypatch
 
 def test_11_the_spaces_key_waits_for_its_bucket():
     result = staging()
-    assert only(result, BUCKET).urn in only(result, SPACES_KEY).dependencies
+    assert named(result, "backups-bucket").urn in named(result, "backup-access-key").dependencies
 
 
 def test_11_monitor_alerts_select_the_stacks_tag_not_a_droplet_id():

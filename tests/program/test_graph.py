@@ -23,6 +23,7 @@ from tests.program.stacks import (
     ZONE_SETTING,
     cut_over,
     inputs,
+    named,
     only,
     production,
     rebuild,
@@ -130,22 +131,40 @@ def test_rebuild_shape_has_a_server_with_its_own_vpc_and_no_edge():
 # --------------------------------------------------------------------------- protection
 
 
-def test_production_keeps_backups_and_protects_its_data():
+def production_file_droplet_backups() -> bool:
+    """What Pulumi.production.yaml sets for server.backups (the default is off)."""
+    import yaml
+
+    from tests.support.tools import REPO
+
+    config = yaml.safe_load((REPO / "Pulumi.production.yaml").read_text())["config"]
+    return bool(config["bankflow:server"].get("backups", False))
+
+
+def test_production_protects_its_data_and_both_backup_buckets():
     result = production()
     droplet = only(result, DROPLET)
-    assert inputs(droplet)["backups"] is True
+    # As Pulumi.production.yaml says (server.backups): root-disk images only, see settings.
+    assert inputs(droplet)["backups"] is production_file_droplet_backups()
     assert droplet.delete_before_replace is True  # it holds the volume
     assert only(result, VOLUME).protect is True
-    assert only(result, BUCKET).protect is True
-    lifecycle = inputs(only(result, BUCKET))["lifecycleRules"][0]
-    assert lifecycle["expiration"]["days"] == 30
+    assert named(result, "backups-bucket").protect is True
+    assert named(result, "backup-replica-bucket").protect is True
+    rules = {r["id"]: r for r in inputs(named(result, "backups-bucket"))["lifecycleRules"]}
+    assert rules["expire-dumps"]["expiration"]["days"] == 30
+    assert rules["expire-dumps"]["prefix"] == "bankflow-"  # never pgbackrest/ or uploads/
+    assert rules["keep-old-versions"]["noncurrentVersionExpiration"]["days"] == 30
+    assert "expiration" not in rules["keep-old-versions"]
 
 
-def test_staging_needs_neither_backups_nor_protection():
+def test_staging_keeps_its_data_on_a_small_volume_without_droplet_backups():
     result = staging()
     assert inputs(only(result, DROPLET))["backups"] is False
-    assert result.recorder.of_type(VOLUME) == []
-    assert only(result, BUCKET).protect is False
+    volume = only(result, VOLUME)
+    assert inputs(volume)["size"] == 10
+    assert volume.protect is True  # a staging replacement keeps its database and uploads
+    assert only(result, DROPLET).delete_before_replace is True
+    assert named(result, "backups-bucket").protect is False
 
 
 def test_droplet_is_monitored_ipv6_on_pinned_image_and_tagged():
@@ -208,6 +227,11 @@ def test_everything_is_grouped_in_the_stack_project():
     project = inputs(only(production(), "digitalocean:index/project:Project"))
     assert project["name"] == "BankFlow production"
     assert sorted(project["resources"]) == sorted(
-        ["do:droplet:100000001", "do:volume:data-volume-id", "do:space:bankflow-production-backups"]
+        [
+            "do:droplet:100000001",
+            "do:volume:data-volume-id",
+            "do:space:bankflow-production-backups",
+            "do:space:bankflow-production-backups-replica",
+        ]
     )
 

@@ -10,6 +10,7 @@ from tests.program.stacks import (
     cut_over,
     edge_on_other_stack,
     inputs,
+    named,
     only,
     production,
     rebuild,
@@ -51,7 +52,7 @@ def test_the_droplet_backup_key_may_write_only_its_one_bucket(plan, bucket):
     result = (
         plan() if plan is staging else run_stack("production-r1", use_production_bucket, base="production")
     )
-    key = only(result, "digitalocean:index/spacesKey:SpacesKey")
+    key = named(result, "backup-access-key")
     assert inputs(key)["grants"] == [{"bucket": bucket, "permission": "readwrite"}]
     assert "secretKey" in key.additional_secret_outputs
 

@@ -124,18 +124,17 @@ def test_every_service_is_pinned_limited_rotated_and_checked(stack: str, origin_
 
 
 def test_postgres_data_location_per_environment(origin_cert: OriginCert) -> None:
-    production = _compose(_bundle("production", origin_cert), "compose/base.yaml")
-    volume = production["services"]["postgres"]["volumes"][0]
-    assert volume["type"] == "bind"
-    assert volume["source"] == catalog.postgres_data_dir(load_settings("production"))
-    assert volume["bind"]["create_host_path"] is False  # never silently on the droplet disk
+    # Both environments keep PostgreSQL on their data volume (staging's is 10 GB): a replaced
+    # droplet keeps its database. Never silently on the droplet disk.
+    for environment in ("production", "staging"):
+        compose = _compose(_bundle(environment, origin_cert), "compose/base.yaml")
+        volume = compose["services"]["postgres"]["volumes"][0]
+        assert volume["type"] == "bind"
+        assert volume["source"] == catalog.postgres_data_dir(load_settings(environment))
+        assert volume["source"].startswith("/mnt/bankflow-data/")
+        assert volume["bind"]["create_host_path"] is False
+        assert "postgres-data" not in compose["volumes"]
     staging = _compose(_bundle("staging", origin_cert), "compose/base.yaml")
-    assert staging["services"]["postgres"]["volumes"][0] == {
-        "type": "volume",
-        "source": "postgres-data",
-        "target": "/var/lib/postgresql/data",
-    }
-    assert "postgres-data" in staging["volumes"]
     assert "redis-data" in staging["volumes"]
 
 

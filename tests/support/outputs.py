@@ -66,6 +66,10 @@ def outputs_document(
             "endpoint": "https://nyc3.digitaloceanspaces.com"},
         "origin_certificate": origin_certificate if server else None,
         "origin_cert_expires_on": "2027-01-01T00:00:00Z" if server else None,
+        "backup_replica": {"name": f"bankflow-{stack}-backups-replica", "region": "sfo3",
+                           "endpoint": "https://sfo3.digitaloceanspaces.com"},
+        "backup_replica_key": REDACTED,
+        "backup_drill_key": REDACTED,
     }
     assert tuple(document) == OUTPUT_NAMES or set(document) == set(OUTPUT_NAMES)
     return document

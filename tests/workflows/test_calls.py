@@ -63,6 +63,9 @@ EXPECTED: dict[tuple[str, str, str], list[str]] = {
     ("emergency.yml", "pull-request", "Job summary"): [
         "emergency-pr-summary $STACK $NEW_STACK --base=$BASE --apply=$APPLY --pr=$PR --url=$URL"
     ],
+    ("backup-replica.yml", "replicate", "replicate"): [
+        "replicate-backups $STACK --outputs=$RUNNER_TEMP/outputs.json"
+    ],
 }
 
 

@@ -16,6 +16,7 @@
     workflow apply-stack-config --patch= ...    apply the collected stack config
     workflow emergency-pr-body STACK NEW ...    the emergency pull request's description
     workflow emergency-pr-summary STACK NEW ... the emergency pull-request job's summary
+    workflow replicate-backups STACK --outputs= copy the backups bucket into its replica
 
 The handlers are in ``cli.workflow_handlers``; the logic in ``workflow.tools`` (decisions),
 ``workflow.text`` (markdown), ``workflow.stack_files`` (the tag edit) and ``workflow.git``.
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bankflow_infra.ops.cli import workflow_backups
 from bankflow_infra.ops.cli import workflow_handlers as run
 
 OUTCOME_HELP = "the step's outcome (success, failure, skipped, cancelled; empty: not run)"
@@ -243,9 +245,10 @@ def _emergency_pull_request(group: Any) -> None:
 def register(commands: Any) -> None:
     workflow = commands.add_parser(
         "workflow",
-        help="the GitHub workflows' steps (no pulumi, no credentials)",
+        help="the GitHub workflows' steps (no pulumi)",
         description="The steps of the GitHub workflows (.github/workflows), so their YAML only wires "
-        "steps. STEP --help says what each takes. None runs pulumi or needs a credential.",
+        "steps. STEP --help says what each takes. None runs pulumi; only replicate-backups uses a "
+        "credential (the replication key, from the saved outputs it is given).",
         epilog=EPILOG,
     )
     group = workflow.add_subparsers(dest="workflow_command", required=True, metavar="STEP")
@@ -253,3 +256,4 @@ def register(commands: Any) -> None:
     _release(group)
     _emergency(group)
     _emergency_pull_request(group)
+    workflow_backups.register(group, EPILOG)

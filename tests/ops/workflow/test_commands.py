@@ -30,6 +30,7 @@ SUBCOMMANDS = [
     "apply-stack-config",
     "emergency-pr-body",
     "emergency-pr-summary",
+    "replicate-backups",
 ]
 
 
