@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Final
 
 from ...contract.alerts import WATCH_STATE_FILE, WATCHED_RUNS
 from ...contract.exit_codes import FAILED, OK
+from ...contract.pgbackrest import STANZA, clean
 from ..context import Context
 from ..runtime import RuntimeFailure
 from .config import load_live_database
@@ -37,12 +38,10 @@ from .watch_alerts import (
 )
 from .watch_checks import (
     ARCHIVE_SQL,
-    STANZA,
     Check,
     WatchInputError,
     archive_check,
     backup_age_check,
-    clean,
     last_runs,
     parse_archive_row,
     parse_pgbackrest_info,

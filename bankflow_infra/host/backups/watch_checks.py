@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ...contract import pgbackrest
 from ...contract.alerts import ARCHIVE_LAG_LIMIT_SECONDS, BACKUP_MAX_AGE_SECONDS
+from ...contract.pgbackrest import STANZA, NewestBackup, clean
 
-STANZA: Final = "bankflow"
 # One row, '|'-separated (psql -At). Times as epoch seconds: no locale or time zone to parse.
 ARCHIVE_SQL: Final = (
     "SELECT current_setting('archive_mode'), "
@@ -40,11 +41,17 @@ ARCHIVE_SQL: Final = (
     "coalesce(floor(extract(epoch FROM last_failed_time))::bigint::text, ''), "
     "failed_count, pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver"
 )
-MAX_MESSAGE_CHARS: Final = 200
 
 
 class WatchInputError(ValueError):
     """An answer the watch cannot read (it fails the check it belongs to, naming the source)."""
+
+
+def parse_pgbackrest_info(text: str, stanza: str = STANZA) -> NewestBackup | None:
+    try:
+        return pgbackrest.parse_info(text, stanza)
+    except pgbackrest.InfoError as exc:
+        raise WatchInputError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -80,13 +87,6 @@ class ArchiveState:
         }
 
 
-@dataclass(frozen=True)
-class NewestBackup:
-    label: str
-    type: str  # full, diff, incr
-    stop_time: datetime
-
-
 def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
@@ -105,46 +105,6 @@ def parse_archive_row(text: str) -> ArchiveState:
                             _epoch(failed_at), int(failures), current)  # fmt: skip
     except ValueError as exc:
         raise WatchInputError(f"pg_stat_archiver: unreadable row {clean(text)!r} ({exc})") from None
-
-
-def clean(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """A tool's message made printable and short (pgBackRest quotes binary garbage from a file it
-    could not decrypt)."""
-    first = next((line for line in text.strip().splitlines() if line.strip()), "")
-    printable = "".join(ch if ch.isprintable() else "?" for ch in first)
-    return printable[:limit] + ("..." if len(printable) > limit else "")
-
-
-def parse_pgbackrest_info(text: str, stanza: str = STANZA) -> NewestBackup | None:
-    """The newest good backup of ``stanza`` in pgBackRest 2.45's ``info --output=json``; None when
-    the repository holds none. Raises WatchInputError when pgBackRest reports the stanza in error
-    (missing, unreadable: a wrong cipher pass, a corrupted backup.info)."""
-    try:
-        # strict=False: pgBackRest 2.45 copies raw control characters into its messages (the
-        # garbage of a file it could not decrypt), which strict JSON refuses.
-        document = json.loads(text, strict=False)
-    except ValueError as exc:
-        raise WatchInputError(f"pgbackrest info: not JSON ({exc})") from None
-    entry = next((e for e in document if isinstance(e, dict) and e.get("name") == stanza), None) \
-        if isinstance(document, list) else None  # fmt: skip
-    if entry is None:
-        raise WatchInputError(f"pgbackrest info: no stanza {stanza!r} in the answer")
-    status = entry.get("status") or {}
-    if status.get("code") != 0:
-        messages = [r.get("status", {}).get("message", "") for r in entry.get("repo") or []]
-        detail = next((m for m in messages if m and m != "ok"), status.get("message", ""))
-        code = status.get("code")
-        raise WatchInputError(f"pgbackrest info: stanza {stanza!r}: code {code}: {clean(str(detail))}")
-    good = [b for b in entry.get("backup") or [] if isinstance(b, dict) and not b.get("error")]
-    if not good:
-        return None
-    try:
-        newest = max(good, key=lambda b: int(b["timestamp"]["stop"]))
-        return NewestBackup(str(newest["label"]), str(newest["type"]),
-                            datetime.fromtimestamp(int(newest["timestamp"]["stop"]), UTC))  # fmt: skip
-    except (KeyError, TypeError, ValueError) as exc:
-        problem = f"{type(exc).__name__}: {exc}"
-        raise WatchInputError(f"pgbackrest info: unexpected backup entry ({problem})") from None
 
 
 def last_runs(audit_lines: Iterable[str], actions: Sequence[str]) -> dict[str, dict[str, Any]]:
