@@ -16,6 +16,7 @@
     workflow apply-stack-config --patch= ...    apply the collected stack config
     workflow emergency-pr-body STACK NEW ...    the emergency pull request's description
     workflow emergency-pr-summary STACK NEW ... the emergency pull-request job's summary
+    workflow restore-drill STACK ...            restore the newest backup on the runner, check it
 
 The handlers are in ``cli.workflow_handlers``; the logic in ``workflow.tools`` (decisions),
 ``workflow.text`` (markdown), ``workflow.stack_files`` (the tag edit) and ``workflow.git``.
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bankflow_infra.ops.cli import workflow_handlers as run
+from bankflow_infra.ops.cli.workflow_drill import register_drill
 
 OUTCOME_HELP = "the step's outcome (success, failure, skipped, cancelled; empty: not run)"
 TABLE_HELP = "a saved `bankflow-infra health` table, shown under its file name when not empty"
@@ -253,3 +255,4 @@ def register(commands: Any) -> None:
     _release(group)
     _emergency(group)
     _emergency_pull_request(group)
+    register_drill(group, EPILOG)  # restore-drill.yml (issue 11)
