@@ -63,6 +63,10 @@ EXPECTED: dict[tuple[str, str, str], list[str]] = {
     ("emergency.yml", "pull-request", "Job summary"): [
         "emergency-pr-summary $STACK $NEW_STACK --base=$BASE --apply=$APPLY --pr=$PR --url=$URL"
     ],
+    ("restore-drill.yml", "drill", "Restore the newest backup and check it"): [
+        "restore-drill production --repo-type=s3 --work-dir=$RUNNER_TEMP/drill"
+        " --result=$RUNNER_TEMP/restore-drill.json --as-user=postgres"
+    ],
 }
 
 

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bankflow_infra.contract import exit_codes
 from bankflow_infra.ops import notify
@@ -15,6 +16,8 @@ from bankflow_infra.ops.cli import workflow_handlers as run
 from bankflow_infra.ops.workflow import drill
 from bankflow_infra.ops.workflow import drill_checks as checks
 from bankflow_infra.ops.workflow.tools import WorkflowError
+from bankflow_infra.render.backup import spaces_endpoint
+from bankflow_infra.stackfile import read_stack_file
 
 DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -33,8 +36,15 @@ def register_drill(group: Any, epilog: str) -> None:
     parser.add_argument("stack", metavar="STACK", help="whose backups (named in the report and the alert)")
     parser.add_argument("--repo-type", choices=("s3", "posix"), default="s3")
     parser.add_argument("--repo-path", default="/pgbackrest", help="repo1-path (default /pgbackrest)")
-    parser.add_argument("--s3-bucket", help="the backups bucket (bankflow-<stack>-backups)")
-    parser.add_argument("--s3-endpoint", help="the bucket's S3 endpoint host (REGION.digitaloceanspaces.com)")
+    parser.add_argument(
+        "--s3-bucket", help="the backups bucket (default: the stack file's, bankflow-<bucketStack>-backups)"
+    )
+    parser.add_argument(
+        "--s3-endpoint", help="the bucket's S3 host (default: the stack file's backups.region)"
+    )
+    parser.add_argument(
+        "--project-dir", type=Path, default=Path.cwd(), help="the checkout (Pulumi.STACK.yaml)"
+    )
     parser.add_argument(
         "--s3-region", default="us-east-1", help="the signing region (Spaces accepts us-east-1)"
     )
@@ -51,9 +61,21 @@ def register_drill(group: Any, epilog: str) -> None:
     parser.set_defaults(handler=run.guarded(run_restore_drill))
 
 
+def _bucket_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--s3-bucket/--s3-endpoint, else where the stack's server puts its backups (its stack file):
+    one source of truth, no repository variable to keep in step."""
+    bucket, endpoint = args.s3_bucket, args.s3_endpoint
+    if args.repo_type == "s3" and (bucket is None or endpoint is None):
+        settings = read_stack_file(args.project_dir, args.stack).settings()
+        bucket = bucket or settings.backup_bucket_name
+        endpoint = endpoint or urlsplit(spaces_endpoint(settings.backups.region)).hostname
+    return bucket, endpoint
+
+
 def run_restore_drill(args: argparse.Namespace) -> int:
+    bucket, endpoint = _bucket_of(args)
     request = drill.DrillRequest(
-        args.stack, args.repo_type, args.repo_path, args.s3_bucket, args.s3_endpoint, args.s3_region,
+        args.stack, args.repo_type, args.repo_path, bucket, endpoint, args.s3_region,
         args.pg_bin, args.work_dir, args.expect, args.as_user, args.checksum_tables, args.deadline,
         args.job_retry,
     )  # fmt: skip
