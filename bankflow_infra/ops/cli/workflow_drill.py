@@ -121,7 +121,7 @@ def _alert(result: dict[str, Any]) -> None:
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
         link = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
     backup = result.get("backup") or {}
-    notice = notify.Notice(
+    notice = notify.Notice(  # scrubbed again by deliver(), and here of the cipher pass too
         "restore drill FAILED",
         result["stack"],
         "danger",
@@ -132,6 +132,7 @@ def _alert(result: dict[str, Any]) -> None:
         ),
         link=link,
     )
+    notice = notify.scrub_notice(notice, drill.drill_secrets(env))
     _clean, delivery = notify.deliver(notice, env)
     level = "notice" if delivery.posted else "warning"
     run.annotate(level, "Restore drill alert", f"Slack: {delivery.detail}")

@@ -46,6 +46,13 @@ STEP_TIMEOUT: Final = 600.0
 SOCKET_PORT: Final = 5432  # names the socket file in the private socket dir; no TCP listener
 
 
+def drill_secrets(env: Mapping[str, str]) -> list[str]:
+    """Values never to show: the secret-looking variables (notify's rule) and every pgBackRest
+    variable -- the cipher pass's name (``..._CIPHER_PASS``) matches no secret-name pattern."""
+    extra = [v for k, v in env.items() if k.startswith("PGBACKREST_") and len(v) >= 6]
+    return sorted({*secret_values(env), *extra}, key=len, reverse=True)
+
+
 class DrillFailed(Exception):
     def __init__(self, step: str, message: str) -> None:
         super().__init__(message)
@@ -109,9 +116,8 @@ class Tools:
         except OSError as exc:
             raise DrillFailed(step, f"{argv[0]}: {exc.strerror}") from None
         if check and done.returncode != 0:
-            detail = scrub(
-                pgbackrest.clean(_reason(done.stderr + "\n" + done.stdout), 400), secret_values(self.env)
-            )
+            reason = pgbackrest.clean(_reason(done.stderr + "\n" + done.stdout), 400)
+            detail = scrub(reason, drill_secrets(self.env))
             raise DrillFailed(step, f"{Path(argv[0]).name} exited {done.returncode}: {detail}")
         return done.stdout
 

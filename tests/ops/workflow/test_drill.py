@@ -214,6 +214,13 @@ def test_a_corrupted_backup_file_fails_the_restore_and_alerts(
     assert not (scratch / "work" / "data").exists()
 
 
+def test_the_cipher_pass_is_scrubbed_though_its_name_looks_harmless() -> None:
+    from bankflow_infra.ops.workflow.drill import drill_secrets
+
+    env = {"PGBACKREST_REPO1_CIPHER_PASS": CIPHER_PASS, "PATH": "/usr/bin", "LC_ALL": "C.UTF-8"}
+    assert drill_secrets(env) == [CIPHER_PASS]
+
+
 def test_missing_secrets_are_refused_before_anything_runs(
     scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
