@@ -173,8 +173,14 @@ def postgres_data_dir(settings: Settings) -> str | None:
     return f"{DATA_VOLUME_MOUNT}/postgres" if settings.server.volume_size_gb > 0 else None
 
 
-def database_url(password: str) -> str:
-    return f"postgres://{DATABASE_USER}:{password}@postgres:{POSTGRES_PORT}/{DATABASE_NAME}"
+# The apps' least-privilege role: LOGIN, no superuser, owner of the app's objects in the
+# `public` schema; the host agent creates it and applies its password on every deploy
+# (host/database_roles.py). DATABASE_USER stays the superuser, used by the agent only.
+DATABASE_APP_ROLE: Final = "bankflow_app"
+
+
+def database_url(password: str, user: str = DATABASE_USER) -> str:
+    return f"postgres://{user}:{password}@postgres:{POSTGRES_PORT}/{DATABASE_NAME}"
 
 
 def redis_url(password: str) -> str:

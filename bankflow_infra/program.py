@@ -144,6 +144,9 @@ def _render(
         postgres_password=credentials.postgres_password,
         redis_password=credentials.redis_password,
         jwt_secret=credentials.jwt_secret,
+        database_app_password=credentials.database_app_password,
+        backup_cipher_pass=credentials.backup_cipher_pass,
+        uploads_repo_password=credentials.uploads_repo_password,
         origin_private_key_pem=certificate.private_key_pem,
         origin_certificate_pem=certificate.certificate_pem,
         cloudflare=ranges,
@@ -161,6 +164,9 @@ def _render(
             registry_password=v["registry_password"],
             spaces_access_key=v["spaces_access_key"],
             spaces_secret_key=v["spaces_secret_key"],
+            database_app_password=v["database_app_password"],
+            backup_cipher_pass=v["backup_cipher_pass"],
+            uploads_repo_password=v["uploads_repo_password"],
         )
         return render_bundle(
             settings, secrets, cloudflare=v["cloudflare"], origin_certificate_pem=v["origin_certificate_pem"]

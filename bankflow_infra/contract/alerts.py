@@ -22,6 +22,6 @@ DRILL_MAX_AGE_SECONDS: Final = 8 * 24 * 3600
 ALERTS_FILE: Final = "alerts.json"  # under the bundle's secrets/ (0600): the webhook URL is a secret
 ALERTS_SCHEMA: Final = 1
 WATCH_STATE_FILE: Final = "backup-watch.json"  # in the host's state dir: what was sent, since when
-# The audit-log actions whose last run must have succeeded (the nightly database backup,
-# the uploads backup).
-WATCHED_RUNS: Final = ("backup", "uploads-backup")
+# The audit-log actions whose last run must have succeeded: the nightly database backup, the
+# uploads backup (every 5 minutes) and the uploads repository check (restic check: damage).
+WATCHED_RUNS: Final = ("backup", "uploads-backup", "uploads-check")

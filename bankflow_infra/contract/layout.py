@@ -14,7 +14,13 @@ from typing import Final
 
 HOST_ROOT: Final = "/opt/bankflow"
 HOME_ENV: Final = "BANKFLOW_HOME"  # overrides HOST_ROOT for the agent (tests, a relocated host)
-DATA_VOLUME_MOUNT: Final = "/mnt/bankflow-data"  # the DigitalOcean volume holding PostgreSQL
+DATA_VOLUME_MOUNT: Final = "/mnt/bankflow-data"  # the DigitalOcean volume: PostgreSQL and uploads
+# Uploaded files live on the data volume when the stack has one (issue 11: uploads are data). The
+# app containers keep mounting HostPaths.uploads (/opt/bankflow/uploads): on a stack with a volume
+# the agent's one-time migration (host/backups/uploads_migrate.py) makes that path a symlink to
+# this directory, so every release -- also one rendered before the move -- sees the same tree.
+DATA_UPLOADS_NAME: Final = "uploads"
+UPLOADS_ROOT_DISK_COPY: Final = "uploads.root-disk"  # the pre-migration tree, kept until removed by hand
 AGENT_NAME: Final = "bankflow-agent"
 
 SECRET_DIR_MODE: Final = 0o700
@@ -60,8 +66,12 @@ class HostPaths:
         return self.home / "logs"
 
     @property
-    def uploads(self) -> Path:  # mounted read-write by the app containers
+    def uploads(self) -> Path:  # mounted read-write by the app containers (a symlink to the volume's)
         return self.home / "uploads"
+
+    @property
+    def uploads_root_disk_copy(self) -> Path:  # the root disk's tree after its move onto the volume
+        return self.home / UPLOADS_ROOT_DISK_COPY
 
     @property
     def backups(self) -> Path:  # local database dumps, 0700
@@ -113,6 +123,7 @@ TLS_DIR: Final = str(DROPLET.tls)  # the agent copies a release's tls/ (public O
 STATE_DIR: Final = str(DROPLET.state)
 LOGS_DIR: Final = str(DROPLET.logs)
 UPLOADS_DIR: Final = str(DROPLET.uploads)
+DATA_UPLOADS_DIR: Final = f"{DATA_VOLUME_MOUNT}/{DATA_UPLOADS_NAME}"  # the real tree on a volume stack
 BACKUPS_DIR: Final = str(DROPLET.backups)
 AGENT_BIN: Final = str(DROPLET.agent)
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from .uploads import UPLOADS_SECRET_ENV
+
 RELEASE_ID_LENGTH: Final = 12
 _RELEASE_ID: Final = re.compile(rf"[0-9a-f]{{{RELEASE_ID_LENGTH}}}")
 
@@ -50,7 +52,7 @@ RCLONE_CONFIG: Final = "rclone.conf"
 BACKUP_CONFIG_FILE: Final = "backup/backup.json"
 BACKUP_CONFIG_SCHEMA: Final = 1
 # Secrets the app containers never read: rotating them must not restart the apps.
-NON_APP_SECRETS: Final = frozenset({ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG})
+NON_APP_SECRETS: Final = frozenset({ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG, UPLOADS_SECRET_ENV})
 
 
 def secret_path(name: str) -> str:

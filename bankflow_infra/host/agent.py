@@ -12,6 +12,8 @@
     bankflow-agent migrate                             run the current release's migrate command
                                                        again (the deploy's migrate step), audited
     bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
+    bankflow-agent database-roles                      apply the serving release's database roles and
+                                                       passwords again (every switch does it)
 
 Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves
 (also: a file could not be written -- ENOSPC/EIO, the message names it -- with nothing replaced),
@@ -52,9 +54,10 @@ from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
-from . import history
+from . import database_roles, history
 from . import state as st
 from .backups import commands as backups
+from .backups import uploads_commands as uploads
 from .context import Context, Options, UsageError, describe
 from .deploy import cmd_deploy, cmd_rollback
 from .files import WriteFailed
@@ -84,7 +87,9 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "status": (lambda ctx, a, _: cmd_status(ctx, a.json), False),
     "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
     **backups.COMMANDS,
+    **uploads.COMMANDS,
     **history.COMMANDS,
+    **database_roles.COMMANDS,
 }
 SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
 
@@ -138,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     sub.add_parser("migrate", help="run the current release's migrate command again")
     backups.register(sub)
+    uploads.register(sub)
     history.register(sub)
+    database_roles.register(sub)
     return parser
 
 
@@ -190,7 +197,7 @@ def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
         paths.ensure()
         if not locked:
             _reconcile_if_idle(ctx, args.command)
-            if args.command not in backups.AUDITED:
+            if args.command not in backups.AUDITED | uploads.AUDITED:
                 return handler(ctx, args, stdin)
             return _attempt(ctx, args, stdin)
         with st.exclusive_lock(paths.lock, args.command, ctx.actor):

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..contract.exit_codes import OK
 from . import state as st
 from .context import Context, UsageError
+from .database_roles import load_roles
 from .manifest import bundle_release_id, load_manifest
 from .reconcile import reconcile
 from .release_dir import install_release
@@ -26,6 +27,7 @@ def cmd_deploy(ctx: Context, bundle: Path, release_override: str | None, reconci
     """Input first (the manifest, the release id), then reconciliation, then the switch: a bundle
     that cannot be deployed is refused before the host is touched at all."""
     manifest = load_manifest(bundle)
+    load_roles(bundle)  # its password files too (the switch reads them again from the release dir)
     release = bundle_release_id(bundle, release_override)
     if not reconciled:
         reconcile(ctx)

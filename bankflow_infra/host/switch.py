@@ -35,6 +35,7 @@ from ..contract.upstreams import CANDIDATE_UPSTREAMS_FILE
 from . import journal, traffic
 from . import state as st
 from .context import Context, StepFailed, describe
+from .database_roles import ACTION, apply_roles, load_roles
 from .files import Snapshot, put_back, same_files, take_snapshot
 from .manifest import Manifest
 from .plan import NGINX_SERVICE, SwitchPlan, backup_addresses, changed_base, nginx_files_kept, plan_switch
@@ -85,6 +86,7 @@ class _Undo:
     live: list[Snapshot] = field(default_factory=list)
     nginx: Snapshot | None = None
     started: Project | None = None
+    roles: bool = False  # the release's database passwords were applied to the cluster
     staged: bool = False  # nginx reloaded with the new config / candidate upstreams
     public: bool = False  # the public include pointed at the new release
 
@@ -94,6 +96,7 @@ def switch_release(
 ) -> int:
     """Switch nginx to ``release`` (installed in its release dir); the exit code."""
     plan = plan_switch(ctx, action, release, manifest, current)
+    roles = load_roles(plan.bundle)  # bad password files: refused before anything changes
     intent = journal.Intent(
         ctx.attempt,
         action,
@@ -110,6 +113,10 @@ def switch_release(
     progress, undo = _Progress(ctx, plan, intent), _Undo()
     try:
         _prepare(ctx, plan, progress, undo)
+        if roles is not None:  # postgres runs now (apply-base); before migrate and any app start
+            progress.run(ACTION, f"roles and passwords of database {roles.database} ({roles.app_role})")
+            undo.roles = True
+            ctx.say(f"{plan.action} {plan.release}: {ACTION}: {apply_roles(ctx, roles, plan.base, release)}")
         _start_new_apps(ctx, plan, progress, undo)
         _stage(ctx, plan, progress, undo)
         if plan.verify_listener:
@@ -252,6 +259,8 @@ def _undo(ctx: Context, plan: SwitchPlan, undo: _Undo) -> tuple[list[str], bool]
             put_back(snapshot)
     except Exception as exc:
         problems.append(f"restoring the live secrets/certificate failed: {describe(exc)}")
+    if undo.roles and plan.current is not None:
+        problems += _previous_roles(ctx, plan, plan.current.release)
     if undo.nginx is not None and undo.staged:
         try:
             if plan.current is None:  # nothing served before: back to the bundle's placeholders
@@ -278,6 +287,18 @@ def _undo(ctx: Context, plan: SwitchPlan, undo: _Undo) -> tuple[list[str], bool]
         except Exception as exc:
             problems.append(f"stopping {undo.started.name} failed: {describe(exc)}")
     return problems, False
+
+
+def _previous_roles(ctx: Context, plan: SwitchPlan, previous: str) -> list[str]:
+    """The serving release's passwords back on the cluster: its apps open new connections with
+    them. A release rendered before the database roles has none to put back."""
+    try:
+        roles = load_roles(ctx.paths.release_dir(previous))
+        if roles is not None:
+            apply_roles(ctx, roles, plan.base, previous)
+    except Exception as exc:
+        return [f"putting back the database passwords of release {previous} failed: {describe(exc)}"]
+    return []
 
 
 def _placeholders(ctx: Context, plan: SwitchPlan) -> None:

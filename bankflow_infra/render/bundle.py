@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA
-from bankflow_infra.render import alerts, backup, compose, host_files
+from bankflow_infra.render import alerts, backup, compose, host_files, uploads_backup
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -39,8 +39,14 @@ def _env_file(values: Mapping[str, str]) -> str:
 
 def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
     """Bundle path -> text of every secret file (installed 0600 under layout.SECRETS_DIR)."""
+    # The apps log in as the least-privilege role once the stack generates its password; a
+    # bundle without one (rendered before issue 11) keeps the superuser, as before.
+    if secrets.database_app_password is not None:
+        database_url = catalog.database_url(secrets.database_app_password, catalog.DATABASE_APP_ROLE)
+    else:
+        database_url = catalog.database_url(secrets.postgres_password)
     app_values = {
-        "DATABASE_URL": catalog.database_url(secrets.postgres_password),
+        "DATABASE_URL": database_url,
         "REDIS_URL": catalog.redis_url(secrets.redis_password),
         "JWT_SECRET": secrets.jwt_secret,
     }
@@ -64,6 +70,9 @@ def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
         files[backup.RCLONE_CONFIG_FILE] = backup.render_rclone_config(
             secrets.spaces_access_key, secrets.spaces_secret_key
         )
+    # --- uploads backups (issue 11; render/uploads_backup.py): restic's password + Spaces key ---
+    files.update(uploads_backup.uploads_secret_files(secrets))
+    # --- end uploads backups ---
     return files
 
 
@@ -101,8 +110,27 @@ def service_digests(
     return {name: _digest_of(value) for name, value in sorted(inputs.items())}
 
 
-def render_manifest(settings: Settings, digests: Mapping[str, str], params: NginxParams) -> str:
+def database_roles(app_role: bool) -> dict[str, Any] | None:
+    """The manifest's ``database`` entry: which roles the agent creates and whose passwords it
+    applies to the running cluster on every switch (host/database_roles.py), and where in the
+    bundle each password is. No value, only names. None without the app role's password."""
+    if not app_role:
+        return None
+    return {
+        "service": "postgres",
+        "database": catalog.DATABASE_NAME,
+        "superuser": catalog.DATABASE_USER,
+        "superuser_password": {"file": compose.POSTGRES_ENV_FILE, "key": "POSTGRES_PASSWORD"},
+        "app_role": catalog.DATABASE_APP_ROLE,
+        "app_url": {"file": compose.APP_ENV_FILE, "key": "DATABASE_URL"},
+    }
+
+
+def render_manifest(
+    settings: Settings, digests: Mapping[str, str], params: NginxParams, app_role: bool = False
+) -> str:
     """``release.json``: what the agent needs to run the release. Never holds a secret."""
+    roles = database_roles(app_role)
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "stack": settings.stack,
@@ -131,6 +159,7 @@ def render_manifest(settings: Settings, digests: Mapping[str, str], params: Ngin
         # Additions beyond the agreed keys (the agent may ignore them):
         "tls_dir": compose.ORIGIN_CERT_FILE.rsplit("/", 1)[0],  # copied to layout.TLS_DIR
         "nginx_conf": f"{params.config_dir}/{nginx_conf.MAIN_FILE}",  # inside the nginx container
+        **({"database": roles} if roles is not None else {}),
     }
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
@@ -161,7 +190,7 @@ def render_bundle(
     digests = service_digests(settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text)
 
     texts = {
-        MANIFEST_NAME: render_manifest(settings, digests, nginx),
+        MANIFEST_NAME: render_manifest(settings, digests, nginx, secrets.database_app_password is not None),
         compose.BASE_FILE: compose.dump(
             compose.base_compose(settings, base_defs, digests),
             f"BankFlow {settings.stack}: base services (project {BASE_PROJECT})",
@@ -174,6 +203,8 @@ def render_bundle(
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
         **host_files.render_host_files(settings),
         backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),
+        # --- uploads backups (issue 11): backup/uploads.json and the 5-minute timer ---
+        **uploads_backup.uploads_files(settings, secrets),
     }
     files = tuple(BundleFile(path, texts[path], FILE_MODE) for path in sorted(texts))
     secret_files = tuple(

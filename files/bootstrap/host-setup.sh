@@ -18,6 +18,8 @@
 #   host/logrotate-bankflow          -> /etc/logrotate.d/bankflow
 #   host/bankflow-backup.service     -> /etc/systemd/system/           (daemon-reload on change)
 #   host/bankflow-backup.timer       -> /etc/systemd/system/           (enabled and started)
+#   host/bankflow-uploads-backup.{service,timer}  -> /etc/systemd/system/  (optional: rendered only
+#                                    when the stack has an uploads repository password; enabled)
 #   agent/...                        -> $BANKFLOW_BIN_DIR/... (the host agent; optional)
 # Environment (no value here is secret):
 #   BANKFLOW_HOME, BANKFLOW_{BIN,RELEASES,NGINX,SECRETS,STATE,LOGS,UPLOADS,BACKUPS}_DIR
@@ -28,7 +30,9 @@
 #   BANKFLOW_DATA_VOLUME_LABEL   filesystem label of the attached data volume (production:
 #                        bankflow-data); when set, it is mounted at BANKFLOW_DATA_VOLUME_MOUNT
 #                        (then required: contract/layout.py DATA_VOLUME_MOUNT) through
-#                        /etc/fstab, with postgres/ (0700, uid 70)
+#                        /etc/fstab, with postgres/ (0700, uid 70); the uploads move onto it
+#                        (bankflow-agent uploads-migrate: BANKFLOW_UPLOADS_DIR becomes a symlink to
+#                        <mount>/uploads; the root disk's tree is kept as uploads.root-disk)
 #   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR
 #                        override the payload paths above; BANKFLOW_HOST_FILES=none skips host files
 #   BANKFLOW_ROOTFS=     prefix of every path written (tests only; empty = the real /)
@@ -56,6 +60,9 @@ readonly SWAP_RAM_THRESHOLD=$((4 * 1024 * 1024 * 1024))
 readonly HOST_FILE_NAMES=(daemon.json logrotate-bankflow bankflow-backup.service bankflow-backup.timer)
 # The host agent's backup client (bankflow_infra/render/backup.py: why rclone).
 readonly BACKUP_PACKAGES=(rclone)
+# The uploads' backup client (bankflow_infra/render/uploads_backup.py: why restic).
+readonly UPLOADS_BACKUP_PACKAGES=(restic)
+readonly UPLOADS_UNIT_NAMES=(bankflow-uploads-backup.service bankflow-uploads-backup.timer)
 # postgres:15-alpine runs PostgreSQL as uid/gid 70; its data dir must be that user's, mode 0700.
 readonly POSTGRES_UID=70
 readonly DATA_VOLUME_FS=ext4
@@ -676,6 +683,67 @@ step_backup_client() {
   changed "backup client (installed ${missing[*]})"
 }
 
+step_uploads_backup_client() {
+  local missing=() package
+  for package in "${UPLOADS_BACKUP_PACKAGES[@]}"; do
+    installed "$package" || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    ok "uploads backup client (${UPLOADS_BACKUP_PACKAGES[*]})"
+    return
+  fi
+  apt_install "${missing[@]}"
+  changed "uploads backup client (installed ${missing[*]})"
+}
+
+step_uploads_units() {
+  # Optional: a bundle rendered without an uploads repository password has no uploads units.
+  if [[ $HOST_FILES == none || ! -f $HOST_FILES/bankflow-uploads-backup.timer ]]; then
+    ok "uploads backup timer (not in this bundle)"
+    return
+  fi
+  local name any=0
+  for name in "${UPLOADS_UNIT_NAMES[@]}"; do
+    [[ -f $HOST_FILES/$name ]] || die "host file missing: $HOST_FILES/$name (the uploads units come as a pair)"
+    sync_file "$HOST_FILES/$name" "$(target "/etc/systemd/system/$name")" 0644
+    any=$((any + FILE_CHANGED))
+  done
+  if ((any)); then
+    systemctl daemon-reload
+  fi
+  if ((any)) || ! unit_enabled_and_active bankflow-uploads-backup.timer; then
+    systemctl enable bankflow-uploads-backup.timer >/dev/null 2>&1
+    systemctl restart bankflow-uploads-backup.timer
+    changed "uploads backup timer bankflow-uploads-backup.timer (enabled, every 5 minutes)"
+  else
+    ok "uploads backup timer and service"
+  fi
+}
+
+step_uploads_on_volume() {
+  # Uploads are data: on a stack with a data volume they live on it. The agent moves an existing
+  # root-disk tree once (copy, verify every file by size and sha256, switch; resumable, the old
+  # copy kept) and makes BANKFLOW_UPLOADS_DIR a symlink to the volume's tree. Without a volume the
+  # uploads stay on the root disk (said here and in the release's backup/uploads.json).
+  if [[ -z $DATA_VOLUME_LABEL ]]; then
+    ok "uploads on the droplet's root disk ($UPLOADS_DIR; this stack has no data volume)"
+    return
+  fi
+  local agent output
+  agent=$(target "$BIN_DIR/bankflow-agent")
+  if [[ ! -x $agent ]]; then
+    ok "uploads on the data volume: no host agent yet (the next run moves them)"
+    return
+  fi
+  output=$("$agent" --home "$(target "$HOME_DIR")" --actor host-setup uploads-migrate \
+    --volume "$(target "$DATA_VOLUME_MOUNT")" 2>&1) || die "moving the uploads onto the data volume: $output"
+  if [[ $output == *"nothing to do"* ]]; then
+    ok "uploads on the data volume ($DATA_VOLUME_MOUNT/uploads)"
+  else
+    changed "uploads on the data volume: ${output//$'\n'/; }"
+  fi
+}
+
 step_data_volume() {
   # Production's PostgreSQL lives on the attached DigitalOcean volume (formatted ext4 with this
   # label by Pulumi), never on the droplet's disk: a replaced droplet gets the same data back.
@@ -753,17 +821,20 @@ step_docker_keyring
 step_docker_repo
 step_docker_packages
 step_backup_client
+step_uploads_backup_client
 step_data_volume
 step_directories
 step_ufw
 step_metadata_block
 step_host_files
+step_uploads_units
 step_unattended_upgrades
 step_authorized_keys
 step_sshd
 step_swap
 step_time_sync
 step_agent
+step_uploads_on_volume
 step_verify_docker
 
 if ((changes == 0)); then

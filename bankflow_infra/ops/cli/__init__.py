@@ -25,6 +25,7 @@ COMMANDS = (
     "bankflow_infra.ops.cli.workflow",
     "bankflow_infra.ops.cli.doctor",
     "bankflow_infra.ops.cli.status",
+    "bankflow_infra.ops.cli.rotate",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -8,6 +8,9 @@ Docker on the droplet. It understands the commands DockerRuntime builds and noth
   and ``--env-file`` must exist (what ``docker compose`` checks first), then success; ``logs``
   prints ``--tail`` lines (at most 3) per service; ``ps`` prints ``[]``.
 - ``exec bankflow-nginx-1 nginx -t|-s reload``, ``image rm ...``, ``login ... --password-stdin``.
+- ``compose ... exec -T postgres psql ...`` (the agent's database roles step): a query given with
+  ``-c`` finds no role (prints nothing); a script on stdin is read and "committed" (prints ``0``,
+  the objects handed over). The stdin is never written to the journal.
 
 Every call is appended to ``$BANKFLOW_DOCKER_STANDIN_JOURNAL`` (one JSON argv per line; the
 login password is never written, only its length). ``$BANKFLOW_DOCKER_STANDIN_FAIL`` names
@@ -23,7 +26,7 @@ from pathlib import Path
 
 JOURNAL_ENV = "BANKFLOW_DOCKER_STANDIN_JOURNAL"
 FAIL_ENV = "BANKFLOW_DOCKER_STANDIN_FAIL"
-COMPOSE_SUBCOMMANDS = ("config", "pull", "up", "run", "ps", "down", "logs")
+COMPOSE_SUBCOMMANDS = ("config", "pull", "up", "run", "ps", "down", "logs", "exec")
 
 
 def journal(entry: dict[str, object]) -> None:
@@ -56,6 +59,8 @@ def compose(args: list[str]) -> int:
     if sub in os.environ.get(FAIL_ENV, "").split(","):
         print(f"docker-standin: compose {sub} failed (told to)", file=sys.stderr)
         return 1
+    if sub == "exec":
+        return psql_exec(options)
     if sub == "ps":
         print("[]")
     if sub == "logs":
@@ -64,6 +69,17 @@ def compose(args: list[str]) -> int:
         for service in services:
             for line in range(min(tail, 3)):
                 print(f"{service} | standin log line {line + 1}")
+    return 0
+
+
+def psql_exec(options: list[str]) -> int:
+    """``exec -T postgres psql ...``: the only exec in a compose project the agent runs here."""
+    if options[:3] != ["-T", "postgres", "psql"]:
+        print(f"docker-standin: unsupported compose exec {options[:3]}", file=sys.stderr)
+        return 1
+    if "-c" not in options:
+        sys.stdin.buffer.read()
+        print("0")
     return 0
 
 

@@ -1,0 +1,92 @@
+"""The uploads rig: a host root with a current release whose ``backup/uploads.json`` points the
+REAL restic (0.14, Debian) at a REAL S3 API on loopback (moto's server, ``tests/support/s3.py``).
+One S3 server per session; each test gets its own bucket, so repositories never mix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets as random_source
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bankflow_infra.contract.layout import HostPaths
+from bankflow_infra.contract.uploads import UPLOADS_CONFIG_FILE, UPLOADS_SECRET_ENV
+from bankflow_infra.host import state as st
+from bankflow_infra.host.context import Context, Options
+from tests.support.s3 import S3, moto_s3
+from tests.support.tools import require_tool
+
+PASSWORD = "uploads-repo-password-for-tests-0001"  # noqa: S105 - a test value
+STACK = "test"
+ACCESS_KEY = "AKUPLOADSTEST000001"
+SECRET_KEY = "dXBsb2Fkcy1zZWNyZXQta2V5LTAwMQ=="  # noqa: S105 - a test value (moto accepts any key)
+
+
+@dataclass
+class UploadsHost:
+    paths: HostPaths
+    live: Path  # the uploads tree the backups act on
+    ctx: Context
+    out: io.StringIO
+    err: io.StringIO
+    repository: str
+    s3: S3
+    bucket: str
+
+    def write_secret(self, password: str | None = PASSWORD) -> None:
+        lines = [f"RESTIC_PASSWORD={password}"] if password is not None else []
+        lines += [f"AWS_ACCESS_KEY_ID={ACCESS_KEY}", f"AWS_SECRET_ACCESS_KEY={SECRET_KEY}"]
+        path = self.paths.secrets / UPLOADS_SECRET_ENV
+        path.write_text("\n".join(lines) + "\n")
+        os.chmod(path, 0o600)
+
+    def audit_lines(self) -> list[dict[str, object]]:
+        log = self.paths.audit_log
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3]:
+    require_tool("restic")
+    with moto_s3() as s3:
+        yield s3
+
+
+@pytest.fixture
+def host(tmp_path: Path, s3_server: S3) -> UploadsHost:
+    bucket = f"bankflow-{random_source.token_hex(4)}-backups"
+    s3_server.client.create_bucket(Bucket=bucket)
+    paths = HostPaths(tmp_path / "home")
+    paths.ensure()
+    live = tmp_path / "volume" / "uploads"
+    live.mkdir(parents=True)
+    release = "a" * 12
+    st.write_current(paths, st.Current(release, release, "f" * 64))
+    repository = f"s3:{s3_server.endpoint}/{bucket}/uploads"
+    config = {
+        "schema": 1,
+        "stack": STACK,
+        "repository": repository,
+        "uploads_dir": str(live),
+        "on_data_volume": True,
+    }
+    (paths.release_dir(release) / "backup").mkdir(parents=True)
+    (paths.release_dir(release) / UPLOADS_CONFIG_FILE).write_text(json.dumps(config))
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(paths, None, Options(), "tester", out, err)  # type: ignore[arg-type] - no runtime needed
+    result = UploadsHost(paths, live, ctx, out, err, repository, s3_server, bucket)
+    result.write_secret()
+    return result
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
