@@ -13,7 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from bankflow_infra.contract.alerts import BACKUP_MAX_AGE_SECONDS
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
+from bankflow_infra.ops import health_backups as recovery
 from bankflow_infra.ops.probes import (
     Address,
     Mode,
@@ -31,7 +33,7 @@ from bankflow_infra.ops.probes import (
 NewestBackup = Callable[[], datetime | None]
 
 # Backups run daily (bankflow:backups.timeUtc); 2 h of slack covers a slow dump and upload.
-BACKUP_STALE_AFTER: Final = timedelta(hours=26)
+BACKUP_STALE_AFTER: Final = timedelta(seconds=BACKUP_MAX_AGE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,12 @@ class HealthReport:
     rounds: int
     backup: BackupAge | None = None
     certificate_warning: str | None = None  # the origin certificate expires soon (or is unreadable)
+    pitr: recovery.PitrReport | None = None  # --backups: newest pgBackRest backup, WAL archive lag
+    drill: recovery.DrillReport | None = None  # --backups: the last restore drill
 
     @property
     def healthy(self) -> bool:
         return all(r.healthy for r in self.results)
-
 
 
 # Origin CA certificates are not renewed automatically: warn a month ahead, time to `pulumi up`
@@ -106,6 +109,8 @@ def check_health(
     resolve: Mapping[str, Address] | None = None,
     trust: ssl.SSLContext | None = None,
     newest_backup: NewestBackup | None = None,
+    pitr_status: recovery.PitrStatus | None = None,
+    drill_runs: recovery.DrillRuns | None = None,
 ) -> HealthReport:
     """Probe the stack's services; ``trust`` replaces the edge trust roots (tests only).
 
@@ -119,15 +124,19 @@ def check_health(
         try:
             context = pinned_context(outputs.origin_certificate)
         except ssl.SSLError as error:
-            raise OutputsError(f"stack output 'origin_certificate' of stack {outputs.stack!r}: "
-                               f"not a usable certificate ({error})") from None
+            raise OutputsError(
+                f"stack output 'origin_certificate' of stack {outputs.stack!r}: "
+                f"not a usable certificate ({error})"
+            ) from None
     else:
         context = trust or edge_context()
     results, rounds = run_async(run_rounds(probes, context, policy, pinned))
     backup = backup_age(newest_backup) if newest_backup is not None else None
     return HealthReport(
-        outputs.stack, mode, results, rounds, backup, certificate_warning(outputs.origin_cert_expires_on)
-    )
+        outputs.stack, mode, results, rounds, backup, certificate_warning(outputs.origin_cert_expires_on),
+        recovery.pitr_report(pitr_status) if pitr_status is not None else None,
+        recovery.drill_report(drill_runs) if drill_runs is not None else None,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- reporting (pure)
@@ -150,12 +159,22 @@ def report_document(report: HealthReport) -> dict[str, Any]:
         "healthy": report.healthy,
         "rounds": report.rounds,
         "probes": [
-            {"service": r.service, "url": r.url, "connect": r.connect, "healthy": r.healthy,
-             "status": r.status, "latency_ms": r.latency_ms, "attempts": r.attempts, "error": r.error}
+            {
+                "service": r.service,
+                "url": r.url,
+                "connect": r.connect,
+                "healthy": r.healthy,
+                "status": r.status,
+                "latency_ms": r.latency_ms,
+                "attempts": r.attempts,
+                "error": r.error,
+            }
             for r in report.results
         ],
         "backup": backup,
         "certificate_warning": report.certificate_warning,
+        "pitr": recovery.pitr_document(report.pitr) if report.pitr is not None else None,
+        "drill": recovery.drill_document(report.drill) if report.drill is not None else None,
     }
 
 
@@ -163,23 +182,36 @@ def format_table(report: HealthReport) -> str:
     via = "through Cloudflare" if report.mode == "edge" else "direct to the origin (pinned certificate)"
     header = ("SERVICE", "URL", "STATUS", "LATENCY_MS", "ERROR")
     rows = [
-        (r.service, r.url + (f" via {r.connect}" if r.connect else ""),
-         str(r.status) if r.status is not None else "-",
-         f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",
-         r.error or ("-" if r.healthy else "unhealthy"))
+        (
+            r.service,
+            r.url + (f" via {r.connect}" if r.connect else ""),
+            str(r.status) if r.status is not None else "-",
+            f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",
+            r.error or ("-" if r.healthy else "unhealthy"),
+        )
         for r in report.results
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
-    lines = [f"health of stack {report.stack!r} {via}"
-             + (f", after {report.rounds} rounds" if report.rounds > 1 else "")]
+    lines = [
+        f"health of stack {report.stack!r} {via}"
+        + (f", after {report.rounds} rounds" if report.rounds > 1 else "")
+    ]
     for row in (header, *rows):
-        lines.append("  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)),
-                                row[-1]]))
+        lines.append(
+            "  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]])
+        )
     failing = [r.service for r in report.results if not r.healthy]
-    lines.append(f"UNHEALTHY: {', '.join(failing)}" if failing
-                 else f"healthy: {len(report.results)}/{len(report.results)} services")
+    lines.append(
+        f"UNHEALTHY: {', '.join(failing)}"
+        if failing
+        else f"healthy: {len(report.results)}/{len(report.results)} services"
+    )
     if report.backup is not None:
         lines.append(format_backup(report.backup))
+    if report.pitr is not None:
+        lines += recovery.pitr_lines(report.pitr)
+    if report.drill is not None:
+        lines += recovery.drill_lines(report.drill)
     if report.certificate_warning is not None:
         lines.append(report.certificate_warning)
     return "\n".join(lines) + "\n"
@@ -190,8 +222,10 @@ def format_backup(backup: BackupAge) -> str:
         return f"WARNING: newest backup unknown: {backup.error}"
     hours = backup.age.total_seconds() / 3600
     if backup.stale:
-        return (f"WARNING: newest backup is {hours:.1f} h old (taken {backup.newest.isoformat()}), "
-                f"past {BACKUP_STALE_AFTER.total_seconds() / 3600:.0f} h")
+        return (
+            f"WARNING: newest backup is {hours:.1f} h old (taken {backup.newest.isoformat()}), "
+            f"past {BACKUP_STALE_AFTER.total_seconds() / 3600:.0f} h"
+        )
     return f"newest backup: {hours:.1f} h old (taken {backup.newest.isoformat()})"
 
 

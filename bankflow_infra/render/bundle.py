@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA
-from bankflow_infra.render import backup, compose, host_files, uploads_backup
+from bankflow_infra.render import alerts, backup, compose, host_files, uploads_backup
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -180,6 +180,11 @@ def render_bundle(
 
     nginx_files = nginx_conf.render_nginx_files(settings, nginx, cloudflare.validated())
     secret_texts = render_secret_files(secrets)
+    # --- backup alerts (issue 11): the droplet's backup watch posts to the stack's webhook
+    alerts_text = alerts.render_alerts_config(settings)
+    if alerts_text is not None:
+        secret_texts[alerts.ALERTS_CONFIG_FILE] = alerts_text
+    # --- end backup alerts
     base_defs = compose.base_service_definitions(settings, nginx)
     app_defs = compose.app_service_definitions(settings)
     digests = service_digests(settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text)

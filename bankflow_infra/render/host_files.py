@@ -23,6 +23,8 @@ DAEMON_JSON: Final = "host/daemon.json"
 LOGROTATE: Final = "host/logrotate-bankflow"
 BACKUP_SERVICE: Final = "host/bankflow-backup.service"
 BACKUP_TIMER: Final = "host/bankflow-backup.timer"
+WATCH_SERVICE: Final = "host/bankflow-backup-watch.service"  # issue 11: backup alerts
+WATCH_TIMER: Final = "host/bankflow-backup-watch.timer"
 
 _PLACEHOLDER_RE: Final = re.compile(r"@([A-Z_]+)@")
 
@@ -57,4 +59,6 @@ def render_host_files(settings: Settings) -> dict[str, str]:
         LOGROTATE: fill_template("logrotate/bankflow", {"LOGS_DIR": LOGS_DIR, "STATE_DIR": STATE_DIR}),
         BACKUP_SERVICE: fill_template("systemd/bankflow-backup.service", {"AGENT_BIN": AGENT_BIN}),
         BACKUP_TIMER: fill_template("systemd/bankflow-backup.timer", {"TIME_UTC": settings.backups.time_utc}),
+        WATCH_SERVICE: fill_template("systemd/bankflow-backup-watch.service", {"AGENT_BIN": AGENT_BIN}),
+        WATCH_TIMER: fill_template("systemd/bankflow-backup-watch.timer", {}),
     }

@@ -34,6 +34,8 @@ LAYOUT = {
     "host/logrotate-bankflow",
     "host/bankflow-backup.service",
     "host/bankflow-backup.timer",
+    "host/bankflow-backup-watch.service",  # backup alerts, every minute (issue 11)
+    "host/bankflow-backup-watch.timer",
     "backup/backup.json",  # where the host agent uploads dumps (render/backup.py)
 }
 

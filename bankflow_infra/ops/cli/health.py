@@ -11,6 +11,7 @@ from typing import Any
 
 from bankflow_infra.contract import exit_codes
 from bankflow_infra.contract.outputs import StackOutputs
+from bankflow_infra.ops import health_backups as recovery
 from bankflow_infra.ops.backups import newest_backup_time
 from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments, seconds
@@ -21,6 +22,7 @@ from bankflow_infra.ops.health import (
     report_document,
     with_wait_default,
 )
+from bankflow_infra.ops.health_backups import fetch_drill_runs, fetch_pitr_status
 from bankflow_infra.ops.probes import Address, Mode, Policy, parse_resolve
 
 # Test/ops-only: "host=IP:PORT,..." sends a hostname's probes to IP:PORT (Host and SNI unchanged).
@@ -58,7 +60,9 @@ def register(commands: Any) -> None:
     health.add_argument(
         "--backups",
         action="store_true",
-        help="also ask the droplet (over SSH) for the newest backup's age; warn past 26 h",
+        help="also ask the droplet (over SSH) for the newest dump's and pgBackRest backup's age (warn past "
+        "26 h) and the WAL archive lag (warn over 5 min), and GitHub (gh) for the last restore drill "
+        "(warn when it failed or none passed in 8 days)",
     )
     health.set_defaults(handler=run)
 
@@ -92,12 +96,20 @@ def _probe(args: argparse.Namespace, policy: Policy, resolve: dict[str, Address]
     what = "waiting until every service is healthy" if args.wait else "probing every service"
     with session.spinner(f"health of {outputs.stack}: {what} (deadline {policy.deadline:.0f} s)"):
         mode: Mode = "origin" if args.origin else "edge"
-        report = check_health(outputs, mode, policy, resolve, newest_backup=newest)
+        report = check_health(
+            outputs, mode, policy, resolve, newest_backup=newest,
+            pitr_status=_pitr_status(outputs) if args.backups else None,
+            drill_runs=(lambda: fetch_drill_runs()) if args.backups else None,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(report_document(report), indent=2))
     else:
         sys.stdout.write(format_table(report))
     return exit_codes.OK if report.healthy else exit_codes.FAILED
+
+
+def _pitr_status(outputs: StackOutputs) -> recovery.PitrStatus:
+    return lambda: fetch_pitr_status(outputs, note=session.note)
 
 
 def _newest_backup(outputs: StackOutputs) -> NewestBackup:

@@ -17,6 +17,7 @@
     workflow emergency-pr-body STACK NEW ...    the emergency pull request's description
     workflow emergency-pr-summary STACK NEW ... the emergency pull-request job's summary
     workflow replicate-backups STACK --outputs= copy the backups bucket into its replica
+    workflow restore-drill STACK ...            restore the newest backup on the runner, check it
 
 The handlers are in ``cli.workflow_handlers``; the logic in ``workflow.tools`` (decisions),
 ``workflow.text`` (markdown), ``workflow.stack_files`` (the tag edit) and ``workflow.git``.
@@ -31,6 +32,7 @@ from typing import Any
 
 from bankflow_infra.ops.cli import workflow_backups
 from bankflow_infra.ops.cli import workflow_handlers as run
+from bankflow_infra.ops.cli.workflow_drill import register_drill
 
 OUTCOME_HELP = "the step's outcome (success, failure, skipped, cancelled; empty: not run)"
 TABLE_HELP = "a saved `bankflow-infra health` table, shown under its file name when not empty"
@@ -257,3 +259,4 @@ def register(commands: Any) -> None:
     _emergency(group)
     _emergency_pull_request(group)
     workflow_backups.register(group, EPILOG)
+    register_drill(group, EPILOG)  # restore-drill.yml (issue 11)

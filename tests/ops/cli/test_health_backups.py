@@ -35,6 +35,10 @@ def test_backup_age_is_reported_and_warned_past_26_hours(
         return datetime.now(UTC) - timedelta(hours=age_hours)
 
     monkeypatch.setattr(health_command, "newest_backup_time", newest)
+    # the pgBackRest status and the last drill: tests/ops/health/test_recovery.py
+    pitr = {"archive": {"lag_seconds": 0}}
+    monkeypatch.setattr(health_command, "fetch_pitr_status", lambda *_a, **_k: pitr)
+    monkeypatch.setattr(health_command, "fetch_drill_runs", lambda: [])
     saved = _saved(tmp_path, outputs_document(origin_certificate=certs.origin.pem))
     code = main(["health", "staging", "--origin", "--backups", "--outputs", saved, *FAST])
     out, err = capsys.readouterr()

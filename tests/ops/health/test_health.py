@@ -230,7 +230,8 @@ def test_json_document_shape(certs: Certs) -> None:
     with _servers(certs.origin, _all() | {site: Behaviour(statuses=[500])}) as (_server, resolve):
         report = check_health(_outputs(certs), "origin", FAST, resolve)
     document = report_document(report)
-    assert set(document) == {"stack", "mode", "healthy", "rounds", "probes", "backup", "certificate_warning"}
+    assert set(document) == {"stack", "mode", "healthy", "rounds", "probes", "backup", "certificate_warning",
+                             "pitr", "drill"}  # fmt: skip
     assert (document["stack"], document["mode"], document["healthy"], document["backup"]) == (
         "staging", "origin", False, None)
     assert [p["service"] for p in document["probes"]] == list(APP_SERVICES)
