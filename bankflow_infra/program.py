@@ -132,12 +132,48 @@ def _stack_reference_name(stack: str) -> str:
     return stack if "/" in stack else f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
 
 
+@dataclass(frozen=True)
+class _RepositoryKeys:
+    """The keys of the backup repositories in this server's bucket (None: no bucket to use)."""
+
+    cipher_pass: pulumi.Input[str | None] = None
+    uploads_password: pulumi.Input[str | None] = None
+
+
+def _repository_keys(settings: Settings, own: BackupBucket | None) -> _RepositoryKeys:
+    """This stack's own bucket's keys, or -- a rebuild stack writing to its environment's original
+    bucket -- that stack's, through a StackReference: a new random key could not open backups
+    made with the old one (pgBackRest and restic repositories have one key each)."""
+    if own is not None:
+        return _RepositoryKeys(own.cipher_pass, own.uploads_password)
+    if settings.backups.bucket_stack == settings.stack:
+        return _RepositoryKeys()
+    reference = pulumi.StackReference(_stack_reference_name(settings.backups.bucket_stack))
+    source = settings.backups.bucket_stack
+    repository = reference.get_output("backup_repository")
+    return _RepositoryKeys(
+        repository.apply(lambda v: repository_key(v, "cipher_pass", source)),
+        repository.apply(lambda v: repository_key(v, "uploads_password", source)),
+    )
+
+
+def repository_key(value: Any, key: str, source: str) -> str:
+    """One key of another stack's `backup_repository` output; an error names the stack, never a value."""
+    if not isinstance(value, dict) or not isinstance(value.get(key), str) or not value[key]:
+        raise ValueError(
+            f"stack {source!r} has no output backup_repository.{key}: has it been `pulumi up`-ed with "
+            "the current program (its bucket generates the backup repositories' keys)?"
+        )
+    return str(value[key])
+
+
 def _render(
     settings: Settings,
     credentials: Credentials,
     certificate: OriginCertificate,
     ranges: pulumi.Output[CloudflareRanges],
     backup_access: BackupAccess,
+    repository: _RepositoryKeys,
 ) -> pulumi.Output[Bundle]:
     registry_password = pulumi.Config(NAMESPACE).get_secret("registryPassword")
     inputs = pulumi.Output.all(
@@ -145,8 +181,8 @@ def _render(
         redis_password=credentials.redis_password,
         jwt_secret=credentials.jwt_secret,
         database_app_password=credentials.database_app_password,
-        backup_cipher_pass=credentials.backup_cipher_pass,
-        uploads_repo_password=credentials.uploads_repo_password,
+        backup_cipher_pass=repository.cipher_pass,
+        uploads_repo_password=repository.uploads_password,
         origin_private_key_pem=certificate.private_key_pem,
         origin_certificate_pem=certificate.certificate_pem,
         cloudflare=ranges,
@@ -201,6 +237,7 @@ def _contract_outputs(settings: Settings, services: tuple[AppService, ...]) -> d
         "backup_replica": None,
         "backup_replica_key": None,
         "backup_drill_key": None,
+        "backup_repository": None,
     }
 
 
@@ -229,7 +266,7 @@ def _server_layer(
     settings: Settings,
     ranges: pulumi.Output[CloudflareRanges],
     volume: do.Volume | None,
-    bucket: do.SpacesBucket | None,
+    backups: BackupBucket | None,
 ) -> _ServerLayer:
     """Credentials, droplet, certificate, monitoring, the Spaces key and the remote deploy."""
     credentials = Credentials("credentials")
@@ -248,8 +285,10 @@ def _server_layer(
         ),
     )
     Monitoring("monitoring", MonitoringArgs(stack=settings.stack, alerts=settings.alerts), server.stack_tag)
-    backup_access = BackupAccess("backup-access", backup_access_args(settings), bucket)
-    bundle = _render(settings, credentials, certificate, ranges, backup_access)
+    own_bucket = backups.bucket if backups else None
+    backup_access = BackupAccess("backup-access", backup_access_args(settings), own_bucket)
+    repository = _repository_keys(settings, backups)
+    bundle = _render(settings, credentials, certificate, ranges, backup_access, repository)
     deploy = RemoteDeploy(REMOTE_DEPLOY_NAME, remote_deploy_args(settings), server, credentials, bundle)
     outputs = {
         "origin_ip": server.ipv4,
@@ -319,7 +358,7 @@ def build(settings: Settings) -> Built:
     backups = BackupBucket("backups", backup_bucket_args(settings)) if settings.edge.enabled else None
     layer: _ServerLayer | None = None
     if settings.server.enabled:
-        own_bucket = backups.bucket if backups and settings.backups.bucket_stack == settings.stack else None
+        own_bucket = backups if backups and settings.backups.bucket_stack == settings.stack else None
         layer = _server_layer(settings, ranges, volume, own_bucket)
         project_urns += layer.server.resource_urns
         outputs |= layer.outputs
@@ -339,6 +378,10 @@ def build(settings: Settings) -> Built:
         replica = BackupReplica("backup-replica", backup_replica_args(settings), backups.bucket)
         project_urns.append(replica.bucket.bucket_urn)
         outputs |= _replica_outputs(replica)
+        outputs["backup_repository"] = {
+            "cipher_pass": backups.cipher_pass,
+            "uploads_password": backups.uploads_password,
+        }
 
     if project_urns:
         _project(settings, project_urns)

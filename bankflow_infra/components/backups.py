@@ -22,7 +22,9 @@ from typing import Final
 
 import pulumi
 import pulumi_digitalocean as do
+import pulumi_random as random
 
+from bankflow_infra.components.credentials import KEPT_PASSWORD_ARGUMENTS
 from bankflow_infra.render.backup import spaces_endpoint
 from bankflow_infra.settings import Settings
 
@@ -98,11 +100,21 @@ class BackupAccessArgs:
 
 
 class BackupBucket(pulumi.ComponentResource):
-    """The environment's Spaces bucket for database dumps, expiring them after retentionDays."""
+    """The environment's Spaces bucket for backups (dumps expire after retentionDays), and the
+    keys of the repositories inside it: pgBackRest's cipher pass and restic's password.
+
+    The keys live with the bucket, not with a server: a rebuild stack (its own server, this
+    bucket) reads them through a StackReference (output `backup_repository`), and retiring a
+    server leaves them where the backups are. Never replaced: pgBackRest cannot re-encrypt a
+    repository, and restic's key changes only with `restic key` on a host -- so both are
+    `protect`ed and ignore every argument (each one forces a new value, see credentials.py).
+    """
 
     bucket: do.SpacesBucket
     name: str
     endpoint: str
+    cipher_pass: pulumi.Output[str]
+    uploads_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: BackupBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("bankflow:index:BackupBucket", name, None, opts)
@@ -119,6 +131,15 @@ class BackupBucket(pulumi.ComponentResource):
             # Production's dumps are the last line of defence: never deleted by an `up` or `destroy`.
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
+        kept = pulumi.ResourceOptions(parent=self, protect=True, ignore_changes=KEPT_PASSWORD_ARGUMENTS)
+
+        def repository_key(kind: str) -> pulumi.Output[str]:
+            # special=False: BundleSecrets accepts RFC 3986 unreserved characters only.
+            generated = random.RandomPassword(f"{name}-{kind}", length=64, special=False, opts=kept)
+            return pulumi.Output.secret(generated.result)
+
+        self.cipher_pass = repository_key("cipher-pass")
+        self.uploads_password = repository_key("uploads-password")
         self.register_outputs({"name": self.name})
 
 
@@ -211,8 +232,10 @@ class BackupReplica(pulumi.ComponentResource):
         # A grant names its buckets by name only: both must exist before the key.
         after = [primary, self.bucket]
         self.replication_key = self._key(
-            f"{name}-replication-key", args.replication_key_name,
-            replication_grants(args.primary_bucket, args.name), after,
+            f"{name}-replication-key",
+            args.replication_key_name,
+            replication_grants(args.primary_bucket, args.name),
+            after,
         )
         self.drill_key = self._key(
             f"{name}-drill-key", args.drill_key_name, drill_grants(args.primary_bucket, args.name), after

@@ -15,8 +15,9 @@ import pulumi_tls as tls
 # Every argument of random.RandomPassword forces a replacement (a NEW value) when it changes:
 # terraform-provider-random internal/provider/resource_password.go, passwordSchemaV3, gives
 # keepers, length, special, upper, lower, numeric, min_* and override_special a RequiresReplace
-# plan modifier. A key that must never change therefore ignores its arguments AND is protected.
-_PASSWORD_ARGUMENTS: Final = [
+# plan modifier. A key that must never change therefore ignores its arguments AND is protected
+# (the backup repositories' keys: components/backups.py BackupBucket).
+KEPT_PASSWORD_ARGUMENTS: Final = [
     "keepers", "length", "special", "upper", "lower", "numeric", "number",
     "min_upper", "min_lower", "min_numeric", "min_special", "override_special",
 ]  # fmt: skip
@@ -27,8 +28,6 @@ class Credentials(pulumi.ComponentResource):
     redis_password: pulumi.Output[str]
     jwt_secret: pulumi.Output[str]
     database_app_password: pulumi.Output[str]
-    backup_cipher_pass: pulumi.Output[str]
-    uploads_repo_password: pulumi.Output[str]
     deploy_private_key: pulumi.Output[str]
     deploy_public_key: pulumi.Output[str]
     host_private_key: pulumi.Output[str]
@@ -37,17 +36,11 @@ class Credentials(pulumi.ComponentResource):
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("bankflow:index:Credentials", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # Never replaced: pgBackRest cannot re-encrypt a repository with a new cipher pass (every
-        # backup and WAL segment already written stays encrypted with the old one), and restic's
-        # repository key is only changed by `restic key passwd` on the host, which nothing here
-        # runs. `protect` makes `pulumi up --replace`/`destroy` refuse; ignore_changes keeps an
-        # edited argument from planning a replacement (see _PASSWORD_ARGUMENTS).
-        kept = pulumi.ResourceOptions(parent=self, protect=True, ignore_changes=_PASSWORD_ARGUMENTS)
 
         # Alphanumeric only (special=False): the passwords are embedded in DATABASE_URL / REDIS_URL
         # unescaped, and BundleSecrets.validate accepts only RFC 3986 unreserved characters.
-        def password(kind: str, length: int, options: pulumi.ResourceOptions = child) -> pulumi.Output[str]:
-            generated = random.RandomPassword(f"{name}-{kind}", length=length, special=False, opts=options)
+        def password(kind: str, length: int) -> pulumi.Output[str]:
+            generated = random.RandomPassword(f"{name}-{kind}", length=length, special=False, opts=child)
             return pulumi.Output.secret(generated.result)
 
         self.postgres_password = password("postgres-password", 40)
@@ -55,8 +48,6 @@ class Credentials(pulumi.ComponentResource):
         self.jwt_secret = password("jwt-secret", 64)
         # The apps' least-privilege role (bankflow_app): rotatable, the agent applies it on deploy.
         self.database_app_password = password("database-app-password", 40)
-        self.backup_cipher_pass = password("backup-cipher-pass", 64, kept)
-        self.uploads_repo_password = password("uploads-repo-password", 64, kept)
 
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         host_key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=child)

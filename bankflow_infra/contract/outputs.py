@@ -23,7 +23,9 @@ REDACTED: Final = "[secret]"
 # What _Reader.get returns for an absent output: reported once as missing, never as mistyped too.
 _MISSING: Final = object()
 # Outputs added after stacks were deployed (issue 11): absent means "not deployed yet", not an error.
-_ADDED_LATER: Final = frozenset({"backup_replica", "backup_replica_key", "backup_drill_key"})
+_ADDED_LATER: Final = frozenset(
+    {"backup_replica", "backup_replica_key", "backup_drill_key", "backup_repository"}
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ OUTPUTS: Final = (
                "(reads the bucket, writes the replica)"),
     OutputSpec("backup_drill_key", "secret object or null", True,
                "`{access_key, secret_key}` of the restore drill (reads both buckets, writes nothing)"),
+    OutputSpec("backup_repository", "secret object or null", True,
+               "`{cipher_pass, uploads_password}` of the backups in the bucket (pgBackRest, restic): "
+               "a rebuild stack and the restore drill read them"),
     OutputSpec("origin_certificate", "string or null", False,
                "the Origin CA certificate (PEM), to pin when probing the origin directly"),
     OutputSpec("origin_cert_expires_on", "string or null", False,
@@ -110,6 +115,14 @@ class SpacesKeyPair:
 
 
 @dataclass(frozen=True)
+class RepositorySecrets:
+    """The keys of the bucket's pgBackRest and restic repositories: never in a repr or message."""
+
+    cipher_pass: str = field(repr=False)
+    uploads_password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     stack: str
     environment: Environment
@@ -129,6 +142,7 @@ class StackOutputs:
     # None when absent or read without --show-secrets; never in a repr.
     backup_replica_key: SpacesKeyPair | None = field(default=None, repr=False)
     backup_drill_key: SpacesKeyPair | None = field(default=None, repr=False)
+    backup_repository: RepositorySecrets | None = field(default=None, repr=False)
 
 
 def _json_type(value: Any) -> str:
@@ -327,6 +341,16 @@ def _key_pair(r: _Reader, name: str) -> SpacesKeyPair | None:
     return SpacesKeyPair(access, secret) if access else None
 
 
+def _repository(r: _Reader) -> RepositorySecrets | None:
+    """The repositories' keys; like a key pair, only JSON types ever reach a message."""
+    value, keys = r.get("backup_repository"), ("cipher_pass", "uploads_password")
+    raw = None if value == REDACTED else r.obj("backup_repository", value, keys, nullable=True)
+    bad = [key for key in keys if raw is not None and not (isinstance(raw[key], str) and raw[key])]
+    for key in bad:
+        r.fail(f"backup_repository.{key}", "a string", raw[key] if raw else None)
+    return RepositorySecrets(raw["cipher_pass"], raw["uploads_password"]) if raw and not bad else None
+
+
 def _deploy_key(r: _Reader, show_secrets: bool) -> str | None:
     value = r.get("deploy_private_key")
     if value == REDACTED and not show_secrets:
@@ -366,6 +390,7 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         backup_replica=_backup_bucket(r, "backup_replica"),
         backup_replica_key=_key_pair(r, "backup_replica_key"),
         backup_drill_key=_key_pair(r, "backup_drill_key"),
+        backup_repository=_repository(r),
     )
     if r.problems:
         raise OutputsError("\n".join(r.problems))

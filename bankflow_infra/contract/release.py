@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from .alerts import ALERTS_FILE
 from .uploads import UPLOADS_SECRET_ENV
 
 RELEASE_ID_LENGTH: Final = 12
@@ -52,7 +53,9 @@ RCLONE_CONFIG: Final = "rclone.conf"
 BACKUP_CONFIG_FILE: Final = "backup/backup.json"
 BACKUP_CONFIG_SCHEMA: Final = 1
 # Secrets the app containers never read: rotating them must not restart the apps.
-NON_APP_SECRETS: Final = frozenset({ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG, UPLOADS_SECRET_ENV})
+NON_APP_SECRETS: Final = frozenset(
+    {ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG, UPLOADS_SECRET_ENV, ALERTS_FILE}
+)
 
 
 def secret_path(name: str) -> str:

@@ -12,6 +12,10 @@
     bankflow-agent migrate                             run the current release's migrate command
                                                        again (the deploy's migrate step), audited
     bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
+    bankflow-agent uploads-backup | uploads-snapshots | uploads-status | uploads-check | uploads-migrate
+                                                       uploads (restic): ``backups/uploads_commands.py``
+    bankflow-agent backup-watch                        archive lag, newest backup, last runs; alert on
+                                                       change (every minute, from a timer)
     bankflow-agent database-roles                      apply the serving release's database roles and
                                                        passwords again (every switch does it)
 
@@ -58,6 +62,7 @@ from . import database_roles, history
 from . import state as st
 from .backups import commands as backups
 from .backups import uploads_commands as uploads
+from .backups import watch as backup_watch
 from .context import Context, Options, UsageError, describe
 from .deploy import cmd_deploy, cmd_rollback
 from .files import WriteFailed
@@ -88,6 +93,7 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
     **backups.COMMANDS,
     **uploads.COMMANDS,
+    **backup_watch.COMMANDS,
     **history.COMMANDS,
     **database_roles.COMMANDS,
 }
@@ -144,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="run the current release's migrate command again")
     backups.register(sub)
     uploads.register(sub)
+    backup_watch.register(sub)
     history.register(sub)
     database_roles.register(sub)
     return parser
@@ -196,7 +203,9 @@ def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
         parse_nginx_endpoint(options.candidate_url)
         paths.ensure()
         if not locked:
-            _reconcile_if_idle(ctx, args.command)
+            # backup-watch runs every minute and only reads: no `docker compose ls`/`nginx -t` each time.
+            if args.command not in backup_watch.COMMANDS:
+                _reconcile_if_idle(ctx, args.command)
             if args.command not in backups.AUDITED | uploads.AUDITED:
                 return handler(ctx, args, stdin)
             return _attempt(ctx, args, stdin)

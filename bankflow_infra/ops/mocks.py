@@ -156,6 +156,11 @@ class PlanMocks(pulumi.runtime.Mocks):
         self.referenced_outputs = referenced_outputs or {
             "origin_ip": MOCK_REFERENCED_IPV4,
             "origin_ipv6": MOCK_REFERENCED_IPV6,
+            # What a rebuild stack reads from its environment's bucket stack (stand-in values).
+            "backup_repository": {
+                "cipher_pass": "mockcipher" + _token(seed, "referenced-cipher", length=54),
+                "uploads_password": "mockuploads" + _token(seed, "referenced-uploads", length=53),
+            },
         }
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:

@@ -57,12 +57,12 @@ readonly METADATA_UNIT=bankflow-metadata-block.service
 readonly SSHD_DROPIN_NAME=50-bankflow-hardening.conf
 readonly SWAP_FILE=/swapfile
 readonly SWAP_RAM_THRESHOLD=$((4 * 1024 * 1024 * 1024))
-readonly HOST_FILE_NAMES=(daemon.json logrotate-bankflow bankflow-backup.service bankflow-backup.timer)
+readonly HOST_FILE_NAMES=(daemon.json logrotate-bankflow bankflow-backup.service bankflow-backup.timer
+  bankflow-backup-watch.service bankflow-backup-watch.timer)
 # The host agent's backup client (bankflow_infra/render/backup.py: why rclone).
 readonly BACKUP_PACKAGES=(rclone)
 # The uploads' backup client (bankflow_infra/render/uploads_backup.py: why restic).
 readonly UPLOADS_BACKUP_PACKAGES=(restic)
-readonly UPLOADS_UNIT_NAMES=(bankflow-uploads-backup.service bankflow-uploads-backup.timer)
 # postgres:15-alpine runs PostgreSQL as uid/gid 70; its data dir must be that user's, mode 0700.
 readonly POSTGRES_UID=70
 readonly DATA_VOLUME_FS=ext4
@@ -696,28 +696,46 @@ step_uploads_backup_client() {
   changed "uploads backup client (installed ${missing[*]})"
 }
 
-step_uploads_units() {
-  # Optional: a bundle rendered without an uploads repository password has no uploads units.
-  if [[ $HOST_FILES == none || ! -f $HOST_FILES/bankflow-uploads-backup.timer ]]; then
-    ok "uploads backup timer (not in this bundle)"
+# A service + timer pair from the bundle's host files into /etc/systemd/system, the timer enabled
+# and (re)started when either file changed or it is not running. $1: unit base name, $2: what it
+# does (for the message), $3: "optional" when a bundle may come without the pair.
+install_timer_pair() {
+  local base=$1 what=$2 optional=${3:-}
+  if [[ $HOST_FILES == none ]]; then
+    ok "$base.timer (host files skipped)"
+    return
+  fi
+  if [[ -n $optional && ! -f $HOST_FILES/$base.timer ]]; then
+    ok "$base.timer (not in this bundle)"
     return
   fi
   local name any=0
-  for name in "${UPLOADS_UNIT_NAMES[@]}"; do
-    [[ -f $HOST_FILES/$name ]] || die "host file missing: $HOST_FILES/$name (the uploads units come as a pair)"
+  for name in "$base.service" "$base.timer"; do
+    [[ -f $HOST_FILES/$name ]] || die "host file missing: $HOST_FILES/$name (the $base units come as a pair)"
     sync_file "$HOST_FILES/$name" "$(target "/etc/systemd/system/$name")" 0644
     any=$((any + FILE_CHANGED))
   done
   if ((any)); then
     systemctl daemon-reload
   fi
-  if ((any)) || ! unit_enabled_and_active bankflow-uploads-backup.timer; then
-    systemctl enable bankflow-uploads-backup.timer >/dev/null 2>&1
-    systemctl restart bankflow-uploads-backup.timer
-    changed "uploads backup timer bankflow-uploads-backup.timer (enabled, every 5 minutes)"
+  if ((any)) || ! unit_enabled_and_active "$base.timer"; then
+    systemctl enable "$base.timer" >/dev/null 2>&1
+    # restart, not start: a changed schedule takes effect now (restarting a timer runs nothing).
+    systemctl restart "$base.timer"
+    changed "$what timer $base.timer (enabled)"
   else
-    ok "uploads backup timer and service"
+    ok "$what timer and service"
   fi
+}
+
+step_uploads_units() {
+  # Optional: a bundle rendered without an uploads repository password has no uploads units.
+  install_timer_pair bankflow-uploads-backup "uploads backup (every 5 minutes)" optional
+}
+
+step_backup_watch_units() {
+  # Every minute: WAL-archive lag, backup age, failed runs -> the stack's alert webhook.
+  install_timer_pair bankflow-backup-watch "backup watch (every minute)"
 }
 
 step_uploads_on_volume() {
@@ -828,6 +846,7 @@ step_ufw
 step_metadata_block
 step_host_files
 step_uploads_units
+step_backup_watch_units
 step_unattended_upgrades
 step_authorized_keys
 step_sshd

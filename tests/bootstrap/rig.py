@@ -45,6 +45,10 @@ HOST_FILES = {
     "ExecStart=/opt/bankflow/bin/bankflow-agent backup\n",
     "bankflow-backup.timer": "[Unit]\nDescription=BankFlow nightly backup\n\n[Timer]\n"
     "OnCalendar=*-*-* 03:15:00 UTC\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
+    "bankflow-backup-watch.service": "[Unit]\nDescription=BankFlow backup watch\n\n[Service]\n"
+    "Type=oneshot\nExecStart=/opt/bankflow/bin/bankflow-agent backup-watch\n",
+    "bankflow-backup-watch.timer": "[Unit]\nDescription=BankFlow backup watch\n\n[Timer]\n"
+    "OnCalendar=*:*:00\n\n[Install]\nWantedBy=timers.target\n",
 }
 # Ubuntu 24.04's sshd_config, abridged; DigitalOcean images add a 50-cloud-init.conf drop-in.
 UBUNTU_SSHD_CONFIG = """Include {rootfs}/etc/ssh/sshd_config.d/*.conf

@@ -89,6 +89,10 @@ def _assert_firewall_metadata_block_and_host_files(rig: HostSetupRig, run: Run) 
     assert rig.path("/etc/logrotate.d/bankflow").is_file()
     assert mode_of(rig.path("/etc/systemd/system/bankflow-backup.timer")) == 0o644
     assert ["systemctl", "enable", "bankflow-backup.timer"] in run.commands
+    # The every-minute backup watch (alerts) is installed and running on every host.
+    assert mode_of(rig.path("/etc/systemd/system/bankflow-backup-watch.timer")) == 0o644
+    assert ["systemctl", "enable", "bankflow-backup-watch.timer"] in run.commands
+    assert ["systemctl", "restart", "bankflow-backup-watch.timer"] in run.commands
 
 
 def _assert_upgrades_sshd_and_swap(rig: HostSetupRig, run: Run) -> None:

@@ -16,7 +16,12 @@ def test_the_readme_table_is_the_contracts() -> None:
 
 def test_the_names_are_unique_and_only_the_keys_are_secret() -> None:
     assert len(set(outputs.OUTPUT_NAMES)) == len(outputs.OUTPUT_NAMES)
-    assert {"deploy_private_key", "backup_replica_key", "backup_drill_key"} == outputs.SECRET_OUTPUTS
+    assert {
+        "deploy_private_key",
+        "backup_replica_key",
+        "backup_drill_key",
+        "backup_repository",
+    } == outputs.SECRET_OUTPUTS
 
 
 def test_the_backup_keys_parse_only_with_secrets_shown_and_never_print() -> None:
@@ -34,6 +39,20 @@ def test_the_backup_keys_parse_only_with_secrets_shown_and_never_print() -> None
     hidden = outputs.parse_outputs("staging", outputs_document())
     assert hidden.backup_replica_key is None
     assert hidden.backup_drill_key is None
+
+
+def test_the_repository_keys_parse_only_with_secrets_shown_and_never_print() -> None:
+    keys = {"cipher_pass": "c1pher-pass-value", "uploads_password": "upl0ads-pass-value"}
+    parsed = outputs.parse_outputs("staging", outputs_document() | {"backup_repository": keys}, True)
+    assert parsed.backup_repository == outputs.RepositorySecrets("c1pher-pass-value", "upl0ads-pass-value")
+    assert "pass-value" not in repr(parsed)
+    assert outputs.parse_outputs("staging", outputs_document()).backup_repository is None
+    keys = {"cipher_pass": "s3cr3t-c1pher", "uploads_password": 7}
+    broken = outputs_document() | {"backup_repository": keys}
+    with pytest.raises(outputs.OutputsError) as raised:
+        outputs.parse_outputs("staging", broken, show_secrets=True)
+    assert "backup_repository.uploads_password" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
 
 
 def test_a_stack_deployed_before_the_replica_still_parses() -> None:

@@ -70,6 +70,7 @@ def outputs_document(
                            "endpoint": "https://sfo3.digitaloceanspaces.com"},
         "backup_replica_key": REDACTED,
         "backup_drill_key": REDACTED,
+        "backup_repository": REDACTED,
     }
     assert tuple(document) == OUTPUT_NAMES or set(document) == set(OUTPUT_NAMES)
     return document
