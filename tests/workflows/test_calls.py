@@ -67,7 +67,8 @@ EXPECTED: dict[tuple[str, str, str], list[str]] = {
         "replicate-backups $STACK --outputs=$RUNNER_TEMP/outputs.json"
     ],
     ("restore-drill.yml", "drill", "Restore the newest backup and check it"): [
-        "restore-drill production --repo-type=s3 --work-dir=$RUNNER_TEMP/drill"
+        "restore-drill production --repo-type=s3 --outputs=$RUNNER_TEMP/outputs.json"
+        " --work-dir=$RUNNER_TEMP/drill"
         " --result=$RUNNER_TEMP/restore-drill.json --as-user=postgres"
     ],
 }

@@ -24,7 +24,8 @@ from bankflow_infra.ops.workflow.tools import StepFailed, WorkflowError
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def _saved_outputs(stack: str, path: Path) -> StackOutputs:
+def saved_outputs(stack: str, path: Path) -> StackOutputs:
+    """A `pulumi stack output --json --show-secrets` file, parsed; errors never quote the document."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -43,7 +44,7 @@ def _saved_outputs(stack: str, path: Path) -> StackOutputs:
 
 
 def run_replicate_backups(args: argparse.Namespace) -> int:
-    outputs = _saved_outputs(args.stack, args.outputs)
+    outputs = saved_outputs(args.stack, args.outputs)
     plan = replicate.replication_plan(outputs)
     with tempfile.TemporaryDirectory(prefix="bankflow-replica-") as home:
         report = replicate.replicate(plan, Path(home), os.environ.get("PATH", DEFAULT_PATH))

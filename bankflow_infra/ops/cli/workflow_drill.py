@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from bankflow_infra.contract import exit_codes
 from bankflow_infra.ops import notify
 from bankflow_infra.ops.cli import workflow_handlers as run
+from bankflow_infra.ops.cli.workflow_backups import saved_outputs
 from bankflow_infra.ops.workflow import drill
 from bankflow_infra.ops.workflow import drill_checks as checks
 from bankflow_infra.ops.workflow.tools import WorkflowError
@@ -51,6 +52,12 @@ def register_drill(group: Any, epilog: str) -> None:
     parser.add_argument(
         "--pg-bin", type=Path, default=DEFAULT_PG_BIN, help=f"PostgreSQL 15 binaries ({DEFAULT_PG_BIN})"
     )
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        help="the stack's saved `pulumi stack output --json --show-secrets`: the cipher pass "
+        "(backup_repository) and the read-only drill key (backup_drill_key) come from it",
+    )
     parser.add_argument("--work-dir", type=Path, required=True, help="an empty directory on the runner")
     parser.add_argument("--result", type=Path, required=True, help="where to write the JSON result")
     parser.add_argument("--expect", type=Path, help="a JSON of expected row counts/checksums to compare")
@@ -79,7 +86,8 @@ def run_restore_drill(args: argparse.Namespace) -> int:
         args.pg_bin, args.work_dir, args.expect, args.as_user, args.checksum_tables, args.deadline,
         args.job_retry,
     )  # fmt: skip
-    problems = drill.check_request(request, os.environ, os.geteuid())
+    env = _secrets_environment(args)
+    problems = drill.check_request(request, env, os.geteuid())
     if args.expect is not None:
         try:
             checks.load_expected(args.expect.read_text(encoding="utf-8"), str(args.expect))
@@ -87,7 +95,7 @@ def run_restore_drill(args: argparse.Namespace) -> int:
             problems.append(str(exc))
     if problems:
         raise WorkflowError("Restore drill not started", "; ".join(problems))
-    result = drill.run_drill(request, os.environ)
+    result = drill.run_drill(request, env)
     args.result.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     lines = _report(result)
     print("\n".join(lines), flush=True)
@@ -96,8 +104,27 @@ def run_restore_drill(args: argparse.Namespace) -> int:
     if result["ok"]:
         return exit_codes.OK
     run.annotate("error", "Restore drill failed", f"step {result['failed_step']}: {result['message']}")
-    _alert(result)
+    _alert(result, env)
     return exit_codes.FAILED
+
+
+def _secrets_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The process environment, plus with --outputs the repository's cipher pass and the drill's
+    read-only key from the stack's own outputs (one source: no copy kept as a GitHub secret)."""
+    env = dict(os.environ)
+    if args.outputs is None:
+        return env
+    outputs = saved_outputs(args.stack, args.outputs)
+    if outputs.backup_repository is None or outputs.backup_drill_key is None:
+        raise WorkflowError(
+            "Restore drill not started",
+            f"{args.outputs}: no backup_repository or backup_drill_key (saved without --show-secrets, "
+            f"or stack {args.stack!r} not yet `pulumi up`-ed with backup replicas and repository keys)",
+        )
+    env[drill.CIPHER_ENV] = outputs.backup_repository.cipher_pass
+    env[drill.S3_KEY_ENVS[0]] = outputs.backup_drill_key.access_key
+    env[drill.S3_KEY_ENVS[1]] = outputs.backup_drill_key.secret_key
+    return env
 
 
 def _report(result: dict[str, Any]) -> list[str]:
@@ -114,8 +141,8 @@ def _report(result: dict[str, Any]) -> list[str]:
     return head + checks.report_lines(findings)
 
 
-def _alert(result: dict[str, Any]) -> None:
-    env = os.environ
+def _alert(result: dict[str, Any], env: dict[str, str]) -> None:
+    """``env``: the drill's environment, so the keys read from --outputs are scrubbed too."""
     link = None
     if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")

@@ -29,6 +29,7 @@ from tests.host.watch.pgbackrest_rig import (
     local_webhook,
     start_archiving_cluster,
 )
+from tests.support.outputs import outputs_document
 from tests.support.tools import REPO, require_tool
 
 SEED = """
@@ -116,7 +117,8 @@ def webhook() -> Iterator[Webhook]:
 def drill(rig: Archiving, scratch: Path, monkeypatch: pytest.MonkeyPatch, hook: Webhook, *extra: str,
           cipher: str = CIPHER_PASS) -> tuple[int, dict[str, Any]]:  # fmt: skip
     require_tool("pg_amcheck")
-    monkeypatch.setenv("PGBACKREST_REPO1_CIPHER_PASS", cipher)
+    if cipher:
+        monkeypatch.setenv("PGBACKREST_REPO1_CIPHER_PASS", cipher)
     monkeypatch.setenv(WEBHOOK_ENV, hook.url)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     result = scratch / "result.json"
@@ -235,3 +237,46 @@ def test_missing_secrets_are_refused_before_anything_runs(
     assert "--s3-bucket" not in out  # the bucket and endpoint came from Pulumi.production.yaml
     assert not (scratch / "work").exists()
     assert not (scratch / "r.json").exists()
+
+
+def saved_outputs(scratch: Path, cipher: str | None) -> Path:
+    """The stack outputs the workflow saves with --show-secrets (None: saved without it)."""
+    document = outputs_document("production")
+    if cipher is not None:
+        uploads = "uploads-pass-0123456789"
+        document["backup_repository"] = {"cipher_pass": cipher, "uploads_password": uploads}
+        drill_key = {"access_key": "DODRILLKEY0001", "secret_key": "drill-secret-0123456789"}
+        document["backup_drill_key"] = drill_key
+    path = scratch / "outputs.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_the_cipher_pass_and_key_come_from_the_saved_outputs_and_are_scrubbed(
+    source: Source, scratch: Path, monkeypatch: pytest.MonkeyPatch, webhook: Webhook,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    rig, _ = source
+    wrong = "outputs-cipher-pass-that-is-wrong"
+    monkeypatch.delenv("PGBACKREST_REPO1_CIPHER_PASS", raising=False)
+    code, result = drill(rig, scratch, monkeypatch, webhook, "--outputs", str(saved_outputs(scratch, wrong)),
+                         cipher="")  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == exit_codes.FAILED
+    assert result["failed_step"] == "info"  # the pass from the outputs reached pgBackRest
+    assert wrong not in out + json.dumps(result) + json.dumps(webhook.posts)
+    assert "drill-secret" not in out + json.dumps(result) + json.dumps(webhook.posts)
+    assert len(webhook.posts) == 1
+
+
+def test_outputs_saved_without_secrets_are_refused_before_anything_runs(
+    source: Source, scratch: Path, monkeypatch: pytest.MonkeyPatch, webhook: Webhook,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    rig, _ = source
+    code, result = drill(rig, scratch, monkeypatch, webhook, "--outputs", str(saved_outputs(scratch, None)))
+    printed = capsys.readouterr()
+    assert code == exit_codes.USAGE
+    assert "no backup_repository or backup_drill_key" in printed.out + printed.err
+    assert result == {}
+    assert not (scratch / "work" / "data").exists()
