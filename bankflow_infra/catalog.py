@@ -168,6 +168,10 @@ def base_services(settings: Settings) -> tuple[BaseService, ...]:
     )
 
 
+POSTGRES_CONTAINER_DATA: Final = "/var/lib/postgresql/data"  # PGDATA in the postgres image
+ARCHIVE_TIMEOUT_SECONDS: Final = 60  # WAL segment switch at least this often with writes: the RPO
+
+
 def postgres_data_dir(settings: Settings) -> str | None:
     """Host directory for PostgreSQL data: the attached volume when there is one, else a named volume."""
     return f"{DATA_VOLUME_MOUNT}/postgres" if settings.server.volume_size_gb > 0 else None

@@ -171,6 +171,23 @@ class Runtime(Protocol):
         """Run argv inside the running ``service`` container of ``project`` (backups: pg_dump,
         pg_restore, psql); stdin from a file, stdout into a file (created 0600) or returned."""
         ...
+    def run_tool(
+        self,
+        project: Project,
+        service: str,
+        argv: Sequence[str],
+        mounts: Mapping[str, str],
+        *,
+        user: str,
+        timeout: float | None = None,
+    ) -> str:
+        """Run argv in a NEW one-off container of ``service``'s image (its own mounts plus
+        ``mounts``: host dir -> container dir), as ``user``; works while the service is stopped
+        (pgBackRest info/restore). The output is returned."""
+        ...
+    def stop_services(self, project: Project, services: Sequence[str]) -> None:
+        """Stop (not remove) these services of the project; the others keep running."""
+        ...
 
 
 def error_tail(text: str, limit: int = _TAIL_CHARS) -> str:
@@ -300,6 +317,17 @@ class DockerRuntime:
         # -T: no pseudo-terminal, so stdin/stdout carry the bytes of a dump unchanged
         return self.compose_argv(project, "exec", "-T", service, *argv)
 
+    def run_tool_argv(
+        self, project: Project, service: str, argv: Sequence[str], mounts: Mapping[str, str], user: str
+    ) -> list[str]:
+        volumes = [arg for source, target in mounts.items() for arg in ("-v", f"{source}:{target}")]
+        return self.compose_argv(
+            project, "run", "--rm", "--no-deps", "-T", "--user", user, *volumes, service, *argv
+        )
+
+    def stop_services_argv(self, project: Project, services: Sequence[str]) -> list[str]:
+        return self.compose_argv(project, "stop", *services)
+
     # ---------------------------------------------------------------- actions
     def _check(
         self, what: str, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
@@ -390,3 +418,20 @@ class DockerRuntime:
                 f"{error_tail(done.stderr) or error_tail(done.stdout)}"
             )
         return done.stdout
+
+    def run_tool(
+        self,
+        project: Project,
+        service: str,
+        argv: Sequence[str],
+        mounts: Mapping[str, str],
+        *,
+        user: str,
+        timeout: float | None = None,
+    ) -> str:
+        what = argv[0] if argv else "run"
+        return self._check(f"{what} in a one-off {service} container",
+                           self.run_tool_argv(project, service, argv, mounts, user), timeout=timeout)  # fmt: skip
+
+    def stop_services(self, project: Project, services: Sequence[str]) -> None:
+        self._check("docker compose stop", self.stop_services_argv(project, services))

@@ -1,0 +1,238 @@
+"""Point-in-time recovery end to end: a REAL PostgreSQL 15 archiving WAL with archive_timeout=60
+through the REAL pgBackRest 2.45 into S3 (moto behind nginx's TLS), restored by the agent's
+``restore`` (Docker stand-in: tests/host/backups/pitr_rig.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bankflow_infra.contract.layout import HostPaths
+from bankflow_infra.render.backup import render_pgbackrest_config
+from tests.host.backups.pitr_rig import CIPHER_PASS, PitrStandinRuntime, add_pitr_files
+from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, run_agent
+from tests.host.fixtures import HostEnv
+from tests.support.ports import free_port
+from tests.support.postgres import DATABASE, SUPERUSER, PgCluster, start_cluster
+from tests.support.s3 import S3, TlsFront, tls_front
+from tests.support.tools import require_tool
+
+ARCHIVE_TIMEOUT = 60  # the production value (catalog.ARCHIVE_TIMEOUT_SECONDS): never lowered here
+
+
+@dataclass
+class PitrHost:
+    env: HostEnv
+    runtime: PitrStandinRuntime
+    pg: PgCluster
+    front: TlsFront
+
+    def agent(self, *args: str) -> tuple[int, str, str]:
+        return run_agent(self.env, *args)
+
+    @property
+    def secrets(self) -> Path:
+        return HostPaths(self.env.home).secrets
+
+
+@pytest.fixture
+def pitr_host(tmp_path: Path, s3: S3) -> Iterator[PitrHost]:
+    require_tool("pgbackrest")
+    nginx = require_tool("nginx")
+    front = tls_front(s3.endpoint, tmp_path / "s3-tls")
+    shared = Path(tempfile.mkdtemp(prefix="bankflow-pgbr-"))
+    os.chmod(shared, 0o755)  # noqa: S103 - the cluster's owner reads the test config here
+    conf = shared / "pgbackrest-test.conf"
+    ca_file = shared / "s3-ca.pem"  # where the cluster's owner can read it (tmp_path is root-only)
+    shutil.copyfile(front.ca_file, ca_file)
+    os.chmod(ca_file, 0o644)
+    archive = f"-c archive_mode=on -c archive_timeout={ARCHIVE_TIMEOUT} -c wal_level=replica " + (
+        f"-c \"archive_command=pgbackrest --config={conf} --stanza=bankflow archive-push %p\""
+    )
+    pg = start_cluster([archive])
+    home, run, bundles = tmp_path / "home", tmp_path / "run", tmp_path / "bundles"
+    for path in (home, run / "nginx-tmp", bundles):
+        path.mkdir(parents=True)
+    runtime = PitrStandinRuntime(run, nginx, home / "nginx" / "nginx.conf", pg, HostPaths(home).secrets,
+                                 str(ca_file), conf)  # fmt: skip
+    env = HostEnv(home, run, bundles, free_port(), runtime, verify_port=free_port())
+    bucket = f"bankflow-pitr-{uuid.uuid4().hex[:12]}"
+    s3.client.create_bucket(Bucket=bucket)
+    try:
+        bundle = env.bundle("v1")
+        add_pitr_files(bundle, front.endpoint, bucket, pg, CIPHER_PASS)
+        code, out, err = env.deploy(bundle)
+        assert code == 0, out + err
+        runtime.write_conf()
+        code, out, err = run_agent(env, "pitr-backup", "--type", "full")
+        assert code == 0, out + err
+        yield PitrHost(env, runtime, pg, front)
+    finally:
+        runtime.shutdown()
+        pg.stop()
+        front.stop()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+@dataclass
+class Writer:
+    """Inserts rows one at a time through one psql session (autocommit): a row's line read back
+    means its commit returned. Records (id, clock_timestamp at insert, time the commit returned)."""
+
+    pg: PgCluster
+    acked: list[tuple[int, float, float]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        psql = subprocess.Popen(
+            [self.pg.client("psql"), "-X", "-q", "-At", "-U", SUPERUSER, "-d", DATABASE],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.pg.env(),
+            text=True, bufsize=1,
+        )  # fmt: skip
+        assert psql.stdin is not None and psql.stdout is not None
+        try:
+            while not self.stop.is_set():
+                psql.stdin.write("INSERT INTO ledger(at) VALUES (clock_timestamp()) "
+                                 "RETURNING id || '|' || extract(epoch FROM at);\n")  # fmt: skip
+                psql.stdin.flush()
+                line = psql.stdout.readline()
+                if not line:
+                    return  # the server is gone
+                row_id, at = line.strip().split("|")
+                self.acked.append((int(row_id), float(at), time.time()))
+                time.sleep(0.05)
+        except (OSError, ValueError):
+            return
+        finally:
+            psql.kill()
+            psql.wait(timeout=10)
+
+
+def ledger(pg: PgCluster) -> set[int]:
+    return {int(x) for x in pg.psql("SELECT id FROM ledger").split()}
+
+
+def wait_archived(pg: PgCluster, segment: str, limit: float) -> float:
+    """Seconds until PostgreSQL's archiver has pushed ``segment`` (archive_timeout does it)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        last = pg.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").strip()
+        if last and last[:24] >= segment:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"WAL segment {segment} not archived within {limit}s")
+
+
+def utc_text(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+
+
+def test_restore_to_a_time_after_a_hard_kill_keeps_everything_committed_before_it(pitr_host: PitrHost) -> None:
+    pg = pitr_host.pg
+    pg.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, at timestamptz NOT NULL)")
+    writer = Writer(pg)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    time.sleep(3)
+    target = float(int(time.time()) + 1)  # T: a whole second (the restore's granularity)
+    time.sleep(target - time.time() + 0.5)
+    segment = pg.psql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").strip()
+    waited = wait_archived(pg, segment, ARCHIVE_TIMEOUT + 30)  # the production archive_timeout, no shortcut
+    time.sleep(2)
+    killed_at = time.time()
+    pid = pg.postmaster_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # hard: no shutdown checkpoint, no last archive
+    writer.stop.set()
+    thread.join(timeout=15)
+    pg.started = False
+    acked = list(writer.acked)
+    assert acked, "the writer committed nothing"
+
+    # 1) --latest: everything the archive holds; what is missing is the loss window of a lost volume
+    code, out, err = pitr_host.agent("restore", "--latest", "--yes", "--promote-timeout", "120")
+    assert code == 0, out + err
+    present = ledger(pg)
+    missing = [a for a in acked if a[0] not in present]
+    assert all(a[0] in present for a in acked if a[2] < killed_at - ARCHIVE_TIMEOUT)
+    window = (acked[-1][2] - missing[0][2]) if missing else 0.0
+    print(f"\nPITR loss window after a hard kill: {len(missing)} committed rows missing, "
+          f"{window:.1f}s of commits (archive_timeout={ARCHIVE_TIMEOUT}s; segment of T archived after {waited:.1f}s)")  # fmt: skip
+
+    # 2) --to-time T: every row committed before T, nothing after
+    code, out, err = pitr_host.agent("restore", "--to-time", utc_text(target), "--yes", "--promote-timeout", "120")
+    assert code == 0, out + err
+    assert "backup set" in out and "swapped" in out
+    restored = ledger(pg)
+    before = {a[0] for a in acked if a[2] < target}
+    after = {a[0] for a in acked if a[1] > target}
+    assert before and after
+    assert before <= restored, f"rows committed before T missing: {sorted(before - restored)[:5]}"
+    assert not (after & restored), f"rows written after T present: {sorted(after & restored)[:5]}"
+    assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
+
+    # 3) --discard-previous removes the kept clusters and nothing else
+    data = pg.data
+    keep = data.with_name("data.keep-me")
+    keep.mkdir()
+    kept = sorted(p.name for p in data.parent.iterdir() if p.name.startswith("data.previous-"))
+    assert len(kept) == 2, kept
+    code, out, err = pitr_host.agent("restore", "--discard-previous")
+    assert code == 0, out + err
+    assert not [p for p in data.parent.iterdir() if p.name.startswith("data.previous-")]
+    assert keep.is_dir() and (data / "PG_VERSION").is_file()
+    assert ledger(pg) == restored
+
+
+def test_a_wrong_or_missing_cipher_pass_is_refused_before_anything_stops(pitr_host: PitrHost) -> None:
+    pg = pitr_host.pg
+    pg.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+    pg.psql("INSERT INTO ledger(at) SELECT now() FROM generate_series(1, 50)")
+    pid, rows = pg.postmaster_pid(), ledger(pg)
+    installed = pitr_host.secrets / "pgbackrest.conf"
+    good = installed.read_text()
+    endpoint = good.split("repo1-s3-endpoint=")[1].split("\n")[0]
+    port = good.split("repo1-storage-port=")[1].split("\n")[0]
+    bucket = good.split("repo1-s3-bucket=")[1].split("\n")[0]
+    wrong = render_pgbackrest_config(f"https://{endpoint}:{port}", bucket, ACCESS_KEY, SECRET_KEY,
+                                     "bm90LXRoZS1yaWdodC1wYXNzLTAwMDAwMDAwMDAw")  # fmt: skip
+    installed.write_text(wrong)
+    code, out, err = pitr_host.agent("restore", "--latest", "--yes")
+    assert code == 2, out + err
+    assert "cannot be read" in err and "cipher pass" in err and "nothing was stopped" in err
+    assert CIPHER_PASS not in out + err
+    installed.unlink()
+    code, out, err = pitr_host.agent("restore", "--latest", "--yes")
+    assert code == 2, out + err
+    assert "pgbackrest.conf is missing" in err
+    assert pg.postmaster_pid() == pid and ledger(pg) == rows
+    assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
+    assert not [e for e in pitr_host.runtime.journal() if e["call"] in ("stop", "stop_services")]
+
+
+def test_a_restore_that_fails_after_the_swap_leaves_the_database_as_it_was(pitr_host: PitrHost) -> None:
+    pg = pitr_host.pg
+    pg.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+    time.sleep(1.2)
+    pg.psql("INSERT INTO ledger(at) SELECT now() FROM generate_series(1, 200)")
+    rows = ledger(pg)
+    # a target whose WAL is not archived yet (archive_timeout has not passed): PostgreSQL refuses to
+    # promote before the target ("recovery ended before configured recovery target was reached")
+    target = utc_text(time.time())
+    code, out, err = pitr_host.agent("restore", "--to-time", target, "--yes", "--promote-timeout", "20")
+    assert code == 1, out + err
+    assert "rolled back" in err
+    assert ledger(pg) == rows
+    assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
+    assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
