@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bankflow_infra.contract.layout import HostPaths
+from bankflow_infra.host.runtime import RuntimeFailure
 from bankflow_infra.render.backup import render_pgbackrest_config
 from tests.host.backups.pitr_rig import CIPHER_PASS, PitrStandinRuntime, add_pitr_files
 from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, run_agent
@@ -221,18 +222,32 @@ def test_a_wrong_or_missing_cipher_pass_is_refused_before_anything_stops(pitr_ho
     assert not [e for e in pitr_host.runtime.journal() if e["call"] in ("stop", "stop_services")]
 
 
-def test_a_restore_that_fails_after_the_swap_leaves_the_database_as_it_was(pitr_host: PitrHost) -> None:
+def test_a_failed_restore_leaves_the_database_as_it_was(pitr_host: PitrHost) -> None:
     pg = pitr_host.pg
     pg.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
-    time.sleep(1.2)
     pg.psql("INSERT INTO ledger(at) SELECT now() FROM generate_series(1, 200)")
     rows = ledger(pg)
-    # a target whose WAL is not archived yet (archive_timeout has not passed): PostgreSQL refuses to
-    # promote before the target ("recovery ended before configured recovery target was reached")
-    target = utc_text(time.time())
+
+    # 1) pgbackrest dies halfway through the restore (before the swap)
+    def die(argv: list[str]) -> None:
+        if argv[-1] == "restore":
+            raise RuntimeFailure("pgbackrest exited 137: killed (test)")
+
+    pitr_host.runtime.hook = die
+    code, out, err = pitr_host.agent("restore", "--latest", "--yes")
+    assert code == 1, out + err
+    assert "killed (test)" in err and "rolled back" in err
+    assert ledger(pg) == rows and pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
+    assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
+    pitr_host.runtime.hook = None
+
+    # 2) after the swap: a target no commit in the archive passes. PostgreSQL refuses to promote
+    # ("recovery ended before configured recovery target was reached") and the old cluster returns.
+    time.sleep(1.1)
+    target = utc_text(time.time())  # after the last commit: the archive has no commit after it
     code, out, err = pitr_host.agent("restore", "--to-time", target, "--yes", "--promote-timeout", "20")
     assert code == 1, out + err
-    assert "rolled back" in err
+    assert "swapped" in out and "rolled back" in err
     assert ledger(pg) == rows
     assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
     assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
