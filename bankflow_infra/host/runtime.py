@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from ..contract.release import BASE_PROJECT, release_alias
+from .runtime_tools import ComposeTools
 
 NGINX_CONTAINER: Final = f"{BASE_PROJECT}-nginx-1"  # compose names it <project>-<service>-<index>
 _TAIL_CHARS: Final = 300
@@ -171,23 +172,10 @@ class Runtime(Protocol):
         """Run argv inside the running ``service`` container of ``project`` (backups: pg_dump,
         pg_restore, psql); stdin from a file, stdout into a file (created 0600) or returned."""
         ...
-    def run_tool(
-        self,
-        project: Project,
-        service: str,
-        argv: Sequence[str],
-        mounts: Mapping[str, str],
-        *,
-        user: str,
-        timeout: float | None = None,
-    ) -> str:
-        """Run argv in a NEW one-off container of ``service``'s image (its own mounts plus
-        ``mounts``: host dir -> container dir), as ``user``; works while the service is stopped
-        (pgBackRest info/restore). The output is returned."""
-        ...
-    def stop_services(self, project: Project, services: Sequence[str]) -> None:
-        """Stop (not remove) these services of the project; the others keep running."""
-        ...
+    # argv in a one-off container of `service` (+ mounts: host dir -> container dir), as `user`
+    def run_tool(self, project: Project, service: str, argv: Sequence[str], mounts: Mapping[str, str], *,
+                 user: str, timeout: float | None = None) -> str: ...  # fmt: skip
+    def stop_services(self, project: Project, services: Sequence[str]) -> None: ...
 
 
 def error_tail(text: str, limit: int = _TAIL_CHARS) -> str:
@@ -234,7 +222,7 @@ def parse_ps(output: str) -> dict[str, bool]:
     return result
 
 
-class DockerRuntime:
+class DockerRuntime(ComposeTools):
     """Docker Engine + Compose v2 (>= 2.17 for ``--wait-timeout``) on the droplet."""
 
     def __init__(
@@ -316,17 +304,6 @@ class DockerRuntime:
     def exec_argv(self, project: Project, service: str, argv: Sequence[str]) -> list[str]:
         # -T: no pseudo-terminal, so stdin/stdout carry the bytes of a dump unchanged
         return self.compose_argv(project, "exec", "-T", service, *argv)
-
-    def run_tool_argv(
-        self, project: Project, service: str, argv: Sequence[str], mounts: Mapping[str, str], user: str
-    ) -> list[str]:
-        volumes = [arg for source, target in mounts.items() for arg in ("-v", f"{source}:{target}")]
-        return self.compose_argv(
-            project, "run", "--rm", "--no-deps", "-T", "--user", user, *volumes, service, *argv
-        )
-
-    def stop_services_argv(self, project: Project, services: Sequence[str]) -> list[str]:
-        return self.compose_argv(project, "stop", *services)
 
     # ---------------------------------------------------------------- actions
     def _check(
@@ -418,20 +395,3 @@ class DockerRuntime:
                 f"{error_tail(done.stderr) or error_tail(done.stdout)}"
             )
         return done.stdout
-
-    def run_tool(
-        self,
-        project: Project,
-        service: str,
-        argv: Sequence[str],
-        mounts: Mapping[str, str],
-        *,
-        user: str,
-        timeout: float | None = None,
-    ) -> str:
-        what = argv[0] if argv else "run"
-        return self._check(f"{what} in a one-off {service} container",
-                           self.run_tool_argv(project, service, argv, mounts, user), timeout=timeout)  # fmt: skip
-
-    def stop_services(self, project: Project, services: Sequence[str]) -> None:
-        self._check("docker compose stop", self.stop_services_argv(project, services))

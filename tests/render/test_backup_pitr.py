@@ -39,10 +39,15 @@ def test_backup_json_carries_the_pitr_fields_the_agent_accepts() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "named"),
-    [("stanza", "Bad Name", "pitr.stanza"), ("data_dir", "relative/dir", "pitr.data_dir"),
-     ("data_dir", "/mnt/../etc", "pitr.data_dir"), ("postgres_uid", 0, "pitr.postgres_uid"),
-     ("archive_timeout", 3600, "pitr.archive_timeout"), ("container_data_dir", None, "pitr.container_data_dir")],
-)  # fmt: skip
+    [
+        ("stanza", "Bad Name", "pitr.stanza"),
+        ("data_dir", "relative/dir", "pitr.data_dir"),
+        ("data_dir", "/mnt/../etc", "pitr.data_dir"),
+        ("postgres_uid", 0, "pitr.postgres_uid"),
+        ("archive_timeout", 3600, "pitr.archive_timeout"),
+        ("container_data_dir", None, "pitr.container_data_dir"),
+    ],
+)
 def test_bad_pitr_fields_are_refused_by_name(field: str, value: object, named: str) -> None:
     document = json.loads(render_backup.render_backup_config(helpers.load_settings("production")))
     document["pitr"][field] = value
@@ -65,23 +70,37 @@ def test_pgbackrest_conf_is_an_encrypted_s3_repository_in_the_bucket() -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     glob, stanza = parser["global"], parser["bankflow"]
-    assert glob["repo1-type"] == "s3" and glob["repo1-s3-endpoint"] == "fra1.digitaloceanspaces.com"
-    assert glob["repo1-s3-bucket"] == "bankflow-production-backups" and glob["repo1-path"] == "/pgbackrest"
-    assert glob["repo1-s3-uri-style"] == "path" and glob["repo1-cipher-type"] == "aes-256-cbc"
-    assert glob["repo1-cipher-pass"] == CIPHER and glob["repo1-s3-key"] == ACCESS
-    assert glob["log-level-file"] == "off" and int(glob["repo1-retention-full"]) >= 1
+    assert glob["repo1-type"] == "s3"
+    assert glob["repo1-s3-endpoint"] == "fra1.digitaloceanspaces.com"
+    assert glob["repo1-s3-bucket"] == "bankflow-production-backups"
+    assert glob["repo1-path"] == "/pgbackrest"
+    assert glob["repo1-s3-uri-style"] == "path"
+    assert glob["repo1-cipher-type"] == "aes-256-cbc"
+    assert glob["repo1-cipher-pass"] == CIPHER
+    assert glob["repo1-s3-key"] == ACCESS
+    assert glob["log-level-file"] == "off"
+    assert int(glob["repo1-retention-full"]) >= 1
     assert "repo1-storage-port" not in glob  # 443
-    assert stanza["pg1-path"] == catalog.POSTGRES_CONTAINER_DATA and stanza["pg1-user"] == catalog.DATABASE_USER
+    assert stanza["pg1-path"] == catalog.POSTGRES_CONTAINER_DATA
+    assert stanza["pg1-user"] == catalog.DATABASE_USER
 
 
 def test_pgbackrest_accepts_the_rendered_conf(tmp_path: Path) -> None:
     """The real pgbackrest parses the file without a warning about misplaced options."""
     binary = require_tool("pgbackrest")
     conf = tmp_path / "pgbackrest.conf"
-    conf.write_text(render_backup.render_pgbackrest_config(
-        "https://fra1.digitaloceanspaces.com", "bankflow-production-backups", ACCESS, SECRET, CIPHER))  # fmt: skip
-    done = subprocess.run([binary, f"--config={conf}", "--stanza=bankflow", "help", "backup"],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    conf.write_text(
+        render_backup.render_pgbackrest_config(
+            "https://fra1.digitaloceanspaces.com", "bankflow-production-backups", ACCESS, SECRET, CIPHER
+        )
+    )
+    done = subprocess.run(
+        [binary, f"--config={conf}", "--stanza=bankflow", "help", "backup"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "WARN" not in done.stderr, done.stderr
 
@@ -93,22 +112,33 @@ def test_postgres_archives_with_pgbackrest_only_when_the_conf_exists(tmp_path: P
     args = on["command"]
     assert args[0] == "postgres"
     settings_given = dict(a.split("=", 1) for a in args[2::2])
-    assert settings_given == {"wal_level": "replica", "archive_mode": "on", "archive_timeout": "60",
-                              "archive_command": "pgbackrest --stanza=bankflow archive-push %p"}  # fmt: skip
+    assert settings_given == {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_timeout": "60",
+        "archive_command": "pgbackrest --stanza=bankflow archive-push %p",
+    }
     mount = [v for v in on["volumes"] if v["target"] == release.PGBACKREST_CONTAINER_CONFIG]
-    assert mount and mount[0]["read_only"] and mount[0]["bind"] == {"create_host_path": False}
+    assert mount
+    assert mount[0]["read_only"]
+    assert mount[0]["bind"] == {"create_host_path": False}
     off = compose.base_service_definitions(settings, params)["postgres"]
-    assert "command" not in off and len(off["volumes"]) == 1
+    assert "command" not in off
+    assert len(off["volumes"]) == 1
 
 
 def test_the_postgres_image_tag_is_the_dockerfiles_content_hash() -> None:
     settings = helpers.load_settings("production")
     text = catalog.POSTGRES_DOCKERFILE.read_bytes()
     sha12 = hashlib.sha256(text).hexdigest()[:12]
-    assert catalog.postgres_image(settings) == f"{settings.release.registry}/bankflow-postgres:15-pgbackrest-{sha12}"
+    assert (
+        catalog.postgres_image(settings)
+        == f"{settings.release.registry}/bankflow-postgres:15-pgbackrest-{sha12}"
+    )
     assert b"FROM postgres:15-alpine" in text  # never a glibc base: collation (see the Dockerfile)
     workflow = (Path(__file__).resolve().parents[2] / ".github/workflows/postgres-image.yml").read_text()
-    assert "sha256sum files/postgres/Dockerfile | cut -c1-12" in workflow and "15-pgbackrest-${sha}" in workflow
+    assert "sha256sum files/postgres/Dockerfile | cut -c1-12" in workflow
+    assert "15-pgbackrest-${sha}" in workflow
 
 
 def test_maintenance_listener_answers_503_with_the_page_and_retry_after(tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ class PgCluster:
     def stop_server(self) -> None:
         """pg_ctl stop -m fast when running (the stand-in's `compose stop postgres`)."""
         subprocess.run(
-            self._as_owner([self.bins["pg_ctl"], "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"]),
+            self._as_owner([self.bins["pg_ctl"], "-D", str(self.data), "-m", "fast", "-w", "-t", "60",
+                            "stop"]),
             capture_output=True, timeout=90, check=False,
         )  # fmt: skip
         self.started = False

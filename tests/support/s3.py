@@ -96,7 +96,7 @@ class TlsFront:
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
-        except Exception:  # noqa: BLE001 - best effort: kill it
+        except Exception:
             self.process.kill()
 
 
@@ -117,7 +117,8 @@ def tls_front(backend: str, directory: Any) -> TlsFront:
     )  # fmt: skip
     os.chmod(cert, 0o644)
     port = free_port()
-    temp = " ".join(f"{name}_temp_path {root}/{name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{name}_temp_path {root}/{name};" for name in kinds)
     conf = root / "nginx.conf"
     conf.write_text(
         f"daemon off; pid {root}/nginx.pid; error_log {root}/error.log warn; worker_processes 1;\n"

@@ -16,6 +16,7 @@ from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from .. import state as st
 from ..context import Context
 from ..runtime import RuntimeFailure
+from . import pitr_commands
 from .archive import backup_rows, format_age
 from .config import (
     BackupFailed,
@@ -26,7 +27,6 @@ from .config import (
     check_endpoint,
     load_live_database,
 )
-from . import pitr_commands
 from .dump import run_backup
 from .restore import DEFAULT_DEADLINE, HEALTH_TIMEOUT, RestoreFailed, RestoreRequest, run_restore
 from .storage import open_bucket
@@ -128,7 +128,9 @@ def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None 
     if target is not None:
         return pitr_commands.cmd_pitr_restore(ctx, args, target)
     if not args.source:
-        raise BackupUsageError("restore: give --from KEY|latest, --to-time, --latest, --backup-set or --discard-previous")
+        raise BackupUsageError(
+            "restore: give --from KEY|latest, --to-time, --latest, --backup-set or --discard-previous"
+        )
     if not args.yes:
         raise BackupUsageError("restore replaces the database with the dump: confirm with --yes")
     bucket_name = _opt(args, "bucket", check_bucket)
@@ -184,7 +186,8 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "restore": (cmd_restore, False),
     **pitr_commands.COMMANDS,
 }
-AUDITED: Final = frozenset({"backup", "restore"}) | pitr_commands.AUDITED  # not under the deploy lock, still on record
+# not under the deploy lock, still on record
+AUDITED: Final = frozenset({"backup", "restore"}) | pitr_commands.AUDITED
 
 
 def register(sub: Any) -> None:

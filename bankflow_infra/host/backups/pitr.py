@@ -65,13 +65,18 @@ def exec_pgbackrest(ctx: Context, live: LiveDatabase, pitr: PitrConfig, *args: s
 
 
 def tool_pgbackrest(
-    ctx: Context, live: LiveDatabase, pitr: PitrConfig, *args: str, mounts: dict[str, str] | None = None,
+    ctx: Context,
+    live: LiveDatabase,
+    pitr: PitrConfig,
+    *args: str,
+    mounts: dict[str, str] | None = None,
     timeout: float = INFO_TIMEOUT,
-) -> str:  # fmt: skip
+) -> str:
     """pgbackrest in a one-off container of the postgres image: works with the cluster stopped."""
     argv = pgbackrest(pitr, *args)
-    return ctx.runtime.run_tool(live.base, live.config.service, argv, mounts or {}, user="postgres",
-                                timeout=timeout)  # fmt: skip
+    return ctx.runtime.run_tool(
+        live.base, live.config.service, argv, mounts or {}, user="postgres", timeout=timeout
+    )
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,22 @@ def parse_info(text: str, stanza: str) -> RepoInfo:
         stanzas = json.loads(text, strict=False)
     except ValueError as exc:
         return RepoInfo(99, f"pgbackrest info answered no JSON ({exc})", (), None, None)
-    entry = next((s for s in stanzas if isinstance(s, dict) and s.get("name") == stanza), None) if isinstance(
-        stanzas, list) else None  # fmt: skip
+    entry = (
+        next((s for s in stanzas if isinstance(s, dict) and s.get("name") == stanza), None)
+        if isinstance(stanzas, list)
+        else None
+    )
     if entry is None:
         return RepoInfo(1, "missing stanza", (), None, None)
     status = entry.get("status") or {}
     sets = tuple(
-        BackupSet(b["label"], b["type"], _utc(b["timestamp"]["start"]), _utc(b["timestamp"]["stop"]),
-                  int(b.get("info", {}).get("size", 0)))  # fmt: skip
+        BackupSet(
+            b["label"],
+            b["type"],
+            _utc(b["timestamp"]["start"]),
+            _utc(b["timestamp"]["stop"]),
+            int(b.get("info", {}).get("size", 0)),
+        )
         for b in entry.get("backup") or []
     )
     archives = [a for a in entry.get("archive") or [] if a.get("min")]
@@ -187,19 +200,36 @@ def run_pitr_backup(ctx: Context, live: LiveDatabase, pitr: PitrConfig, kind: st
 
 def archive_stats(ctx: Context, live: LiveDatabase) -> dict[str, Any]:
     """pg_stat_archiver, the archive's health as PostgreSQL itself counts it."""
-    argv = ["psql", "-X", "-q", "-At", "-F", "|", "--no-password", "-U", live.config.user, "-d", "postgres",
-            "-c", "SELECT coalesce(extract(epoch FROM last_archived_time)::bigint::text, ''), "
-                  "coalesce(extract(epoch FROM last_failed_time)::bigint::text, ''), failed_count, "
-                  "extract(epoch FROM now())::bigint FROM pg_stat_archiver"]  # fmt: skip
+    argv = [
+        "psql",
+        "-X",
+        "-q",
+        "-At",
+        "-F",
+        "|",
+        "--no-password",
+        "-U",
+        live.config.user,
+        "-d",
+        "postgres",
+        "-c",
+        "SELECT coalesce(extract(epoch FROM last_archived_time)::bigint::text, ''), "
+        "coalesce(extract(epoch FROM last_failed_time)::bigint::text, ''), failed_count, "
+        "extract(epoch FROM now())::bigint FROM pg_stat_archiver",
+    ]
     row = ctx.runtime.exec(live.base, live.config.service, argv, timeout=60).strip().split("|")
-    archived, failed, count, now = (row + ["", "", "0", "0"])[:4]
+    archived, failed, count, now = ([*row, "", "", "0", "0"])[:4]
 
     def iso(value: str) -> str | None:
         return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
     lag = int(now) - int(archived) if archived else None
-    return {"last_archived_time": iso(archived), "last_failed_time": iso(failed),
-            "failed_count": int(count or 0), "lag_seconds": lag}  # fmt: skip
+    return {
+        "last_archived_time": iso(archived),
+        "last_failed_time": iso(failed),
+        "failed_count": int(count or 0),
+        "lag_seconds": lag,
+    }
 
 
 def pitr_status(ctx: Context) -> dict[str, Any]:
@@ -213,9 +243,13 @@ def pitr_status(ctx: Context) -> dict[str, Any]:
     info = repo_info(ctx, live, pitr)
     newest = info.newest()
     return {
-        "newest_backup": None if newest is None else {
-            "label": newest.label, "type": newest.type, "stop_time": newest.stop.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "newest_backup": None
+        if newest is None
+        else {
+            "label": newest.label,
+            "type": newest.type,
+            "stop_time": newest.stop.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "repository": {"ok": info.ok, "message": info.status_message, "backups": len(info.sets)},
         "archive": archive_stats(ctx, live),
-    }  # fmt: skip
+    }

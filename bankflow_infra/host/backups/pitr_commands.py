@@ -16,8 +16,14 @@ from ..context import Context
 from ..runtime import RuntimeFailure
 from .config import BackupFailed, BackupLocked, BackupUsageError, backup_lock, load_live_database
 from .pitr import TIME_FORMAT, pitr_status, repo_info, require_pitr, run_pitr_backup
-from .pitr_restore import PROMOTE_TIMEOUT, PitrTarget, discard_previous, parse_target_time, plan_restore
-from .pitr_restore import run_pitr_restore
+from .pitr_restore import (
+    PROMOTE_TIMEOUT,
+    PitrTarget,
+    discard_previous,
+    parse_target_time,
+    plan_restore,
+    run_pitr_restore,
+)
 
 
 def _fail(ctx: Context, action: str, exc: BaseException, audit: bool = True) -> int:
@@ -53,11 +59,28 @@ def cmd_pitr_backups(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | 
         info = repo_info(ctx, live, require_pitr(ctx, live))
     except (BackupUsageError, BackupFailed, RuntimeFailure) as exc:
         return _fail(ctx, "pitr-backups", exc, audit=False)
-    rows = [{"label": s.label, "type": s.type, "start": s.start.strftime(TIME_FORMAT) + "Z",
-             "stop": s.stop.strftime(TIME_FORMAT) + "Z", "size": s.size} for s in info.sets]  # fmt: skip
+    rows = [
+        {
+            "label": s.label,
+            "type": s.type,
+            "start": s.start.strftime(TIME_FORMAT) + "Z",
+            "stop": s.stop.strftime(TIME_FORMAT) + "Z",
+            "size": s.size,
+        }
+        for s in info.sets
+    ]
     if args.json:
-        ctx.say(json.dumps({"ok": info.ok, "message": info.status_message, "backups": rows,
-                            "wal": {"min": info.wal_min, "max": info.wal_max}}, indent=2))  # fmt: skip
+        ctx.say(
+            json.dumps(
+                {
+                    "ok": info.ok,
+                    "message": info.status_message,
+                    "backups": rows,
+                    "wal": {"min": info.wal_min, "max": info.wal_max},
+                },
+                indent=2,
+            )
+        )
         return OK if info.ok else FAILED
     if not info.ok:
         ctx.complain(f"pitr-backups: the repository cannot be read: {info.status_message}")
@@ -103,8 +126,10 @@ def cmd_pitr_restore(ctx: Context, args: argparse.Namespace, target: PitrTarget)
             result = run_pitr_restore(ctx, plan, args.health_timeout, args.promote_timeout)
     except (BackupLocked, st.LockBusy, BackupUsageError, BackupFailed, RuntimeFailure, OSError) as exc:
         return _fail(ctx, "restore", exc)
-    message = (f"restore: done: restored to {target.describe()} from backup set {result.backup_set}; the "
-               f"previous cluster is kept as {result.previous} (`restore --discard-previous` removes it)")  # fmt: skip
+    message = (
+        f"restore: done: restored to {target.describe()} from backup set {result.backup_set}; the "
+        f"previous cluster is kept as {result.previous} (`restore --discard-previous` removes it)"
+    )
     if result.problems:
         message += "; ATTENTION: " + "; ".join(result.problems)
     (ctx.say if result.apps_healthy else ctx.complain)(message)
@@ -118,7 +143,9 @@ def cmd_discard_previous(ctx: Context, args: argparse.Namespace) -> int:
             removed = discard_previous(ctx)
     except (BackupLocked, BackupUsageError, OSError) as exc:
         return _fail(ctx, "restore", exc)
-    message = "restore: discarded " + (", ".join(removed) if removed else "nothing (no previous cluster kept)")
+    message = "restore: discarded " + (
+        ", ".join(removed) if removed else "nothing (no previous cluster kept)"
+    )
     ctx.say(message)
     ctx.audit("restore", None, "ok", message)
     return OK
@@ -147,6 +174,9 @@ def add_restore_arguments(restore: Any) -> None:
     restore.add_argument("--to-time", metavar="'YYYY-MM-DD HH:MM:SSZ'", help="point in time (UTC)")
     restore.add_argument("--latest", action="store_true", help="up to the newest archived WAL")
     restore.add_argument("--backup-set", metavar="LABEL", help="the end of one pgBackRest backup set")
-    restore.add_argument("--discard-previous", action="store_true",
-                         help="remove the cluster kept by the last point-in-time restore")  # fmt: skip
+    restore.add_argument(
+        "--discard-previous",
+        action="store_true",
+        help="remove the cluster kept by the last point-in-time restore",
+    )
     restore.add_argument("--promote-timeout", type=float, default=PROMOTE_TIMEOUT, help=argparse.SUPPRESS)

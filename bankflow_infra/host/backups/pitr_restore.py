@@ -26,8 +26,17 @@ from ..runtime import RuntimeFailure
 from ..switch import restart_apps
 from .config import BackupFailed, BackupUsageError, LiveDatabase, PitrConfig, load_live_database
 from .database import PostgresClient
-from .pitr import INFO_TIMEOUT, TIME_FORMAT, BackupSet, RepoInfo, check_repository, exec_pgbackrest
-from .pitr import repo_info, require_pitr, tool_pgbackrest
+from .pitr import (
+    INFO_TIMEOUT,
+    TIME_FORMAT,
+    BackupSet,
+    RepoInfo,
+    check_repository,
+    exec_pgbackrest,
+    repo_info,
+    require_pitr,
+    tool_pgbackrest,
+)
 
 RESTORE_MOUNT: Final = "/var/lib/postgresql/restore"  # the sibling dir inside the one-off container
 RESTORE_TIMEOUT: Final = 4 * 3600.0
@@ -69,7 +78,9 @@ def choose_set(info: RepoInfo, target: PitrTarget) -> BackupSet:
         found = [s for s in info.sets if s.label == target.label]
         if not found:
             labels = ", ".join(s.label for s in info.sets)
-            raise BackupUsageError(f"--backup-set: no set {target.label!r} in the repository (there are: {labels})")
+            raise BackupUsageError(
+                f"--backup-set: no set {target.label!r} in the repository (there are: {labels})"
+            )
         return found[0]
     if target.kind == "time" and target.time is not None:
         usable = [s for s in info.sets if s.stop <= target.time]
@@ -86,8 +97,11 @@ def choose_set(info: RepoInfo, target: PitrTarget) -> BackupSet:
 def restore_args(pitr: PitrConfig, target: PitrTarget, chosen: BackupSet) -> list[str]:
     """``pgbackrest restore`` into the sibling dir; restore_command stated explicitly so it names
     no path of the one-off container."""
-    args = [f"--pg1-path={RESTORE_MOUNT}", f"--set={chosen.label}",
-            f"--recovery-option=restore_command=pgbackrest --stanza={pitr.stanza} archive-get %f \"%p\""]  # fmt: skip
+    args = [
+        f"--pg1-path={RESTORE_MOUNT}",
+        f"--set={chosen.label}",
+        f'--recovery-option=restore_command=pgbackrest --stanza={pitr.stanza} archive-get %f "%p"',
+    ]
     if target.kind == "time" and target.time is not None:
         args += ["--type=time", f"--target={target.time.strftime(TIME_FORMAT)}+00", "--target-action=promote"]
     elif target.kind == "set":
@@ -148,8 +162,16 @@ def plan_restore(ctx: Context, target: PitrTarget, now: dt.datetime) -> Plan:
     chosen = choose_set(info, target)
     data = Path(pitr.data_dir)
     rid = new_restore_id(now)
-    return Plan(live, pitr, target, chosen, data, data.with_name(f"{data.name}.restoring-{rid}"),
-                data.with_name(f"{data.name}.previous-{rid}"), rid)  # fmt: skip
+    return Plan(
+        live,
+        pitr,
+        target,
+        chosen,
+        data,
+        data.with_name(f"{data.name}.restoring-{rid}"),
+        data.with_name(f"{data.name}.previous-{rid}"),
+        rid,
+    )
 
 
 def run_pitr_restore(
@@ -166,7 +188,9 @@ def run_pitr_restore(
             counts = _swap_in(ctx, plan, promote_timeout)
         finally:
             healthy = _apps_back(ctx, plan.live, health_timeout, problems)
-        return PitrRestoreResult(plan.restore_id, plan.chosen.label, str(plan.previous), healthy, counts, problems)
+        return PitrRestoreResult(
+            plan.restore_id, plan.chosen.label, str(plan.previous), healthy, counts, problems
+        )
 
 
 def _apps_back(ctx: Context, live: LiveDatabase, health_timeout: float, problems: list[str]) -> bool:
@@ -190,8 +214,14 @@ def _swap_in(ctx: Context, plan: Plan, promote_timeout: float) -> dict[str, int]
         runtime.stop_services(live.base, [live.config.service])
         _fresh_dir(plan.restoring, plan.pitr.postgres_uid)
         ctx.say(f"restore: pgbackrest restore into {plan.restoring}")
-        tool_pgbackrest(ctx, live, plan.pitr, *restore_args(plan.pitr, plan.target, plan.chosen),
-                        mounts={str(plan.restoring): RESTORE_MOUNT}, timeout=RESTORE_TIMEOUT)  # fmt: skip
+        tool_pgbackrest(
+            ctx,
+            live,
+            plan.pitr,
+            *restore_args(plan.pitr, plan.target, plan.chosen),
+            mounts={str(plan.restoring): RESTORE_MOUNT},
+            timeout=RESTORE_TIMEOUT,
+        )
         _uploads_step(ctx, plan)
         os.rename(plan.data, plan.previous)
         os.rename(plan.restoring, plan.data)
@@ -202,7 +232,9 @@ def _swap_in(ctx: Context, plan: Plan, promote_timeout: float) -> dict[str, int]
         return consistency_counts(ctx, live)
     except (BackupFailed, RuntimeFailure, OSError) as exc:
         _roll_back(ctx, plan, swapped)
-        raise BackupFailed(f"{_what(exc)}; rolled back: the previous cluster is running again, unchanged") from None
+        raise BackupFailed(
+            f"{_what(exc)}; rolled back: the previous cluster is running again, unchanged"
+        ) from None
 
 
 def _what(exc: BaseException) -> str:
@@ -276,8 +308,11 @@ def _sleep(ctx: Context, seconds: float) -> None:
 def consistency_counts(ctx: Context, live: LiveDatabase) -> dict[str, int]:
     """Rows per table of the app database (the restored data is readable, every table of it)."""
     pg = PostgresClient(ctx, live)
-    tables = pg.psql("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN "
-                     "('pg_catalog', 'information_schema') ORDER BY 1", live.config.database).split()  # fmt: skip
+    tables = pg.psql(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN "
+        "('pg_catalog', 'information_schema') ORDER BY 1",
+        live.config.database,
+    ).split()
     counts = {}
     for table in tables:
         counts[table] = int(pg.psql(f"SELECT count(*) FROM {table}", live.config.database).strip())  # noqa: S608
@@ -295,7 +330,11 @@ def discard_previous(ctx: Context) -> list[str]:
     removed = []
     for candidate in sorted(data.parent.iterdir()):
         prefix = f"{data.name}.previous-"
-        if candidate.name.startswith(prefix) and _ID_RE.match(candidate.name[len(prefix):]) and candidate.is_dir():
+        if (
+            candidate.name.startswith(prefix)
+            and _ID_RE.match(candidate.name[len(prefix) :])
+            and candidate.is_dir()
+        ):
             shutil.rmtree(candidate)
             removed.append(str(candidate))
     return removed

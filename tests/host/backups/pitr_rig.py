@@ -31,8 +31,16 @@ CIPHER_PASS = "dGVzdC1jaXBoZXItcGFzcy1iYW5rZmxvdy0wMDAx"  # noqa: S105 - a test 
 class PitrStandinRuntime(PgStandinRuntime):
     """PgStandinRuntime + pgbackrest in the "postgres container" (Docker stand-in)."""
 
-    def __init__(self, run_dir: Path, nginx: str, nginx_conf: Path, pg: PgCluster, secrets: Path,
-                 ca_file: str, conf: Path) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_dir: Path,
+        nginx: str,
+        nginx_conf: Path,
+        pg: PgCluster,
+        secrets: Path,
+        ca_file: str,
+        conf: Path,
+    ) -> None:
         super().__init__(run_dir, nginx, nginx_conf, pg)
         self.secrets = secrets
         self.ca_file = ca_file
@@ -45,8 +53,10 @@ class PitrStandinRuntime(PgStandinRuntime):
         text = (self.secrets / "pgbackrest.conf").read_text()
         # the rendered [bankflow] section names the container's cluster: this host's instead
         installed = "\n".join(line for line in text.splitlines() if not line.startswith("pg1-"))
-        overlay = (f"\npg1-user=bankflow\npg1-path={self.pg.data}\npg1-socket-path={self.pg.socket_dir}\n"
-                   f"pg1-port={self.pg.port}\nlock-path={self.lock}\nrepo1-storage-ca-file={self.ca_file}\n")  # fmt: skip
+        overlay = (
+            f"\npg1-user=bankflow\npg1-path={self.pg.data}\npg1-socket-path={self.pg.socket_dir}\n"
+            f"pg1-port={self.pg.port}\nlock-path={self.lock}\nrepo1-storage-ca-file={self.ca_file}\n"
+        )
         self.conf.write_text(installed + overlay)
         owner = pwd.getpwnam(self.pg.owner) if self.pg.owner else None
         self.lock.mkdir(exist_ok=True)
@@ -80,8 +90,16 @@ class PitrStandinRuntime(PgStandinRuntime):
             raise RuntimeFailure(f"service {service} is not running")
         return super().exec(project, service, argv, **kwargs)  # type: ignore[arg-type]
 
-    def run_tool(self, project: Project, service: str, argv: Sequence[str], mounts: Mapping[str, str], *,
-                 user: str, timeout: float | None = None) -> str:  # fmt: skip
+    def run_tool(
+        self,
+        project: Project,
+        service: str,
+        argv: Sequence[str],
+        mounts: Mapping[str, str],
+        *,
+        user: str,
+        timeout: float | None = None,
+    ) -> str:
         self._journal("run_tool", project=project.name, service=service, argv=list(argv), mounts=dict(mounts))
         if service != "postgres" or user != "postgres" or not argv or argv[0] != "pgbackrest":
             raise RuntimeFailure(f"stand-in: cannot run {list(argv)[:1]} in a one-off {service}")
@@ -108,11 +126,23 @@ class PitrStandinRuntime(PgStandinRuntime):
 
 def pitr_backup_config(endpoint: str, bucket: str, pg: PgCluster, uid: int) -> dict[str, object]:
     return {
-        "schema": 2, "stack": STACK, "bucket": bucket, "endpoint": endpoint, "local_days": 7,
-        "database": "bankflow", "user": "bankflow", "service": "postgres", "remote": "bankflow-backups",
-        "pitr": {"stanza": "bankflow", "data_dir": str(pg.data), "container_data_dir": "/var/lib/postgresql/data",
-                 "postgres_uid": uid, "archive_timeout": 60},
-    }  # fmt: skip
+        "schema": 2,
+        "stack": STACK,
+        "bucket": bucket,
+        "endpoint": endpoint,
+        "local_days": 7,
+        "database": "bankflow",
+        "user": "bankflow",
+        "service": "postgres",
+        "remote": "bankflow-backups",
+        "pitr": {
+            "stanza": "bankflow",
+            "data_dir": str(pg.data),
+            "container_data_dir": "/var/lib/postgresql/data",
+            "postgres_uid": uid,
+            "archive_timeout": 60,
+        },
+    }
 
 
 def add_pitr_files(bundle: Path, endpoint: str, bucket: str, pg: PgCluster, cipher_pass: str | None) -> None:
@@ -127,4 +157,4 @@ def add_pitr_files(bundle: Path, endpoint: str, bucket: str, pg: PgCluster, ciph
         os.close(fd)
 
 
-__all__ = ["RESTORE_MOUNT", "CIPHER_PASS", "PitrStandinRuntime", "add_pitr_files"]
+__all__ = ["CIPHER_PASS", "RESTORE_MOUNT", "PitrStandinRuntime", "add_pitr_files"]

@@ -59,14 +59,15 @@ def pitr_host(tmp_path: Path, s3: S3) -> Iterator[PitrHost]:
     shutil.copyfile(front.ca_file, ca_file)
     os.chmod(ca_file, 0o644)
     archive = f"-c archive_mode=on -c archive_timeout={ARCHIVE_TIMEOUT} -c wal_level=replica " + (
-        f"-c \"archive_command=pgbackrest --config={conf} --stanza=bankflow archive-push %p\""
+        f'-c "archive_command=pgbackrest --config={conf} --stanza=bankflow archive-push %p"'
     )
     pg = start_cluster([archive])
     home, run, bundles = tmp_path / "home", tmp_path / "run", tmp_path / "bundles"
     for path in (home, run / "nginx-tmp", bundles):
         path.mkdir(parents=True)
-    runtime = PitrStandinRuntime(run, nginx, home / "nginx" / "nginx.conf", pg, HostPaths(home).secrets,
-                                 str(ca_file), conf)  # fmt: skip
+    runtime = PitrStandinRuntime(
+        run, nginx, home / "nginx" / "nginx.conf", pg, HostPaths(home).secrets, str(ca_file), conf
+    )
     env = HostEnv(home, run, bundles, free_port(), runtime, verify_port=free_port())
     bucket = f"bankflow-pitr-{uuid.uuid4().hex[:12]}"
     s3.client.create_bucket(Bucket=bucket)
@@ -98,14 +99,21 @@ class Writer:
     def run(self) -> None:
         psql = subprocess.Popen(
             [self.pg.client("psql"), "-X", "-q", "-At", "-U", SUPERUSER, "-d", DATABASE],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.pg.env(),
-            text=True, bufsize=1,
-        )  # fmt: skip
-        assert psql.stdin is not None and psql.stdout is not None
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=self.pg.env(),
+            text=True,
+            bufsize=1,
+        )
+        assert psql.stdin is not None
+        assert psql.stdout is not None
         try:
             while not self.stop.is_set():
-                psql.stdin.write("INSERT INTO ledger(at) VALUES (clock_timestamp()) "
-                                 "RETURNING id || '|' || extract(epoch FROM at);\n")  # fmt: skip
+                psql.stdin.write(
+                    "INSERT INTO ledger(at) VALUES (clock_timestamp()) "
+                    "RETURNING id || '|' || extract(epoch FROM at);\n"
+                )
                 psql.stdin.flush()
                 line = psql.stdout.readline()
                 if not line:
@@ -139,7 +147,9 @@ def utc_text(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
 
 
-def test_restore_to_a_time_after_a_hard_kill_keeps_everything_committed_before_it(pitr_host: PitrHost) -> None:
+def test_restore_to_a_time_after_a_hard_kill_keeps_everything_committed_before_it(
+    pitr_host: PitrHost,
+) -> None:
     pg = pitr_host.pg
     pg.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, at timestamptz NOT NULL)")
     writer = Writer(pg)
@@ -168,17 +178,24 @@ def test_restore_to_a_time_after_a_hard_kill_keeps_everything_committed_before_i
     missing = [a for a in acked if a[0] not in present]
     assert all(a[0] in present for a in acked if a[2] < killed_at - ARCHIVE_TIMEOUT)
     window = (acked[-1][2] - missing[0][2]) if missing else 0.0
-    print(f"\nPITR loss window after a hard kill: {len(missing)} committed rows missing, "
-          f"{window:.1f}s of commits (archive_timeout={ARCHIVE_TIMEOUT}s; segment of T archived after {waited:.1f}s)")  # fmt: skip
+    print(
+        f"\nPITR loss window after a hard kill: {len(missing)} committed rows missing, "
+        f"{window:.1f}s of commits (archive_timeout={ARCHIVE_TIMEOUT}s; "
+        f"segment of T archived after {waited:.1f}s)"
+    )
 
     # 2) --to-time T: every row committed before T, nothing after
-    code, out, err = pitr_host.agent("restore", "--to-time", utc_text(target), "--yes", "--promote-timeout", "120")
+    code, out, err = pitr_host.agent(
+        "restore", "--to-time", utc_text(target), "--yes", "--promote-timeout", "120"
+    )
     assert code == 0, out + err
-    assert "backup set" in out and "swapped" in out
+    assert "backup set" in out
+    assert "swapped" in out
     restored = ledger(pg)
     before = {a[0] for a in acked if a[2] < target}
     after = {a[0] for a in acked if a[1] > target}
-    assert before and after
+    assert before
+    assert after
     assert before <= restored, f"rows committed before T missing: {sorted(before - restored)[:5]}"
     assert not (after & restored), f"rows written after T present: {sorted(after & restored)[:5]}"
     assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
@@ -192,7 +209,8 @@ def test_restore_to_a_time_after_a_hard_kill_keeps_everything_committed_before_i
     code, out, err = pitr_host.agent("restore", "--discard-previous")
     assert code == 0, out + err
     assert not [p for p in data.parent.iterdir() if p.name.startswith("data.previous-")]
-    assert keep.is_dir() and (data / "PG_VERSION").is_file()
+    assert keep.is_dir()
+    assert (data / "PG_VERSION").is_file()
     assert ledger(pg) == restored
 
 
@@ -206,18 +224,26 @@ def test_a_wrong_or_missing_cipher_pass_is_refused_before_anything_stops(pitr_ho
     endpoint = good.split("repo1-s3-endpoint=")[1].split("\n")[0]
     port = good.split("repo1-storage-port=")[1].split("\n")[0]
     bucket = good.split("repo1-s3-bucket=")[1].split("\n")[0]
-    wrong = render_pgbackrest_config(f"https://{endpoint}:{port}", bucket, ACCESS_KEY, SECRET_KEY,
-                                     "bm90LXRoZS1yaWdodC1wYXNzLTAwMDAwMDAwMDAw")  # fmt: skip
+    wrong = render_pgbackrest_config(
+        f"https://{endpoint}:{port}",
+        bucket,
+        ACCESS_KEY,
+        SECRET_KEY,
+        "bm90LXRoZS1yaWdodC1wYXNzLTAwMDAwMDAwMDAw",
+    )
     installed.write_text(wrong)
     code, out, err = pitr_host.agent("restore", "--latest", "--yes")
     assert code == 2, out + err
-    assert "cannot be read" in err and "cipher pass" in err and "nothing was stopped" in err
+    assert "cannot be read" in err
+    assert "cipher pass" in err
+    assert "nothing was stopped" in err
     assert CIPHER_PASS not in out + err
     installed.unlink()
     code, out, err = pitr_host.agent("restore", "--latest", "--yes")
     assert code == 2, out + err
     assert "pgbackrest.conf is missing" in err
-    assert pg.postmaster_pid() == pid and ledger(pg) == rows
+    assert pg.postmaster_pid() == pid
+    assert ledger(pg) == rows
     assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
     assert not [e for e in pitr_host.runtime.journal() if e["call"] in ("stop", "stop_services")]
 
@@ -236,8 +262,10 @@ def test_a_failed_restore_leaves_the_database_as_it_was(pitr_host: PitrHost) -> 
     pitr_host.runtime.hook = die
     code, out, err = pitr_host.agent("restore", "--latest", "--yes")
     assert code == 1, out + err
-    assert "killed (test)" in err and "rolled back" in err
-    assert ledger(pg) == rows and pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
+    assert "killed (test)" in err
+    assert "rolled back" in err
+    assert ledger(pg) == rows
+    assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
     assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
     pitr_host.runtime.hook = None
 
@@ -247,7 +275,8 @@ def test_a_failed_restore_leaves_the_database_as_it_was(pitr_host: PitrHost) -> 
     target = utc_text(time.time())  # after the last commit: the archive has no commit after it
     code, out, err = pitr_host.agent("restore", "--to-time", target, "--yes", "--promote-timeout", "20")
     assert code == 1, out + err
-    assert "swapped" in out and "rolled back" in err
+    assert "swapped" in out
+    assert "rolled back" in err
     assert ledger(pg) == rows
     assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
     assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
