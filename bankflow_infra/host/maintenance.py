@@ -16,10 +16,12 @@ from .context import Context
 from .manifest import Manifest
 from .traffic import reload_nginx
 
+ADDRESS = MAINTENANCE_LISTEN  # the tests' nginx listens elsewhere (a free port): they set this
+
 
 def enable(ctx: Context, manifest: Manifest, release: str) -> None:
     """Every app upstream -> the maintenance listener; nginx reloaded."""
-    addresses = {service.upstream: MAINTENANCE_LISTEN for service in manifest.app_services}
+    addresses = {service.upstream: ADDRESS for service in manifest.app_services}
     # app_release "" marks the include as not serving any app release (parse_served reads it)
     text = render_upstreams(addresses, release, app_release="")
     st.write_atomic(ctx.paths.nginx / manifest.upstreams_file, text.encode())

@@ -42,7 +42,6 @@ REALIP_FILE: Final = "cloudflare-realip.conf"
 HEADERS_FILE: Final = "security-headers.conf"
 PROXY_FILE: Final = "proxy.conf"
 SITES_FILE: Final = "sites.conf"
-MAINTENANCE_PAGE: Final = "maintenance.html"  # served with 503 while a restore runs
 
 # Mozilla server-side TLS 6.0, "intermediate", minus its DHE suites (no DH parameters to manage,
 # and every client Cloudflare connects with speaks ECDHE).
@@ -310,42 +309,42 @@ def _hostname_servers(hostname: str, upstream: str, params: NginxParams) -> list
     ]
 
 
-def maintenance_server(config_dir: str) -> list[str]:
-    """The maintenance listener: 503 + the page + Retry-After for every request. During a restore
-    the agent points every app upstream here (host/maintenance.py), so each hostname's public
-    server (its TLS, headers, logs) answers with this instead of a 502."""
+MAINTENANCE_PAGE: Final = (
+    "<!doctype html><html lang=pt-BR><head><meta charset=utf-8><title>Em manutenção</title></head>"
+    "<body><h1>Em manutenção</h1><p>Estamos restaurando dados. Voltamos em alguns minutos.</p>"
+    "<h1>Under maintenance</h1><p>We are restoring data and will be back in a few minutes.</p></body></html>"
+)
+
+
+def maintenance_address(params: NginxParams) -> str:
+    """The health port + 1 on loopback: 127.0.0.1:8082 in the container, which is what the agent
+    writes into the upstreams (contract.release.MAINTENANCE_LISTEN; a render test checks they
+    agree); tests running the rendered config get a free health port and with it this one."""
+    return f"127.0.0.1:{params.health_port + 1}"
+
+
+def maintenance_server(address: str = MAINTENANCE_LISTEN) -> list[str]:
+    """The maintenance listener: 503 + the page (inline: no extra file) + Retry-After for every
+    request. During a restore the agent points every app upstream here (host/maintenance.py), so
+    each hostname's public server (its TLS, headers, logs) answers with this instead of a 502."""
     return [
         "# Maintenance (a restore is running): loopback only; the agent points the upstreams here.",
         "server {",
-        f"    listen {MAINTENANCE_LISTEN};",
+        f"    listen {address};",
         "    access_log off;",
-        f"    root {config_dir};",
-        f"    error_page 503 /{MAINTENANCE_PAGE};",
-        f"    location = /{MAINTENANCE_PAGE} {{",
-        "        internal;",
+        "    location / {",
         "        default_type text/html;",
         f"        add_header Retry-After {MAINTENANCE_RETRY_AFTER} always;",
         '        add_header Cache-Control "no-store" always;',
-        "    }",
-        "    location / {",
-        "        return 503;",
+        f"        return 503 '{MAINTENANCE_PAGE}';",
         "    }",
         "}",
     ]
 
 
-def render_maintenance_page() -> str:
-    return (
-        "<!doctype html>\n<html lang=\"pt-BR\"><head><meta charset=\"utf-8\">"
-        "<title>Em manutenção / Under maintenance</title></head>\n<body>"
-        "<h1>Em manutenção</h1><p>Estamos restaurando dados. Voltamos em alguns minutos.</p>"
-        "<h1>Under maintenance</h1><p>We are restoring data and will be back in a few minutes.</p>"
-        "</body></html>\n"
-    )
-
-
 def render_sites(settings: Settings, params: NginxParams) -> str:
-    blocks = [_health_server(params), maintenance_server(params.config_dir), _default_servers(params)]
+    maintenance = maintenance_server(maintenance_address(params))
+    blocks = [_health_server(params), maintenance, _default_servers(params)]
     for service in catalog.app_services(settings):
         for hostname in service.hostnames:
             blocks.append(
@@ -375,5 +374,4 @@ def render_nginx_files(settings: Settings, params: NginxParams, ranges: Sequence
         HEADERS_FILE: render_security_headers(settings),
         PROXY_FILE: render_proxy(settings),
         SITES_FILE: render_sites(settings, params),
-        MAINTENANCE_PAGE: render_maintenance_page(),
     }

@@ -16,7 +16,8 @@ from bankflow_infra.contract import release
 from bankflow_infra.host.backups import config as backup_config
 from bankflow_infra.render import backup as render_backup
 from bankflow_infra.render import compose
-from bankflow_infra.render.nginx import MAINTENANCE_PAGE, render_nginx_files
+from bankflow_infra.render.model import NginxParams
+from bankflow_infra.render.nginx import MAINTENANCE_PAGE, maintenance_address, render_nginx_files
 from tests.render import helpers
 from tests.support.tools import require_tool
 
@@ -145,7 +146,9 @@ def test_maintenance_listener_answers_503_with_the_page_and_retry_after(tmp_path
     settings = helpers.load_settings("production")
     params = helpers.local_params(tmp_path)
     files = render_nginx_files(settings, params, ["173.245.48.0/20"])
-    assert "<h1>" in files[MAINTENANCE_PAGE]
     sites = files["sites.conf"]
-    assert f"listen {release.MAINTENANCE_LISTEN};" in sites
+    assert f"return 503 '{MAINTENANCE_PAGE}';" in sites
+    assert f"listen {maintenance_address(params)};" in sites
+    # in the container (default params) the listener is where the agent points the upstreams
+    assert maintenance_address(NginxParams()) == release.MAINTENANCE_LISTEN
     assert f"add_header Retry-After {release.MAINTENANCE_RETRY_AFTER} always;" in sites

@@ -4,6 +4,7 @@ through the REAL pgBackRest 2.45 into S3 (moto behind nginx's TLS), restored by 
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -19,11 +20,14 @@ from pathlib import Path
 import pytest
 
 from bankflow_infra.contract.layout import HostPaths
+from bankflow_infra.contract.release import MAINTENANCE_LISTEN, MAINTENANCE_RETRY_AFTER
+from bankflow_infra.host import maintenance
 from bankflow_infra.host.runtime import RuntimeFailure
 from bankflow_infra.render.backup import render_pgbackrest_config
+from bankflow_infra.render.nginx import maintenance_server
 from tests.host.backups.pitr_rig import CIPHER_PASS, PitrStandinRuntime, add_pitr_files
 from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, run_agent
-from tests.host.fixtures import HostEnv
+from tests.host.fixtures import HostEnv, hostname
 from tests.support.ports import free_port
 from tests.support.postgres import DATABASE, SUPERUSER, PgCluster, start_cluster
 from tests.support.s3 import S3, TlsFront, tls_front
@@ -48,7 +52,7 @@ class PitrHost:
 
 
 @pytest.fixture
-def pitr_host(tmp_path: Path, s3: S3) -> Iterator[PitrHost]:
+def pitr_host(tmp_path: Path, s3: S3, monkeypatch: pytest.MonkeyPatch) -> Iterator[PitrHost]:
     require_tool("pgbackrest")
     nginx = require_tool("nginx")
     front = tls_front(s3.endpoint, tmp_path / "s3-tls")
@@ -77,6 +81,7 @@ def pitr_host(tmp_path: Path, s3: S3) -> Iterator[PitrHost]:
         code, out, err = env.deploy(bundle)
         assert code == 0, out + err
         runtime.write_conf()
+        add_maintenance_listener(runtime, monkeypatch)
         code, out, err = run_agent(env, "pitr-backup", "--type", "full")
         assert code == 0, out + err
         yield PitrHost(env, runtime, pg, front)
@@ -126,6 +131,38 @@ class Writer:
         finally:
             psql.kill()
             psql.wait(timeout=10)
+
+
+def through_nginx(host: PitrHost) -> tuple[int, str, str | None]:
+    """GET / for the site's hostname through the real nginx: status, body, Retry-After."""
+    connection = http.client.HTTPConnection("127.0.0.1", host.env.port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Host": hostname("site")})
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace"), response.getheader("Retry-After")
+    finally:
+        connection.close()
+
+
+def wait_status(host: PitrHost, wanted: int, limit: float = 5.0) -> int:
+    deadline = time.monotonic() + limit
+    status = through_nginx(host)[0]
+    while status != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = through_nginx(host)[0]
+    return status
+
+
+def add_maintenance_listener(runtime: PitrStandinRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rendered maintenance server (render/nginx.py), on a free port, in the test's nginx."""
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setattr(maintenance, "ADDRESS", address)
+    server = "\n".join(maintenance_server()).replace(MAINTENANCE_LISTEN, address)
+    text = runtime.nginx_conf.read_text().rstrip()
+    assert text.endswith("}")
+    runtime.nginx_conf.write_text(text[:-1] + server + "\n}\n")
+    runtime.nginx_test()
+    runtime.nginx_reload()
 
 
 def ledger(pg: PgCluster) -> set[int]:
@@ -254,9 +291,13 @@ def test_a_failed_restore_leaves_the_database_as_it_was(pitr_host: PitrHost) -> 
     pg.psql("INSERT INTO ledger(at) SELECT now() FROM generate_series(1, 200)")
     rows = ledger(pg)
 
-    # 1) pgbackrest dies halfway through the restore (before the swap)
+    # 1) pgbackrest dies halfway through the restore (before the swap); while it runs, every app
+    # hostname answers 503 + the maintenance page + Retry-After through the real nginx
+    seen: list[tuple[int, str, str | None]] = []
+
     def die(argv: list[str]) -> None:
         if argv[-1] == "restore":
+            seen.append(through_nginx(pitr_host))
             raise RuntimeFailure("pgbackrest exited 137: killed (test)")
 
     pitr_host.runtime.hook = die
@@ -268,6 +309,12 @@ def test_a_failed_restore_leaves_the_database_as_it_was(pitr_host: PitrHost) -> 
     assert pg.psql("SELECT pg_is_in_recovery()").strip() == "f"
     assert not [p for p in pg.data.parent.iterdir() if p.name.startswith("data.")]
     pitr_host.runtime.hook = None
+    status, body, retry_after = seen[0]
+    assert status == 503  # not a 502
+    assert "Em manutenção" in body
+    assert retry_after == str(MAINTENANCE_RETRY_AFTER)
+    # maintenance ends with the apps' return (nginx applies a reload asynchronously: a bounded wait)
+    assert wait_status(pitr_host, 200) == 200
 
     # 2) after the swap: a target no commit in the archive passes. PostgreSQL refuses to promote
     # ("recovery ended before configured recovery target was reached") and the old cluster returns.
