@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import sys
 from typing import Any, Final
 
 from bankflow_infra.contract import exit_codes
@@ -25,6 +26,7 @@ from bankflow_infra.ops.ssh import SshSession
 
 TIME_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z$")
 BACKUP_TYPES: Final = ("full", "diff", "incr")
+PREVIEW_MARK: Final = "restore: target:"  # the agent's preview's first line (pitr_restore.Plan.preview)
 
 
 def add_restore_arguments(restore: Any) -> None:
@@ -60,9 +62,7 @@ def check_target_time(text: str, now: dt.datetime) -> str | None:
 
 def agent_restore_args(args: argparse.Namespace) -> list[str] | str:
     """The agent's restore arguments (without --yes), or why the combination is refused."""
-    forms = [
-        name for name in ("to_time", "latest", "backup_set", "discard_previous") if getattr(args, name)
-    ]
+    forms = [name for name in ("to_time", "latest", "backup_set", "discard_previous") if getattr(args, name)]
     if len(forms) > 1 or (args.source not in (None, "latest") and forms):
         return "choose one of --from, --to-time, --latest, --backup-set, --discard-previous"
     if args.discard_previous:
@@ -91,8 +91,11 @@ def run_pitr_restore(args: argparse.Namespace) -> int:
         if args.discard_previous:
             return ssh.run_agent(agent_args).returncode
         if not args.yes:
-            preview = ssh.run_agent(agent_args)  # the agent prints the preview, changes nothing
-            if preview.returncode != exit_codes.USAGE:
+            # without --yes the agent checks everything, prints the preview and changes nothing
+            preview = ssh.run_agent(agent_args, capture=True)
+            text = preview.stdout.decode("utf-8", "replace")
+            sys.stdout.write(text)
+            if PREVIEW_MARK not in text:  # refused (bad target, unreadable repository, ...)
                 return preview.returncode or exit_codes.FAILED
             if session.ask(f"Type the stack name ({args.stack}) to proceed: ") != args.stack:
                 session.error("restore", "not confirmed; nothing changed")
