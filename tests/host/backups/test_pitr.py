@@ -5,6 +5,7 @@ through the REAL pgBackRest 2.45 into S3 (moto behind nginx's TLS), restored by 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -256,6 +257,21 @@ def test_a_wrong_or_missing_cipher_pass_is_refused_before_anything_stops(pitr_ho
     pg.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
     pg.psql("INSERT INTO ledger(at) SELECT now() FROM generate_series(1, 50)")
     pid, rows = pg.postmaster_pid(), ledger(pg)
+    # pitr-status (health/alerts read it) and pitr-backups show the fixture's full backup
+    code, out, err = pitr_host.agent("pitr-status", "--json")
+    assert code == 0, out + err
+    status = json.loads(out)
+    assert status["newest_backup"]["type"] == "full"
+    assert status["archive"]["failed_count"] == 0
+    assert set(status["archive"]) == {"last_archived_time", "last_failed_time", "failed_count", "lag_seconds"}
+    code, out, err = pitr_host.agent("pitr-backups", "--json")
+    assert code == 0, out + err
+    assert [b["label"] for b in json.loads(out)["backups"]] == [status["newest_backup"]["label"]]
+    # a second backup finds the stanza (idempotent) and is an incremental one
+    code, out, err = pitr_host.agent("pitr-backup", "--type", "incr")
+    assert code == 0, out + err
+    assert "stanza-create" not in out
+    assert "(incr)" in out
     installed = pitr_host.secrets / "pgbackrest.conf"
     good = installed.read_text()
     endpoint = good.split("repo1-s3-endpoint=")[1].split("\n")[0]
