@@ -171,6 +171,17 @@ def check_repository(info: RepoInfo) -> None:
         raise BackupUsageError("the pgBackRest repository holds no backup yet: run pitr-backup first")
 
 
+FULL_EVERY: Final = dt.timedelta(days=7)  # with repo1-retention-full=2: about two weeks of PITR
+
+
+def auto_type(info: RepoInfo, now: dt.datetime) -> str:
+    """The nightly timer's choice: a full backup weekly (or when there is none), else incremental."""
+    fulls = [s for s in info.sets if s.type == "full"]
+    if not fulls or now - fulls[-1].stop >= FULL_EVERY - dt.timedelta(hours=6):
+        return "full"
+    return "incr"
+
+
 @dataclass(frozen=True)
 class PitrBackupResult:
     label: str
@@ -181,9 +192,11 @@ class PitrBackupResult:
 def run_pitr_backup(ctx: Context, live: LiveDatabase, pitr: PitrConfig, kind: str) -> PitrBackupResult:
     """stanza-create when the repository has no stanza (idempotent), then a backup. pgBackRest
     itself turns a diff/incr without a full backup into a full one."""
-    if kind not in BACKUP_TYPES:
-        raise BackupUsageError(f"--type: expected one of {', '.join(BACKUP_TYPES)}, got {kind!r}")
+    if kind not in (*BACKUP_TYPES, "auto"):
+        raise BackupUsageError(f"--type: expected one of {', '.join(BACKUP_TYPES)} or auto, got {kind!r}")
     info = repo_info(ctx, live, pitr)
+    if kind == "auto":
+        kind = auto_type(info, dt.datetime.now(dt.UTC))
     created = False
     if info.status_message in ("missing stanza path", "missing stanza"):
         ctx.say(f"pitr-backup: stanza {pitr.stanza} is new: stanza-create")

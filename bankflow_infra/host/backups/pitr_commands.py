@@ -44,7 +44,14 @@ def cmd_pitr_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | N
     try:
         with backup_lock(ctx.paths, ctx.actor, "pitr-backup"):
             live = load_live_database(ctx)
-            result = run_pitr_backup(ctx, live, require_pitr(ctx, live), args.type)
+            try:
+                pitr = require_pitr(ctx, live)
+            except BackupUsageError as exc:
+                if not args.if_configured:
+                    raise
+                ctx.say(f"pitr-backup: skipped: {exc}")  # the timer on a release without PITR
+                return OK
+            result = run_pitr_backup(ctx, live, pitr, args.type)
     except (BackupLocked, BackupUsageError, BackupFailed, RuntimeFailure, OSError) as exc:
         return _fail(ctx, "pitr-backup", exc)
     message = f"pitr-backup: done: backup set {result.label} ({result.type})"
@@ -162,7 +169,17 @@ AUDITED: Final = frozenset({"pitr-backup"})
 
 def register(sub: Any) -> None:
     backup = sub.add_parser("pitr-backup", help="pgBackRest backup (stanza-create when needed)")
-    backup.add_argument("--type", choices=("full", "diff", "incr"), default="incr")
+    backup.add_argument(
+        "--type",
+        choices=("full", "diff", "incr", "auto"),
+        default="incr",
+        help="auto: full weekly (or when there is none), else incr (the nightly timer)",
+    )
+    backup.add_argument(
+        "--if-configured",
+        action="store_true",
+        help="exit 0 when the release has no PITR (the timer runs on every release)",
+    )
     listing = sub.add_parser("pitr-backups", help="pgBackRest backup sets and the archived WAL range")
     listing.add_argument("--json", action="store_true")
     status = sub.add_parser("pitr-status", help="newest backup and archive health (JSON)")
