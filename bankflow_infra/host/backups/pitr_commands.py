@@ -148,7 +148,7 @@ def cmd_discard_previous(ctx: Context, args: argparse.Namespace) -> int:
     try:
         with backup_lock(ctx.paths, ctx.actor, "restore"):
             removed = discard_previous(ctx)
-    except (BackupLocked, BackupUsageError, OSError) as exc:
+    except (BackupLocked, BackupUsageError, RuntimeFailure, OSError) as exc:
         return _fail(ctx, "restore", exc)
     message = "restore: discarded " + (
         ", ".join(removed) if removed else "nothing (no previous cluster kept)"

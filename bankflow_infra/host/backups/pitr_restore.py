@@ -321,13 +321,18 @@ def consistency_counts(ctx: Context, live: LiveDatabase) -> dict[str, int]:
 
 
 def discard_previous(ctx: Context) -> list[str]:
-    """Remove the clusters kept by earlier restores (``<data dir>.previous-<id>``), nothing else."""
+    """Remove what earlier restores kept, nothing else: the clusters of point-in-time restores
+    (``<data dir>.previous-<id>``) and the databases of dump restores (``<db>_before_restore_*``)."""
     live = load_live_database(ctx)
-    pitr = require_pitr(ctx, live)
-    if pitr.data_dir is None:
-        return []
-    data = Path(pitr.data_dir)
+    pg = PostgresClient(ctx, live)
     removed = []
+    for database in pg.leftovers(live.config.database):
+        pg.drop(database)
+        removed.append(f"database {database}")
+    pitr = live.config.pitr
+    if pitr is None or pitr.data_dir is None:
+        return removed
+    data = Path(pitr.data_dir)
     for candidate in sorted(data.parent.iterdir()):
         prefix = f"{data.name}.previous-"
         if (
