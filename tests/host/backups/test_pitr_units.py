@@ -115,3 +115,31 @@ def test_the_nightly_backup_is_full_weekly_else_incremental() -> None:
     assert auto_type(recent, NOW) == "incr"
     old = parse_info(_info(_set("A", "full", NOW - dt.timedelta(days=7)), _set("B", "incr", NOW)), "bankflow")
     assert auto_type(old, NOW) == "full"
+
+
+def test_docker_runs_pgbackrest_in_a_one_off_container_and_stops_only_postgres() -> None:
+    from pathlib import Path
+
+    from bankflow_infra.host.runtime import DockerRuntime, Project
+
+    bundle = Path("/opt/bankflow/releases/r1")
+    base = Project("bankflow", bundle, (bundle / "compose/base.yaml",), None, "r1")
+    runtime = DockerRuntime()
+    argv = runtime.run_tool_argv(
+        base, "postgres", ["pgbackrest", "restore"], {"/mnt/d/pg.restoring-x": RESTORE_MOUNT}, "postgres"
+    )
+    run = argv.index("run")
+    assert argv[run:] == [
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "--user",
+        "postgres",
+        "-v",
+        f"/mnt/d/pg.restoring-x:{RESTORE_MOUNT}",
+        "postgres",
+        "pgbackrest",
+        "restore",
+    ]
+    assert runtime.stop_services_argv(base, ["postgres"])[-2:] == ["stop", "postgres"]
