@@ -9,8 +9,10 @@ the host (``/opt/bankflow`` and its folders) and how releases are named are the 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from bankflow_infra.contract.layout import DATA_VOLUME_MOUNT, LOGS_DIR, UPLOADS_DIR
@@ -30,7 +32,12 @@ REDIS_PORT: Final = 6379
 HTTP_PORT: Final = 80
 HTTPS_PORT: Final = 443
 
-POSTGRES_IMAGE: Final = "postgres:15-alpine"
+# The postgres image is ours: postgres:15-alpine + pgBackRest (files/postgres/Dockerfile, built and
+# pushed by .github/workflows/postgres-image.yml), tagged by the Dockerfile's content hash so a
+# change to it is a new tag and an unchanged file always pulls the same image. See postgres_image.
+POSTGRES_BASE_IMAGE: Final = "postgres:15-alpine"  # Alpine (musl) forever: see the Dockerfile
+POSTGRES_DOCKERFILE: Final = Path(__file__).resolve().parents[1] / "files" / "postgres" / "Dockerfile"
+POSTGRES_IMAGE_REPOSITORY: Final = "bankflow-postgres"
 REDIS_IMAGE: Final = "redis:7-alpine"
 NGINX_IMAGE: Final = "nginx:1.27-alpine"
 
@@ -158,14 +165,24 @@ def app_services(settings: Settings) -> tuple[AppService, ...]:
     return tuple(app_service(settings, name) for name in APP_SERVICES)
 
 
+def postgres_image(settings: Settings) -> str:
+    """``<registry>/bankflow-postgres:15-pgbackrest-<sha12 of the Dockerfile>`` (the workflow's tag)."""
+    digest = hashlib.sha256(POSTGRES_DOCKERFILE.read_bytes()).hexdigest()[:12]
+    return f"{settings.release.registry}/{POSTGRES_IMAGE_REPOSITORY}:15-pgbackrest-{digest}"
+
+
 def base_services(settings: Settings) -> tuple[BaseService, ...]:
     env = settings.environment
     restart = RESTART_POLICY[env]
     return (
-        BaseService("postgres", POSTGRES_IMAGE, POSTGRES_PORT, LIMITS[env]["postgres"], restart),
+        BaseService("postgres", postgres_image(settings), POSTGRES_PORT, LIMITS[env]["postgres"], restart),
         BaseService("redis", REDIS_IMAGE, REDIS_PORT, LIMITS[env]["redis"], restart),
         BaseService("nginx", NGINX_IMAGE, None, LIMITS[env]["nginx"], restart),
     )
+
+
+POSTGRES_CONTAINER_DATA: Final = "/var/lib/postgresql/data"  # PGDATA in the postgres image
+ARCHIVE_TIMEOUT_SECONDS: Final = 60  # WAL segment switch at least this often with writes: the RPO
 
 
 def postgres_data_dir(settings: Settings) -> str | None:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-STANZA: Final = "bankflow"
+from .release import PITR_STANZA
+
+STANZA: Final = PITR_STANZA  # one name: contract.release (the rendered config, compose, the agent)
 MAX_MESSAGE_CHARS: Final = 200
 
 

@@ -51,10 +51,19 @@ ORIGIN_KEY: Final = "origin.key"
 REGISTRY_PASSWORD: Final = "registry-password"  # noqa: S105 - a file name, not a password
 RCLONE_CONFIG: Final = "rclone.conf"
 BACKUP_CONFIG_FILE: Final = "backup/backup.json"
-BACKUP_CONFIG_SCHEMA: Final = 1
+# 2: the "pitr" object (pgBackRest continuous archiving); schema 1 files (no PITR) still parse.
+BACKUP_CONFIG_SCHEMA: Final = 2
+# pgBackRest (continuous archiving, point-in-time restore). The config holds the Spaces key and
+# the repository's cipher pass: 0600, owned by the postgres image's postgres user (uid 70 in the
+# Alpine image: `id postgres` in postgres:15-alpine), because PostgreSQL's archive_command runs
+# pgbackrest as that user inside the container and must read it.
+PGBACKREST_CONFIG: Final = "pgbackrest.conf"
+PGBACKREST_CONTAINER_CONFIG: Final = "/etc/pgbackrest/pgbackrest.conf"  # pgbackrest's default path
+PITR_STANZA: Final = "bankflow"
+POSTGRES_UID: Final = 70
 # Secrets the app containers never read: rotating them must not restart the apps.
 NON_APP_SECRETS: Final = frozenset(
-    {ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG, UPLOADS_SECRET_ENV, ALERTS_FILE}
+    {ORIGIN_KEY, REGISTRY_PASSWORD, RCLONE_CONFIG, PGBACKREST_CONFIG, UPLOADS_SECRET_ENV, ALERTS_FILE}
 )
 
 
@@ -76,3 +85,9 @@ def digest_files(files: Iterable[tuple[str, int, bytes]]) -> str:
         for part in (path.encode(), f"{mode:o}".encode(), content):
             digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
+
+# The maintenance listener inside the nginx container (render/nginx.py): answers every request
+# with 503, the maintenance page and Retry-After. During a restore the host agent points every
+# app upstream at it (host/maintenance.py), the same include switch + reload as a release switch.
+MAINTENANCE_LISTEN: Final = "127.0.0.1:8082"
+MAINTENANCE_RETRY_AFTER: Final = 300  # seconds: what Retry-After tells clients

@@ -6,18 +6,29 @@ Stdlib only.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Final
 
 from ..contract.layout import HOME_ENV, SECRET_FILE_MODE, HostPaths
-from ..contract.release import BASE_PROJECT, ORIGIN_KEY, RELEASE_ENV_VAR, SECRETS_BUNDLE_DIR, app_project_name
+from ..contract.release import (
+    BASE_PROJECT,
+    ORIGIN_KEY,
+    PGBACKREST_CONFIG,
+    POSTGRES_UID,
+    RELEASE_ENV_VAR,
+    SECRETS_BUNDLE_DIR,
+    app_project_name,
+)
 from . import state as st
 from .files import check_free_space, tree_size
 from .manifest import Manifest
 from .runtime import Project
 
-IN_PLACE_SECRETS: Final = frozenset({ORIGIN_KEY})  # bind-mounted as a single file: keep its inode
+# Bind-mounted as single files (nginx's key, postgres's pgbackrest.conf): rewritten in place, so
+# the running container sees the new content (a new inode would leave it the old one).
+IN_PLACE_SECRETS: Final = frozenset({ORIGIN_KEY, PGBACKREST_CONFIG})
 RELEASE_ENV: Final = "release.env"  # compose interpolation values, written into each release dir
 # room for what a switch writes besides the bundle: state files, nginx files, journal, audit lines
 STATE_HEADROOM: Final = 1024 * 1024
@@ -55,4 +66,9 @@ def install_live_files(paths: HostPaths, bundle: Path) -> None:
     # in place: origin.key is a single-file bind mount into the nginx container
     st.mirror_files(bundle / SECRETS_BUNDLE_DIR, paths.secrets, SECRET_FILE_MODE, in_place=IN_PLACE_SECRETS)
     st.lock_down_secrets(paths.secrets)
+    pgbackrest = paths.secrets / PGBACKREST_CONFIG
+    if pgbackrest.is_file() and os.geteuid() == 0:
+        # archive_command runs pgbackrest as the image's postgres user (uid 70) inside the
+        # container: it must read its config (0600 stays: nobody else can).
+        os.chown(pgbackrest, POSTGRES_UID, POSTGRES_UID)
     st.mirror_files(bundle / "tls", paths.tls, 0o644)

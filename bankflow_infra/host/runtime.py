@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from ..contract.release import BASE_PROJECT, release_alias
+from .runtime_tools import ComposeTools
 
 NGINX_CONTAINER: Final = f"{BASE_PROJECT}-nginx-1"  # compose names it <project>-<service>-<index>
 _TAIL_CHARS: Final = 300
@@ -171,6 +172,10 @@ class Runtime(Protocol):
         """Run argv inside the running ``service`` container of ``project`` (backups: pg_dump,
         pg_restore, psql); stdin from a file, stdout into a file (created 0600) or returned."""
         ...
+    # argv in a one-off container of `service` (+ mounts: host dir -> container dir), as `user`
+    def run_tool(self, project: Project, service: str, argv: Sequence[str], mounts: Mapping[str, str], *,
+                 user: str, timeout: float | None = None) -> str: ...  # fmt: skip
+    def stop_services(self, project: Project, services: Sequence[str]) -> None: ...
 
 
 def error_tail(text: str, limit: int = _TAIL_CHARS) -> str:
@@ -217,7 +222,7 @@ def parse_ps(output: str) -> dict[str, bool]:
     return result
 
 
-class DockerRuntime:
+class DockerRuntime(ComposeTools):
     """Docker Engine + Compose v2 (>= 2.17 for ``--wait-timeout``) on the droplet."""
 
     def __init__(

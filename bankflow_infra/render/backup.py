@@ -47,6 +47,7 @@ def render_backup_config(settings: Settings) -> str:
         "user": catalog.DATABASE_USER,
         "service": "postgres",
         "remote": RCLONE_REMOTE,
+        "pitr": render_pitr_section(settings),
     }
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
@@ -73,3 +74,64 @@ def render_rclone_config(access_key: str, secret_key: str) -> str:
         "no_check_bucket = true\n"
         "acl = private\n"
     )
+
+
+PGBACKREST_CONFIG_FILE: Final = release.secret_path(release.PGBACKREST_CONFIG)
+RETENTION_FULL: Final = 2  # full backups kept (with their WAL): weekly fulls -> about two weeks of PITR
+
+
+def render_pitr_section(settings: Settings) -> dict[str, object]:
+    """backup.json's ``pitr`` object: what the agent's restore needs to know about the cluster."""
+    return {
+        "stanza": release.PITR_STANZA,
+        "data_dir": catalog.postgres_data_dir(settings),
+        "container_data_dir": catalog.POSTGRES_CONTAINER_DATA,
+        "postgres_uid": release.POSTGRES_UID,
+        "archive_timeout": catalog.ARCHIVE_TIMEOUT_SECONDS,
+    }
+
+
+def render_pgbackrest_config(
+    endpoint: str, bucket: str, access_key: str, secret_key: str, cipher_pass: str,
+    retention_full: int = RETENTION_FULL,
+) -> str:  # fmt: skip
+    """``secrets/pgbackrest.conf`` (0600, owned by the container's postgres uid): the repository in
+    the stack's bucket under ``/pgbackrest``, encrypted with the program's cipher pass.
+
+    pgBackRest speaks S3 over TLS only; ``repo1-s3-uri-style=path`` like rclone (no per-bucket
+    DNS name). Logs go to stderr only (the container's log): no log file on the data volume. The
+    cluster (pg1-*) is in the stanza's section: the container's socket, port and PGDATA; a
+    one-off restore container overrides pg1-path on its command line. Values were checked by
+    BundleSecrets.validate (no newline).
+    """
+    host_port = endpoint.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.partition(":")
+    lines = [
+        "# BankFlow pgBackRest: Spaces key and repository cipher pass. 0600, uid "
+        f"{release.POSTGRES_UID} (postgres in the image).",
+        "[global]",
+        "repo1-type=s3",
+        f"repo1-s3-endpoint={host}",
+        *([f"repo1-storage-port={port}"] if port else []),
+        f"repo1-s3-bucket={bucket}",
+        "repo1-s3-region=us-east-1",  # Spaces ignores the region in signatures' scope checks
+        f"repo1-s3-key={access_key}",
+        f"repo1-s3-key-secret={secret_key}",
+        "repo1-s3-uri-style=path",
+        "repo1-path=/pgbackrest",
+        "repo1-cipher-type=aes-256-cbc",
+        f"repo1-cipher-pass={cipher_pass}",
+        f"repo1-retention-full={retention_full}",
+        "start-fast=y",
+        "log-level-console=off",
+        "log-level-stderr=warn",
+        "log-level-file=off",
+        "",
+        f"[{release.PITR_STANZA}]",  # the cluster's options are stanza-only in pgBackRest
+        f"pg1-path={catalog.POSTGRES_CONTAINER_DATA}",
+        "pg1-socket-path=/var/run/postgresql",
+        f"pg1-port={catalog.POSTGRES_PORT}",
+        f"pg1-user={catalog.DATABASE_USER}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -76,6 +76,15 @@ def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
     return files
 
 
+def pitr_config(settings: Settings, secrets: BundleSecrets) -> str | None:
+    """``secrets/pgbackrest.conf`` when the stack has the cipher pass and a Spaces key, else None."""
+    access, secret, cipher = secrets.spaces_access_key, secrets.spaces_secret_key, secrets.backup_cipher_pass
+    if access is None or secret is None or cipher is None:
+        return None
+    endpoint = backup.spaces_endpoint(settings.backups.region)
+    return backup.render_pgbackrest_config(endpoint, settings.backup_bucket_name, access, secret, cipher)
+
+
 def _digest_of(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -185,7 +194,12 @@ def render_bundle(
     if alerts_text is not None:
         secret_texts[alerts.ALERTS_CONFIG_FILE] = alerts_text
     # --- end backup alerts
-    base_defs = compose.base_service_definitions(settings, nginx)
+    # --- continuous archiving (issue 11, render/backup.py): pgBackRest's repository and key
+    pitr_text = pitr_config(settings, secrets)
+    if pitr_text is not None:
+        secret_texts[backup.PGBACKREST_CONFIG_FILE] = pitr_text
+    # archive_command only with a config to run it: one that always failed would fill the volume
+    base_defs = compose.base_service_definitions(settings, nginx, pitr=pitr_text is not None)
     app_defs = compose.app_service_definitions(settings)
     digests = service_digests(settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text)
 

@@ -28,6 +28,9 @@ from bankflow_infra.contract.release import (
     APP_PROJECT_PREFIX,
     BASE_PROJECT,
     ORIGIN_KEY,
+    PGBACKREST_CONFIG,
+    PGBACKREST_CONTAINER_CONFIG,
+    PITR_STANZA,
     REGISTRY_PASSWORD,
     RELEASE_ENV_VAR,
     release_alias,
@@ -113,7 +116,26 @@ def _common(image: str, restart: str, limits: catalog.Limits) -> dict[str, Any]:
 # --------------------------------------------------------------------------- base project
 
 
-def _postgres(service: catalog.BaseService, settings: Settings) -> dict[str, Any]:
+PGBACKREST_CONFIG_FILE: Final = secret_path(PGBACKREST_CONFIG)
+
+
+def _archiving_command(pitr: bool) -> list[str]:
+    """PostgreSQL's settings for continuous archiving (pgBackRest pushes each WAL segment; a
+    segment switch at least every archive_timeout seconds while there are writes: the RPO). Without
+    a pgBackRest config (no cipher pass yet) nothing is archived: an archive_command that can never
+    succeed would keep every WAL segment in pg_wal until the volume is full."""
+    if not pitr:
+        return []
+    settings = {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_timeout": str(catalog.ARCHIVE_TIMEOUT_SECONDS),
+        "archive_command": f"pgbackrest --stanza={PITR_STANZA} archive-push %p",
+    }
+    return ["postgres", *[arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]]
+
+
+def _postgres(service: catalog.BaseService, settings: Settings, pitr: bool = False) -> dict[str, Any]:
     data_dir = catalog.postgres_data_dir(settings)
     volume = (
         _bind(data_dir, _POSTGRES_DATA, must_exist=True)
@@ -134,11 +156,17 @@ def _postgres(service: catalog.BaseService, settings: Settings) -> dict[str, Any
         "-d",
         catalog.DATABASE_NAME,
     ]
+    volumes = [volume]
+    if pitr:  # pgbackrest's default config path; the file is 0600 uid 70 on the host
+        volumes.append(_bind(host_secret_path(PGBACKREST_CONFIG_FILE), PGBACKREST_CONTAINER_CONFIG,
+                             read_only=True, must_exist=True))  # fmt: skip
+    command = _archiving_command(pitr)
     return {
         **_common(service.image, service.restart, service.limits),
+        **({"command": command} if command else {}),
         "environment": {"POSTGRES_USER": catalog.DATABASE_USER, "POSTGRES_DB": catalog.DATABASE_NAME},
         "env_file": [host_secret_path(POSTGRES_ENV_FILE)],  # POSTGRES_PASSWORD
-        "volumes": [volume],
+        "volumes": volumes,
         "networks": [_DATA],
         "healthcheck": _healthcheck(ready),
         "stop_grace_period": _STOP_GRACE["postgres"],
@@ -207,12 +235,15 @@ def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
     }
 
 
-def base_service_definitions(settings: Settings, params: NginxParams) -> dict[str, dict[str, Any]]:
-    """postgres, redis, nginx -- without their digest labels (the digests are computed from these)."""
+def base_service_definitions(
+    settings: Settings, params: NginxParams, pitr: bool = False
+) -> dict[str, dict[str, Any]]:
+    """postgres, redis, nginx -- without their digest labels (the digests are computed from these).
+    ``pitr``: the bundle has secrets/pgbackrest.conf (continuous archiving on)."""
     definitions: dict[str, dict[str, Any]] = {}
     for service in catalog.base_services(settings):
         if service.name == "postgres":
-            definitions[service.name] = _postgres(service, settings)
+            definitions[service.name] = _postgres(service, settings, pitr)
         elif service.name == "redis":
             definitions[service.name] = _redis(service)
         elif service.name == "nginx":

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.release import MAINTENANCE_LISTEN, MAINTENANCE_RETRY_AFTER
 from bankflow_infra.contract.upstreams import (
     CANDIDATE_PORT,
     CANDIDATE_SUFFIX,
@@ -308,8 +309,42 @@ def _hostname_servers(hostname: str, upstream: str, params: NginxParams) -> list
     ]
 
 
+MAINTENANCE_PAGE: Final = (
+    "<!doctype html><html lang=pt-BR><head><meta charset=utf-8><title>Em manutenção</title></head>"
+    "<body><h1>Em manutenção</h1><p>Estamos restaurando dados. Voltamos em alguns minutos.</p>"
+    "<h1>Under maintenance</h1><p>We are restoring data and will be back in a few minutes.</p></body></html>"
+)
+
+
+def maintenance_address(params: NginxParams) -> str:
+    """The health port + 1 on loopback: 127.0.0.1:8082 in the container, which is what the agent
+    writes into the upstreams (contract.release.MAINTENANCE_LISTEN; a render test checks they
+    agree); tests running the rendered config get a free health port and with it this one."""
+    return f"127.0.0.1:{params.health_port + 1}"
+
+
+def maintenance_server(address: str = MAINTENANCE_LISTEN) -> list[str]:
+    """The maintenance listener: 503 + the page (inline: no extra file) + Retry-After for every
+    request. During a restore the agent points every app upstream here (host/maintenance.py), so
+    each hostname's public server (its TLS, headers, logs) answers with this instead of a 502."""
+    return [
+        "# Maintenance (a restore is running): loopback only; the agent points the upstreams here.",
+        "server {",
+        f"    listen {address};",
+        "    access_log off;",
+        "    location / {",
+        "        default_type text/html;",
+        f"        add_header Retry-After {MAINTENANCE_RETRY_AFTER} always;",
+        '        add_header Cache-Control "no-store" always;',
+        f"        return 503 '{MAINTENANCE_PAGE}';",
+        "    }",
+        "}",
+    ]
+
+
 def render_sites(settings: Settings, params: NginxParams) -> str:
-    blocks = [_health_server(params), _default_servers(params)]
+    maintenance = maintenance_server(maintenance_address(params))
+    blocks = [_health_server(params), maintenance, _default_servers(params)]
     for service in catalog.app_services(settings):
         for hostname in service.hostnames:
             blocks.append(

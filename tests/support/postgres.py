@@ -46,6 +46,7 @@ class PgCluster:
     owner: str | None
     bins: dict[str, str]
     started: bool = False
+    options: str = ""  # the server's command-line options (pg_ctl -o)
 
     @property
     def data(self) -> Path:
@@ -85,6 +86,35 @@ class PgCluster:
             self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate", "postgres").split()
         )
 
+    def as_owner(self, argv: Sequence[str]) -> list[str]:
+        return self._as_owner(argv)
+
+    def start_server(self, timeout: int = 60) -> None:
+        """pg_ctl start on the data dir (the Docker stand-in's `compose start postgres`)."""
+        done = subprocess.run(
+            self._as_owner([self.bins["pg_ctl"], "-D", str(self.data), "-l", str(self.root / "server.log"),
+                            "-o", self.options, "-w", "-t", str(timeout), "start"]),
+            capture_output=True, text=True, timeout=timeout + 30, check=False,
+        )  # fmt: skip
+        self.started = done.returncode == 0
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip()[-500:]}")
+
+    def stop_server(self) -> None:
+        """pg_ctl stop -m fast when running (the stand-in's `compose stop postgres`)."""
+        subprocess.run(
+            self._as_owner([self.bins["pg_ctl"], "-D", str(self.data), "-m", "fast", "-w", "-t", "60",
+                            "stop"]),
+            capture_output=True, timeout=90, check=False,
+        )  # fmt: skip
+        self.started = False
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self) -> None:
         if self.started:
             subprocess.run(
@@ -96,7 +126,7 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> PgCluster:
+def start_cluster(extra_options: Sequence[str] = ()) -> PgCluster:
     bins = {name: require_tool(name) for name in ("initdb", "pg_ctl", *CLIENTS)}
     owner = _owner()
     if owner:
@@ -119,6 +149,8 @@ def start_cluster() -> PgCluster:
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr.strip()[-2000:]}")
         options = f"-k {cluster.socket_dir} -p {cluster.port} -c listen_addresses='' -c fsync=off"
+        options = " ".join([options, *extra_options])
+        cluster.options = options
         start = subprocess.run(
             cluster._as_owner([bins["pg_ctl"], "-D", str(cluster.data), "-l", str(root / "server.log"),
                                "-o", options, "-w", "-t", "60", "start"]),

@@ -77,3 +77,66 @@ class Recorder:
         self.calls.append((argv, dict(env)))
         result: Completed = self.real(argv, env=env, timeout=timeout)
         return result
+
+
+@dataclass
+class TlsFront:
+    """nginx terminating TLS in front of the moto server: pgBackRest speaks S3 over TLS only.
+
+    Why nginx and not werkzeug's ssl_context: werkzeug closes each connection without a TLS
+    close_notify, which OpenSSL 3 (pgBackRest 2.45) reports as "unexpected eof" and retries for
+    a minute. The certificate (openssl, SAN localhost) is given to pgBackRest as
+    repo1-storage-ca-file in the test's config only."""
+
+    endpoint: str  # https://localhost:PORT
+    ca_file: str
+    process: Any
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+
+
+def tls_front(backend: str, directory: Any) -> TlsFront:
+    import subprocess
+    import time
+    from pathlib import Path
+
+    nginx, openssl = require_tool("nginx"), require_tool("openssl")
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    cert, key = root / "s3.pem", root / "s3.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:TRUE"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    os.chmod(cert, 0o644)
+    port = free_port()
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{name}_temp_path {root}/{name};" for name in kinds)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"daemon off; pid {root}/nginx.pid; error_log {root}/error.log warn; worker_processes 1;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{ access_log off; {temp}\n"
+        f"  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};\n"
+        "    client_max_body_size 0;\n"
+        f"    location / {{ proxy_pass {backend}; proxy_set_header Host $http_host; proxy_http_version 1.1;\n"
+        "      proxy_request_buffering off; } } }\n"
+    )
+    process = subprocess.Popen([nginx, "-c", str(conf), "-e", str(root / "error.log")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    import socket
+
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return TlsFront(f"https://localhost:{port}", str(cert), process)

@@ -14,6 +14,13 @@ procedures), ``commands`` (their subcommands: argparse, exit codes, audit lines)
                                                    download, verify, stop the apps, restore into a
                                                    fresh database, swap it in by rename, start the apps
 
+Point-in-time recovery (pgBackRest, ``pitr``, ``pitr_restore``, ``pitr_commands``):
+
+    bankflow-agent pitr-backup [--type full|diff|incr|auto] [--if-configured]
+    bankflow-agent pitr-backups [--json] | pitr-status --json
+    bankflow-agent restore --to-time 'YYYY-MM-DD HH:MM:SSZ' | --latest | --backup-set LABEL --yes
+    bankflow-agent restore --discard-previous     what earlier restores kept (clusters, databases)
+
 Where dumps go comes from the current release's ``backup/backup.json`` (rendered by
 ``bankflow_infra.render.backup``); the Spaces key is ``secrets/rclone.conf`` (0600), which only
 rclone reads (``rclone --config FILE``): no credential is ever in a command line, the agent's

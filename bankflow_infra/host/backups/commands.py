@@ -16,6 +16,7 @@ from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from .. import state as st
 from ..context import Context
 from ..runtime import RuntimeFailure
+from . import pitr_commands
 from .archive import backup_rows, format_age
 from .config import (
     BackupFailed,
@@ -121,6 +122,15 @@ def _opt(args: argparse.Namespace, name: str, check: Callable[[str], str]) -> st
 
 
 def cmd_restore(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+    if getattr(args, "discard_previous", False):
+        return pitr_commands.cmd_discard_previous(ctx, args)
+    target = pitr_commands.pitr_target(args, dt.datetime.now(dt.UTC))
+    if target is not None:
+        return pitr_commands.cmd_pitr_restore(ctx, args, target)
+    if not args.source:
+        raise BackupUsageError(
+            "restore: give --from KEY|latest, --to-time, --latest, --backup-set or --discard-previous"
+        )
     if not args.yes:
         raise BackupUsageError("restore replaces the database with the dump: confirm with --yes")
     bucket_name = _opt(args, "bucket", check_bucket)
@@ -174,12 +184,15 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     # the deploy lock only while the apps are stopped (restore.py): a slow download never
     # blocks a rollback mid-incident
     "restore": (cmd_restore, False),
+    **pitr_commands.COMMANDS,
 }
-AUDITED: Final = frozenset({"backup", "restore"})  # not under the deploy lock, still on record
+# not under the deploy lock, still on record
+AUDITED: Final = frozenset({"backup", "restore"}) | pitr_commands.AUDITED
 
 
 def register(sub: Any) -> None:
-    """Add ``backup``, ``backups`` and ``restore`` to the agent's sub-parsers."""
+    """Add ``backup``, ``backups``, ``restore`` and the PITR commands to the agent's sub-parsers."""
+    pitr_commands.register(sub)
     sub.add_parser("backup", help="dump the database, upload it to the bucket, verify, prune local dumps")
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--bucket", help="another bucket (emergency rebuild: the original stack's)")
@@ -189,7 +202,8 @@ def register(sub: Any) -> None:
     restore = sub.add_parser(
         "restore", parents=[where], help="replace the database with a dump from the bucket"
     )
-    restore.add_argument("--from", dest="source", required=True, metavar="KEY", help="a key, or 'latest'")
+    restore.add_argument("--from", dest="source", metavar="KEY", help="a dump key, or 'latest'")
+    pitr_commands.add_restore_arguments(restore)
     restore.add_argument("--yes", action="store_true", help="required: the database is replaced")
     restore.add_argument(
         "--of-stack",

@@ -45,6 +45,17 @@ class BackupLocked(Exception):
 
 
 @dataclass(frozen=True)
+class PitrConfig:
+    """backup.json's ``pitr`` object (schema 2): where pgBackRest restores and who owns the data."""
+
+    stanza: str
+    data_dir: str | None  # host dir of the cluster (bind mount); None: a named volume, no PITR restore
+    container_data_dir: str  # the same dir inside the postgres container (PGDATA)
+    postgres_uid: int  # owner of the data dir and of pgbackrest.conf (uid 70 in the Alpine image)
+    archive_timeout: int  # seconds: the RPO bound
+
+
+@dataclass(frozen=True)
 class BackupConfig:
     stack: str
     bucket: str
@@ -54,6 +65,7 @@ class BackupConfig:
     user: str
     service: str
     remote: str
+    pitr: PitrConfig | None = None  # None: a schema 1 file (a release rendered before PITR)
 
 
 def parse_config(document: Any, source: str) -> BackupConfig:
@@ -83,9 +95,44 @@ def parse_config(document: Any, source: str) -> BackupConfig:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
         problems.append(f"local_days: expected a whole number of days in 1..3650, got {days!r}")
         days = 1
+    pitr = _parse_pitr(doc, problems)
     if problems:
         raise BackupUsageError(f"invalid backup configuration {source}: " + "; ".join(problems))
-    return BackupConfig(**{**config.__dict__, "local_days": days})
+    return BackupConfig(**{**config.__dict__, "local_days": days, "pitr": pitr})
+
+
+_DIR_RE: Final = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
+
+
+def _parse_pitr(doc: dict[str, Any], problems: list[str]) -> PitrConfig | None:
+    """Schema 1: no PITR. Schema 2: the ``pitr`` object, every field checked."""
+    schema = doc.get("schema")
+    if schema == 1:
+        return None
+    if schema != 2:
+        problems.append(f"schema: expected 1 or 2, got {schema!r}")
+        return None
+    raw = doc.get("pitr")
+    if not isinstance(raw, dict):
+        problems.append("pitr: expected an object (stanza, data_dir, container_data_dir, postgres_uid, "
+                        "archive_timeout)")  # fmt: skip
+        return None
+    stanza, data_dir, inside = raw.get("stanza"), raw.get("data_dir"), raw.get("container_data_dir")
+    uid, timeout = raw.get("postgres_uid"), raw.get("archive_timeout")
+    if not isinstance(stanza, str) or not _IDENT_RE.fullmatch(stanza):
+        problems.append(f"pitr.stanza: refused {stanza!r}")
+    if data_dir is not None and (not isinstance(data_dir, str) or not _DIR_RE.fullmatch(data_dir)
+                                 or ".." in data_dir):  # fmt: skip
+        problems.append(f"pitr.data_dir: expected an absolute host path or null, got {data_dir!r}")
+    if not isinstance(inside, str) or not _DIR_RE.fullmatch(inside) or ".." in inside:
+        problems.append(f"pitr.container_data_dir: expected an absolute path, got {inside!r}")
+    if isinstance(uid, bool) or not isinstance(uid, int) or not 1 <= uid <= 65535:
+        problems.append(f"pitr.postgres_uid: expected a uid in 1..65535, got {uid!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 300:
+        problems.append(f"pitr.archive_timeout: expected seconds in 1..300, got {timeout!r}")
+    if len(problems):
+        return None
+    return PitrConfig(str(stanza), data_dir, str(inside), int(str(uid)), int(str(timeout)))
 
 
 def check_bucket(name: str) -> str:

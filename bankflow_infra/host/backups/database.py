@@ -72,6 +72,21 @@ class PostgresClient:
         timeout = self._timeout(DUMP_TIMEOUT)
         self.ctx.runtime.exec(self.live.base, config.service, argv, stdin_path=dump, timeout=timeout)
 
+    def apply_globals(self, globals_sql: Path) -> str:
+        """``pg_dumpall --globals-only`` output (roles without passwords): roles the dump's owners
+        and grants name exist before pg_restore. Not ON_ERROR_STOP: a role that exists already
+        ("already exists") is what we want; role passwords stay the bundle's (applied on deploy)."""
+        argv = ["psql", "-X", "-q", "--no-password", "-U", self.live.config.user, "-d", "postgres"]
+        return self.ctx.runtime.exec(
+            self.live.base, self.live.config.service, argv, stdin_path=globals_sql,
+            timeout=self._timeout(SQL_TIMEOUT),
+        )  # fmt: skip
+
+    def leftovers(self, database: str) -> list[str]:
+        """``<database>_before_restore_*``: what earlier dump restores kept."""
+        pattern = _literal(database.replace("_", "\\_") + "\\_before\\_restore\\_%")
+        return self.psql(f"SELECT datname FROM pg_database WHERE datname LIKE {pattern} ORDER BY 1").split()  # noqa: S608
+
     def list_archive(self, dump: Path) -> str:
         return self.ctx.runtime.exec(
             self.live.base, self.live.config.service, ["pg_restore", "--list"], stdin_path=dump,

@@ -18,6 +18,7 @@ from .. import state as st
 from ..context import Context
 from ..runtime import RuntimeFailure
 from ..switch import restart_apps
+from . import after_restore
 from .archive import DUMP_MAGIC, KEY_RE, RemoteObject, backup_rows, digest_file, parse_checksums, sidecar_keys
 from .config import BackupFailed, BackupUsageError, LiveDatabase, ensure_private_dir, load_live_database
 from .database import PostgresClient
@@ -91,6 +92,28 @@ def download_verified(ctx: Context, bucket: Bucket, found: RemoteObject, directo
     return local
 
 
+def download_globals(ctx: Context, bucket: Bucket, found: RemoteObject, directory: Path) -> Path | None:
+    """The dump's ``.globals.sql`` (roles), checked against the checksum file; None for a dump
+    taken without one."""
+    globals_key, checksum_key = sidecar_keys(found.key)
+    if bucket.stat(globals_key) is None or bucket.stat(checksum_key) is None:
+        # SQL run as the superuser: never unverified
+        ctx.say(f"restore: no verifiable {globals_key} in the bucket: roles are not restored")
+        return None
+    local, sums = directory / f".{globals_key}.restore", directory / f".{checksum_key}.globals"
+    try:
+        bucket.download(globals_key, local)
+        os.chmod(local, 0o600)
+        bucket.download(checksum_key, sums)
+        expected = parse_checksums(sums.read_text(encoding="utf-8", errors="replace")).get(globals_key)
+    finally:
+        sums.unlink(missing_ok=True)
+    if expected is None or expected != digest_file(local).sha256:
+        local.unlink(missing_ok=True)
+        raise BackupFailed(f"{globals_key} does not match {checksum_key}: refusing to apply it")
+    return local
+
+
 @dataclass
 class RestoreResult:
     key: str
@@ -152,11 +175,17 @@ def run_restore(ctx: Context, request: RestoreRequest) -> RestoreResult:
             ) from None
         entries = sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
         ctx.say(f"restore: pg_restore --list: a valid archive of {entries} entries")
+        roles = download_globals(ctx, bucket, found, directory)
         # only now the deploy lock: a slow download never blocks a rollback
         with st.exclusive_lock(ctx.paths.lock, "restore", ctx.actor):
+            if roles is not None:
+                ctx.say("restore: roles from the dump's globals (existing ones are kept as they are)")
+                pg.apply_globals(roles)
             return _restore_with_apps_stopped(ctx, live, pg, local, found, request.health_timeout)
     finally:
         local.unlink(missing_ok=True)
+        for leftover in directory.glob(".*.restore"):
+            leftover.unlink(missing_ok=True)
 
 
 def _restore_with_apps_stopped(
@@ -194,6 +223,11 @@ def _restore_with_apps_stopped(
                 had_live = pg.swap(config.database, scratch, previous)
             except RuntimeFailure as exc:
                 failure = BackupFailed(f"swapping in the restored database failed (nothing renamed): {exc}")
+        if failure is None:
+            try:  # the dump's globals carry the passwords of its day: the release's apply again
+                after_restore.reapply_roles(ctx, live)
+            except RuntimeFailure as exc:
+                problems.append(f"applying the release's database roles failed: {exc}")
     finally:
         healthy = _start_apps_again(ctx, live, health_timeout, problems)
     if failure is not None:

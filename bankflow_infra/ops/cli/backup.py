@@ -5,6 +5,8 @@
     bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER] [--from-another-stack]
                                                     replace STACK's database with a dump, then probe
                                                     the services' health
+    bankflow-infra restore STACK --to-time T | --latest | --backup-set LABEL | --discard-previous
+                                                    point-in-time restore (backup_pitr.py)
 
 ``restore`` asks for confirmation (type the stack's name) on a terminal; without one it needs
 ``--yes`` and exits 2 before connecting otherwise. ``--source-stack OTHER`` restores from
@@ -32,7 +34,7 @@ from bankflow_infra.contract import exit_codes
 from bankflow_infra.contract.backups import dump_stack
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.backups import parse_rows
-from bankflow_infra.ops.cli import session
+from bankflow_infra.ops.cli import backup_pitr, session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
 from bankflow_infra.ops.cli.status import notify_if_configured
 from bankflow_infra.ops.health import check_health, format_table
@@ -51,6 +53,7 @@ def register(commands: Any) -> None:
         description="Run the host agent's backup on the stack's droplet (the nightly timer's job).",
     )
     add_outputs_arguments(backup)
+    backup_pitr.add_backup_arguments(backup)
     backup.set_defaults(handler=run_backup)
 
     backups = commands.add_parser("backups", help="the database dumps in the stack's bucket, newest first")
@@ -87,6 +90,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="allow a dump of another stack (its data replaces this stack's)",
     )
+    backup_pitr.add_restore_arguments(restore)
     restore.set_defaults(handler=run_restore)
 
 
@@ -133,6 +137,9 @@ def other_stack_refusal(args: argparse.Namespace, same_environment: bool | None)
 
 
 def run_backup(args: argparse.Namespace) -> int:
+    if getattr(args, "pitr", False):
+        return backup_pitr.run_pitr_backup(args)
+
     def action(_outputs: StackOutputs, ssh: SshSession) -> int:
         with session.stage("backup", f"dumping, uploading and verifying on stack {args.stack}'s droplet"):
             return ssh.run_agent(["backup"]).returncode
@@ -146,6 +153,8 @@ def run_backups(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    if backup_pitr.is_pitr_restore(args):
+        return backup_pitr.run_pitr_restore(args)
     if not args.yes and not session.has_terminal():
         # Before anything else: a script must say --yes; nothing is sent to the host otherwise.
         session.error("restore", "not a terminal: refusing to replace the database without --yes")

@@ -175,6 +175,34 @@ def test_restore_drill(host: BackupHost) -> None:
     assert_no_credentials(host, out, err, listing)
 
 
+def test_a_dump_restore_brings_its_roles_and_discard_previous_drops_what_it_kept(host: BackupHost) -> None:
+    before = seed(host)
+    host.pg.psql("CREATE ROLE reporting NOLOGIN; GRANT SELECT ON statements TO reporting")
+    code, out, err = run_agent(host.env, "backup")
+    assert code == 0, out + err
+    # the role is gone (a rebuilt cluster has only the image's superuser): the dump's grant needs it
+    host.pg.psql("DROP DATABASE bankflow WITH (FORCE)", "postgres")
+    host.pg.psql("DROP ROLE reporting", "postgres")
+    host.pg.psql("CREATE DATABASE bankflow", "postgres")
+    code, out, err = run_agent(host.env, "restore", "--from", "latest", "--yes")
+    assert code == 0, out + err
+    assert "roles from the dump's globals" in out
+    assert fingerprint(host) == before
+    assert host.pg.psql("SELECT has_table_privilege('reporting', 'statements', 'SELECT')").strip() == "t"
+    assert not list(host.backups.glob(".*.restore"))
+    kept = [d for d in host.pg.databases() if d.startswith("bankflow_before_restore_")]
+    assert len(kept) == 1
+    host.pg.psql("CREATE DATABASE bankflow_before_restore_20261101t000000z", "postgres")  # an older one
+    host.pg.psql("CREATE DATABASE bankflowxbefore_restore_y", "postgres")  # LIKE's _ is escaped: not ours
+    code, out, err = run_agent(host.env, "restore", "--discard-previous")
+    assert code == 0, out + err
+    left = host.pg.databases()
+    assert not [d for d in left if d.startswith("bankflow_before_restore_")]
+    assert "bankflowxbefore_restore_y" in left
+    assert "bankflow" in left
+    assert fingerprint(host) == before
+
+
 def test_restore_needs_yes_and_changes_nothing_without(host: BackupHost) -> None:
     before = seed(host)
     key = backup(host)

@@ -42,7 +42,7 @@ def test_without_a_volume_the_uploads_stay_on_the_root_disk_and_say_so(rig: Host
         f"ok: uploads on the droplet's root disk ({UPLOADS_DIR}; this stack has no data volume)" in run.lines
     )
     assert "changed: uploads backup client (installed restic)" in run.lines
-    assert "ok: uploads backup timer (not in this bundle)" in run.lines
+    assert "ok: bankflow-uploads-backup.timer (not in this bundle)" in run.lines
     assert not record.exists()
 
 

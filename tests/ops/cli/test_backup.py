@@ -265,3 +265,79 @@ def test_a_source_stack_of_another_environment_needs_the_explicit_flag(
     assert rig.session.calls == []  # nothing sent to the agent
     assert rig.run(*argv, "--from-another-stack") == 0
     assert "--allow-other-stack" in rig.session.calls[-1]
+
+
+# --------------------------------------------------------------------------- point-in-time restore
+
+
+@pytest.mark.parametrize(
+    ("flags", "agent_args"),
+    [
+        (["--to-time", "2026-11-25 03:10:00Z"], ["restore", "--to-time", "2026-11-25 03:10:00Z", "--yes"]),
+        (["--latest"], ["restore", "--latest", "--yes"]),
+        (["--backup-set", "20261125-031500F"], ["restore", "--backup-set", "20261125-031500F", "--yes"]),
+        (["--discard-previous"], ["restore", "--discard-previous"]),
+    ],
+)
+def test_pitr_restore_sends_exactly_the_agents_restore(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, flags: list[str], agent_args: list[str]
+) -> None:
+    no_tty(monkeypatch)
+    yes = [] if "--discard-previous" in flags else ["--yes"]
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), *flags, *yes) == 0
+    assert rig.session.calls == [agent_args]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--to-time", "2026-11-25T03:10:00Z"], "is not 'YYYY-MM-DD HH:MM:SSZ'"),
+        (["--to-time", "2026-02-30 03:10:00Z"], "is not a valid date and time"),
+        (["--to-time", "2999-01-01 00:00:00Z"], "is in the future"),
+        (["--latest", "--to-time", "2026-11-25 03:10:00Z"], "choose one of"),
+        (["--from", KEY_OLD, "--latest"], "choose one of"),
+        (["--backup-set", "latest; rm -rf /"], "is not a pgBackRest label"),
+    ],
+)
+def test_bad_pitr_input_is_one_error_before_connecting(
+    rig: Rig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    no_tty(monkeypatch)
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), *flags, "--yes") == 2
+    assert rig.opened == []
+    assert message in capsys.readouterr().err
+
+
+def test_pitr_restore_on_a_terminal_previews_then_needs_the_stack_name(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preview = b"restore: target: the newest archived WAL (latest)\n"
+    rig.session.answers["restore"] = (0, preview)  # the fake answers the --yes run with 0 too
+    tty(monkeypatch, "staging")
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--latest") == 0
+    assert rig.session.calls == [["restore", "--latest"], ["restore", "--latest", "--yes"]]
+
+
+def test_pitr_restore_refused_by_the_agent_asks_nothing(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.session.answers["restore"] = (2, b"")  # e.g. the repository cannot be read: no preview
+    tty(monkeypatch, "staging")
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--latest") == 2
+    assert rig.session.calls == [["restore", "--latest"]]
+
+
+def test_pitr_restore_declined_sends_nothing_after_the_preview(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.session.answers["restore"] = (2, b"restore: target: the newest archived WAL (latest)\n")
+    tty(monkeypatch, "no")
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--latest") == 1
+    assert rig.session.calls == [["restore", "--latest"]]
+
+
+def test_backup_pitr_runs_the_agents_pitr_backup(rig: Rig) -> None:
+    assert rig.run("backup", "staging", "--outputs", str(rig.outputs), "--pitr", "--type", "full") == 0
+    assert rig.session.calls == [["pitr-backup", "--type", "full"]]
