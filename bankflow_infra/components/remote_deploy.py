@@ -92,18 +92,32 @@ def bootstrap_command(args: RemoteDeployArgs) -> str:
     )
 
 
-def deploy_command(args: RemoteDeployArgs, agent: str = AGENT_BIN, log: str = DEPLOY_OUTPUT_LOG) -> str:
+BACKUP_UNIT: Final = "bankflow-backup.service"  # files/systemd: the dump, then pgBackRest
+
+
+def deploy_command(
+    args: RemoteDeployArgs, agent: str = AGENT_BIN, log: str = DEPLOY_OUTPUT_LOG, systemctl: str = "systemctl"
+) -> str:
     """Receive the bundle and switch to it; the agent's output (which a failure could fill with
-    anything, secrets included) goes to a root-only file, and only a fixed line is printed."""
+    anything, secrets included) goes to a root-only file, and only a fixed line is printed.
+
+    After a successful switch the backup unit starts in the background (--no-block: the `up`
+    does not wait for it): the first deploy of a stack creates the pgBackRest stanza and its first
+    full backup at once, instead of archiving into nothing until the nightly timer; later deploys
+    leave a backup set per release. The backup watch alerts if it fails."""
     # The actor goes on the command line: environment variables would need sshd's AcceptEnv.
     receive = f"{shlex.quote(agent)} --actor pulumi:{args.stack} receive --stdin --deploy"
+    backup = f"{shlex.quote(systemctl)} start --no-block {BACKUP_UNIT}"
     out = shlex.quote(log)
     return (
         f"umask 077; rc=0; {receive} >{out} 2>&1 || rc=$?; "
         'if [ "$rc" -ne 0 ]; then '
         f'echo "deploy failed: bankflow-agent exited $rc (the previous release still serves unless it '
         f"says otherwise); its output is on the droplet in {log}: bankflow-infra ssh {args.stack} -- "
-        f'cat {log}" >&2; fi; exit "$rc"'
+        f'cat {log}" >&2; exit "$rc"; fi; '
+        f"{backup} >>{out} 2>&1 || {{ rc=$?; "
+        f'echo "deployed, but the backup after the deploy could not be started ({BACKUP_UNIT}, exit $rc); '
+        f'see {log} on the droplet" >&2; }}; exit "$rc"'
     )
 
 

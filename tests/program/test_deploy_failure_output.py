@@ -31,11 +31,26 @@ def stand_in_agent(tmp_path: Path, exit_code: int) -> Path:
     return agent
 
 
-def run_deploy(tmp_path: Path, exit_code: int) -> tuple[subprocess.CompletedProcess[str], Path]:
+def stand_in_systemctl(tmp_path: Path, exit_code: int) -> Path:
+    """Records its arguments in systemctl.calls and exits with ``exit_code``."""
+    tool = tmp_path / "systemctl"
+    tool.write_text(f'#!/bin/sh\necho "$@" >>"{tmp_path}/systemctl.calls"\nexit {exit_code}\n')
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    return tool
+
+
+def run_deploy(
+    tmp_path: Path, exit_code: int, systemctl_exit: int = 0
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     args = RemoteDeployArgs(stack="staging", swap_gb=2, data_volume=False, admin_ssh_keys=())
     log = tmp_path / "state" / "pulumi-deploy.log"
     log.parent.mkdir()
-    text = deploy_command(args, agent=str(stand_in_agent(tmp_path, exit_code)), log=str(log))
+    text = deploy_command(
+        args,
+        agent=str(stand_in_agent(tmp_path, exit_code)),
+        log=str(log),
+        systemctl=str(stand_in_systemctl(tmp_path, systemctl_exit)),
+    )
     done = subprocess.run(
         ["sh", "-c", text], input="{}", capture_output=True, text=True, timeout=30, env={"PATH": os.defpath}
     )
@@ -54,9 +69,24 @@ def test_a_failing_deploy_prints_no_secret_and_keeps_the_agents_exit_code(tmp_pa
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
-def test_a_successful_deploy_prints_nothing(tmp_path):
+def test_a_successful_deploy_prints_nothing_and_starts_the_backup_in_the_background(tmp_path):
     done, _ = run_deploy(tmp_path, 0)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    # The first deploy's pgBackRest stanza and full backup now, not at the nightly timer.
+    assert (tmp_path / "systemctl.calls").read_text() == "start --no-block bankflow-backup.service\n"
+
+
+def test_a_failed_deploy_starts_no_backup(tmp_path):
+    done, _ = run_deploy(tmp_path, 1)
+    assert done.returncode == 1
+    assert not (tmp_path / "systemctl.calls").exists()
+
+
+def test_a_backup_that_cannot_start_fails_the_up_and_says_the_release_is_deployed(tmp_path):
+    done, _ = run_deploy(tmp_path, 0, systemctl_exit=5)
+    assert done.returncode == 5
+    assert "deployed, but the backup after the deploy could not be started" in done.stderr
+    assert SECRET not in done.stdout + done.stderr
 
 
 def test_the_command_text_itself_holds_no_secret_and_names_the_stack():

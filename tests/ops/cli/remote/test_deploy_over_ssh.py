@@ -17,6 +17,7 @@ server). The connection goes to the loopback sshd, not the registered droplet ad
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from bankflow_infra.contract.layout import BIN_DIR, STATE_DIR
+from bankflow_infra.contract.release import POSTGRES_UID
 from bankflow_infra.ops.cli import main
 from bankflow_infra.ops.mocks import unwrap
 from bankflow_infra.ops.plan import PlanResult
@@ -39,9 +41,17 @@ def registered(result: PlanResult) -> tuple[str, bytes, str]:
 
 
 def on_test_host(create: str, host: RemoteHost) -> str:
-    """The registered text with the host's two folders moved under the test host's root."""
+    """The registered text with the host's two folders moved under the test host's root, and
+    systemd (which the test host has not) a recording stand-in in its bin dir."""
     assert create.count(f" {BIN_DIR}/") == 1, create
-    return create.replace(BIN_DIR, str(host.bin_dir), 1).replace(STATE_DIR, str(host.home / "state"))
+    systemctl = host.bin_dir / "systemctl"
+    systemctl.write_text(f'#!/bin/sh\necho "$@" >>"{host.home}/systemctl.calls"\n')
+    systemctl.chmod(0o755)
+    return (
+        create.replace(BIN_DIR, str(host.bin_dir), 1)
+        .replace(STATE_DIR, str(host.home / "state"))
+        .replace("systemctl start --no-block", f"{systemctl} start --no-block")
+    )
 
 
 def mode(path: Path) -> int:
@@ -78,9 +88,10 @@ def test_registered_deploy_runs_over_real_ssh(
     deploy_log = host.home / "state" / "pulumi-deploy.log"
     assert release_1 != release_2
 
-    # first deploy
+    # first deploy, then the backup unit started in the background (stanza + first full backup)
     done = host.ssh(on_test_host(create_1, host), stdin_1)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert (host.home / "systemctl.calls").read_text() == "start --no-block bankflow-backup.service\n"
     release_dir = host.home / "releases" / release_1
     assert (release_dir / "release.json").is_file()
     for secrets in (release_dir / "secrets", host.home / "secrets"):
@@ -89,11 +100,15 @@ def test_registered_deploy_runs_over_real_ssh(
         assert [f.name for f in files] == [
             "app.env",
             "origin.key",
+            "pgbackrest.conf",  # the repository's key and cipher pass (issue 11)
             "postgres.env",
             "rclone.conf",
             "redis.env",
+            "uploads-restic.env",
         ]
         assert all(mode(f) == 0o600 for f in files), [(f.name, oct(mode(f))) for f in files]
+    if os.geteuid() == 0:  # archive_command reads it as the postgres image's user, nobody else
+        assert (host.home / "secrets" / "pgbackrest.conf").stat().st_uid == POSTGRES_UID
     assert host.current() == release_1
     hostnames = {
         h
