@@ -1,7 +1,7 @@
 """Database backups from the operator's machine: the host agent does the work, over SSH.
 
     bankflow-infra backup STACK                     dump now, upload, verify (what the nightly timer runs)
-    bankflow-infra backups STACK [--json]           the bucket's dumps, newest first
+    bankflow-infra backups STACK [--pitr] [--json]  the bucket's dumps (or pgBackRest's sets), newest first
     bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER] [--from-another-stack]
                                                     replace STACK's database with a dump, then probe
                                                     the services' health
@@ -59,6 +59,9 @@ def register(commands: Any) -> None:
     backups = commands.add_parser("backups", help="the database dumps in the stack's bucket, newest first")
     add_outputs_arguments(backups)
     backups.add_argument("--json", action="store_true", help="one JSON document")
+    backups.add_argument(
+        "--pitr", action="store_true", help="pgBackRest's backup sets (labels for restore --backup-set)"
+    )
     backups.set_defaults(handler=run_backups)
 
     restore = commands.add_parser(
@@ -148,7 +151,7 @@ def run_backup(args: argparse.Namespace) -> int:
 
 
 def run_backups(args: argparse.Namespace) -> int:
-    agent_args = ["backups", "--json"] if args.json else ["backups"]
+    agent_args = ["pitr-backups" if args.pitr else "backups", *(["--json"] if args.json else [])]
     return session.with_remote(args, "backups", lambda _o, ssh: ssh.run_agent(agent_args).returncode)
 
 

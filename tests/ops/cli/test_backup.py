@@ -122,7 +122,15 @@ def test_backup_failure_is_the_agents_exit_code(rig: Rig) -> None:
     assert rig.run("backup", "staging", "--outputs", str(rig.outputs)) == 1
 
 
-@pytest.mark.parametrize(("flags", "agent_args"), [([], ["backups"]), (["--json"], ["backups", "--json"])])
+@pytest.mark.parametrize(
+    ("flags", "agent_args"),
+    [
+        ([], ["backups"]),
+        (["--json"], ["backups", "--json"]),
+        (["--pitr"], ["pitr-backups"]),  # the set labels restore --backup-set takes
+        (["--pitr", "--json"], ["pitr-backups", "--json"]),
+    ],
+)
 def test_backups_lists_through_the_agent(rig: Rig, flags: list[str], agent_args: list[str]) -> None:
     assert rig.run("backups", "staging", "--outputs", str(rig.outputs), *flags) == 0
     assert rig.session.calls == [agent_args]
