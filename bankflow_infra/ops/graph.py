@@ -162,8 +162,18 @@ def build_graph(
         if not bucket:  # a rebuild stack uploads to its environment's original bucket
             graph.boxes.append(Box("bucket_elsewhere", settings.backup_bucket_name, "outside", ""))
             bucket = "bucket_elsewhere"
-        graph.host.append(Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC", "host", ""))
-        graph.edges += [("h_postgres", "h_dumps", "backup"), ("h_dumps", bucket, "rclone upload")]
+        graph.host += [
+            Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC", "host", ""),
+            Box("h_pitr", "pgBackRest: WAL every ≤60 s, full weekly, incremental nightly", "host", ""),
+            Box("h_uploads", "uploads (restic every 5 min)", "host", ""),
+        ]
+        graph.edges += [
+            ("h_postgres", "h_dumps", "backup"),
+            ("h_dumps", bucket, "rclone upload"),
+            ("h_postgres", "h_pitr", "archive_command"),
+            ("h_pitr", bucket, "encrypted, /pgbackrest"),
+            ("h_uploads", bucket, "encrypted, /uploads"),
+        ]
     if bucket and replica:
         graph.edges.append((bucket, replica, "hourly rclone copy, never delete (backup-replica)"))
     return graph
