@@ -34,6 +34,10 @@ from tests.support.postgres import DATABASE, SUPERUSER, PgCluster, start_cluster
 from tests.support.s3 import S3, TlsFront, tls_front
 from tests.support.tools import require_tool
 
+# pgBackRest's default lock path (/tmp/pgbackrest) is shared by every cluster archiving to a
+# stanza named bankflow: under pytest-xdist these modules run on one worker, one after another.
+pytestmark = pytest.mark.xdist_group("pgbackrest-default-lock-path")
+
 ARCHIVE_TIMEOUT = 60  # the production value (catalog.ARCHIVE_TIMEOUT_SECONDS): never lowered here
 
 
