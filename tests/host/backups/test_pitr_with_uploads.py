@@ -24,6 +24,7 @@ import pytest
 from bankflow_infra.catalog import ARCHIVE_TIMEOUT_SECONDS
 from bankflow_infra.contract.layout import HostPaths
 from bankflow_infra.host.backups.uploads_migrate import tree_digest
+from bankflow_infra.host.runtime import RuntimeFailure
 from tests.host.backups.pitr_rig import CIPHER_PASS, PitrStandinRuntime, add_pitr_files, add_uploads_files
 from tests.host.backups.rig import run_agent
 from tests.host.fixtures import HostEnv
@@ -245,3 +246,28 @@ def test_a_target_before_the_first_uploads_snapshot_is_refused_before_anything_s
     assert tree_digest(uploads) == tree
     assert siblings(pg.data) == data_siblings
     assert siblings(uploads) == uploads_siblings
+
+
+def test_a_restore_failing_before_the_swap_leaves_no_prepared_uploads_tree(
+    joined: JoinedHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg, uploads = joined.pg, joined.uploads
+    write_files(uploads, {"before-swap/1.txt": b"one\n"})
+    joined.uploads_backup()
+    (uploads / "before-swap" / "1.txt").write_bytes(b"one, edited\n")
+    pid, tree = pg.postmaster_pid(), tree_digest(uploads)
+    data_siblings, uploads_siblings = siblings(pg.data), siblings(uploads)
+
+    def cannot_stop(project: object) -> None:
+        raise RuntimeFailure("docker compose stop exited 1: the daemon is gone (test)")
+
+    # the uploads are prepared (a full copy beside the live tree), then the apps cannot be stopped
+    monkeypatch.setattr(joined.runtime, "stop", cannot_stop)
+    code, out, err = joined.agent("restore", "--latest", "--yes")
+    assert code == 1, out + err
+    assert "prepared in" in out
+    assert "the daemon is gone (test)" in err
+    assert pg.postmaster_pid() == pid
+    assert tree_digest(uploads) == tree
+    assert siblings(pg.data) == data_siblings
+    assert siblings(uploads) == uploads_siblings  # the prepared copy is not left on the volume
