@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 from ..context import Context
 from ..database_roles import apply_roles, load_roles
@@ -62,6 +63,14 @@ def swap_uploads_back(ctx: Context, prepared: PreparedUploads | None) -> None:
     """Undo swap_uploads_in, or drop a prepared tree that was never swapped in."""
     if prepared is not None:
         swap_back_uploads(ctx, prepared)
+
+
+def drop_unused_uploads(prepared: PreparedUploads | None) -> None:
+    """A prepared tree never swapped in (the restore failed before the swap, e.g. the apps could
+    not be stopped): removed, or a full copy of the uploads would stay on the volume. Safe after
+    any step: ``prepared.path`` is never the live tree (swap_in renames it to the live path)."""
+    if prepared is not None:
+        shutil.rmtree(prepared.path, ignore_errors=True)
 
 
 def discard_previous_trees(ctx: Context) -> list[str]:

@@ -185,13 +185,16 @@ def run_pitr_restore(
         problems: list[str] = []
         # Downloaded while the apps still serve; no snapshot for the target: refused, nothing stopped.
         uploads = after_restore.prepare_uploads(ctx, uploads_target(plan))
-        maintenance.enable(ctx, plan.live.manifest, plan.live.release)
         try:
-            ctx.say(f"restore: stop-apps: {plan.live.app.name}")
-            ctx.runtime.stop(plan.live.app)
-            counts = _swap_in(ctx, plan, promote_timeout, uploads)
+            maintenance.enable(ctx, plan.live.manifest, plan.live.release)
+            try:
+                ctx.say(f"restore: stop-apps: {plan.live.app.name}")
+                ctx.runtime.stop(plan.live.app)
+                counts = _swap_in(ctx, plan, promote_timeout, uploads)
+            finally:
+                healthy = _apps_back(ctx, plan.live, health_timeout, problems)
         finally:
-            healthy = _apps_back(ctx, plan.live, health_timeout, problems)
+            after_restore.drop_unused_uploads(uploads)  # a failure before the swap left it prepared
         return PitrRestoreResult(
             plan.restore_id, plan.chosen.label, str(plan.previous), healthy, counts, problems
         )

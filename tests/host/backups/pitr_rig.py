@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bankflow_infra.contract.uploads import UPLOADS_CONFIG_FILE, UPLOADS_SECRET_ENV
 from bankflow_infra.host.backups.pitr_restore import RESTORE_MOUNT
 from bankflow_infra.host.runtime import Project, RuntimeFailure
 from bankflow_infra.render.backup import render_pgbackrest_config
@@ -26,6 +27,7 @@ from tests.host.backups.rig import ACCESS_KEY, SECRET_KEY, STACK, PgStandinRunti
 from tests.support.postgres import PgCluster
 
 CIPHER_PASS = "dGVzdC1jaXBoZXItcGFzcy1iYW5rZmxvdy0wMDAx"  # noqa: S105 - a test value
+UPLOADS_PASSWORD = "uploads-repo-password-for-pitr-tests-01"  # noqa: S105 - a test value
 
 
 class PitrStandinRuntime(PgStandinRuntime):
@@ -157,4 +159,26 @@ def add_pitr_files(bundle: Path, endpoint: str, bucket: str, pg: PgCluster, ciph
         os.close(fd)
 
 
-__all__ = ["CIPHER_PASS", "RESTORE_MOUNT", "PitrStandinRuntime", "add_pitr_files"]
+def add_uploads_files(bundle: Path, endpoint: str, bucket: str, uploads_dir: Path) -> None:
+    """backup/uploads.json (restic repository in the same bucket) + secrets/uploads-restic.env."""
+    config = {
+        "schema": 1,
+        "stack": STACK,
+        "repository": f"s3:{endpoint}/{bucket}/uploads",
+        "uploads_dir": str(uploads_dir),
+        "on_data_volume": True,
+    }
+    (bundle / "backup").mkdir(exist_ok=True)
+    (bundle / UPLOADS_CONFIG_FILE).write_text(json.dumps(config))
+    values = {
+        "RESTIC_PASSWORD": UPLOADS_PASSWORD,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    env = "".join(f"{name}={value}\n" for name, value in values.items())
+    fd = os.open(bundle / "secrets" / UPLOADS_SECRET_ENV, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, env.encode())
+    os.close(fd)
+
+
+__all__ = ["CIPHER_PASS", "RESTORE_MOUNT", "PitrStandinRuntime", "add_pitr_files", "add_uploads_files"]
