@@ -41,7 +41,7 @@ class UploadsBackup:
     created_repository: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreparedUploads:
     restore_id: str
     snapshot_id: str
@@ -49,6 +49,10 @@ class PreparedUploads:
     live: Path  # the uploads tree the apps use
     path: Path  # the restored tree, a sibling of live until swapped in
     previous: Path  # where swap_in_uploads moves the live tree
+    # What swap_in_uploads did, so that swap_back_uploads undoes exactly that and nothing else (a
+    # second call, or one before any swap, must never move the live tree): None = not swapped in,
+    # else whether there was a live tree to keep as `previous`.
+    swapped_with_live: bool | None = None
 
 
 def backup_uploads(ctx: Context) -> UploadsBackup:
@@ -190,6 +194,7 @@ def swap_in_uploads(ctx: Context, prepared: PreparedUploads) -> None:
         if had_live:
             os.rename(prepared.previous, prepared.live)
         raise
+    prepared.swapped_with_live = had_live
     _sync_dir(prepared.live.parent)
     ctx.say(
         f"uploads: swapped in snapshot {prepared.snapshot_id[:8]}; the previous tree is {prepared.previous}"
@@ -199,13 +204,12 @@ def swap_in_uploads(ctx: Context, prepared: PreparedUploads) -> None:
 def swap_back_uploads(ctx: Context, prepared: PreparedUploads) -> None:
     """Undo swap_in_uploads (or, before it ran, drop the prepared tree): the live tree is the one
     from before the restore again."""
-    if os.path.lexists(prepared.previous):
-        if os.path.lexists(prepared.live):
-            os.rename(prepared.live, prepared.path)
-        os.rename(prepared.previous, prepared.live)
-    elif not os.path.lexists(prepared.path) and os.path.lexists(prepared.live):
-        os.rename(prepared.live, prepared.path)  # there was no live tree before the swap
-    shutil.rmtree(prepared.path, ignore_errors=True)
+    if prepared.swapped_with_live is not None:  # swapped in: the live tree is the restored one
+        os.rename(prepared.live, prepared.path)
+        if prepared.swapped_with_live:
+            os.rename(prepared.previous, prepared.live)
+        prepared.swapped_with_live = None
+    shutil.rmtree(prepared.path, ignore_errors=True)  # never the live tree: see swapped_with_live
     _sync_dir(prepared.live.parent)
     ctx.say(f"uploads: the tree from before restore {prepared.restore_id} is live again")
 

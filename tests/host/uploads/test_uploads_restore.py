@@ -117,6 +117,14 @@ def test_swap_back_puts_the_tree_from_before_the_restore_back(host: UploadsHost)
     swap_back_uploads(host.ctx, prepared)
     assert tree_digest(host.live) == changed
     assert _siblings(host.live) == []
+    # Undoing twice, or undoing a restore that never swapped in, never touches the live tree.
+    swap_back_uploads(host.ctx, prepared)
+    assert tree_digest(host.live) == changed
+    unswapped = prepare_uploads_restore(host.ctx, None)
+    swap_back_uploads(host.ctx, unswapped)
+    swap_back_uploads(host.ctx, unswapped)
+    assert tree_digest(host.live) == changed
+    assert _siblings(host.live) == []
     with pytest.raises(BackupUsageError, match=r"no uploads snapshots in .* for stack other"):
         prepare_uploads_restore(host.ctx, None, of_stack="other")  # snapshots are per stack
 
