@@ -33,6 +33,9 @@ from tests.support.postgres import PgCluster, start_cluster
 from tests.support.s3 import S3, TlsFront, tls_front
 from tests.support.tools import require_tool
 
+# pgBackRest's default lock path is shared with test_pitr.py's clusters (stanza bankflow): one worker.
+pytestmark = pytest.mark.xdist_group("pgbackrest-default-lock-path")
+
 PROMOTE = ("--promote-timeout", "120")  # an upper bound for a restore that must succeed
 
 
