@@ -176,6 +176,7 @@ def _render(
     repository: _RepositoryKeys,
 ) -> pulumi.Output[Bundle]:
     registry_password = pulumi.Config(NAMESPACE).get_secret("registryPassword")
+    alerts_webhook_url = pulumi.Config(NAMESPACE).get_secret("alertsWebhookUrl")
     inputs = pulumi.Output.all(
         postgres_password=credentials.postgres_password,
         redis_password=credentials.redis_password,
@@ -187,6 +188,7 @@ def _render(
         origin_certificate_pem=certificate.certificate_pem,
         cloudflare=ranges,
         registry_password=registry_password,
+        alerts_webhook_url=alerts_webhook_url,
         spaces_access_key=backup_access.access_key,
         spaces_secret_key=backup_access.secret_key,
     )
@@ -198,6 +200,7 @@ def _render(
             jwt_secret=v["jwt_secret"],
             origin_private_key_pem=v["origin_private_key_pem"],
             registry_password=v["registry_password"],
+            alerts_webhook_url=v["alerts_webhook_url"],
             spaces_access_key=v["spaces_access_key"],
             spaces_secret_key=v["spaces_secret_key"],
             database_app_password=v["database_app_password"],

@@ -19,15 +19,17 @@ from bankflow_infra.settings import Settings
 ALERTS_CONFIG_FILE: Final = release.secret_path(ALERTS_FILE)
 
 
-def render_alerts_config(settings: Settings) -> str | None:
-    """The file's text, or None when the stack has no Slack webhook."""
+def render_alerts_config(settings: Settings, secret_webhook: str | None = None) -> str | None:
+    """The file's text, or None when the stack has no Slack webhook. ``secret_webhook``: the
+    config secret bankflow:alertsWebhookUrl, preferred over the plain alerts.slackUrl."""
     alerts = settings.alerts
-    if alerts.slack_url is None:
+    url = secret_webhook or alerts.slack_url
+    if url is None:
         return None
     document = {
         "schema": ALERTS_SCHEMA,
         "stack": settings.stack,
-        "slack_url": alerts.slack_url,
+        "slack_url": url,
         "slack_channel": alerts.slack_channel,
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"

@@ -190,7 +190,7 @@ def render_bundle(
     nginx_files = nginx_conf.render_nginx_files(settings, nginx, cloudflare.validated())
     secret_texts = render_secret_files(secrets)
     # --- backup alerts (issue 11): the droplet's backup watch posts to the stack's webhook
-    alerts_text = alerts.render_alerts_config(settings)
+    alerts_text = alerts.render_alerts_config(settings, secrets.alerts_webhook_url)
     if alerts_text is not None:
         secret_texts[alerts.ALERTS_CONFIG_FILE] = alerts_text
     # --- end backup alerts

@@ -75,6 +75,8 @@ class BundleSecrets:
     database_app_password: str | None = None
     backup_cipher_pass: str | None = None
     uploads_repo_password: str | None = None
+    # The backup watch's Slack webhook (config secret bankflow:alertsWebhookUrl): secrets/alerts.json.
+    alerts_webhook_url: str | None = None
 
     @property
     def has_spaces_key(self) -> bool:
@@ -107,6 +109,12 @@ class BundleSecrets:
         pem = self.origin_private_key_pem.strip()
         if not (pem.startswith("-----BEGIN ") and pem.endswith("PRIVATE KEY-----")):
             raise BundleInputError("secrets.origin_private_key_pem: not a PEM private key (value not shown)")
+        webhook = self.alerts_webhook_url
+        if webhook is not None and not (webhook.startswith("https://") and _TOKEN_RE.fullmatch(webhook)):
+            raise BundleInputError(
+                "secrets.alerts_webhook_url (bankflow:alertsWebhookUrl): must be an https:// URL with no "
+                "whitespace (value not shown)"
+            )
         if self.registry_password is not None and not _TOKEN_RE.fullmatch(self.registry_password):
             raise BundleInputError(
                 "secrets.registry_password: must be printable with no whitespace (value not shown)"
@@ -131,6 +139,7 @@ class BundleSecrets:
             self.database_app_password,
             self.backup_cipher_pass,
             self.uploads_repo_password,
+            self.alerts_webhook_url,
         )
         return (*values, *(v for v in optional if v is not None))
 

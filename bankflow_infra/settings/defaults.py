@@ -13,7 +13,10 @@ from bankflow_infra.contract.services import APP_SERVICES
 
 NAMESPACE: Final = "bankflow"
 # Keys whose value the program reads as a Pulumi secret, never part of Settings.
-SECRET_KEYS: Final = ("registryPassword",)
+# alertsWebhookUrl: the Slack incoming webhook the droplet's backup watch posts to, as a `secure:`
+# value (`pulumi config set --secret bankflow:alertsWebhookUrl URL`); a webhook URL is a credential,
+# and alerts.slackUrl (plain) cannot be kept in a committed stack file.
+SECRET_KEYS: Final = ("registryPassword", "alertsWebhookUrl")
 
 # Every namespace a stack file may use: ours and the providers' own settings. Any other (a
 # misspelt `bankfow:`) would be passed over silently by Pulumi, leaving our keys unset.

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bankflow_infra.settings import SettingsError
@@ -34,3 +36,32 @@ def test_a_structured_value_that_is_not_json_is_reported_with_its_key() -> None:
 
     with pytest.raises(SettingsError, match=r"bankflow:nginx: must be a mapping"):
         run_stack("staging", broken)
+
+
+WEBHOOK = "https://hooks.slack.com/services/T000/B000/backup-watch-0123456789"
+
+
+def test_the_backup_watch_webhook_is_a_config_secret_that_reaches_only_the_secret_alerts_file() -> None:
+    """Both committed stack files alert by e-mail only, which the droplet cannot send: its backup
+    watch posts to bankflow:alertsWebhookUrl (a `secure:` value), rendered into secrets/alerts.json."""
+
+    def with_webhook(config: dict[str, object]) -> None:
+        config["bankflow:alertsWebhookUrl"] = WEBHOOK
+
+    without = run_stack("production").bundle
+    assert without is not None
+    assert "secrets/alerts.json" not in {f.path for f in without.secret_files}
+    bundle = run_stack("production", with_webhook).bundle
+    assert bundle is not None
+    [alerts] = [f for f in bundle.secret_files if f.path == "secrets/alerts.json"]
+    assert json.loads(alerts.text)["slack_url"] == WEBHOOK
+    assert all(WEBHOOK not in f.text for f in bundle.files)  # only in the 0600 secret file
+
+
+def test_a_webhook_that_is_not_https_is_refused_without_showing_it() -> None:
+    def plain_http(config: dict[str, object]) -> None:
+        config["bankflow:alertsWebhookUrl"] = "http://hooks.example/secret-path-0123"
+
+    with pytest.raises(Exception, match=r"alertsWebhookUrl\): must be an https:// URL") as raised:
+        run_stack("production", plain_http)
+    assert "secret-path-0123" not in str(raised.value)
