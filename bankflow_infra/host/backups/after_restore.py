@@ -39,15 +39,18 @@ def has_uploads_backup(ctx: Context) -> bool:
     return True
 
 
-def prepare_uploads(ctx: Context, when: dt.datetime | None) -> PreparedUploads | None:
+def prepare_uploads(
+    ctx: Context, when: dt.datetime | None, of_stack: str | None = None
+) -> PreparedUploads | None:
     """The uploads snapshot at or before ``when`` (None: the newest) restored beside the live tree;
-    None when the release has no uploads backup. Raises (nothing changed) when none fits."""
+    None when the release has no uploads backup. Raises (nothing changed) when none fits.
+    ``of_stack``: another stack's snapshots (a rebuild restoring its original's uploads)."""
     if not has_uploads_backup(ctx):
         ctx.say("restore: uploads: this release has no uploads backup (backup/uploads.json): database only")
         return None
-    prepared = prepare_uploads_restore(ctx, when)
+    prepared = prepare_uploads_restore(ctx, when, of_stack=of_stack)
     ctx.say(
-        f"restore: uploads: snapshot {prepared.snapshot_id} of "
+        f"restore: uploads: snapshot {prepared.snapshot_id}{f' of stack {of_stack}' if of_stack else ''} of "
         f"{prepared.snapshot_time.strftime('%Y-%m-%d %H:%M:%S')}Z prepared in {prepared.path}"
     )
     return prepared

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from typing import Any, BinaryIO, Final
 
+from ...contract import grammar
 from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from .. import state as st
 from ..context import Context
@@ -112,13 +113,28 @@ def pitr_target(args: argparse.Namespace, now: dt.datetime) -> PitrTarget | None
     chosen = [name for name in ("to_time", "latest", "backup_set") if getattr(args, name, None)]
     if len(chosen) > 1 or (chosen and getattr(args, "source", None)):
         raise BackupUsageError("choose one of --from, --to-time, --latest, --backup-set")
+    source_stack = _source_stack(args, bool(chosen))
     if not chosen:
         return None
     if args.to_time:
-        return PitrTarget("time", time=parse_target_time(args.to_time, now))
+        return PitrTarget("time", time=parse_target_time(args.to_time, now), source_stack=source_stack)
     if args.backup_set:
-        return PitrTarget("set", label=str(args.backup_set))
-    return PitrTarget("latest")
+        return PitrTarget("set", label=str(args.backup_set), source_stack=source_stack)
+    return PitrTarget("latest", source_stack=source_stack)
+
+
+def _source_stack(args: argparse.Namespace, pitr_form: bool) -> str | None:
+    """--source-stack, checked: a stack name, with a point-in-time form only."""
+    value = getattr(args, "source_stack", None)
+    if value is None:
+        return None
+    if not pitr_form:
+        raise BackupUsageError(
+            "--source-stack goes with --to-time, --latest or --backup-set (a dump: --of-stack)"
+        )
+    if not grammar.is_stack_name(value):
+        raise BackupUsageError(f"--source-stack: {value!r} is not a stack name ({grammar.STACK_NAME_RULE})")
+    return str(value)
 
 
 def cmd_pitr_restore(ctx: Context, args: argparse.Namespace, target: PitrTarget) -> int:
@@ -145,6 +161,8 @@ def cmd_pitr_restore(ctx: Context, args: argparse.Namespace, target: PitrTarget)
 
 
 def cmd_discard_previous(ctx: Context, args: argparse.Namespace) -> int:
+    if getattr(args, "source_stack", None) is not None:
+        return _fail(ctx, "restore", BackupUsageError("--source-stack does not go with --discard-previous"))
     try:
         with backup_lock(ctx.paths, ctx.actor, "restore"):
             removed = discard_previous(ctx)
@@ -195,5 +213,11 @@ def add_restore_arguments(restore: Any) -> None:
         "--discard-previous",
         action="store_true",
         help="remove the cluster kept by the last point-in-time restore",
+    )
+    restore.add_argument(
+        "--source-stack",
+        metavar="STACK",
+        help="with --to-time/--latest/--backup-set: the data is STACK's, which archives into this "
+        "host's repository (a rebuild: the original stack): STACK's uploads snapshots",
     )
     restore.add_argument("--promote-timeout", type=float, default=PROMOTE_TIMEOUT, help=argparse.SUPPRESS)

@@ -52,6 +52,9 @@ class PitrTarget:
     kind: str  # "time" | "latest" | "set"
     time: dt.datetime | None = None
     label: str | None = None
+    # The data is another stack's (a rebuild restoring its original, which archives into this
+    # host's repository): that stack's uploads snapshots; None: this host's stack.
+    source_stack: str | None = None
 
     def describe(self) -> str:
         if self.kind == "time" and self.time is not None:
@@ -184,7 +187,7 @@ def run_pitr_restore(
     with st.exclusive_lock(ctx.paths.lock, "restore", ctx.actor):
         problems: list[str] = []
         # Downloaded while the apps still serve; no snapshot for the target: refused, nothing stopped.
-        uploads = after_restore.prepare_uploads(ctx, uploads_target(plan))
+        uploads = after_restore.prepare_uploads(ctx, uploads_target(plan), plan.target.source_stack)
         try:
             maintenance.enable(ctx, plan.live.manifest, plan.live.release)
             try:
@@ -224,7 +227,9 @@ def _swap_in(
     runtime, live = ctx.runtime, plan.live
     swapped = False
     try:
-        if plan.target.kind == "latest" and _answers(ctx, live):
+        # Only this host's own cluster archives into the stanza: a rebuild's fresh cluster has
+        # another system id, and `check` refuses it (pgBackRest checkStanzaInfoPg).
+        if plan.target.kind == "latest" and plan.target.source_stack is None and _answers(ctx, live):
             ctx.say("restore: pgbackrest check: the current WAL segment is archived before the stop")
             exec_pgbackrest(ctx, live, plan.pitr, "check", timeout=INFO_TIMEOUT)
         ctx.say(f"restore: stop {live.config.service}")
