@@ -5,8 +5,9 @@
     bankflow-infra restore STACK [--from KEY|latest] [--yes] [--source-stack OTHER] [--from-another-stack]
                                                     replace STACK's database with a dump, then probe
                                                     the services' health
-    bankflow-infra restore STACK --to-time T | --latest | --backup-set LABEL | --discard-previous
+    bankflow-infra restore STACK --to-time T | --latest | --backup-set LABEL [--source-stack OTHER]
                                                     point-in-time restore (backup_pitr.py)
+    bankflow-infra restore STACK --discard-previous
 
 ``restore`` asks for confirmation (type the stack's name) on a terminal; without one it needs
 ``--yes`` and exits 2 before connecting otherwise. ``--source-stack OTHER`` restores from
@@ -16,6 +17,13 @@ naming another stack, or ``--source-stack`` of another environment) would replac
 with that stack's: it is refused (exit 2, before connecting where possible) unless
 ``--from-another-stack`` says so; a ``--source-stack`` of the same environment (a rebuild of
 that environment) is that consent already.
+
+A point-in-time restore with ``--source-stack OTHER`` (the emergency rebuild: ``restore NEW --latest
+--source-stack STACK``) restores the database from the repository NEW archives into -- the same
+bucket and stanza as STACK's, since a rebuild keeps ``backups.bucketStack`` -- and STACK's
+uploads (agent: ``restore --latest --source-stack STACK``). Same environment only: another
+environment's repository is never NEW's, so it is refused (exit 2), even with
+``--from-another-stack``.
 
 Exit codes: the host agent's (0 done, 1 a step failed -- the database is unchanged unless the
 message says otherwise, 2 bad input such as an unknown or expired key, 3 another backup, restore
@@ -104,11 +112,16 @@ def _bucket_args(bucket: tuple[str, str] | None) -> list[str]:
     return ["--bucket", bucket[0], "--endpoint", bucket[1]] if bucket else []
 
 
+def source_outputs(args: argparse.Namespace) -> StackOutputs:
+    """--source-stack's outputs (no secrets: only its environment and bucket are read)."""
+    return load_outputs(args.source_stack, args.source_outputs, show_secrets=False, cwd=args.project_dir)
+
+
 def source_bucket(args: argparse.Namespace) -> tuple[str, str, str] | None:
     """(name, endpoint, environment) of --source-stack's bucket; None without --source-stack."""
     if not args.source_stack:
         return None
-    other = load_outputs(args.source_stack, args.source_outputs, show_secrets=False, cwd=args.project_dir)
+    other = source_outputs(args)
     if other.backup_bucket is None:
         raise OutputsError(
             f"stack {args.source_stack!r} has no backups bucket (output 'backup_bucket' is null): "
@@ -157,7 +170,7 @@ def run_backups(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     if backup_pitr.is_pitr_restore(args):
-        return backup_pitr.run_pitr_restore(args)
+        return _run_pitr_restore(args)
     if not args.yes and not session.has_terminal():
         # Before anything else: a script must say --yes; nothing is sent to the host otherwise.
         session.error("restore", "not a terminal: refusing to replace the database without --yes")
@@ -199,6 +212,49 @@ def run_restore(args: argparse.Namespace) -> int:
         return code
 
     return session.with_remote(args, "restore", action)
+
+
+def pitr_source_refusal(source: StackOutputs, target: StackOutputs) -> str | None:
+    """Why ``target`` cannot be restored point-in-time to ``source``'s data; None when it can.
+
+    The agent restores from the one repository its own stack archives into (``backups.bucketStack``'s
+    bucket): a rebuild writes into its original's, so the original's WAL is there. Another
+    environment's never is, whatever the consent: that data comes from a dump."""
+    if source.environment != target.environment:
+        return (
+            f"--source-stack {source.stack!r} is a {source.environment} stack and {target.stack!r} a "
+            f"{target.environment} one: a point-in-time restore reads only the repository "
+            f"{target.stack!r} archives into, never another environment's (not even with "
+            f"--from-another-stack); its dump can: --from latest --source-stack {source.stack} "
+            "--from-another-stack"
+        )
+    theirs, ours = source.backup_bucket, target.backup_bucket
+    if theirs is not None and ours is not None and theirs.name != ours.name:
+        return (
+            f"{target.stack!r} archives into bucket {ours.name} and {source.stack!r} into {theirs.name}: "
+            f"a point-in-time restore reads only {target.stack!r}'s repository"
+        )
+    return None
+
+
+def _run_pitr_restore(args: argparse.Namespace) -> int:
+    """A point-in-time restore; with --source-stack (a rebuild), to that stack's data: the same
+    repository (the same environment's bucket), that stack's uploads."""
+    if not args.source_stack or args.source_stack == args.stack:
+        return backup_pitr.run_pitr_restore(args)
+    if args.discard_previous:
+        session.error("restore", "--source-stack does not go with --discard-previous; nothing changed")
+        return exit_codes.USAGE
+    if isinstance(backup_pitr.agent_restore_args(args), str) or not (args.yes or session.has_terminal()):
+        return backup_pitr.run_pitr_restore(args)  # refuses with its own message, nothing loaded
+    try:
+        source = source_outputs(args)
+    except OutputsError as error:
+        session.error("restore", str(error))
+        return exit_codes.USAGE
+    return backup_pitr.run_pitr_restore(
+        args, ["--source-stack", args.source_stack], lambda target: pitr_source_refusal(source, target)
+    )
 
 
 def _confirm(

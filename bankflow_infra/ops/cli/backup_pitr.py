@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import re
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from bankflow_infra.contract import exit_codes
@@ -77,17 +78,27 @@ def agent_restore_args(args: argparse.Namespace) -> list[str] | str:
     return ["restore", "--latest"]
 
 
-def run_pitr_restore(args: argparse.Namespace) -> int:
+def run_pitr_restore(
+    args: argparse.Namespace,
+    extra_agent_args: Sequence[str] = (),
+    refuse: Callable[[StackOutputs], str | None] = lambda _outputs: None,
+) -> int:
+    """``extra_agent_args`` go to the agent's restore; ``refuse``: why STACK (its outputs) may not
+    be restored this way, checked before anything is sent (backup.py: --source-stack)."""
     built = agent_restore_args(args)
     if isinstance(built, str):
         session.error("restore", f"{built}; nothing changed")
         return exit_codes.USAGE
-    agent_args = built
+    agent_args = [*built, *extra_agent_args]
     if not args.yes and not args.discard_previous and not session.has_terminal():
         session.error("restore", "not a terminal: refusing to replace the database without --yes")
         return exit_codes.USAGE
 
-    def action(_outputs: StackOutputs, ssh: SshSession) -> int:
+    def action(outputs: StackOutputs, ssh: SshSession) -> int:
+        refused = refuse(outputs)
+        if refused is not None:
+            session.error("restore", f"{refused}; nothing changed")
+            return exit_codes.USAGE
         if args.discard_previous:
             return ssh.run_agent(agent_args).returncode
         if not args.yes:

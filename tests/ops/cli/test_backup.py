@@ -7,6 +7,7 @@ outputs are saved-outputs files; health probing is replaced by a recorder.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import subprocess
@@ -20,6 +21,8 @@ from typing import Any
 import pytest
 
 from bankflow_infra.contract.outputs import StackOutputs
+from bankflow_infra.host.backups import commands as agent_commands
+from bankflow_infra.host.backups.pitr_commands import pitr_target
 from bankflow_infra.ops import backups
 from bankflow_infra.ops.cli import backup as backup_commands
 from bankflow_infra.ops.cli import main
@@ -349,3 +352,124 @@ def test_pitr_restore_declined_sends_nothing_after_the_preview(
 def test_backup_pitr_runs_the_agents_pitr_backup(rig: Rig) -> None:
     assert rig.run("backup", "staging", "--outputs", str(rig.outputs), "--pitr", "--type", "full") == 0
     assert rig.session.calls == [["pitr-backup", "--type", "full"]]
+
+
+# ------------------------------------------------ point-in-time restore of another stack's data (rebuild)
+
+PRODUCTION_BUCKET = {"name": "bankflow-production-backups", "region": "fra1",
+                     "endpoint": "https://fra1.digitaloceanspaces.com"}  # fmt: skip
+
+
+def _write(path: Path, document: dict[str, Any]) -> str:
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+@pytest.fixture
+def rebuilt(tmp_path: Path) -> list[str]:
+    """`restore production-r1 ... --source-stack production`: a rebuild stack (no bucket of its own:
+    it writes into production's) and its original, each from saved outputs."""
+    r1 = {**outputs_document("production-r1", environment="production", origin_certificate=PEM),
+          "backup_bucket": None}  # fmt: skip
+    production = outputs_document("production", backup_bucket=PRODUCTION_BUCKET)
+    return ["restore", "production-r1", "--outputs", _write(tmp_path / "r1.json", r1), "--source-stack",
+            "production", "--source-outputs", _write(tmp_path / "p.json", production)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--latest"], ["--to-time", "2026-11-25 03:10:00Z"], ["--backup-set", "20261125-031500F"]],
+)
+def test_pitr_restore_of_the_source_stack_names_it_to_the_agent(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, rebuilt: list[str], flags: list[str]
+) -> None:
+    """The rebuild's step 8: same environment, so --source-stack is the consent; no bucket override
+    (the repository NEW archives into is the original's), the original's uploads."""
+    no_tty(monkeypatch)
+    assert rig.run(*rebuilt, *flags, "--yes") == 0
+    assert rig.session.calls == [["restore", *flags, "--source-stack", "production", "--yes"]]
+    assert rig.opened == ["production-r1"]  # only the new stack's droplet is reached
+    # ... and the agent of the same release reads it as the data of production (its uploads)
+    agent = argparse.ArgumentParser(prog="bankflow-agent")
+    agent_commands.register(agent.add_subparsers(dest="command", required=True))
+    target = pitr_target(agent.parse_args(rig.session.calls[0]), datetime.now(UTC))
+    assert target is not None
+    assert target.source_stack == "production"
+
+
+def test_pitr_restore_of_the_source_stack_on_a_terminal_previews_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, rebuilt: list[str]
+) -> None:
+    rig.session.answers["restore"] = (0, b"restore: target: the newest archived WAL (latest)\n")
+    tty(monkeypatch, "production-r1")
+    assert rig.run(*rebuilt, "--latest") == 0
+    agent = ["restore", "--latest", "--source-stack", "production"]
+    assert rig.session.calls == [agent, [*agent, "--yes"]]
+
+
+@pytest.mark.parametrize("consent", [[], ["--from-another-stack"]])
+def test_pitr_restore_of_another_environment_is_refused_even_with_consent(
+    rig: Rig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    consent: list[str],
+) -> None:
+    no_tty(monkeypatch)
+    production = _write(tmp_path / "p.json", outputs_document("production", backup_bucket=PRODUCTION_BUCKET))
+    code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "production",
+                   "--source-outputs", production, "--latest", "--yes", *consent)  # fmt: skip
+    assert code == 2
+    assert rig.session.calls == []  # nothing sent to the agent
+    err = capsys.readouterr().err
+    assert "--source-stack 'production' is a production stack and 'staging' a staging one" in err
+    assert "--from latest --source-stack production --from-another-stack" in err  # the dump can
+    assert err.count("\n") == 1
+    assert "nothing changed" in err
+
+
+def test_pitr_restore_from_a_stack_with_another_bucket_is_refused(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    no_tty(monkeypatch)
+    other = _write(tmp_path / "o.json", outputs_document("staging-b", environment="staging"))
+    code = rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "staging-b",
+                   "--source-outputs", other, "--latest", "--yes")  # fmt: skip
+    assert code == 2
+    assert rig.session.calls == []
+    err = capsys.readouterr().err
+    assert "'staging' archives into bucket bankflow-staging-backups and 'staging-b' into " in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--discard-previous"], "--source-stack does not go with --discard-previous"),
+        (["--latest", "--to-time", "2026-11-25 03:10:00Z", "--yes"], "choose one of"),
+        (["--latest"], "not a terminal: refusing to replace the database without --yes"),
+        (["--latest", "--yes", "--source-outputs", "/nonexistent/p.json"], "/nonexistent/p.json"),
+    ],
+)
+def test_bad_pitr_source_stack_input_is_one_error_before_connecting(
+    rig: Rig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    no_tty(monkeypatch)
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "production",
+                   *flags) == 2  # fmt: skip
+    assert rig.opened == []
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_pitr_restore_with_its_own_stack_as_source_sends_no_source(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_tty(monkeypatch)
+    assert rig.run("restore", "staging", "--outputs", str(rig.outputs), "--source-stack", "staging",
+                   "--latest", "--yes") == 0  # fmt: skip
+    assert rig.session.calls == [["restore", "--latest", "--yes"]]
