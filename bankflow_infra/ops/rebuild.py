@@ -54,6 +54,9 @@ class Step:
     description: str
     # False for read-only checks: a failure before any changing step means nothing changed.
     changes: bool = True
+    # What to run instead when this step cannot work as such; printed with the resume line after
+    # a failure here. Its description says when, and what it gives up.
+    fallback: Step | None = None
 
     @property
     def command(self) -> str:
@@ -96,8 +99,10 @@ def apply_edits(values: Mapping[str, Any], edits: Iterable[ConfigEdit]) -> dict[
     return result
 
 
-def _ops(name: str, args: Sequence[str], description: str, changes: bool = True) -> Step:
-    return Step(name, (OPS_PROGRAM, *args), "ops", description, changes)
+def _ops(
+    name: str, args: Sequence[str], description: str, changes: bool = True, fallback: Step | None = None
+) -> Step:
+    return Step(name, (OPS_PROGRAM, *args), "ops", description, changes, fallback)
 
 
 def up_step(stack: str, description: str) -> Step:
@@ -162,7 +167,8 @@ def rebuild_edits(source: Settings, vpc_cidr: str) -> tuple[ConfigEdit, ...]:
     edits += [
         # VPC ranges are unique per DigitalOcean account: the copied range would be refused.
         ConfigEdit("server.vpcCidr", vpc_cidr),
-        # Keep nightly dumps going to the environment's bucket, which the new stack does not own.
+        # Keep backups (dumps, WAL archive, uploads) going to the environment's bucket, which the new
+        # stack does not own: its point-in-time restore reads the original's WAL and uploads there.
         ConfigEdit("backups.bucketStack", source.backups.bucket_stack),
     ]
     return tuple(edits)
@@ -177,11 +183,29 @@ def plan_rebuild(stack: str, new: str, edits: Sequence[ConfigEdit]) -> list[Step
         _ops("validate", ("plan", new), f"validate {new}'s config offline (settings + program, mock engine)",
              changes=False),
         up_step(new, f"create {new}'s server layer (VPC, droplet, volume, certificate, deploy)"),
-        _ops("restore", ("restore", new, "--source-stack", stack, "--from", "latest", "--yes"),
-             f"restore {stack}'s latest database backup into {new}"),
+        restore_step(stack, new),
         _ops("health", ("health", new, "--origin", "--wait"), f"verify {new} through its origin",
              changes=False),
     ]
+
+
+def restore_step(stack: str, new: str) -> Step:
+    """``stack``'s newest state into ``new``: a point-in-time restore to the newest archived WAL.
+
+    ``new`` archives into the same repository as ``stack`` (``backups.bucketStack``: the same
+    bucket and stanza), so the agent reads ``stack``'s WAL without a bucket override; the uploads
+    are ``stack``'s restic snapshots (``--source-stack``: restic --host is the stack's name)."""
+    return _ops("restore", ("restore", new, "--latest", "--source-stack", stack, "--yes"),
+                f"restore {stack}'s newest state into {new}: the database to the newest archived WAL "
+                f"and {stack}'s uploads", fallback=dump_restore_step(stack, new))
+
+
+def dump_restore_step(stack: str, new: str) -> Step:
+    """The fallback of :func:`restore_step`: the nightly logical dump (database only)."""
+    return _ops("restore", ("restore", new, "--source-stack", stack, "--from", "latest", "--yes"),
+                f"If the point-in-time restore cannot work ({stack} has no pgBackRest archive, or it "
+                "cannot be read), restore the latest nightly dump instead (the database as of that "
+                "night, without the uploads)")
 
 
 def plan_cutover(stack: str, new: str) -> list[Step]:
@@ -252,6 +276,9 @@ def stop_message(command: str, steps: Sequence[Step], failed: int, code: int,
     if not step.changes and not any(s.changes for s in steps[:failed]):
         lines.append("Nothing was changed.")
     lines += [traffic_note, f"Fix the cause above, then to resume: {shell_line(steps[failed:], project_dir)}"]
+    if step.fallback is not None:
+        instead = [step.fallback, *steps[failed + 1 :]]
+        lines.append(f"{step.fallback.description}: {shell_line(instead, project_dir)}")
     return "\n".join(lines) + "\n"
 
 

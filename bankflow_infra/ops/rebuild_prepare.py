@@ -126,7 +126,7 @@ def prepare_rebuild(request: Request, access: StackAccess) -> Prepared:
     validate_result(inventory, new, apply_edits(source_values, edits))
     in_use = ", ".join(f"{s} {c}" for s, c in sorted(ranges.items())) or "none"
     summary = [
-        f"Rebuild {stack} as {new}: server layer only, {stack}'s latest backup restored. "
+        f"Rebuild {stack} as {new}: server layer only, {stack}'s newest state restored (point in time). "
         f"Traffic stays on {stack} (run `cutover` afterwards).",
         f"VPC range for {new}: {cidr} (ranges in use: {in_use})",
         *_unreadable_warning(inventory),

@@ -91,7 +91,9 @@ def register(commands: Any) -> None:
     restore.add_argument(
         "--source-stack",
         metavar="OTHER",
-        help="restore from OTHER stack's bucket (emergency rebuild: the original stack's dumps)",
+        help="restore from OTHER stack's bucket (emergency rebuild: the original stack's dumps); with "
+        "--to-time/--latest/--backup-set: OTHER's data from the repository STACK archives into (same "
+        "environment only) and OTHER's uploads",
     )
     restore.add_argument(
         "--source-outputs", type=Path, metavar="FILE", help="saved outputs of OTHER (default: pulumi)"

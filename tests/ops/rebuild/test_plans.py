@@ -86,6 +86,30 @@ def test_step_kinds_and_which_steps_change_something() -> None:
     assert [s.name for s in plan_retire("p")] == ["edge health", "config server.enabled", "pulumi up"]
 
 
+def test_rebuild_restores_the_newest_state_point_in_time_with_the_dump_as_fallback() -> None:
+    steps = plan_rebuild("production", "production-r1", [ConfigEdit("edge.enabled", False)])
+    restore = steps[-2]
+    assert restore.command == "bankflow-infra restore production-r1 --latest --source-stack production --yes"
+    assert restore.fallback is not None
+    assert restore.fallback.command == (
+        "bankflow-infra restore production-r1 --source-stack production --from latest --yes")
+    assert [s.fallback for s in steps if s is not restore] == [None] * (len(steps) - 1)
+    text = stop_message("rebuild", steps, len(steps) - 2, 1, None, "note").splitlines()
+    assert text == [
+        "rebuild stopped at step 5/6 (restore): `bankflow-infra restore production-r1 --latest "
+        "--source-stack production --yes` exited 1.",
+        "note",
+        "Fix the cause above, then to resume: bankflow-infra restore production-r1 --latest --source-stack "
+        "production --yes && bankflow-infra health production-r1 --origin --wait",
+        "If the point-in-time restore cannot work (production has no pgBackRest archive, or it cannot be "
+        "read), restore the latest nightly dump instead (the database as of that night, without the "
+        "uploads): bankflow-infra restore production-r1 --source-stack production --from latest --yes && "
+        "bankflow-infra health production-r1 --origin --wait",
+    ]
+    # a failure elsewhere offers no fallback
+    assert "nightly dump" not in stop_message("rebuild", steps, len(steps) - 1, 1, None, "note")
+
+
 def test_resume_text_is_exactly_the_remaining_commands() -> None:
     steps = plan_cutover("production", "production-r1")
     text = stop_message("cutover", steps, 2, 255, Path("/srv/infra"), "note")

@@ -20,10 +20,14 @@ REBUILD_STEPS = [
     ["pulumi", *SET, "bankflow:backups.bucketStack", "production"],
     ["bankflow-infra", "plan", "production-r1"],
     ["pulumi", "up", "-s", "production-r1", "--yes"],
-    ["bankflow-infra", "restore", "production-r1", "--source-stack", "production", "--from", "latest",
-     "--yes"],
+    # the newest state: database to the newest archived WAL (the shared repository) + the uploads
+    ["bankflow-infra", "restore", "production-r1", "--latest", "--source-stack", "production", "--yes"],
     ["bankflow-infra", "health", "production-r1", "--origin", "--wait"],
 ]
+RESTORE_INDEX = 7
+# Printed after a failed step 8 only: the nightly dump instead of the point-in-time restore.
+DUMP_RESTORE = ["bankflow-infra", "restore", "production-r1", "--source-stack", "production", "--from",
+                "latest", "--yes"]  # fmt: skip
 STACK_LS = ["pulumi", "stack", "ls", "--json"]
 
 
@@ -73,6 +77,14 @@ def test_a_failure_at_any_step_stops_before_traffic_moves_and_prints_the_resume_
     assert f"rebuild stopped at step {index + 1}/{len(REBUILD_STEPS)}" in result.err
     assert f"to resume: cd {shlex.quote(str(rig.project))} && {remaining}\n" in result.err
     assert "Traffic has not moved: production still serves" in result.err
+    fallback = " && ".join(shlex.join(step) for step in [DUMP_RESTORE, *REBUILD_STEPS[index + 1 :]])
+    if index == RESTORE_INDEX:  # the dump as the fallback, with the steps after it
+        assert result.err.endswith(
+            "restore the latest nightly dump instead (the database as of that night, without the "
+            f"uploads): cd {shlex.quote(str(rig.project))} && {fallback}\n"
+        )
+    else:
+        assert "nightly dump" not in result.err
 
 
 def test_fail_at_the_nth_pulumi_call(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
