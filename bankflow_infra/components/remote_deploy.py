@@ -62,6 +62,11 @@ class RemoteDeployArgs:
     data_volume: bool  # the bootstrap mounts the data volume before PostgreSQL starts
     admin_ssh_keys: tuple[str, ...]  # root's authorized_keys, with the generated deploy key
     volume_size_gb: int = 0  # the data volume's size: a larger one re-runs grow-data-filesystem
+    # Start the backup unit after each deploy. Not for a stack writing into another stack's
+    # bucket (a rebuild): its fresh cluster is not the one the shared pgBackRest stanza belongs to
+    # until `restore --source-stack` brings that one back, and the backup would hold the lock the
+    # restore needs (rebuild step 8).
+    backup_after_deploy: bool = True
 
 
 # cloud-init exits 2 when it finished "degraded" (a non-fatal module warning): still done.
@@ -115,9 +120,14 @@ def deploy_command(
         f'echo "deploy failed: bankflow-agent exited $rc (the previous release still serves unless it '
         f"says otherwise); its output is on the droplet in {log}: bankflow-infra ssh {args.stack} -- "
         f'cat {log}" >&2; exit "$rc"; fi; '
-        f"{backup} >>{out} 2>&1 || {{ rc=$?; "
-        f'echo "deployed, but the backup after the deploy could not be started ({BACKUP_UNIT}, exit $rc); '
-        f'see {log} on the droplet" >&2; }}; exit "$rc"'
+        + (
+            f"{backup} >>{out} 2>&1 || {{ rc=$?; "
+            f'echo "deployed, but the backup after the deploy could not be started ({BACKUP_UNIT}, '
+            f'exit $rc); see {log} on the droplet" >&2; }}; '
+            if args.backup_after_deploy
+            else ""
+        )
+        + 'exit "$rc"'
     )
 
 

@@ -45,6 +45,7 @@ def remote_deploy_args(settings: Settings) -> RemoteDeployArgs:
         data_volume=settings.server.volume_size_gb > 0,
         admin_ssh_keys=settings.server.admin_ssh_keys,
         volume_size_gb=settings.server.volume_size_gb,
+        backup_after_deploy=settings.backups.bucket_stack == settings.stack,
     )
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bankflow_infra.components.remote_deploy import RemoteDeployArgs, deploy_command
+from bankflow_infra.components.stack_args import remote_deploy_args
+from tests.render.helpers import load_settings
 
 SECRET = "pg-password-that-must-never-leave-the-droplet-0123456789"  # noqa: S105 - a stand-in the test hunts for
 
@@ -94,3 +97,30 @@ def test_the_command_text_itself_holds_no_secret_and_names_the_stack():
     text = deploy_command(args)
     assert "--actor pulumi:production receive --stdin --deploy" in text
     assert ">/opt/bankflow/state/pulumi-deploy.log 2>&1" in text
+
+
+def test_a_rebuild_stack_starts_no_backup_after_its_deploy(tmp_path):
+    """A stack writing into another stack's bucket (a rebuild) must not back up its fresh cluster
+    into the shared stanza, nor hold the backup lock its `restore --source-stack` step needs."""
+    args = RemoteDeployArgs(
+        stack="production-r1", swap_gb=2, data_volume=True, admin_ssh_keys=(), backup_after_deploy=False
+    )
+    log = tmp_path / "state" / "pulumi-deploy.log"
+    log.parent.mkdir()
+    text = deploy_command(
+        args,
+        agent=str(stand_in_agent(tmp_path, 0)),
+        log=str(log),
+        systemctl=str(stand_in_systemctl(tmp_path, 0)),
+    )
+    done = subprocess.run(["sh", "-c", text], input="{}", capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.defpath})  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not (tmp_path / "systemctl.calls").exists()
+
+
+def test_the_program_starts_the_backup_only_where_the_stack_owns_its_bucket():
+    production = load_settings("production")
+    assert remote_deploy_args(production).backup_after_deploy
+    rebuild = replace(production, backups=replace(production.backups, bucket_stack="production-r0"))
+    assert not remote_deploy_args(rebuild).backup_after_deploy
