@@ -36,6 +36,7 @@ HEALTH = re.compile(r"\bbankflow-infra health\b")
 # with stack config (release.yml, emergency.yml).
 WRITE_SCOPES: dict[str, set[str]] = {
     "preview": {"pull-requests"},
+    "postgres-image": {"packages"},  # pushes the postgres + pgBackRest image to GHCR, nothing else
     "pull-request": {"contents", "pull-requests"},
 }
 # Deploy credentials: a job that can push to the repository must hold none of them. The offline

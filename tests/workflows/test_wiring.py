@@ -282,6 +282,7 @@ EXPECTED_WRITES = {
     ("release.yml", "pull-request", "pull-requests"),
     ("emergency.yml", "pull-request", "contents"),
     ("emergency.yml", "pull-request", "pull-requests"),
+    ("postgres-image.yml", "postgres-image", "packages"),  # GHCR push of the postgres image
 }
 FAKE_GH = """#!/bin/sh
 # Stand-in for the GitHub CLI: records each call, answers `pr list` and `pr create`.
