@@ -74,10 +74,13 @@ def register(commands: Any) -> None:
 
     restore = commands.add_parser(
         "restore",
-        help="replace the stack's database with a dump from the bucket, then check health",
-        description="Download a dump, verify it, stop the app services, restore it into a fresh "
-        "database and swap it in, start the apps, probe health. A dump that is missing or corrupt "
-        "leaves the database as it was. Asks for confirmation; without a terminal it needs --yes.",
+        help="restore the stack's database (and uploads) to a point in time, or from a nightly dump",
+        description="Point in time (--to-time, --latest, --backup-set): pgBackRest restores the "
+        "cluster into a sibling directory while the site shows a 503 maintenance page, swaps it in "
+        "(the previous one kept until --discard-previous), brings the uploads back to the same "
+        "moment, applies the release's roles and starts the apps. Dump (--from KEY|latest): "
+        "download, verify, restore into a scratch database, swap it in. Any failure leaves the "
+        "database as it was. Asks for confirmation; without a terminal it needs --yes.",
     )
     add_outputs_arguments(restore)
     restore.add_argument(
