@@ -99,6 +99,22 @@ class BackupAccessArgs:
     bucket: str  # the one bucket the key may read and write
 
 
+def versioned_bucket(
+    parent: pulumi.Resource, resource_name: str, bucket: str, region: str, retention_days: int, protect: bool
+) -> do.SpacesBucket:
+    """A private, versioned Spaces bucket with the backups' lifecycle (the primary and its replica)."""
+    return do.SpacesBucket(
+        resource_name,
+        name=bucket,
+        region=region,
+        acl="private",
+        force_destroy=False,
+        versioning=do.SpacesBucketVersioningArgs(enabled=True),
+        lifecycle_rules=lifecycle_rules(retention_days),
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect),
+    )
+
+
 class BackupBucket(pulumi.ComponentResource):
     """The environment's Spaces bucket for backups (dumps expire after retentionDays), and the
     keys of the repositories inside it: pgBackRest's cipher pass and restic's password.
@@ -120,16 +136,9 @@ class BackupBucket(pulumi.ComponentResource):
         super().__init__("bankflow:index:BackupBucket", name, None, opts)
         self.name = args.name
         self.endpoint = spaces_endpoint(args.region)
-        self.bucket = do.SpacesBucket(
-            f"{name}-bucket",
-            name=self.name,
-            region=args.region,
-            acl="private",
-            force_destroy=False,
-            versioning=do.SpacesBucketVersioningArgs(enabled=True),
-            lifecycle_rules=lifecycle_rules(args.retention_days),
-            # Production's dumps are the last line of defence: never deleted by an `up` or `destroy`.
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        # Production's dumps are the last line of defence: never deleted by an `up` or `destroy`.
+        self.bucket = versioned_bucket(
+            self, f"{name}-bucket", args.name, args.region, args.retention_days, args.protect
         )
         kept = pulumi.ResourceOptions(parent=self, protect=True, ignore_changes=KEPT_PASSWORD_ARGUMENTS)
 
@@ -219,15 +228,8 @@ class BackupReplica(pulumi.ComponentResource):
         self.name = args.name
         self.region = args.region
         self.endpoint = spaces_endpoint(args.region)
-        self.bucket = do.SpacesBucket(
-            f"{name}-bucket",
-            name=args.name,
-            region=args.region,
-            acl="private",
-            force_destroy=False,
-            versioning=do.SpacesBucketVersioningArgs(enabled=True),
-            lifecycle_rules=lifecycle_rules(args.retention_days),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        self.bucket = versioned_bucket(
+            self, f"{name}-bucket", args.name, args.region, args.retention_days, args.protect
         )
         # A grant names its buckets by name only: both must exist before the key.
         after = [primary, self.bucket]

@@ -27,6 +27,7 @@ from typing import Any
 
 from ...contract.uploads import UPLOADS_TAG
 from ..context import Context
+from ..files import fsync_dir
 from .config import BackupFailed, BackupUsageError
 from .uploads_restic import Restic, Snapshot, UploadsConfig, load_uploads_config, open_restic
 
@@ -195,7 +196,7 @@ def swap_in_uploads(ctx: Context, prepared: PreparedUploads) -> None:
             os.rename(prepared.previous, prepared.live)
         raise
     prepared.swapped_with_live = had_live
-    _sync_dir(prepared.live.parent)
+    fsync_dir(prepared.live.parent)
     ctx.say(
         f"uploads: swapped in snapshot {prepared.snapshot_id[:8]}; the previous tree is {prepared.previous}"
     )
@@ -210,7 +211,7 @@ def swap_back_uploads(ctx: Context, prepared: PreparedUploads) -> None:
             os.rename(prepared.previous, prepared.live)
         prepared.swapped_with_live = None
     shutil.rmtree(prepared.path, ignore_errors=True)  # never the live tree: see swapped_with_live
-    _sync_dir(prepared.live.parent)
+    fsync_dir(prepared.live.parent)
     ctx.say(f"uploads: the tree from before restore {prepared.restore_id} is live again")
 
 
@@ -269,9 +270,3 @@ def snapshot_rows(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -34,6 +34,7 @@ from typing import Final
 from ...contract.layout import DATA_UPLOADS_NAME
 from .. import state as st
 from ..context import Context
+from ..files import fsync_dir
 from ..manifest import load_manifest
 from ..release_dir import projects
 from ..switch import restart_apps
@@ -106,7 +107,7 @@ def _link(link: Path, target: Path) -> None:
         temp.unlink()
     temp.symlink_to(target)
     os.rename(temp, link)
-    _sync_dir(link.parent)
+    fsync_dir(link.parent)
 
 
 def sync_tree(source: Path, target: Path) -> int:
@@ -211,9 +212,3 @@ def _apps_stopped(ctx: Context) -> Iterator[None]:
                 ctx.complain("uploads-migrate: ATTENTION: " + "; ".join(problems))
 
 
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
