@@ -88,6 +88,9 @@ def render_pitr_section(settings: Settings) -> dict[str, object]:
         "container_data_dir": catalog.POSTGRES_CONTAINER_DATA,
         "postgres_uid": release.POSTGRES_UID,
         "archive_timeout": catalog.ARCHIVE_TIMEOUT_SECONDS,
+        # False for a stack writing into another stack's bucket (a rebuild): it must never create
+        # that repository's stanza (its fresh cluster would become what `restore --latest` finds).
+        "owns_repository": settings.backups.bucket_stack == settings.stack,
     }
 
 

@@ -7,6 +7,7 @@ import configparser
 import hashlib
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ def test_backup_json_carries_the_pitr_fields_the_agent_accepts() -> None:
         ("postgres_uid", 0, "pitr.postgres_uid"),
         ("archive_timeout", 3600, "pitr.archive_timeout"),
         ("container_data_dir", None, "pitr.container_data_dir"),
+        ("owns_repository", "yes", "pitr.owns_repository"),
     ],
 )
 def test_bad_pitr_fields_are_refused_by_name(field: str, value: object, named: str) -> None:
@@ -54,6 +56,25 @@ def test_bad_pitr_fields_are_refused_by_name(field: str, value: object, named: s
     document["pitr"][field] = value
     with pytest.raises(backup_config.BackupUsageError, match=named.replace(".", r"\.")):
         backup_config.parse_config(document, "backup.json")
+
+
+def test_only_the_stack_that_owns_the_bucket_owns_its_repository() -> None:
+    """A rebuild (backups.bucketStack = the original) must never create the shared stanza."""
+    production = helpers.load_settings("production")
+    rebuild = replace(
+        production, stack="production-r1", backups=replace(production.backups, bucket_stack="production")
+    )
+    owner = backup_config.parse_config(json.loads(render_backup.render_backup_config(production)), "b")
+    guest = backup_config.parse_config(json.loads(render_backup.render_backup_config(rebuild)), "b")
+    assert owner.pitr is not None
+    assert guest.pitr is not None
+    assert owner.pitr.owns_repository
+    assert not guest.pitr.owns_repository
+    older = json.loads(render_backup.render_backup_config(production))
+    del older["pitr"]["owns_repository"]  # a bundle rendered before the field: its own repository
+    parsed = backup_config.parse_config(older, "b")
+    assert parsed.pitr is not None
+    assert parsed.pitr.owns_repository
 
 
 def test_schema_1_files_still_parse_without_pitr_and_schema_2_needs_it() -> None:

@@ -53,6 +53,7 @@ class PitrConfig:
     container_data_dir: str  # the same dir inside the postgres container (PGDATA)
     postgres_uid: int  # owner of the data dir and of pgbackrest.conf (uid 70 in the Alpine image)
     archive_timeout: int  # seconds: the RPO bound
+    owns_repository: bool = True  # False: another stack's repository (a rebuild): no stanza-create
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,12 @@ def _parse_pitr(doc: dict[str, Any], problems: list[str]) -> PitrConfig | None:
         problems.append(f"pitr.postgres_uid: expected a uid in 1..65535, got {uid!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 300:
         problems.append(f"pitr.archive_timeout: expected seconds in 1..300, got {timeout!r}")
+    owns = raw.get("owns_repository", True)  # absent in bundles rendered before it existed
+    if not isinstance(owns, bool):
+        problems.append(f"pitr.owns_repository: expected true or false, got {owns!r}")
     if len(problems):
         return None
-    return PitrConfig(str(stanza), data_dir, str(inside), int(str(uid)), int(str(timeout)))
+    return PitrConfig(str(stanza), data_dir, str(inside), int(str(uid)), int(str(timeout)), owns is True)
 
 
 def check_bucket(name: str) -> str:

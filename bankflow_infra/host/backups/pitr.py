@@ -199,6 +199,12 @@ def run_pitr_backup(ctx: Context, live: LiveDatabase, pitr: PitrConfig, kind: st
         kind = auto_type(info, dt.datetime.now(dt.UTC))
     created = False
     if info.status_message in ("missing stanza path", "missing stanza"):
+        if not pitr.owns_repository:
+            raise BackupFailed(
+                f"the repository this stack archives into (another stack's bucket, {live.config.bucket}) has "
+                f"no stanza {pitr.stanza}: a stack that does not own it never creates it. Restore the source "
+                "stack's data first (restore --latest --source-stack STACK), or check backups.bucketStack"
+            )
         ctx.say(f"pitr-backup: stanza {pitr.stanza} is new: stanza-create")
         exec_pgbackrest(ctx, live, pitr, "stanza-create", timeout=INFO_TIMEOUT)
         created = True

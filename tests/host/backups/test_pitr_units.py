@@ -143,3 +143,34 @@ def test_docker_runs_pgbackrest_in_a_one_off_container_and_stops_only_postgres()
         "restore",
     ]
     assert runtime.stop_services_argv(base, ["postgres"])[-2:] == ["stop", "postgres"]
+
+
+@pytest.mark.parametrize("owns", [True, False])
+def test_only_the_repositorys_owner_creates_a_missing_stanza(
+    monkeypatch: pytest.MonkeyPatch, owns: bool
+) -> None:
+    """A rebuild writing into its environment's bucket never creates that repository's stanza: its
+    fresh cluster's backup would be what a later `restore --latest` finds (an empty database)."""
+    from types import SimpleNamespace
+
+    from bankflow_infra.host.backups import pitr as pitr_module
+    from bankflow_infra.host.backups.config import BackupFailed
+
+    calls: list[tuple[str, ...]] = []
+    missing = pitr_module.RepoInfo(1, "missing stanza path", (), None, None)
+    done = pitr_module.parse_info(
+        _info(_set("20261130-010000F", "full", dt.datetime(2026, 11, 30, 1, tzinfo=dt.UTC))), "bankflow"
+    )
+    answers = iter([missing, done])
+    monkeypatch.setattr(pitr_module, "repo_info", lambda *_a, **_k: next(answers))
+    monkeypatch.setattr(pitr_module, "exec_pgbackrest", lambda _c, _l, _p, *argv, **_k: calls.append(argv))
+    ctx = SimpleNamespace(say=lambda _m: None)
+    live = SimpleNamespace(config=SimpleNamespace(bucket="bankflow-production-backups"))
+    config = PitrConfig("bankflow", "/mnt/bankflow-data/postgres", "/var/lib/postgresql/data", 70, 60, owns)
+    if owns:
+        assert pitr_module.run_pitr_backup(ctx, live, config, "full").created_stanza  # type: ignore[arg-type]
+        assert calls == [("stanza-create",), ("--type=full", "backup")]
+    else:
+        with pytest.raises(BackupFailed, match="never creates it"):
+            pitr_module.run_pitr_backup(ctx, live, config, "full")  # type: ignore[arg-type]
+        assert calls == []
