@@ -91,7 +91,9 @@ class HostEnv:
     verify_port: int = 0
     verify_url: str = ""
     candidate_url: str = ""
-    health_timeout: float = 3.0
+    # Upper bounds, not waits: a healthy stand-in answers at once. 10 s, not 3: with the suite on
+    # two workers (PostgreSQL restores beside it) a first probe can take seconds on 2 cores.
+    health_timeout: float = 10.0
     drain: float | None = 10.0  # an upper bound: the drain ends when nginx's old workers are done
     watch: float = 0.2
     counter: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
@@ -190,7 +192,7 @@ class HostEnv:
             "--settle",
             "0.2",
             "--verify-timeout",
-            "3",
+            "10",
             "--candidate-url",
             self.candidate_url or f"http://127.0.0.1:{self.verify_port}",
             "--watch",
