@@ -68,7 +68,8 @@ def test_unhealthy_release_fails_and_the_old_one_keeps_serving(host: HostEnv) ->
     code, _, err = host.deploy(bad)
     assert code == exit_codes.FAILED
     assert err.strip().splitlines() == [
-        f"deploy {rel(bad)}: step 'wait-healthy' failed: service api unhealthy after 3s; "
+        f"deploy {rel(bad)}: step 'wait-healthy' failed: service api unhealthy after "
+        f"{host.health_timeout:.0f}s; "
         f"release {rel(good)} still serving"
     ]
     assert host.current() == rel(good)
