@@ -270,18 +270,21 @@ class LocalProcessRuntime:
     def _start_nginx(self) -> None:
         # in the foreground, as in the container; its own session, so killing an agent process
         # group leaves it running (the container outlives the agent); teardown stops it by pid
-        self.nginx_proc = subprocess.Popen(
-            self._nginx_argv("-g", "daemon off;"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        stderr_path = self.pid_file.with_name("nginx-stderr.log")
+        with stderr_path.open("ab") as stderr:  # why it exited, for the failure message
+            self.nginx_proc = subprocess.Popen(
+                self._nginx_argv("-g", "daemon off;"),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not self.pid_file.exists():
             time.sleep(0.05)
         if self.nginx_proc.poll() is not None:
-            raise RuntimeFailure("nginx did not start")
+            tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeFailure("nginx did not start: " + (" | ".join(tail) or "no output"))
 
     def shutdown(self) -> None:
         """Stop every process this stand-in started (test teardown)."""
