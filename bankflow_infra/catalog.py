@@ -219,3 +219,36 @@ NGINX_HEALTH_PORT: Final = 8081  # loopback-only listener inside the nginx conta
 LOG_DRIVER: Final = "local"
 LOG_MAX_SIZE: Final = "10m"
 LOG_MAX_FILE: Final = 5
+
+# --------------------------------------------------------------------------- security (issue 12)
+# Every service runs as its own unprivileged uid where its image allows (postgres and redis: the
+# images' own users; nginx: the image's `nginx` user for workers, see render/compose.py), so each
+# owns its own log directory and nothing else on the host.
+SERVICE_UIDS: Final[Mapping[str, int]] = {
+    "site": 10001,
+    "saas": 10002,
+    "api": 10003,
+    "postgres": 70,  # postgres:15-alpine's `postgres`
+    "redis": 999,  # redis:7-alpine's `redis`
+    "nginx": 101,  # nginx:*-alpine's `nginx` (worker processes; the master opens the logs)
+}
+# Logs: one host directory per service, `LOGS_DIR/<service>/`, mounted into that service's
+# container only. The parent LOGS_DIR (root, 0755) is mounted into no container, so no container
+# can plant a path that a root process (logrotate, the log shipper) would follow outside its own
+# directory; logrotate works in each directory as that directory's owner (`su`).
+APP_CONTAINER_LOG_DIR: Final = "/app/logs"
+NGINX_CONTAINER_LOG_DIR: Final = "/var/log/bankflow"
+ACCESS_LOG_NAME: Final = "access.log"  # nginx's access log (Marco Civil art. 15), JSON lines
+
+
+def service_log_dir(service: str) -> str:
+    """The host directory one service writes its log files in (and nothing else does)."""
+    if service not in SERVICE_UIDS:
+        raise KeyError(f"no log directory for unknown service {service!r}")
+    return f"{LOGS_DIR}/{service}"
+
+
+# The visitor's source port (Marco Civil art. 15 asks for it with the IP). Cloudflare does not send
+# it by default: a request-header transform rule on the zone sets this header (components/), and
+# nginx logs it, overwriting whatever a client sent (render/nginx.py).
+CLIENT_PORT_HEADER: Final = "X-Client-Source-Port"
