@@ -10,6 +10,7 @@ the host (``/opt/bankflow`` and its folders) and how releases are named are the 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +33,45 @@ REDIS_PORT: Final = 6379
 HTTP_PORT: Final = 80
 HTTPS_PORT: Final = 443
 
-# The postgres image is ours: postgres:15-alpine + pgBackRest (files/postgres/Dockerfile, built and
-# pushed by .github/workflows/postgres-image.yml), tagged by the Dockerfile's content hash so a
-# change to it is a new tag and an unchanged file always pulls the same image. See postgres_image.
-POSTGRES_BASE_IMAGE: Final = "postgres:15-alpine"  # Alpine (musl) forever: see the Dockerfile
+# Images by digest (issue 12, item 6): "name:tag@sha256:<64 hex>". The tag says what it is (and is
+# what the update bots bump); the digest is what Docker pulls, so a re-pushed tag never changes
+# what runs. No registry is reachable where this is written: each digest below is one the official
+# image published and public repositories pin (found with the code search, several independent
+# repositories each); the update bots (Renovate/Dependabot, .github/) propose newer ones as PRs.
+# The postgres image is ours: the pinned postgres:15-alpine + pgBackRest (files/postgres/Dockerfile,
+# built and pushed by .github/workflows/postgres-image.yml), tagged by the Dockerfile's content
+# hash so a change to it is a new tag and an unchanged file always pulls the same image.
+POSTGRES_BASE_IMAGE: Final = (  # Alpine (musl) forever: see the Dockerfile, whose FROM is this
+    "postgres:15-alpine@sha256:fe0737ba566a2c5b2a28f34433c0a423261900ec17b9bf7ad115e1aae7e57f1b"
+)
 POSTGRES_DOCKERFILE: Final = Path(__file__).resolve().parents[1] / "files" / "postgres" / "Dockerfile"
 POSTGRES_IMAGE_REPOSITORY: Final = "bankflow-postgres"
-REDIS_IMAGE: Final = "redis:7-alpine"
-NGINX_IMAGE: Final = "nginx:1.27-alpine"
+REDIS_IMAGE: Final = "redis:7-alpine@sha256:6ab0b6e7381779332f97b8ca76193e45b0756f38d4c0dcda72dbb3c32061ab99"
+NGINX_IMAGE: Final = (  # 1.28: the stable branch (1.27 is out of support)
+    "nginx:1.28-alpine@sha256:a8b39bd9cf0f83869a2162827a0caf6137ddf759d50a171451b335cecc87d236"
+)
+# `[registry/]repository:tag@sha256:<64 lowercase hex>`: the only form production accepts.
+PINNED_IMAGE_RE: Final = re.compile(
+    r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$"
+)
+
+
+class UnpinnedImageError(ValueError):
+    """An image reference without a digest where one is required."""
+
+
+def is_pinned(image: str) -> bool:
+    return PINNED_IMAGE_RE.fullmatch(image) is not None
+
+
+def require_pinned(image: str, what: str) -> str:
+    """``image`` when it carries a digest, else one clear error naming ``what`` and the valid form."""
+    if not is_pinned(image):
+        raise UnpinnedImageError(
+            f"{what}: image {image!r} has no digest; production runs images by digest only: "
+            "use 'name:tag@sha256:<64 hex>' (docker buildx imagetools inspect name:tag prints it)"
+        )
+    return image
 
 # Secret environment variables of the app services: their values come from the 0600 env file.
 SECRET_ENV_NAMES: Final = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
@@ -83,7 +115,7 @@ _NEEDS_DATA: Final = {"site": False, "saas": True, "api": True}
 # Which sibling app service each one calls, and the variable that carries the sibling's URL: the
 # renderer turns each into that release's own address of the sibling (see render/compose.py).
 _CALLS: Final[Mapping[str, Mapping[str, str]]] = {"saas": {"API_BASE_URL": "api"}}
-_APP_VOLUMES: Final = ((UPLOADS_DIR, "/app/uploads"), (LOGS_DIR, "/app/logs"))
+_UPLOADS_VOLUME: Final = (UPLOADS_DIR, "/app/uploads")
 
 
 @dataclass(frozen=True)
@@ -129,6 +161,11 @@ def default_health_command(service: str) -> tuple[str, ...]:
     return ("CMD", "curl", "-fsS", f"http://localhost:{_PORTS[service]}{HEALTH_PATH}")
 
 
+def secret_env_of(service: str) -> tuple[str, ...]:
+    """The secret values an app service reads (the same in every stack)."""
+    return SECRET_ENV_NAMES if _NEEDS_DATA[service] else ()
+
+
 def image_ref(settings: Settings, service: str) -> str:
     release = settings.release
     return f"{release.registry}/{release.images[service]}:{release.tag}"
@@ -151,8 +188,12 @@ def app_service(settings: Settings, name: str) -> AppService:
         hostnames=hostnames,
         environment=environment,
         calls=_CALLS.get(name, {}),
-        secret_env=SECRET_ENV_NAMES if _NEEDS_DATA[name] else (),
-        volumes=_APP_VOLUMES if _NEEDS_DATA[name] else (),
+        secret_env=secret_env_of(name),
+        # each service its own log directory, never the parent LOGS_DIR (issue 12, item 3)
+        volumes=(
+            *((_UPLOADS_VOLUME,) if _NEEDS_DATA[name] else ()),
+            (service_log_dir(name), APP_CONTAINER_LOG_DIR),
+        ),
         limits=LIMITS[env][name],
         restart=RESTART_POLICY[env],
         health_command=settings.release.health_commands.get(name) or default_health_command(name),
@@ -171,13 +212,23 @@ def postgres_image(settings: Settings) -> str:
     return f"{settings.release.registry}/{POSTGRES_IMAGE_REPOSITORY}:15-pgbackrest-{digest}"
 
 
+def _public_image(settings: Settings, image: str, service: str) -> str:
+    """A public image as production may run it: by digest (a tag alone can be re-pushed)."""
+    if settings.environment == "production":
+        return require_pinned(image, f"catalog: the {service} image")
+    return image
+
+
 def base_services(settings: Settings) -> tuple[BaseService, ...]:
     env = settings.environment
     restart = RESTART_POLICY[env]
+    # postgres is ours, tagged by its Dockerfile's content (which pins its base by digest)
+    redis = _public_image(settings, REDIS_IMAGE, "redis")
+    nginx = _public_image(settings, NGINX_IMAGE, "nginx")
     return (
         BaseService("postgres", postgres_image(settings), POSTGRES_PORT, LIMITS[env]["postgres"], restart),
-        BaseService("redis", REDIS_IMAGE, REDIS_PORT, LIMITS[env]["redis"], restart),
-        BaseService("nginx", NGINX_IMAGE, None, LIMITS[env]["nginx"], restart),
+        BaseService("redis", redis, REDIS_PORT, LIMITS[env]["redis"], restart),
+        BaseService("nginx", nginx, None, LIMITS[env]["nginx"], restart),
     )
 
 
@@ -252,3 +303,71 @@ def service_log_dir(service: str) -> str:
 # it by default: a request-header transform rule on the zone sets this header (components/), and
 # nginx logs it, overwriting whatever a client sent (render/nginx.py).
 CLIENT_PORT_HEADER: Final = "X-Client-Source-Port"
+
+
+# --------------------------------------------------------------------------- containers (issue 12, item 5)
+# Every container: read-only root filesystem, every capability dropped and only the listed ones
+# added back, no-new-privileges, a pids limit, tmpfs where the process must write outside its
+# volumes. Per service what its image allows (render/compose.py turns these into compose keys).
+# The app services and redis run as their own uid from the start; postgres and nginx start as
+# root because their images' entrypoints need it (below) and drop to their users themselves.
+UPLOADS_GID: Final = 10000  # group of the uploads directory: saas and api both write it
+
+
+@dataclass(frozen=True)
+class Hardening:
+    user: str | None  # compose `user` ("uid:gid"); None: the image starts as root and drops itself
+    cap_add: tuple[str, ...]  # the only capabilities kept (all others dropped)
+    tmpfs: tuple[str, ...]  # "container path:mount options", memory-backed and size-bounded
+    pids_limit: int  # processes AND threads (the pids cgroup counts both)
+
+
+_TMP: Final = "/tmp:size=64m,mode=1777"
+# Rust services: tokio's blocking pool alone may grow to 512 threads under load.
+_APP_PIDS: Final = 1024
+
+
+def hardening(service: str) -> Hardening:
+    """What ``service``'s container keeps: see the comment of each case for why."""
+    if service not in SERVICE_UIDS:
+        raise KeyError(f"no container hardening for unknown service {service!r}")
+    uid = SERVICE_UIDS[service]
+    if service in ("saas", "api"):
+        # the uploads directory is shared (group UPLOADS_GID, setgid, 2770): both must write it
+        return Hardening(f"{uid}:{UPLOADS_GID}", (), (_TMP,), _APP_PIDS)
+    if service == "site":
+        return Hardening(f"{uid}:{uid}", (), (_TMP,), _APP_PIDS)
+    if service == "redis":
+        # redis:7-alpine's entrypoint "allows the container to be started with --user": as uid 999
+        # it skips its chown and su-exec, so nothing needs a capability. gid 1000 is the image's
+        # `redis` group; the data volume's files are already the image user's.
+        return Hardening(f"{uid}:1000", (), (_TMP,), 64)
+    if service == "postgres":
+        # The entrypoint starts as root: it chmods/chowns PGDATA (CHOWN, FOWNER; DAC_OVERRIDE to
+        # walk the 0700 directory uid 70 owns) and drops to postgres with su-exec (SETUID,
+        # SETGID); the agent's pgBackRest runs through `su-exec postgres` in this container too
+        # (host/backups/pitr.py). Sockets and pid file in /var/run/postgresql; pgBackRest's lock
+        # path /tmp/pgbackrest (its file log is off: render/backup.py).
+        return Hardening(
+            None,
+            ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
+            (_TMP, f"/tmp/pgbackrest:size=1m,uid={uid},gid={uid},mode=0750",
+             f"/var/run/postgresql:size=1m,uid={uid},gid={uid},mode=2775"),
+            512,  # max_connections backends + background workers + archive_command children
+        )  # fmt: skip
+    if service == "nginx":
+        # The master stays root: it reads the origin key (0600 root) and opens the logs, then
+        # its workers run as the image's `nginx` (user directive: SETUID, SETGID; CHOWN for the
+        # temp directories it hands them). DAC_OVERRIDE: the log directory is uid 101's, and a
+        # root without it is an ordinary uid for file permissions. KILL: the master signals
+        # workers of another uid (only inside its own pid namespace). NET_BIND_SERVICE: 80/443
+        # inside (Docker >= 20.10 lowers ip_unprivileged_port_start in the container's network
+        # namespace, other engines may not). Writes: pid file in /run, temp files in
+        # /var/cache/nginx (the image's compiled-in temp paths).
+        return Hardening(
+            None,
+            ("CHOWN", "DAC_OVERRIDE", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"),
+            ("/run:size=1m,mode=0755", "/var/cache/nginx:size=64m,mode=0755"),
+            64,  # one worker per core + cache manager + health checks
+        )
+    raise KeyError(f"no container hardening for service {service!r}")  # pragma: no cover

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA
-from bankflow_infra.render import alerts, backup, compose, host_files, uploads_backup
+from bankflow_infra.render import alerts, backup, compose, container_secrets, host_files, uploads_backup
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -63,6 +63,10 @@ def render_secret_files(secrets: BundleSecrets) -> dict[str, str]:
         ),
         compose.ORIGIN_KEY_FILE: secrets.origin_private_key_pem.strip() + "\n",
     }
+    # --- container secrets (issue 12, render/container_secrets.py): each service's own copies ---
+    base_values = {"POSTGRES_PASSWORD": secrets.postgres_password, "REDIS_PASSWORD": secrets.redis_password}
+    files.update(container_secrets.secret_files(container_secrets.readers(), {**app_values, **base_values}))
+    # --- end container secrets
     if secrets.registry_password is not None:
         # Read by the agent for `docker login --password-stdin`; no newline, it would be part of it.
         files[compose.REGISTRY_PASSWORD_FILE] = secrets.registry_password
@@ -169,6 +173,8 @@ def render_manifest(
         "tls_dir": compose.ORIGIN_CERT_FILE.rsplit("/", 1)[0],  # copied to layout.TLS_DIR
         "nginx_conf": f"{params.config_dir}/{nginx_conf.MAIN_FILE}",  # inside the nginx container
         **({"database": roles} if roles is not None else {}),
+        # issue 12: secret file (in layout.SECRETS_DIR) -> the uid the agent makes its owner
+        "container_secrets": container_secrets.owners(container_secrets.readers()),
     }
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 

@@ -11,8 +11,12 @@ Two projects:
   upstream include.
 
 Only nginx publishes ports (80, 443; the verify listener on the host's 127.0.0.1 only). Secrets
-are never inline: env files and mounts under ``layout.SECRETS_DIR`` (0600, written from SSH
-stdin). Images are pulled, never built.
+are never inline and never in a container's environment: compose ``secrets:`` (one 0600 file per
+service and value under ``layout.SECRETS_DIR``, owned by that service's uid; see
+render/container_secrets.py) and nginx's key as a single-file mount. Images are pulled by digest,
+never built. Every container is locked down as far as its image allows (catalog.hardening): read-only
+root filesystem, tmpfs where it writes, all capabilities dropped but the listed ones,
+no-new-privileges, a pids limit, and its own log directory only (catalog.service_log_dir).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bankflow_infra.contract.release import (
     secret_path,
 )
 from bankflow_infra.contract.upstreams import CANDIDATE_PORT
+from bankflow_infra.render import container_secrets
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
@@ -103,14 +108,42 @@ def _bind(source: str, target: str, *, read_only: bool = False, must_exist: bool
     return mount
 
 
-def _common(image: str, restart: str, limits: catalog.Limits) -> dict[str, Any]:
+def _hardening(service: str) -> dict[str, Any]:
+    """Issue 12, item 5: what the container may do (catalog.hardening says why, per service)."""
+    facts = catalog.hardening(service)
+    body: dict[str, Any] = {}
+    if facts.user is not None:
+        body["user"] = facts.user
+    body["read_only"] = True
+    body["tmpfs"] = list(facts.tmpfs)
+    body["cap_drop"] = ["ALL"]
+    if facts.cap_add:
+        body["cap_add"] = list(facts.cap_add)
+    body["security_opt"] = ["no-new-privileges:true"]
+    body["pids_limit"] = facts.pids_limit
+    return body
+
+
+def _common(service: str, image: str, restart: str, limits: catalog.Limits) -> dict[str, Any]:
     return {
         "image": image,
         "restart": restart,
-        "security_opt": ["no-new-privileges:true"],
+        **_hardening(service),
         "logging": _logging(),
         "deploy": _limits(limits),
     }
+
+
+def _secrets(service: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The service's own secret files (compose ``secrets:``), never their values in its environment."""
+    return {"secrets": container_secrets.service_refs(service, names)} if names else {}
+
+
+def declared_secrets(definitions: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The project's ``secrets:``: every secret its services use, each its service's own host file."""
+    return container_secrets.declarations(
+        {name: tuple(ref["target"] for ref in body.get("secrets", ())) for name, body in definitions.items()}
+    )
 
 
 # --------------------------------------------------------------------------- base project
@@ -161,11 +194,16 @@ def _postgres(service: catalog.BaseService, settings: Settings, pitr: bool = Fal
         volumes.append(_bind(host_secret_path(PGBACKREST_CONFIG_FILE), PGBACKREST_CONTAINER_CONFIG,
                              read_only=True, must_exist=True))  # fmt: skip
     command = _archiving_command(pitr)
+    names = container_secrets.service_secret_names(service.name)
     return {
-        **_common(service.image, service.restart, service.limits),
+        **_common(service.name, service.image, service.restart, service.limits),
         **({"command": command} if command else {}),
-        "environment": {"POSTGRES_USER": catalog.DATABASE_USER, "POSTGRES_DB": catalog.DATABASE_NAME},
-        "env_file": [host_secret_path(POSTGRES_ENV_FILE)],  # POSTGRES_PASSWORD
+        "environment": {
+            "POSTGRES_USER": catalog.DATABASE_USER,
+            "POSTGRES_DB": catalog.DATABASE_NAME,
+            **container_secrets.file_variables(names),  # POSTGRES_PASSWORD_FILE: the image reads it
+        },
+        **_secrets(service.name, names),
         "volumes": volumes,
         "networks": [_DATA],
         "healthcheck": _healthcheck(ready),
@@ -175,20 +213,26 @@ def _postgres(service: catalog.BaseService, settings: Settings, pitr: bool = Fal
 
 def _redis(service: catalog.BaseService) -> dict[str, Any]:
     # The password reaches redis-server as config on stdin (`redis-server -`), never as an argument:
-    # arguments are world-readable in /proc on the host. The heredoc is expanded by the container's
-    # sh from REDIS_PASSWORD (env file); `exec` keeps redis-server as PID 1 so `docker stop` reaches
-    # it and the append-only file is closed cleanly. The image's entrypoint drops to the redis user.
+    # arguments are world-readable in /proc on the host. The sh reads the secret file
+    # (REDIS_PASSWORD_FILE) into a shell variable (not exported: not in redis-server's environment)
+    # and expands it in the heredoc; no password, no start. `exec` keeps redis-server as PID 1 so
+    # `docker stop` reaches it and the append-only file is closed cleanly.
+    names = container_secrets.service_secret_names(service.name)
+    read = '"$$(cat "$$REDIS_PASSWORD_FILE")"'
     start = (
+        f'password={read} && [ -n "$$password" ] || exit 1\n'
         "exec docker-entrypoint.sh redis-server - --appendonly yes --appendfsync everysec"
-        f" --port {service.port} <<EOF\nrequirepass $$REDIS_PASSWORD\nEOF\n"
+        f" --port {service.port} <<EOF\nrequirepass $$password\nEOF\n"
     )
-    # REDISCLI_AUTH (same env file) authenticates redis-cli without a password argument; without
-    # grep, an error answer (NOAUTH) could still exit 0.
-    ping = ["CMD-SHELL", f"redis-cli --no-auth-warning -p {service.port} ping | grep -q PONG"]
+    # REDISCLI_AUTH, set for redis-cli alone, authenticates it without a password argument;
+    # without grep, an error answer (NOAUTH) could still exit 0.
+    ping = ["CMD-SHELL", f"REDISCLI_AUTH={read} redis-cli --no-auth-warning -p {service.port} ping"
+            " | grep -q PONG"]  # fmt: skip
     return {
-        **_common(service.image, service.restart, service.limits),
+        **_common(service.name, service.image, service.restart, service.limits),
         "command": ["sh", "-c", start],
-        "env_file": [host_secret_path(REDIS_ENV_FILE)],  # REDIS_PASSWORD, REDISCLI_AUTH
+        "environment": container_secrets.file_variables(names),  # REDIS_PASSWORD_FILE
+        **_secrets(service.name, names),
         "volumes": [{"type": "volume", "source": "redis-data", "target": _REDIS_DATA}],
         "networks": [_DATA],
         "healthcheck": _healthcheck(ping),
@@ -199,7 +243,7 @@ def _redis(service: catalog.BaseService) -> dict[str, Any]:
 def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
     health = f"http://127.0.0.1:{params.health_port}{catalog.NGINX_HEALTH_PATH}"
     return {
-        **_common(service.image, service.restart, service.limits),
+        **_common(service.name, service.image, service.restart, service.limits),
         # The image's default command; its nginx.conf is the bundle's (the live dir over /etc/nginx).
         "command": ["nginx", "-g", "daemon off;"],
         "ports": [
@@ -228,6 +272,8 @@ def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
             _bind(layout.NGINX_LIVE_DIR, params.config_dir, read_only=True, must_exist=True),
             _bind(layout.TLS_DIR, catalog.NGINX_TLS_DIR, read_only=True, must_exist=True),
             _bind(host_secret_path(ORIGIN_KEY_FILE), params.key_path, read_only=True, must_exist=True),
+            # its own log directory (uid 101's; the access log, issue 12 item 4), not LOGS_DIR
+            _bind(catalog.service_log_dir(service.name), catalog.NGINX_CONTAINER_LOG_DIR, must_exist=True),
         ],
         "networks": [_EDGE],
         "healthcheck": _healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", health]),
@@ -265,6 +311,7 @@ def base_compose(
     return {
         "name": BASE_PROJECT,
         "services": services,
+        "secrets": declared_secrets(definitions),
         "networks": {
             _EDGE: {"name": catalog.EDGE_NETWORK, "driver": "bridge"},
             _DATA: {"name": catalog.DATA_NETWORK, "driver": "bridge", "internal": True},
@@ -286,20 +333,24 @@ def sibling_url(service: str) -> str:
 
 
 def _app(service: catalog.AppService) -> dict[str, Any]:
-    values = {**service.environment, **{key: sibling_url(sibling) for key, sibling in service.calls.items()}}
+    values = {
+        **service.environment,
+        **{key: sibling_url(sibling) for key, sibling in service.calls.items()},
+        **container_secrets.file_variables(service.secret_env),  # the app images read *_FILE
+    }
     environment = {key: values[key] for key in sorted(values)}
     depends = set(service.calls.values()) - {service.name}
     networks: dict[str, Any] = {_EDGE: {"aliases": [release_alias(service.name, RELEASE_VAR)]}}
     if service.secret_env:  # needs the database/cache: joins the internal data network too
         networks[_DATA] = {"aliases": [release_alias(service.name, RELEASE_VAR)]}
     body: dict[str, Any] = {
-        **_common(service.image, service.restart, service.limits),
+        **_common(service.name, service.image, service.restart, service.limits),
         "environment": environment,
+        **_secrets(service.name, service.secret_env),
     }
-    if service.secret_env:
-        body["env_file"] = [host_secret_path(APP_ENV_FILE)]
     if service.volumes:
-        body["volumes"] = [_bind(source, target) for source, target in service.volumes]
+        # must exist: a directory Docker created would be root's, unwritable by the service's uid
+        body["volumes"] = [_bind(source, target, must_exist=True) for source, target in service.volumes]
     if depends:
         body["depends_on"] = {name: {"condition": "service_healthy"} for name in sorted(depends)}
     body["networks"] = networks
@@ -316,6 +367,7 @@ def app_compose(definitions: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "name": f"{APP_PROJECT_PREFIX}{RELEASE_VAR}",
         "services": dict(definitions),
+        "secrets": declared_secrets(definitions),
         "networks": {
             _EDGE: {"name": catalog.EDGE_NETWORK, "external": True},
             _DATA: {"name": catalog.DATA_NETWORK, "external": True},

@@ -159,24 +159,37 @@ def test_secrets_come_from_0600_files_never_inline(stack: str, origin_cert: Orig
     for item in bundle.files:
         for value in secret_values(secrets):
             assert value not in item.text, f"a secret value is in {item.path}"
+    # the env files stay for the agent (database roles); the containers read their own copies
+    # (tests/render/test_compose_hardening.py: compose `secrets:`, never env_file or environment)
+    per_service = {
+        f"secrets/{service}.{name}"
+        for service, names in {
+            "saas": ("database_url", "redis_url", "jwt_secret"),
+            "api": ("database_url", "redis_url", "jwt_secret"),
+            "postgres": ("postgres_password",),
+            "redis": ("redis_password",),
+        }.items()
+        for name in names
+    }
     assert {f.path for f in bundle.secret_files} == {
         "secrets/app.env",
         "secrets/postgres.env",
         "secrets/redis.env",
         "secrets/origin.key",
         "secrets/registry-password",
+        *per_service,
     }
     assert all(f.mode == 0o600 for f in bundle.secret_files)
     services = {
         **_compose(bundle, "compose/base.yaml")["services"],
         **_compose(bundle, "compose/app.yaml")["services"],
     }
-    for name in ("saas", "api"):
-        assert services[name]["env_file"] == [f"{layout.SECRETS_DIR}/app.env"]
-        assert not set(catalog.SECRET_ENV_NAMES) & set(services[name]["environment"])
-    assert services["postgres"]["env_file"] == [f"{layout.SECRETS_DIR}/postgres.env"]
-    assert services["redis"]["env_file"] == [f"{layout.SECRETS_DIR}/redis.env"]
+    for name, service in services.items():
+        assert "env_file" not in service, name
+        assert not set(catalog.SECRET_ENV_NAMES) & set(service.get("environment", {})), name
     assert "POSTGRES_PASSWORD" not in services["postgres"]["environment"]
+    file_variable = services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+    assert file_variable == "/run/secrets/postgres_password"
     key_mount = [v for v in services["nginx"]["volumes"] if v["source"].endswith("origin.key")]
     assert key_mount == [
         {
@@ -197,6 +210,8 @@ def test_nginx_mounts_the_live_dir_over_etc_nginx(origin_cert: OriginCert) -> No
     mounts = {v["target"]: v for v in nginx["volumes"]}
     assert mounts[catalog.NGINX_CONFIG_DIR]["source"] == layout.NGINX_LIVE_DIR
     assert mounts[catalog.NGINX_TLS_DIR]["source"] == layout.TLS_DIR
-    assert all(v["read_only"] is True for v in nginx["volumes"])
+    # everything read-only but its own log directory
+    writable = [v["source"] for v in nginx["volumes"] if not v.get("read_only")]
+    assert writable == [catalog.service_log_dir("nginx")]
     assert nginx["command"] == ["nginx", "-g", "daemon off;"]
     assert nginx["image"] == catalog.NGINX_IMAGE

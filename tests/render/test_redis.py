@@ -1,9 +1,11 @@
 """The redis start script and health check of compose/base.yaml, run for real against redis-server.
 
-The script hands the password to ``redis-server -`` as config on stdin, so it never appears in
-the process arguments. This runs that exact script text (after compose's ``$$`` -> ``$``), with
-two visible substitutions for a machine without Docker: no image entrypoint (it only drops to the
-redis user) and a free loopback port plus a temporary data dir.
+The script reads the password from its compose secret file (never an environment variable) and
+hands it to ``redis-server -`` as config on stdin, so it never appears in the process arguments or
+environment. This runs that exact script text (after compose's ``$$`` -> ``$``), with two
+visible substitutions for a machine without Docker: no image entrypoint (it only drops to the
+redis user) and a free loopback port plus a temporary data dir; the secret file is a temporary
+one, named by REDIS_PASSWORD_FILE as compose's ``environment`` names the mounted one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 import yaml
 
 from bankflow_infra import catalog
-from bankflow_infra.render import render_bundle
+from bankflow_infra.render import container_secrets, render_bundle
 from tests.render.helpers import (
     CLOUDFLARE,
     SECRETS_NO_KEY,
@@ -31,6 +33,7 @@ from tests.support.ports import free_port
 from tests.support.tools import require_tool
 
 PASSWORD = SECRETS_NO_KEY["redis_password"]
+FILE_VARIABLE = "REDIS_PASSWORD_FILE"
 
 
 @pytest.fixture
@@ -56,8 +59,12 @@ def running_redis(
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     require_tool("redis-server")
     port = free_port()
+    secret = tmp_path / "redis_password"
+    secret.write_text(PASSWORD)  # the bundle's file: the value, no newline
     script = _local(redis_service["command"][2], port, tmp_path)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "REDIS_PASSWORD": PASSWORD}
+    # the container's environment: where the file is, never the password
+    assert redis_service["environment"] == {FILE_VARIABLE: container_secrets.container_path("REDIS_PASSWORD")}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), FILE_VARIABLE: str(secret)}
     process = subprocess.Popen(
         ["sh", "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -86,7 +93,7 @@ def _cli(cli: str, port: int, auth: str | None, *args: str) -> subprocess.Comple
 
 
 def test_redis_requires_the_password_and_appends(
-    running_redis: tuple[int, subprocess.Popen[bytes]], redis_service: dict[str, Any]
+    running_redis: tuple[int, subprocess.Popen[bytes]], redis_service: dict[str, Any], tmp_path: Path
 ) -> None:
     cli = require_tool("redis-cli")
     port, process = running_redis
@@ -102,18 +109,31 @@ def test_redis_requires_the_password_and_appends(
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
     assert "redis-server" in cmdline
     assert PASSWORD not in cmdline
+    assert PASSWORD not in Path(f"/proc/{process.pid}/environ").read_bytes().decode()
 
     health = redis_service["healthcheck"]["test"]
     assert health[0] == "CMD-SHELL"
-    check = _local(health[1], port)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    assert (
-        subprocess.run(["sh", "-c", check], env={**env, "REDISCLI_AUTH": PASSWORD}, timeout=10).returncode
-        == 0
-    )
-    assert (
-        subprocess.run(
-            ["sh", "-c", check], env={**env, "REDISCLI_AUTH": "wrong-wrong-wrong-0000"}, timeout=10
-        ).returncode
-        != 0
-    )
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text(PASSWORD)
+    wrong.write_text("wrong-wrong-wrong-0000")
+    check = _local(health[1], port)
+    for secret, healthy in ((right, True), (wrong, False)):
+        done = subprocess.run(["sh", "-c", check], env={**env, FILE_VARIABLE: str(secret)}, timeout=10)
+        assert (done.returncode == 0) is healthy
+
+
+@pytest.mark.parametrize("content", ["", None])
+def test_redis_does_not_start_without_its_password_file(
+    redis_service: dict[str, Any], tmp_path: Path, content: str | None
+) -> None:
+    require_tool("redis-server")
+    port = free_port()
+    secret = tmp_path / "redis_password"
+    if content is not None:
+        secret.write_text(content)
+    script = _local(redis_service["command"][2], port, tmp_path)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), FILE_VARIABLE: str(secret)}
+    # a redis without requirepass would be open to every container on the data network
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, timeout=20)
+    assert done.returncode != 0
