@@ -167,8 +167,10 @@ def secret_env_of(service: str) -> tuple[str, ...]:
 
 
 def image_ref(settings: Settings, service: str) -> str:
+    """``registry/repository:tag``, plus ``@sha256:...`` when release.digests has the image's digest."""
     release = settings.release
-    return f"{release.registry}/{release.images[service]}:{release.tag}"
+    digest = release.digests.get(service)
+    return f"{release.registry}/{release.images[service]}:{release.tag}" + (f"@{digest}" if digest else "")
 
 
 def app_service(settings: Settings, name: str) -> AppService:

@@ -99,6 +99,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "registryUsername": None,
             "migrateCommand": ["/app/migrate"],
             "healthCommands": {},
+            "digests": {},  # issue 12: service -> sha256 of its image at the tag (pull by digest)
         },
         "backups": {
             "region": "nyc3",

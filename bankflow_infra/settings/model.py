@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bankflow_infra.contract.services import APP_SERVICES, Environment
 
@@ -65,6 +65,8 @@ class ReleaseSettings:
     registry_username: str | None
     migrate_command: tuple[str, ...]  # run once in the new api image before traffic moves
     health_commands: Mapping[str, tuple[str, ...]]  # app service -> compose healthcheck "test"
+    # app service -> "sha256:<64 hex>" of its image at `tag` (issue 12): pulled by digest when set
+    digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

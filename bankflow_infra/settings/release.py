@@ -56,6 +56,28 @@ def _health_commands(raw: Any, problems: Problems) -> dict[str, tuple[str, ...]]
     return health
 
 
+_DIGEST_RE: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _digests(raw: Any, problems: Problems) -> dict[str, str]:
+    """Issue 12: the digest of each app image at the release tag, as the application CI printed it
+    (`docker buildx imagetools inspect <image>:<tag>`); with one, the host pulls by digest and a
+    re-pushed tag cannot change what runs."""
+    digests: dict[str, str] = {}
+    if not isinstance(raw, Mapping):
+        problems.add("release.digests", "must be a mapping of service to 'sha256:<64 hex>'")
+        return digests
+    for service, value in raw.items():
+        key = f"release.digests.{service}"
+        if service not in APP_SERVICES:
+            problems.add(key, f"unknown service; valid services: {', '.join(APP_SERVICES)}")
+        elif not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
+            problems.add(key, f"must be 'sha256:<64 lowercase hex>' (the image's digest), got {value!r}")
+        else:
+            digests[service] = value
+    return digests
+
+
 def parse_release(raw: Any, env: str, problems: Problems) -> ReleaseSettings:
     default = defaults(env)["release"]
     v = merged("release", raw, default, problems)
@@ -80,4 +102,5 @@ def parse_release(raw: Any, env: str, problems: Problems) -> ReleaseSettings:
         registry_username=username,
         migrate_command=command(problems, "release.migrateCommand", v["migrateCommand"]),
         health_commands=health,
+        digests=_digests(v["digests"], problems),
     )

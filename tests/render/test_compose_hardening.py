@@ -15,7 +15,10 @@ import yaml
 from bankflow_infra import catalog
 from bankflow_infra.contract import layout
 from bankflow_infra.render import Bundle, container_secrets, render_bundle
+from bankflow_infra.settings import APP_SERVICES, Settings, SettingsError
+from bankflow_infra.stackfile import settings_from_stack_file
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
+from tests.support.tools import REPO
 
 # Capabilities no BankFlow container may ever hold (each one is a known container escape or
 # host-wide power); the few each service keeps are asserted per service below.
@@ -208,3 +211,46 @@ def test_hardening_is_known_for_every_service_and_refuses_others() -> None:
         assert dataclasses.asdict(catalog.hardening(name))
     with pytest.raises(KeyError, match="unknown service 'mongo'"):
         catalog.hardening("mongo")
+
+
+# --------------------------------------------------------------------------- app images by digest
+
+
+def _settings_with_digests(stack: str, digests: Any) -> Settings:
+    path = REPO / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["bankflow:release"]["digests"] = digests
+    return settings_from_stack_file("bankflow", stack, document, str(path))
+
+
+def test_release_digests_make_compose_pull_the_app_images_by_digest(origin_cert: OriginCert) -> None:
+    digests = {service: "sha256:" + f"{index:x}" * 64 for index, service in enumerate(APP_SERVICES, 1)}
+    settings = _settings_with_digests("production", digests)
+    bundle = render_bundle(settings, make_secrets(origin_cert), CLOUDFLARE, origin_cert.cert_pem)
+    app = yaml.safe_load(bundle.file("compose/app.yaml").text)["services"]
+    manifest = {s["name"]: s["image"] for s in json.loads(bundle.file("release.json").text)["app_services"]}
+    for service, digest in digests.items():
+        release = settings.release
+        expected = f"{release.registry}/{release.images[service]}:{release.tag}@{digest}"
+        assert app[service]["image"] == expected
+        assert manifest[service] == expected  # the agent pulls, records and prunes this reference
+        assert catalog.is_pinned(expected)
+    # without digests, the tag alone (the committed stack files: their digests come with a release)
+    plain = _bundle("production", origin_cert)
+    assert "@sha256:" not in yaml.safe_load(plain.file("compose/app.yaml").text)["services"]["api"]["image"]
+
+
+@pytest.mark.parametrize(
+    ("digests", "key", "why"),
+    [
+        ({"api": "sha256:" + "a" * 63}, "release.digests.api", "must be 'sha256:<64 lowercase hex>'"),
+        ({"api": "md5:" + "a" * 32}, "release.digests.api", "must be 'sha256:<64 lowercase hex>'"),
+        ({"api": 42}, "release.digests.api", "must be 'sha256:<64 lowercase hex>'"),
+        ({"worker": "sha256:" + "a" * 64}, "release.digests.worker", "unknown service; valid services: "),
+        (["sha256:" + "a" * 64], "release.digests", "must be a mapping of service to"),
+    ],
+)
+def test_bad_release_digests_are_refused_naming_the_key(digests: Any, key: str, why: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        _settings_with_digests("staging", digests)
+    assert f"{key}: {why}" in str(refused.value)
