@@ -43,6 +43,7 @@ from bankflow_infra.contract.release import (
 from bankflow_infra.contract.upstreams import CANDIDATE_PORT
 from bankflow_infra.render import container_secrets
 from bankflow_infra.render import nginx as nginx_conf
+from bankflow_infra.render.lockdown import lockdown
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
 
@@ -108,27 +109,11 @@ def _bind(source: str, target: str, *, read_only: bool = False, must_exist: bool
     return mount
 
 
-def _hardening(service: str) -> dict[str, Any]:
-    """Issue 12, item 5: what the container may do (catalog.hardening says why, per service)."""
-    facts = catalog.hardening(service)
-    body: dict[str, Any] = {}
-    if facts.user is not None:
-        body["user"] = facts.user
-    body["read_only"] = True
-    body["tmpfs"] = list(facts.tmpfs)
-    body["cap_drop"] = ["ALL"]
-    if facts.cap_add:
-        body["cap_add"] = list(facts.cap_add)
-    body["security_opt"] = ["no-new-privileges:true"]
-    body["pids_limit"] = facts.pids_limit
-    return body
-
-
 def _common(service: str, image: str, restart: str, limits: catalog.Limits) -> dict[str, Any]:
     return {
         "image": image,
         "restart": restart,
-        **_hardening(service),
+        **lockdown(service),
         "logging": _logging(),
         "deploy": _limits(limits),
     }
