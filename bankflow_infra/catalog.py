@@ -361,14 +361,16 @@ def hardening(service: str) -> Hardening:
         # The master stays root: it reads the origin key (0600 root) and opens the logs, then
         # its workers run as the image's `nginx` (user directive: SETUID, SETGID; CHOWN for the
         # temp directories it hands them). DAC_OVERRIDE: the log directory is uid 101's, and a
-        # root without it is an ordinary uid for file permissions. KILL: the master signals
-        # workers of another uid (only inside its own pid namespace). NET_BIND_SERVICE: 80/443
-        # inside (Docker >= 20.10 lowers ip_unprivileged_port_start in the container's network
-        # namespace, other engines may not). Writes: pid file in /run, temp files in
-        # /var/cache/nginx (the image's compiled-in temp paths).
+        # root without it is an ordinary uid for file permissions. No KILL: the master tells its
+        # workers to quit/reload over its channel (a reload works without it, tested); only its
+        # SIGKILL fallback on a fast shutdown needs it, and when the master exits the container's
+        # pid namespace ends every process anyway. NET_BIND_SERVICE: 80/443 inside (Docker >=
+        # 20.10 lowers ip_unprivileged_port_start in the container's network namespace, other
+        # engines may not). Writes: pid file in /run, temp files in /var/cache/nginx (the image's
+        # compiled-in temp paths).
         return Hardening(
             None,
-            ("CHOWN", "DAC_OVERRIDE", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"),
+            ("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
             ("/run:size=1m,mode=0755", "/var/cache/nginx:size=64m,mode=0755"),
             64,  # one worker per core + cache manager + health checks
         )
