@@ -11,7 +11,9 @@ one, named by REDIS_PASSWORD_FILE as compose's ``environment`` names the mounted
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,3 +139,56 @@ def test_redis_does_not_start_without_its_password_file(
     # a redis without requirepass would be open to every container on the data network
     done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, timeout=20)
     assert done.returncode != 0
+
+
+@pytest.mark.parametrize("owned_by_redis", [True, False])
+def test_redis_runs_as_its_compose_user_with_no_capability_reading_only_its_own_secret(
+    redis_service: dict[str, Any], owned_by_redis: bool
+) -> None:
+    # compose/base.yaml: user "999:1000", cap_drop ALL and nothing added, no-new-privileges. The
+    # agent makes the secret file the service's uid's (0600): then redis reads it; a root-owned
+    # 0600 file (the agent's chown missing) leaves redis without its password, and it refuses.
+    if os.geteuid() != 0:
+        message = "needs root to start redis as another uid"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    require_tool("redis-server")
+    cli = require_tool("redis-cli")
+    setpriv = require_tool("setpriv")
+    assert redis_service["cap_drop"] == ["ALL"]
+    assert "cap_add" not in redis_service
+    uid, gid = (int(part) for part in redis_service["user"].split(":"))
+    assert uid == catalog.SERVICE_UIDS["redis"]
+    root = Path(tempfile.mkdtemp(prefix="bankflow-redis-"))
+    try:
+        root.chmod(0o755)
+        data = root / "data"
+        data.mkdir()
+        os.chown(data, uid, gid)  # the named volume: the image's redis user's
+        secret = root / "redis_password"
+        secret.write_text(PASSWORD)
+        secret.chmod(0o600)
+        if owned_by_redis:
+            os.chown(secret, uid, gid)
+        port = free_port()
+        script = _local(redis_service["command"][2], port, data)
+        argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--bounding-set=-all",
+                "--inh-caps=-all", "--no-new-privs", "sh", "-c", script]  # fmt: skip
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), FILE_VARIABLE: str(secret)}
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if owned_by_redis:
+                assert wait_for(lambda: _cli(cli, port, PASSWORD, "ping").stdout.strip() == "PONG")
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                assert f"Uid:\t{uid}\t" in status
+                assert "CapEff:\t0000000000000000" in status
+                assert _cli(cli, port, PASSWORD, "set", "k", "v").stdout.strip() == "OK"  # it can write
+            else:
+                assert process.wait(timeout=20) != 0
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
