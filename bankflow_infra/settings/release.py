@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from bankflow_infra.contract import grammar
 from bankflow_infra.contract.services import APP_SERVICES
-from bankflow_infra.settings.checks import Problems, check, command, merged, typed
+from bankflow_infra.settings.checks import Problems, check, command, flag, merged, typed
 from bankflow_infra.settings.defaults import defaults
 from bankflow_infra.settings.model import ReleaseSettings
 
@@ -78,6 +78,19 @@ def _digests(raw: Any, problems: Problems) -> dict[str, str]:
     return digests
 
 
+def _check_required(
+    digests: Mapping[str, str], required: bool, refs: Mapping[str, str], problems: Problems
+) -> None:
+    """With release.requireDigests, every app image needs its digest: a tag alone can be re-pushed."""
+    for service in APP_SERVICES if required else ():
+        if service not in digests:
+            problems.add(
+                f"release.digests.{service}",
+                f"required (release.requireDigests is true): the 'sha256:<64 hex>' digest of {refs[service]}"
+                " (`docker buildx imagetools inspect` prints it)",
+            )
+
+
 def parse_release(raw: Any, env: str, problems: Problems) -> ReleaseSettings:
     default = defaults(env)["release"]
     v = merged("release", raw, default, problems)
@@ -95,6 +108,9 @@ def parse_release(raw: Any, env: str, problems: Problems) -> ReleaseSettings:
         problems.add("release.registryUsername", f"must be a string or null, got {username!r}")
         username = None
     health = _health_commands(v["healthCommands"], problems)
+    digests = _digests(v["digests"], problems)
+    required = flag(problems, "release.requireDigests", v["requireDigests"], False)
+    _check_required(digests, required, {s: f"{registry}/{images[s]}:{tag}" for s in APP_SERVICES}, problems)
     return ReleaseSettings(
         registry=registry,
         tag=tag,
@@ -102,5 +118,5 @@ def parse_release(raw: Any, env: str, problems: Problems) -> ReleaseSettings:
         registry_username=username,
         migrate_command=command(problems, "release.migrateCommand", v["migrateCommand"]),
         health_commands=health,
-        digests=_digests(v["digests"], problems),
+        digests=digests,
     )

@@ -254,3 +254,24 @@ def test_bad_release_digests_are_refused_naming_the_key(digests: Any, key: str, 
     with pytest.raises(SettingsError) as refused:
         _settings_with_digests("staging", digests)
     assert f"{key}: {why}" in str(refused.value)
+
+
+def test_require_digests_refuses_a_release_missing_any_app_digest() -> None:
+    path = REPO / "Pulumi.production.yaml"
+    document = yaml.safe_load(path.read_text())
+    release = document["config"]["bankflow:release"]
+    release["requireDigests"] = True
+    release["digests"] = {"api": "sha256:" + "a" * 64}
+    with pytest.raises(SettingsError) as refused:
+        settings_from_stack_file("bankflow", "production", document, str(path))
+    message = str(refused.value)
+    for service in ("site", "saas"):
+        assert f"release.digests.{service}: required (release.requireDigests is true)" in message
+        assert f"ghcr.io/bankflow/bankflow-{service}:{release['tag']}" in message
+    assert "release.digests.api" not in message
+    release["digests"] = {service: "sha256:" + "a" * 64 for service in APP_SERVICES}
+    settings = settings_from_stack_file("bankflow", "production", document, str(path))
+    assert all(catalog.is_pinned(service.image) for service in catalog.app_services(settings))
+    release["requireDigests"] = "yes"
+    with pytest.raises(SettingsError, match=r"release\.requireDigests: must be true or false"):
+        settings_from_stack_file("bankflow", "production", document, str(path))
