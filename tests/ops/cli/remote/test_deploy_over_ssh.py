@@ -98,12 +98,20 @@ def test_registered_deploy_runs_over_real_ssh(
         assert mode(secrets) == 0o700, secrets
         files = sorted(secrets.iterdir())
         assert [f.name for f in files] == [
+            "api.database_url",  # <service>.<name>: one service's own copy, a compose secret (issue 12)
+            "api.jwt_secret",
+            "api.redis_url",
             "app.env",
             "origin.key",
             "pgbackrest.conf",  # the repository's key and cipher pass (issue 11)
             "postgres.env",
+            "postgres.postgres_password",
             "rclone.conf",
             "redis.env",
+            "redis.redis_password",
+            "saas.database_url",
+            "saas.jwt_secret",
+            "saas.redis_url",
             "uploads-restic.env",
         ]
         assert all(mode(f) == 0o600 for f in files), [(f.name, oct(mode(f))) for f in files]
