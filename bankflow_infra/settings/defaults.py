@@ -100,9 +100,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "migrateCommand": ["/app/migrate"],
             "healthCommands": {},
             "digests": {},  # issue 12: service -> sha256 of its image at the tag (pull by digest)
-            # issue 12: refuse a release without every app image's digest. Meant to be true in
-            # production once the release workflow writes release.digests with release.tag.
-            "requireDigests": False,
+            "requireDigests": False,  # issue 12: true in production once release.yml writes digests
         },
         "backups": {
             "region": "nyc3",
