@@ -126,8 +126,10 @@ def service_digests(
 
 
 def origin_pull_ca_text(pem: str | None) -> str | None:
-    """The CA file's text, or None without Authenticated Origin Pulls. Only certificates: a private
-    key here would be shipped as a non-secret file."""
+    """The text of ``tls/origin-pull-ca.pem``: the CA of the client certificate Cloudflare presents
+    (Authenticated Origin Pulls). With it the public HTTPS servers refuse any request without that
+    certificate; None: no file, and they accept any TLS client the firewall lets through. Only
+    certificates: a private key here would be shipped as a non-secret file."""
     if pem is None:
         return None
     text = pem.strip()
@@ -194,6 +196,12 @@ def render_manifest(
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
+def _tls_texts(origin_certificate_pem: str, origin_pull_ca_pem: str | None) -> tuple[str, str | None]:
+    if "-----BEGIN CERTIFICATE-----" not in origin_certificate_pem:
+        raise BundleInputError("origin_certificate_pem: not a PEM certificate")
+    return origin_certificate_pem.strip() + "\n", origin_pull_ca_text(origin_pull_ca_pem)
+
+
 def render_bundle(
     settings: Settings,
     secrets: BundleSecrets,
@@ -203,20 +211,12 @@ def render_bundle(
     *,
     origin_pull_ca_pem: str | None = None,
 ) -> Bundle:
-    """Every file of one release, its digest and the per-service digests. ``origin_pull_ca_pem``:
-    the CA of the client certificate Cloudflare presents (Authenticated Origin Pulls); with it the
-    public HTTPS servers refuse any request without that certificate, without it they accept any
-    TLS client the firewall lets through."""
+    """Every file of one release, its digest and the per-service digests (``origin_pull_ca_pem``:
+    see :func:`origin_pull_ca_text`)."""
     secrets.validate()
     nginx.validate()
-    if "-----BEGIN CERTIFICATE-----" not in origin_certificate_pem:
-        raise BundleInputError("origin_certificate_pem: not a PEM certificate")
-    cert_text = origin_certificate_pem.strip() + "\n"
-    pull_ca = origin_pull_ca_text(origin_pull_ca_pem)
-
-    nginx_files = nginx_conf.render_nginx_files(
-        settings, nginx, cloudflare.validated(), origin_pull=pull_ca is not None
-    )
+    cert_text, pull_ca = _tls_texts(origin_certificate_pem, origin_pull_ca_pem)
+    nginx_files = nginx_conf.render_nginx_files(settings, nginx, cloudflare.validated(), pull_ca is not None)
     secret_texts = render_secret_files(secrets)
     # --- backup alerts (issue 11): the droplet's backup watch posts to the stack's webhook
     alerts_text = alerts.render_alerts_config(settings, secrets.alerts_webhook_url)
@@ -230,9 +230,8 @@ def render_bundle(
     # archive_command only with a config to run it: one that always failed would fill the volume
     base_defs = compose.base_service_definitions(settings, nginx, pitr=pitr_text is not None)
     app_defs = compose.app_service_definitions(settings)
-    digests = service_digests(
-        settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text, pull_ca
-    )
+    all_defs = {**app_defs, **base_defs}
+    digests = service_digests(settings, all_defs, nginx_files, secret_texts, cert_text, pull_ca)
 
     texts = {
         MANIFEST_NAME: render_manifest(settings, digests, nginx, secrets.database_app_password is not None),

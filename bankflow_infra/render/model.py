@@ -16,6 +16,7 @@ from typing import Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import digest_files, release_id
+from bankflow_infra.contract.upstreams import CANDIDATE_PORT
 
 SECRET_FILE_MODE: Final = 0o600
 FILE_MODE: Final = 0o644
@@ -183,6 +184,7 @@ class NginxParams:
     https_port: int = catalog.HTTPS_PORT
     listen_addresses: tuple[str, ...] = ("",)  # "" = all addresses; e.g. "127.0.0.1", "[::1]"
     health_port: int = catalog.NGINX_HEALTH_PORT  # always bound to 127.0.0.1 only
+    verify_port: int = CANDIDATE_PORT  # the verify listener (published on the host's loopback only)
     config_dir: str = catalog.NGINX_CONFIG_DIR  # holds the bundle's nginx/ files
     cert_path: str = f"{catalog.NGINX_TLS_DIR}/origin.pem"
     key_path: str = catalog.NGINX_KEY_PATH
@@ -197,7 +199,7 @@ class NginxParams:
     limits: ClientLimits = ClientLimits()
 
     def validate(self) -> None:
-        ports = (self.http_port, self.https_port, self.health_port)
+        ports = (self.http_port, self.https_port, self.health_port, self.verify_port)
         if not all(1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
             raise BundleInputError(f"nginx ports must be distinct and in 1-65535, got {ports}")
         if not self.listen_addresses:

@@ -35,7 +35,6 @@ from typing import Final
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import MAINTENANCE_LISTEN, MAINTENANCE_RETRY_AFTER
 from bankflow_infra.contract.upstreams import (
-    CANDIDATE_PORT,
     CANDIDATE_SUFFIX,
     CANDIDATE_UPSTREAMS_FILE,
     DEFAULT_DRAIN_SECONDS,
@@ -93,10 +92,9 @@ _HEADER = "# Rendered by bankflow_infra.render.nginx -- do not edit on the host;
 
 
 def verify_port(params: NginxParams) -> int:
-    """The verify listener's port: ``params.verify_port`` where NginxParams has one, else the
-    droplet's (``contract.upstreams.CANDIDATE_PORT``, what the agent's --candidate-url defaults to)."""
-    port = getattr(params, "verify_port", None)
-    return port if isinstance(port, int) else CANDIDATE_PORT
+    """The verify listener's port: ``params.verify_port``, on the droplet
+    ``contract.upstreams.CANDIDATE_PORT`` (what the agent's --candidate-url defaults to)."""
+    return params.verify_port
 
 
 def _include(params: NginxParams, name: str) -> str:
