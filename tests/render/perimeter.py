@@ -69,11 +69,18 @@ def client_context(server_cert: Path, client: Pem | None) -> ssl.SSLContext:
     return context
 
 
-def open_tls(running: RunningNginx, sni: str, port: int | None = None) -> ssl.SSLSocket:
-    """A TLS connection to the instance's public port (no client certificate)."""
+def open_tls(
+    running: RunningNginx,
+    sni: str,
+    port: int | None = None,
+    context: ssl.SSLContext | None = None,
+    session: ssl.SSLSession | None = None,
+) -> ssl.SSLSocket:
+    """A TLS connection to the instance (its public port unless ``port``), by default without a
+    client certificate; ``session``: resume that TLS session."""
     raw = socket.create_connection(("127.0.0.1", port or running.params.https_port), timeout=10)
-    context = ssl.create_default_context(cafile=str(running.cert_path))
-    return context.wrap_socket(raw, server_hostname=sni)
+    context = context or ssl.create_default_context(cafile=str(running.cert_path))
+    return context.wrap_socket(raw, server_hostname=sni, session=session)
 
 
 def request_head(

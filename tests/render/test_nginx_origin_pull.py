@@ -15,7 +15,7 @@ import pytest
 from bankflow_infra.contract.upstreams import CANDIDATE_SUFFIX, CANDIDATE_UPSTREAMS_FILE, render_upstreams
 from tests.render.conftest import TRUSTED, PullPki, StartNginx
 from tests.render.helpers import RunningNginx, https, load_settings, start_backend, wait_for
-from tests.render.perimeter import client_context
+from tests.render.perimeter import client_context, open_tls, read_status, request_head
 
 STAGING = load_settings("staging")
 SITE, SAAS, API = (STAGING.hostnames[name][0] for name in ("site", "saas", "api"))
@@ -102,3 +102,23 @@ def test_the_sni_check_holds_without_origin_pulls(start_live_nginx: StartNginx) 
     context = client_context(plain.cert_path, None)
     assert _status(plain, SITE, context) == 200
     assert _status(plain, SITE, context, host=API) == 421
+
+
+def _get_status(sock: ssl.SSLSocket, host: str) -> int:
+    sock.sendall(request_head(host, "/"))
+    return read_status(sock)
+
+
+def test_a_verify_listener_session_does_not_resume_past_the_client_check(pulled: RunningNginx) -> None:
+    # Both listeners share nginx's session cache; a session made without a certificate on the
+    # loopback port must not open the public one.
+    context = client_context(pulled.cert_path, None)
+    verify = pulled.params.verify_port
+    with open_tls(pulled, API, verify, context) as first:
+        _get_status(first, API)
+        session = first.session
+    with open_tls(pulled, API, verify, context, session) as again:  # the control: resumption works
+        _get_status(again, API)
+        assert again.session_reused
+    with open_tls(pulled, API, pulled.params.https_port, context, session) as public:
+        assert _get_status(public, API) == 400
