@@ -29,6 +29,8 @@ WATCH_TIMER: Final = "host/bankflow-backup-watch.timer"
 ACCESS_LOGROTATE: Final = "host/logrotate-access-logs"
 ACCESS_SERVICE: Final = "host/bankflow-access-logs.service"
 ACCESS_TIMER: Final = "host/bankflow-access-logs.timer"
+# "<service> <uid> <directory>" per line: host-setup.sh makes each directory, owned by the uid
+SERVICE_LOG_DIRS: Final = "host/service-log-dirs"
 # Where host-setup.sh installs the access log's logrotate config: outside /etc/logrotate.d, so
 # only bankflow-access-logs.service (with its own state file) rotates that file.
 ACCESS_LOGROTATE_INSTALLED: Final = "/etc/bankflow/logrotate-access-logs"
@@ -123,6 +125,12 @@ def render_access_logrotate(
     )
 
 
+def render_service_log_dirs() -> str:
+    """The per-service log directories host-setup.sh creates (uid and gid: the service's uid)."""
+    lines = [f"{name} {uid} {catalog.service_log_dir(name)}\n" for name, uid in catalog.SERVICE_UIDS.items()]
+    return "# <service> <uid> <directory>: from bankflow_infra/catalog.py (SERVICE_UIDS)\n" + "".join(lines)
+
+
 def access_log_prefix(settings: Settings) -> str:
     """The droplet's folder in the bucket: a replaced or second droplet never writes another's."""
     return f"{ACCESS_LOGS_PREFIX}/{settings.resource_name('server')}"
@@ -152,6 +160,7 @@ def render_host_files(settings: Settings) -> dict[str, str]:
     return {
         DAEMON_JSON: render_daemon_json(),
         LOGROTATE: render_logrotate(),
+        SERVICE_LOG_DIRS: render_service_log_dirs(),
         **render_access_log_units(settings),
         BACKUP_SERVICE: fill_template("systemd/bankflow-backup.service", {"AGENT_BIN": AGENT_BIN}),
         BACKUP_TIMER: fill_template("systemd/bankflow-backup.timer", {"TIME_UTC": settings.backups.time_utc}),
