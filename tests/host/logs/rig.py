@@ -85,8 +85,11 @@ def _with_service_accounts(source: str, target: Path, kind: str) -> None:
     target.write_text(text + "".join(f"{line}\n" for line in extra))
 
 
-def run_logrotate(config: Path, state: Path, *, force: bool = True) -> subprocess.CompletedProcess[str]:
-    """The real logrotate, as root, seeing the service accounts host-setup.sh creates."""
+def run_logrotate(
+    config: Path, state: Path, *, force: bool = True, debug: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The real logrotate, as root, seeing the service accounts host-setup.sh creates; ``debug``:
+    parse and plan only (logrotate --debug changes nothing)."""
     logrotate, unshare = require_tool("logrotate"), require_tool("unshare")
     accounts = config.parent / "accounts"
     accounts.mkdir(exist_ok=True)
@@ -94,7 +97,8 @@ def run_logrotate(config: Path, state: Path, *, force: bool = True) -> subproces
     _with_service_accounts("/etc/group", accounts / "group", "group")
     script = (
         f'mount --bind "{accounts}/passwd" /etc/passwd && mount --bind "{accounts}/group" /etc/group && '
-        f'exec "{logrotate}" {"-f " if force else ""}-v --state "{state}" "{config}"'
+        f'exec "{logrotate}" {"-f " if force else ""}{"--debug" if debug else "-v"} '
+        f'--state "{state}" "{config}"'
     )
     return subprocess.run(
         [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
