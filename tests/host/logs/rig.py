@@ -1,9 +1,10 @@
 """The host's log tree under a temporary root, and the real logrotate run against it as root.
 
 logrotate resolves `su UID GID` through the user database and refuses an id it cannot find, so
-the run sees a passwd/group with every service uid (what host-setup.sh creates on the droplet):
-a private mount namespace (`unshare -m`) binds those files over /etc/passwd and /etc/group for
-that one process; the machine's own files are never touched.
+the run sees a passwd/group with every service uid (what host-setup.sh creates on the droplet)
+through nss_wrapper (Debian package libnss-wrapper: LD_PRELOAD with NSS_WRAPPER_PASSWD/GROUP,
+made for tests; no privilege needed, so it works in CI's unprivileged container too). The
+machine's own /etc/passwd and /etc/group are never touched.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from bankflow_infra import catalog
 from bankflow_infra.contract import layout
 from tests.support.tools import require_tool
 
+NSS_WRAPPER_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
+    "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
+)
+
 
 def require_root() -> None:
-    """logrotate's `su`, chown and the mount namespace need root: skip locally, fail in CI."""
+    """logrotate's `su` and the chown to service uids need root: skip locally, fail in CI."""
     if os.geteuid() != 0:
-        message = "needs root (logrotate su, chown, unshare -m)"
+        message = "needs root (logrotate su, chown to the service uids)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -85,22 +91,33 @@ def _with_service_accounts(source: str, target: Path, kind: str) -> None:
     target.write_text(text + "".join(f"{line}\n" for line in extra))
 
 
+def nss_wrapper() -> str:
+    """The nss_wrapper library; like a missing tool: skipped locally, a failure in CI."""
+    for path in NSS_WRAPPER_LIBS:
+        if Path(path).is_file():
+            return path
+    message = "libnss-wrapper is not installed: run scripts/install-test-tools"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def run_logrotate(
     config: Path, state: Path, *, force: bool = True, debug: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """The real logrotate, as root, seeing the service accounts host-setup.sh creates; ``debug``:
     parse and plan only (logrotate --debug changes nothing)."""
-    logrotate, unshare = require_tool("logrotate"), require_tool("unshare")
+    logrotate, library = require_tool("logrotate"), nss_wrapper()
     accounts = config.parent / "accounts"
     accounts.mkdir(exist_ok=True)
     _with_service_accounts("/etc/passwd", accounts / "passwd", "passwd")
     _with_service_accounts("/etc/group", accounts / "group", "group")
-    script = (
-        f'mount --bind "{accounts}/passwd" /etc/passwd && mount --bind "{accounts}/group" /etc/group && '
-        f'exec "{logrotate}" {"-f " if force else ""}{"--debug" if debug else "-v"} '
-        f'--state "{state}" "{config}"'
-    )
-    return subprocess.run(
-        [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LD_PRELOAD": library,
+        "NSS_WRAPPER_PASSWD": str(accounts / "passwd"),
+        "NSS_WRAPPER_GROUP": str(accounts / "group"),
+    }
+    mode = [*(["-f"] if force else []), "--debug" if debug else "-v"]
+    argv = [logrotate, *mode, "--state", str(state), str(config)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
