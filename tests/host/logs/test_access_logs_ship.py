@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +198,27 @@ def test_what_nginx_may_still_write_or_its_container_planted_is_never_read_nor_r
     assert hard.read_text() == access_line(1)
     assert len(list(logs.iterdir())) == 4
     assert fresh.exists()
+
+
+def test_a_file_another_process_still_holds_open_waits_for_the_next_run(
+    s3: S3, logs: Path, spool: Path, tmp_path: Path
+) -> None:
+    """nginx keeps writing a renamed log until it reopens its files: however old the file's last
+    write, it is not shipped (and removed) while a process has it open."""
+    rotated = write_rotated(logs, STAMPS[0], [access_line(1)], age=3600)
+    writer = subprocess.Popen(["sh", "-c", 'exec 3>>"$1"; exec sleep 30', "sh", str(rotated)])
+    try:
+        for _ in range(100):  # until the shell holds the file
+            if any(fd.resolve() == rotated for fd in Path(f"/proc/{writer.pid}/fd").iterdir()):
+                break
+            time.sleep(0.02)
+        held = ship_access_logs(open_test_bucket(s3, tmp_path), logs, LOG, PREFIX, spool, settle=60)
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    assert held.shipped == []
+    assert held.kept == [f"{rotated.name}: still open in a process (nginx has not reopened its log yet)"]
+    assert rotated.exists()
+    assert s3.keys(BUCKET) == []
+    released = ship_access_logs(open_test_bucket(s3, tmp_path), logs, LOG, PREFIX, spool, settle=60)
+    assert len(released.shipped) == 1
