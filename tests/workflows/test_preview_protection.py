@@ -78,7 +78,6 @@ def test_a_protected_production_preview_environment_passes() -> None:
         ),
         ({"protection_rules": _reviewer_rule(reviewers=[{"type": "User"}])}, "can approve its own preview"),
         ({"can_admins_bypass": True}, "administrators can skip the review"),
-        ({"can_admins_bypass": None}, "administrators can skip the review"),
     ],
     ids=[
         "no-rules",
@@ -87,7 +86,6 @@ def test_a_protected_production_preview_environment_passes() -> None:
         "self-review",
         "self-review-unset",
         "admin-bypass",
-        "admin-bypass-unknown",
     ],
 )
 def test_a_missing_or_weakened_review_refuses_the_production_preview(
@@ -117,6 +115,21 @@ def test_an_unreadable_or_missing_environment_refuses_the_production_preview(
     with pytest.raises(error) as raised:
         protection.check_preview_environment("production", PRODUCTION_PREVIEW, text)
     assert PRODUCTION_PREVIEW in str(raised.value)
+
+
+def test_an_admin_bypass_the_token_cannot_see_is_a_warning_to_check_by_hand() -> None:
+    document = protected()
+    del document["can_admins_bypass"]
+    verdict = protection.check_preview_environment("production", PRODUCTION_PREVIEW, json.dumps(document))
+    assert verdict.problems == ()
+    [warning] = verdict.warnings
+    assert "Allow administrators to bypass configured protection rules" in warning
+    assert (
+        protection.check_preview_environment(
+            "production", PRODUCTION_PREVIEW, json.dumps(protected())
+        ).warnings
+        == ()
+    )
 
 
 def test_staging_previews_run_without_a_reviewer_by_design() -> None:
@@ -211,6 +224,14 @@ def test_the_gate_step_refuses_an_unprotected_production_preview(
     [error] = [line for line in result.stdout.splitlines() if line.startswith("::error ")]
     assert message in error
     assert PRODUCTION_PREVIEW in error
+
+
+def test_the_gate_step_warns_when_the_admin_bypass_is_not_visible(tmp_path: Path) -> None:
+    document = protected()
+    del document["can_admins_bypass"]
+    result = _run_gate(tmp_path, "production", PRODUCTION_PREVIEW, json.dumps(document), 0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "::warning title=Check the preview environment by hand::" in result.stdout
 
 
 def test_the_gate_step_lets_staging_previews_run_with_a_notice(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ def run_check_preview_environment(args: argparse.Namespace) -> int:
     if verdict.problems:
         raise StepFailed("Production preview refused", line)
     set_outputs({"environment": verdict.environment})
+    for warning in verdict.warnings:
+        annotate("warning", "Check the preview environment by hand", warning)
     if not verdict.reviewed:
         annotate("notice", "Preview without a reviewer", line)
     else:

@@ -31,6 +31,7 @@ PREVIEW_ENVIRONMENT: Final = {"staging": "staging-preview", "production": "produ
 # The stacks whose preview credentials decrypt secrets that must not be read without a reviewer.
 NEEDS_REVIEW: Final = frozenset({"production"})
 SETTINGS_HINT: Final = "Settings > Environments > {name}"
+ADMIN_BYPASS: Final = "Allow administrators to bypass configured protection rules"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Verdict:
     environment: str
     reviewed: bool
     problems: tuple[str, ...]
+    # What the job's token cannot see, to check by hand (not a refusal: it may be fine).
+    warnings: tuple[str, ...] = ()
 
 
 def parse_document(environment: str, text: str) -> Mapping[str, Any]:
@@ -87,12 +90,20 @@ def review_problems(environment: str, document: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"the author of a pull request can approve its own preview ({where}: Prevent self-review)"
         )
-    if document.get("can_admins_bypass") is not False:
-        problems.append(
-            f"administrators can skip the review ({where}: clear "
-            '"Allow administrators to bypass configured protection rules")'
-        )
+    if document.get("can_admins_bypass") is True:
+        problems.append(f'administrators can skip the review ({where}: clear "{ADMIN_BYPASS}")')
     return problems
+
+
+def review_warnings(environment: str, document: Mapping[str, Any]) -> list[str]:
+    """What the answer does not show. GitHub's schema has ``can_admins_bypass``, but it may be
+    left out for a token without admin rights: then a person checks it in the settings."""
+    if "can_admins_bypass" in document:
+        return []
+    where = SETTINGS_HINT.format(name=environment)
+    return [
+        f"this token cannot see whether administrators may skip the review: check {where}: {ADMIN_BYPASS}"
+    ]
 
 
 def check_preview_environment(stack: str, environment: str, text: str) -> Verdict:
@@ -107,8 +118,10 @@ def check_preview_environment(stack: str, environment: str, text: str) -> Verdic
     if stack not in NEEDS_REVIEW:
         # Staging's preview credentials decrypt staging only: automatic by design, nothing to read.
         return Verdict(stack, environment, reviewed=False, problems=())
-    problems = tuple(review_problems(environment, parse_document(environment, text)))
-    return Verdict(stack, environment, reviewed=True, problems=problems)
+    document = parse_document(environment, text)
+    problems = tuple(review_problems(environment, document))
+    warnings = tuple(review_warnings(environment, document))
+    return Verdict(stack, environment, reviewed=True, problems=problems, warnings=warnings)
 
 
 def verdict_text(verdict: Verdict) -> str:
