@@ -24,6 +24,7 @@ from packaging.markers import Marker
 
 from tests.conftest import REPO
 from tests.support.ports import free_port
+from tests.support.tools import require_tool
 
 AUDIT = REPO / "scripts" / "audit"
 VENV = REPO / "venv"
@@ -207,3 +208,26 @@ def test_scripts_test_runs_the_audit_before_the_tests() -> None:
     script = (REPO / "scripts" / "test").read_text()
     assert "\n./scripts/audit\n" in script
     assert script.index("./scripts/audit") < script.index("venv/bin/pytest")
+
+
+def test_the_audit_script_is_shellcheck_clean() -> None:
+    shellcheck = require_tool("shellcheck")
+    result = subprocess.run(
+        [shellcheck, "-x", "--severity=style", str(AUDIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "set -euo pipefail" in AUDIT.read_text().splitlines()
+
+
+def test_secrets_outside_a_git_checkout_is_a_clear_refusal(tmp_path: Path) -> None:
+    root = tmp_path / "not-a-checkout"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy2(AUDIT, root / "scripts" / "audit")
+    (root / "venv").symlink_to(VENV)
+    result = _audit("secrets", cwd=root, osv_url="", home=tmp_path)
+    assert result.returncode == 2
+    assert "is not a git checkout" in result.stderr
