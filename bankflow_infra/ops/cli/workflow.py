@@ -19,6 +19,7 @@
     workflow replicate-backups STACK --outputs= copy the backups bucket into its replica
     workflow restore-drill STACK ...            restore the newest backup on the runner, check it
     workflow check-preview-environment STACK --environment= --document=  the preview's gate
+    workflow check-scheduled-environment --environment= --document= --branch-rules=  main only
 
 The handlers are in ``cli.workflow_handlers``; the logic in ``workflow.tools`` (decisions),
 ``workflow.text`` (markdown), ``workflow.stack_files`` (the tag edit) and ``workflow.git``.
@@ -261,4 +262,4 @@ def register(commands: Any) -> None:
     _emergency_pull_request(group)
     workflow_backups.register(group, EPILOG)
     register_drill(group, EPILOG)  # restore-drill.yml (issue 11)
-    workflow_preview.register(group, EPILOG)  # preview.yml's gate (issue 12)
+    workflow_preview.register(group, EPILOG)  # the environment gates (issue 12)

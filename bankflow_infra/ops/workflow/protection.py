@@ -66,7 +66,8 @@ def parse_document(environment: str, text: str) -> Mapping[str, Any]:
         raise StepFailed(
             "Environment missing",
             f"GitHub has no environment {environment!r} ({answer}); a job naming a missing "
-            "environment creates it unprotected, so create it first with required reviewers",
+            "environment creates it unprotected, so create it first with its protection "
+            "(README, GitHub workflows)",
         )
     return document
 
@@ -137,3 +138,64 @@ def verdict_text(verdict: Verdict) -> str:
         f"{verdict.environment}: each preview waits for a required reviewer (self-review "
         "prevented, no administrator bypass)"
     )
+
+
+# --- environments of scheduled jobs: deployments from `main` only ------------------------------
+
+# Scheduled jobs (drift, backup replication, the restore drill) cannot wait for a reviewer; their
+# environments' secrets also decrypt the stack (the state passphrase), so what stands between a
+# pushed branch and those secrets is the environment's deployment branch rule: `main` only, the
+# branch whose every change was reviewed. ("Protected branches" would also admit `staging`.)
+SCHEDULED_SUFFIXES: Final = ("-drift", "-backups")
+TRUSTED_BRANCH: Final = "main"
+
+
+def scheduled_environment(environment: str) -> str:
+    """``environment`` if it is a scheduled job's (``<stack>-drift`` / ``<stack>-backups``)."""
+    for suffix in SCHEDULED_SUFFIXES:
+        stack = environment.removesuffix(suffix)
+        if environment.endswith(suffix) and stack in PREVIEW_ENVIRONMENT:
+            return environment
+    valid = ", ".join(f"<staging|production>{suffix}" for suffix in SCHEDULED_SUFFIXES)
+    raise WorkflowError("Invalid environment", f"expected one of {valid}, got {environment!r}")
+
+
+def _branch_names(environment: str, text: str) -> list[str]:
+    """The names in GitHub's answer to ``GET .../environments/{name}/deployment-branch-policies``."""
+    try:
+        answer = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        answer = None
+    policies = answer.get("branch_policies") if isinstance(answer, dict) else None
+    if not isinstance(policies, list):
+        raise WorkflowError(
+            "Branch rules not readable",
+            f"no list of deployment branch rules from GitHub for {environment!r} (the API call "
+            "failed: see the step's log; the job needs `actions: read`)",
+        )
+    return [
+        str(policy.get("name")) if policy.get("type", "branch") == "branch" else f"tag {policy.get('name')}"
+        for policy in policies
+        if isinstance(policy, dict)
+    ]
+
+
+def branch_problems(environment: str, document: Mapping[str, Any], policies_text: str) -> list[str]:
+    """Every way ``environment`` admits a deployment from anything but ``main``."""
+    where = SETTINGS_HINT.format(name=environment)
+    fix = f"{where}: Deployment branches and tags: Selected, only `{TRUSTED_BRANCH}`"
+    rule = document.get("deployment_branch_policy")
+    if not isinstance(rule, dict):
+        return [f"any branch can use it ({fix})"]
+    if rule.get("protected_branches") is True or rule.get("custom_branch_policies") is not True:
+        return [f"branches other than `{TRUSTED_BRANCH}` can use it ({fix})"]
+    names = _branch_names(environment, policies_text)
+    if names != [TRUSTED_BRANCH]:
+        return [f"its deployment rules are {names or 'empty'}, not `{TRUSTED_BRANCH}` only ({fix})"]
+    return []
+
+
+def check_scheduled_environment(environment: str, text: str, policies_text: str) -> tuple[str, ...]:
+    """The problems of a scheduled job's environment, given GitHub's two saved answers."""
+    scheduled_environment(environment)
+    return tuple(branch_problems(environment, parse_document(environment, text), policies_text))
