@@ -244,8 +244,13 @@ def test_the_gate_step_lets_staging_previews_run_with_a_notice(tmp_path: Path) -
 
 
 def _environments(job: dict[str, Any]) -> str:
+    """The job's `environment:` expression, with each `matrix.stack` value it can take spelled out
+    (so `${{ matrix.stack }}-preview` over [staging, production] shows production-preview)."""
     environment = job.get("environment") or ""
-    return str(environment.get("name", "") if isinstance(environment, dict) else environment)
+    expression = str(environment.get("name", "") if isinstance(environment, dict) else environment)
+    stacks = (job.get("strategy") or {}).get("matrix", {}).get("stack") or []
+    expanded = [expression.replace("${{ matrix.stack }}", str(stack)) for stack in stacks]
+    return " ".join([expression, *expanded])
 
 
 def _gate_jobs(workflow: checks.Workflow) -> dict[str, dict[str, Any]]:
@@ -266,9 +271,9 @@ def production_preview_problems(text: str) -> list[str]:
     problems = []
     gates = _gate_jobs(workflow)
     for name, job in checks.jobs(workflow).items():
-        environment = _environments(job)
-        if PRODUCTION_PREVIEW not in environment:
+        if PRODUCTION_PREVIEW not in _environments(job):
             continue
+        environment = str(job.get("environment"))
         needs = job.get("needs") or []
         needs = [needs] if isinstance(needs, str) else needs
         gate_names = [gate for gate in needs if gate in gates]
@@ -336,6 +341,16 @@ def test_a_bypassed_gate_is_caught(old: str, new: str) -> None:
     text = (checks.WORKFLOWS / "preview.yml").read_text()
     assert old in text, f"preview.yml no longer contains {old!r}: update the mutation"
     assert production_preview_problems(text.replace(old, new, 1))
+
+
+def test_a_matrix_job_in_production_preview_is_caught() -> None:
+    # drift.yml before issue 12 ran both stacks in `${{ matrix.stack }}-preview`, ungated.
+    text = (checks.WORKFLOWS / "drift.yml").read_text()
+    old = "environment: ${{ matrix.stack }}-drift"
+    assert old in text
+    assert production_preview_problems(text.replace(old, "environment: ${{ matrix.stack }}-preview", 1)) == [
+        "jobs.check: runs in production-preview without needing the environment gate"
+    ]
 
 
 def test_the_preview_before_the_gate_is_caught() -> None:
