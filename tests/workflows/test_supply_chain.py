@@ -29,9 +29,12 @@ DEV_INSTALLS = re.compile(
     r"setup --dev|requirements-dev|install-test-tools|scripts/(?:test|lock|audit)\b|\buv\b|\bpipx\b"
     r"|\bnpm (?:install|ci)\b|\bpip3? install\b|-m pip install\b"
 )
-# The one known unhashed install, until policy/requirements.txt is hash-locked (issue 12 report):
-# the CrossGuard pack's own virtualenv, from its three exact pins.
-POLICY_VENV = "python -m venv policy/venv && policy/venv/bin/pip install --quiet -r policy/requirements.txt"
+# The one pip install allowed next to credentials: the CrossGuard pack's own virtualenv, from its
+# hash-locked requirements (scripts/lock writes policy/requirements.txt with every hash).
+POLICY_VENV = (
+    "python -m venv policy/venv && "
+    "policy/venv/bin/pip install --quiet --require-hashes -r policy/requirements.txt"
+)
 
 
 def holds_credentials(job: dict[str, Any]) -> bool:
