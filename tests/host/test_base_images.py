@@ -11,10 +11,17 @@ namespace do. The load is bounded (workers, a hard time cap) and goes to 127.0.0
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import NGINX_IMAGE, POSTGRES_IMAGE, HostEnv, Load
+from tests.support.tools import REPO, find_tool, require_tool
 
 TAIL_SECONDS = 0.5
 NEW_NGINX = "nginx:1.28.1-alpine"
@@ -37,7 +44,7 @@ def move_tag(host: HostEnv, image: str, digest: str) -> None:
     registry.write_text(json.dumps({**known, image: digest}))
 
 
-def test_new_nginx_image_replaces_nginx_under_load_with_no_failed_request(host: HostEnv) -> None:
+def test_new_nginx_image_replaces_nginx_under_load(host: HostEnv) -> None:
     assert host.deploy(host.bundle("v1"))[0] == 0
     before = nginx_pid(host)
     with Load(host.port, workers=6, max_seconds=60) as load:
@@ -51,10 +58,46 @@ def test_new_nginx_image_replaces_nginx_under_load_with_no_failed_request(host: 
     done = calls(host, "replace_nginx_done")
     assert done
     assert done[-1]["old_alive"] is False  # the old one quit (gracefully, SIGQUIT)
-    assert load.result.failures == []
+    # This machine's network namespace may have net.ipv4.tcp_migrate_req=0: then a connection
+    # still in the accept queue of the old nginx's socket when it closes is reset (the kernel's
+    # reuseport behaviour; production sets the sysctl, see the namespace test below). Nothing
+    # else may fail: no refused connection, no 502, no timeout.
+    assert [f for f in load.result.failures if "ConnectionResetError" not in f] == []
+    assert len(load.result.failures) <= 2
     assert load.result.total > 50
     # the apps were not touched: only nginx changed
     assert "keeping the containers of release" in out
+
+
+def private_network_namespace() -> list[str] | None:
+    """``unshare --net`` (as root; else with a user namespace) if this machine allows it."""
+    unshare, ip = find_tool("unshare"), find_tool("ip")
+    if unshare is None or ip is None:
+        return None
+    argv = [unshare, "--net"] if os.geteuid() == 0 else [unshare, "--net", "--map-root-user"]
+    probe = subprocess.run([*argv, ip, "link", "set", "lo", "up"], capture_output=True, timeout=30,
+                           check=False)  # fmt: skip
+    return argv if probe.returncode == 0 else None
+
+
+def test_with_the_port_holders_sysctl_no_request_fails_across_replacements(tmp_path: Path) -> None:
+    """Three nginx replacements under load in a private network namespace with
+    net.ipv4.tcp_migrate_req=1, as the port holder's (render/edge_ports.py): zero failures."""
+    nginx = require_tool("nginx")
+    namespace = private_network_namespace()
+    if namespace is None:
+        pytest.skip("no private network namespace here (unshare --net refused)")
+    ip = find_tool("ip")
+    script = (
+        f"{ip} link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && "
+        f"exec {sys.executable} -m tests.host.replace_under_load {tmp_path} {nginx}"
+    )
+    done = subprocess.run([*namespace, "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
+                          timeout=240, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["failures"] == []
+    assert result["total"] > 100
 
 
 def test_a_tag_moved_to_a_new_image_recreates_that_base_service_only(host: HostEnv) -> None:
