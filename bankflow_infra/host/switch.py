@@ -4,7 +4,11 @@ Stdlib only. Used by ``deploy``, ``rollback`` (and so ``receive --deploy``) and,
 :func:`restart_apps`, by ``restore`` when it starts the apps it stopped. In order:
 
 1. **journal** -- ``state/intent.json`` says what this attempt is about to do (``journal.py``);
-2. **prepare** -- live secrets/certificate, compose validation, login, pull, changed base services;
+2. **prepare** -- live secrets/certificate, compose validation, login, pull (app AND base images,
+   every deploy), base services: postgres/redis recreated when their definition or image changed
+   (``plan.stale_base``: what their containers were created from is recorded in
+   ``state/base-images.json``), nginx REPLACED beside the serving container when its image or
+   definition changed (``Runtime.replace_nginx``; a new config alone is a reload, step 4);
 3. **start** -- the new app containers start BESIDE the serving ones, behind their health gate;
 4. **stage** -- the release's nginx config (when it differs from the LIVE files) and the
    candidate upstreams pointing at the new containers; ``nginx -t``, graceful reload. The public
