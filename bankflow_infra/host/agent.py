@@ -18,6 +18,8 @@
                                                        change (every minute, from a timer)
     bankflow-agent database-roles                      apply the serving release's database roles and
                                                        passwords again (every switch does it)
+    bankflow-agent patch [--after-reboot]              maintenance window: upgrade packages (Docker
+                                                       too), health gate, reboot if required
 
 Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves
 (also: a file could not be written -- ENOSPC/EIO, the message names it -- with nothing replaced),
@@ -58,7 +60,7 @@ from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
-from . import database_roles, history
+from . import database_roles, history, patching
 from . import state as st
 from .backups import commands as backups
 from .backups import uploads_commands as uploads
@@ -96,6 +98,7 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     **backup_watch.COMMANDS,
     **history.COMMANDS,
     **database_roles.COMMANDS,
+    **patching.COMMANDS,
 }
 SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
 
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup_watch.register(sub)
     history.register(sub)
     database_roles.register(sub)
+    patching.register(sub)
     return parser
 
 

@@ -513,9 +513,10 @@ EOF
   local periodic=$FILE_CHANGED
   sync_text "$(target /etc/apt/apt.conf.d/51bankflow-unattended-upgrades)" 0644 <<'EOF'
 // Installed by BankFlow host-setup.sh; read after Ubuntu's 50unattended-upgrades (lists append).
-// Docker's packages are upgraded deliberately by a deploy, never behind the services' back: an
-// engine upgrade restarts every container. (Entries are regular expressions matched against the
-// start of a package name, so docker-ce also covers docker-ce-rootless-extras.)
+// Docker's packages are upgraded deliberately in the weekly maintenance window
+// (bankflow-maintenance.timer: live-restore checked first, health gate after), never behind the
+// services' back. (Entries are regular expressions matched against the start of a package name,
+// so docker-ce also covers docker-ce-rootless-extras.)
 Unattended-Upgrade::Package-Blacklist {
     "docker-ce";
     "docker-ce-cli";
@@ -523,7 +524,8 @@ Unattended-Upgrade::Package-Blacklist {
     "docker-compose-plugin";
     "docker-buildx-plugin";
 };
-// A reboot is downtime on a single droplet: kernel updates wait for a planned reboot.
+// A reboot is downtime on a single droplet: kernel updates wait for the maintenance window,
+// which reboots when /var/run/reboot-required exists.
 Unattended-Upgrade::Automatic-Reboot "false";
 EOF
   if ((periodic || FILE_CHANGED)); then
@@ -747,6 +749,27 @@ step_backup_watch_units() {
   install_timer_pair bankflow-backup-watch "backup watch (every minute)"
 }
 
+step_maintenance_units() {
+  # Weekly: every package (Docker's too), health gate, reboot when required; then, at the next
+  # boot, the resume unit's health gate (bankflow_infra/host/patching.py). Optional: a bundle
+  # rendered before the window has no units.
+  install_timer_pair bankflow-maintenance "maintenance window (weekly)" optional
+  local resume=bankflow-maintenance-resume.service
+  if [[ $HOST_FILES == none || ! -f $HOST_FILES/$resume ]]; then
+    ok "$resume (not in this bundle)"
+    return
+  fi
+  sync_file "$HOST_FILES/$resume" "$(target "/etc/systemd/system/$resume")" 0644
+  if ((FILE_CHANGED)) || ! systemctl is-enabled --quiet "$resume" 2>/dev/null; then
+    systemctl daemon-reload
+    # enabled, not started: it runs at boot, and only while the window's reboot marker exists
+    systemctl enable "$resume" >/dev/null 2>&1
+    changed "maintenance resume unit $resume (enabled)"
+  else
+    ok "maintenance resume unit"
+  fi
+}
+
 step_uploads_on_volume() {
   # Uploads are data: on a stack with a data volume they live on it. The agent moves an existing
   # root-disk tree once (copy, verify every file by size and sha256, switch; resumable, the old
@@ -962,6 +985,7 @@ step_uploads_units
 step_backup_watch_units
 step_access_log_units
 step_unattended_upgrades
+step_maintenance_units
 step_authorized_keys
 step_sshd
 step_swap
