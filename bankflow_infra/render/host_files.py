@@ -16,6 +16,7 @@ from typing import Final
 from bankflow_infra import catalog
 from bankflow_infra.contract.layout import AGENT_BIN, STATE_DIR
 from bankflow_infra.settings import Settings
+from bankflow_infra.settings.defaults import MAINTENANCE_WINDOW_UTC
 
 FILES_DIR: Final = Path(__file__).resolve().parents[2] / "files"  # shipped as they are, or filled
 
@@ -29,6 +30,9 @@ WATCH_TIMER: Final = "host/bankflow-backup-watch.timer"
 ACCESS_LOGROTATE: Final = "host/logrotate-access-logs"
 ACCESS_SERVICE: Final = "host/bankflow-access-logs.service"
 ACCESS_TIMER: Final = "host/bankflow-access-logs.timer"
+MAINTENANCE_SERVICE: Final = "host/bankflow-maintenance.service"  # issue 12: the weekly window
+MAINTENANCE_TIMER: Final = "host/bankflow-maintenance.timer"
+MAINTENANCE_RESUME: Final = "host/bankflow-maintenance-resume.service"
 # "<service> <uid> <directory>" per line: host-setup.sh makes each directory, owned by the uid
 SERVICE_LOG_DIRS: Final = "host/service-log-dirs"
 # Where host-setup.sh installs the access log's logrotate config: outside /etc/logrotate.d, so
@@ -166,4 +170,18 @@ def render_host_files(settings: Settings) -> dict[str, str]:
         BACKUP_TIMER: fill_template("systemd/bankflow-backup.timer", {"TIME_UTC": settings.backups.time_utc}),
         WATCH_SERVICE: fill_template("systemd/bankflow-backup-watch.service", {"AGENT_BIN": AGENT_BIN}),
         WATCH_TIMER: fill_template("systemd/bankflow-backup-watch.timer", {}),
+        **render_maintenance_units(),
+    }
+
+
+def render_maintenance_units() -> dict[str, str]:
+    """The weekly maintenance window and its after-reboot health gate (host/patching.py)."""
+    return {
+        MAINTENANCE_SERVICE: fill_template("systemd/bankflow-maintenance.service", {"AGENT_BIN": AGENT_BIN}),
+        MAINTENANCE_TIMER: fill_template(
+            "systemd/bankflow-maintenance.timer", {"TIME_UTC": MAINTENANCE_WINDOW_UTC}
+        ),
+        MAINTENANCE_RESUME: fill_template(
+            "systemd/bankflow-maintenance-resume.service", {"AGENT_BIN": AGENT_BIN, "STATE_DIR": STATE_DIR}
+        ),
     }

@@ -42,6 +42,9 @@ LAYOUT = {
     "host/logrotate-access-logs",  # nginx's access log: hourly, then shipped (issue 12)
     "host/bankflow-access-logs.service",
     "host/bankflow-access-logs.timer",
+    "host/bankflow-maintenance.service",  # the weekly maintenance window (issue 12)
+    "host/bankflow-maintenance.timer",
+    "host/bankflow-maintenance-resume.service",
     "backup/backup.json",  # where the host agent uploads dumps (render/backup.py)
 }
 
@@ -95,7 +98,8 @@ def test_same_inputs_same_bytes(origin_cert: OriginCert) -> None:
     assert first == second
     assert len(first.digest) == 64
     assert first.release == first.digest[: release.RELEASE_ID_LENGTH]
-    assert set(first.service_digests) == {"site", "saas", "api", "postgres", "redis", "nginx"}
+    # edge-ports: the port holder nginx joins (issue 12, render/edge_ports.py)
+    assert set(first.service_digests) == {"site", "saas", "api", "postgres", "redis", "nginx", "edge-ports"}
 
 
 def test_nginx_settings_change_only_the_nginx_digest(origin_cert: OriginCert) -> None:
