@@ -58,19 +58,19 @@ def _audit(server: SshServer, policy: str) -> dict[str, Any]:
 
 def _relaxed_policy(tmp_path: Path, missing: tuple[str, ...] = SSHD_ADDED_KEX) -> Path:
     """The built-in policy as a custom policy file, minus only (some of) the names sshd adds."""
-    from ssh_audit.builtin_policies import BUILTIN_POLICIES
+    from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-untyped]
 
     assert set(missing) <= set(SSHD_ADDED_KEX)
-    builtin = BUILTIN_POLICIES[POLICY]
-    kex = [name for name in builtin["kex"] if name not in missing]  # type: ignore[union-attr]
+    builtin: dict[str, Any] = BUILTIN_POLICIES[POLICY]
+    kex = [name for name in builtin["kex"] if name not in missing]
     lines = [
         f'name = "{POLICY} without {", ".join(missing)} (sshd older than 9.6)"',
         "version = 1",
-        f"host keys = {', '.join(builtin['host_keys'])}",  # type: ignore[arg-type]
-        f"optional host keys = {', '.join(builtin['optional_host_keys'])}",  # type: ignore[arg-type]
+        f"host keys = {', '.join(builtin['host_keys'])}",
+        f"optional host keys = {', '.join(builtin['optional_host_keys'])}",
         f"key exchanges = {', '.join(kex)}",
-        f"ciphers = {', '.join(builtin['ciphers'])}",  # type: ignore[arg-type]
-        f"macs = {', '.join(builtin['macs'])}",  # type: ignore[arg-type]
+        f"ciphers = {', '.join(builtin['ciphers'])}",
+        f"macs = {', '.join(builtin['macs'])}",
         f"host_key_sizes = {json.dumps(builtin['hostkey_sizes'])}",
         f"dh_modulus_sizes = {json.dumps(builtin['dh_modulus_sizes'])}",
         "allow_hostkey_subset_and_reordering = true",
