@@ -14,6 +14,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -253,3 +254,29 @@ def test_live_root_key_without_forced_command_is_refused(restricted: Any, tmp_pa
     assert result.returncode == 255
     assert not marker.exists()
     assert "ROOT LOGIN REFUSED" in server.log_text()
+
+
+def test_live_sftp_and_forwarding_are_refused(restricted: Any, tmp_path: Path) -> None:
+    server, live = restricted
+    sftp = shutil.which("sftp")
+    if sftp is None:
+        pytest.skip("no sftp client")
+    argv = server.ssh_argv("true")
+    options = argv[argv.index("-F") : argv.index("-p")]  # the same pinned, key-only options
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {batch} {tmp_path / 'uploaded'}\n")
+    result = subprocess.run(
+        [sftp, *options, "-P", str(server.port), "-b", str(batch), f"{server.user}@{server.host}"],
+        capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert not (tmp_path / "uploaded").exists()
+    # A remote forward is refused too (restrict, and AllowTcpForwarding no); the agent never runs.
+    forward = subprocess.run(
+        server.ssh_argv(f"{live['agent']} --actor x status",
+                        extra_options=["ExitOnForwardFailure=yes", "RemoteForward=127.0.0.1:0 127.0.0.1:22"]),
+        capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert forward.returncode == 255
+    assert b"forwarding failed" in forward.stderr
+    assert _calls(tmp_path) == []
