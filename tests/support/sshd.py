@@ -276,8 +276,8 @@ class SshServer:
         if self.user != "root" or "command=" in self.authorized_keys_options:
             return []
         return [
-                "# test harness: root with a plain key (see _root_login_override)",
-                "PermitRootLogin prohibit-password",
+            "# test harness: root with a plain key (see _root_login_override)",
+            "PermitRootLogin prohibit-password",
         ]
 
     def _validate_config(self) -> None:
