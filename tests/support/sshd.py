@@ -7,7 +7,12 @@ free high port, with everything it needs generated in a temporary directory:
 - a fresh ed25519 client key, the only entry of the ``AuthorizedKeysFile``;
 - ``files/ssh/50-bankflow-hardening.conf`` -- the drop-in the droplet runs -- pulled in with
   ``Include``, verbatim except for its ``HostKey`` path, so every connection exercises the hardened
-  algorithms and authentication settings.
+  algorithms and authentication settings (``dropin_source`` serves another copy, for tests that
+  show a weaker one failing);
+- ``/etc/ssh/moduli`` pruned to >= 3072-bit groups, as host-setup.sh prunes the droplet's;
+- ``authorized_keys_options`` prefixes the client key's line (e.g. the deploy key's
+  ``restrict,command="..."``). The drop-in admits root only with a forced command; a server
+  without one, run as root, admits root's plain key (``_root_login_override``).
 
 It runs as the current user. As root, sshd needs its privilege-separation directory
 (``/run/sshd``), which is created when missing; as another user sshd runs without privilege
