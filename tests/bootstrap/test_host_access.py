@@ -330,3 +330,24 @@ def test_renderer_refuses_what_would_lock_out_or_open_up(
 ) -> None:
     with pytest.raises(BundleInputError, match=message.replace(".", r"\.")):
         render_firewall_allow(ssh, cloudflare)
+
+
+def test_host_rules_are_the_cloud_firewalls_tcp_rules() -> None:
+    # The same inputs the program gives the DigitalOcean firewall (planned under the mock engine,
+    # with its Cloudflare snapshot) render the same sources per port for the host firewall.
+    from bankflow_infra.ops.mocks import CLOUDFLARE_IPV4_SNAPSHOT, CLOUDFLARE_IPV6_SNAPSHOT
+    from tests.program.stacks import FIREWALL, inputs, only, stack_config, staging
+
+    cloud_rules = inputs(only(staging(), FIREWALL))["inboundRules"]
+    cloud = {
+        (r["portRange"], cidr) for r in cloud_rules if r["protocol"] == "tcp" for cidr in r["sourceAddresses"]
+    }
+    ssh_cidrs = stack_config("staging")["bankflow:server"]["sshAllowedCidrs"]
+    text = render_firewall_allow(
+        ssh_cidrs, CloudflareRanges(CLOUDFLARE_IPV4_SNAPSHOT, CLOUDFLARE_IPV6_SNAPSHOT)
+    )
+    host = {
+        (port.removesuffix("/tcp"), cidr)
+        for port, cidr in (line.split() for line in text.splitlines() if not line.startswith("#"))
+    }
+    assert host == cloud
