@@ -172,3 +172,23 @@ def test_every_algorithm_is_known_to_this_openssh() -> None:
     assert set(listed("MACs")) <= query("mac")
     assert set(listed("HostKeyAlgorithms")) <= query("key-sig")
     assert set(listed("PubkeyAcceptedAlgorithms")) <= query("key-sig")
+
+
+PENALTIES_DROPIN = HARDENING_DROPIN.with_name("49-bankflow-penalties.conf")
+
+
+def test_penalties_dropin_is_valid_exactly_where_sshd_knows_the_keyword(
+    sshd_bin: str, tmp_path: Path, host_key: Path
+) -> None:
+    # OpenSSH >= 9.8 knows PerSourcePenalties; older ones (Ubuntu 24.04's 9.6, Debian 12's 9.2)
+    # reject the whole configuration -- which is why host-setup.sh installs it only after asking
+    # `sshd -T` (tests/bootstrap/test_host_access.py).
+    knows = "persourcepenalties" in _effective(sshd_bin, tmp_path, host_key)
+    config = tmp_path / "with-penalties"
+    config.write_text(f"Include {PENALTIES_DROPIN}\nInclude {HARDENING_DROPIN}\n")
+    result = _sshd(sshd_bin, "-t", config, host_key)
+    if knows:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert "PerSourcePenalties" in result.stderr
