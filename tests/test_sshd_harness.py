@@ -108,3 +108,25 @@ def test_known_hosts_line_pins_host_and_port(sshd_server: SshServer) -> None:
     entry = sshd_server.known_hosts_line()
     assert entry.startswith(f"[127.0.0.1]:{sshd_server.port} ssh-ed25519 AAAA")
     assert entry.split()[1:] == sshd_server.host_public_key.split()[:2]
+
+
+def test_one_source_gets_at_most_five_unauthenticated_connections(sshd_server: SshServer) -> None:
+    # DHEat: a single address may hold only PerSourceMaxStartups (5) connections before
+    # authentication; the rest are closed without a banner. Eight sockets, bounded waits.
+    import contextlib
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(8):
+            sock = socket.create_connection((sshd_server.host, sshd_server.port), timeout=5)
+            sockets.append(sock)
+        greeted = 0
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                greeted += sock.recv(64).startswith(b"SSH-2.0-")
+        # (8 < MaxStartups' 10: no random early drops; the cap is the per-source one)
+        assert greeted == 5, sshd_server.log_text()
+    finally:
+        for sock in sockets:
+            sock.close()
