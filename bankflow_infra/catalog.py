@@ -50,6 +50,12 @@ REDIS_IMAGE: Final = "redis:7-alpine@sha256:6ab0b6e7381779332f97b8ca76193e45b075
 NGINX_IMAGE: Final = (  # 1.28: the stable branch (1.27 is out of support)
     "nginx:1.28-alpine@sha256:a8b39bd9cf0f83869a2162827a0caf6137ddf759d50a171451b335cecc87d236"
 )
+# The port holder nginx's network namespace belongs to (render/edge_ports.py): registry.k8s.io/pause
+# 3.10, pinned by the digest its publishers list (kind, KubeRay and kubernetes-client manifests pin
+# exactly this digest).
+PORT_HOLDER_IMAGE: Final = (
+    "registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
+)
 # `[registry/]repository:tag@sha256:<64 lowercase hex>`: the only form production accepts.
 PINNED_IMAGE_RE: Final = re.compile(
     r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$"

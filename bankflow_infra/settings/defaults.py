@@ -65,7 +65,8 @@ def defaults(environment: str) -> dict[str, Any]:
             "image": DROPLET_IMAGE,
             "vpcCidr": None,  # required: unique per stack, no default can be right
             "sshAllowedCidrs": [],
-            "adminSshKeys": [],
+            "adminSshKeys": [],  # refused when set: see server.operators (issue 12)
+            "operators": [],  # [{name, publicKey}]: named accounts with sudo (settings/server.py)
             "backups": DROPLET_BACKUPS,
             "volumeSizeGb": 50 if production else STAGING_VOLUME_GB,
             "swapGb": 2,
@@ -99,8 +100,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "registryUsername": None,
             "migrateCommand": ["/app/migrate"],
             "healthCommands": {},
-            "digests": {},  # issue 12: service -> sha256 of its image at the tag (pull by digest)
-            "requireDigests": False,  # issue 12: true in production once release.yml writes digests
+            "digests": {}, "requireDigests": False,  # issue 12: images by digest (settings/release.py)
         },
         "backups": {
             "region": "nyc3",
@@ -115,3 +115,7 @@ def defaults(environment: str) -> dict[str, Any]:
         # it is re-issued anyway whenever the hostname set changes (a new CSR).
         "originCert": {"validityDays": 5475},
     }
+
+# The weekly maintenance window (issue 12, item 6: files/systemd/bankflow-maintenance.timer, Sundays,
+# UTC): after the 03:15 backup and at 01:30 in Brazil, the quietest hour of the week.
+MAINTENANCE_WINDOW_UTC: Final = "04:30"

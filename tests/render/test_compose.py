@@ -21,7 +21,7 @@ from bankflow_infra import catalog
 from bankflow_infra.contract import layout
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, RELEASE_ENV_VAR
 from bankflow_infra.contract.upstreams import CANDIDATE_PORT
-from bankflow_infra.render import Bundle, render_bundle
+from bankflow_infra.render import Bundle, edge_ports, render_bundle
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
 
 SCHEMA_PATH = Path(__file__).with_name("compose-spec.json")
@@ -58,18 +58,20 @@ def test_compose_files_match_the_compose_spec(stack: str, path: str, origin_cert
 def test_only_nginx_publishes_80_443_and_its_verify_listener_on_loopback(
     stack: str, origin_cert: OriginCert
 ) -> None:
+    # through the port holder, whose network namespace nginx joins (render/edge_ports.py)
     bundle = _bundle(stack, origin_cert)
     published: dict[str, list[tuple[str, str | None]]] = {}
     for path in COMPOSE_FILES:
         for name, service in _compose(bundle, path)["services"].items():
             assert "expose" not in service
-            assert service.get("network_mode") is None
+            expected_mode = f"service:{edge_ports.PORT_HOLDER}" if name == "nginx" else None
+            assert service.get("network_mode") == expected_mode, name
             if "ports" in service:
                 published[name] = [(str(p["published"]), p.get("host_ip")) for p in service["ports"]]
     # the verify listener (a release checked through nginx before the public switch) is reachable
     # from the host's loopback only: never from the network, whatever the firewall says
     assert published == {
-        "nginx": [
+        edge_ports.PORT_HOLDER: [
             (str(catalog.HTTP_PORT), None),
             (str(catalog.HTTPS_PORT), None),
             (str(CANDIDATE_PORT), "127.0.0.1"),
@@ -86,7 +88,8 @@ def test_data_services_only_on_the_internal_network(stack: str, origin_cert: Ori
         joined = base["services"][name]["networks"]
         assert joined, name
         assert all(networks[n].get("internal") is True for n in joined), name
-    assert base["services"]["nginx"]["networks"] == ["edge"]
+    assert base["services"][edge_ports.PORT_HOLDER]["networks"] == ["edge"]  # nginx's namespace
+    assert "networks" not in base["services"]["nginx"]
     # app.yaml joins the same networks by their fixed names, created by the base project
     for key, network in app["networks"].items():
         assert network == {"name": networks[key]["name"], "external": True}
@@ -102,6 +105,11 @@ def test_every_service_is_pinned_limited_rotated_and_checked(stack: str, origin_
         **_compose(bundle, "compose/base.yaml")["services"],
         **_compose(bundle, "compose/app.yaml")["services"],
     }
+    holder = services.pop(edge_ports.PORT_HOLDER)  # not a catalog service: it only sleeps
+    assert holder["image"] == catalog.PORT_HOLDER_IMAGE
+    assert catalog.is_pinned(holder["image"])
+    assert holder["restart"] == catalog.RESTART_POLICY[settings.environment]
+    assert set(holder["deploy"]["resources"]["limits"]) == {"cpus", "memory"}
     assert set(services) == {"site", "saas", "api", "postgres", "redis", "nginx"}
     for name, service in services.items():
         assert "build" not in service, name

@@ -14,7 +14,7 @@ import yaml
 
 from bankflow_infra import catalog
 from bankflow_infra.contract import layout
-from bankflow_infra.render import Bundle, container_secrets, render_bundle
+from bankflow_infra.render import Bundle, container_secrets, edge_ports, render_bundle
 from bankflow_infra.settings import APP_SERVICES, Settings, SettingsError
 from bankflow_infra.stackfile import settings_from_stack_file
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
@@ -46,7 +46,7 @@ def _services(bundle: Bundle) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_container_is_locked_down(stack: str, origin_cert: OriginCert) -> None:
     services = _services(_bundle(stack, origin_cert))
-    assert set(services) == set(catalog.SERVICE_UIDS)
+    assert set(services) == {*catalog.SERVICE_UIDS, edge_ports.PORT_HOLDER}
     for name, service in services.items():
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
@@ -58,13 +58,13 @@ def test_every_container_is_locked_down(stack: str, origin_cert: OriginCert) -> 
         assert not kept & FORBIDDEN_CAPS, name
         assert kept == ROOT_STARTERS.get(name, set()), name
         # whatever it must write outside its volumes is a size-bounded tmpfs
-        for mount in service["tmpfs"]:
+        for mount in service.get("tmpfs", ()):  # the port holder writes nothing at all
             assert re.search(r"(^|[:,])size=\d+[km]\b", mount), (name, mount)
         if name in ROOT_STARTERS:
             assert "user" not in service, name  # the entrypoint drops to the image's user itself
         else:
             uid, _, gid = service["user"].partition(":")
-            assert int(uid) == catalog.SERVICE_UIDS[name] != 0, name
+            assert int(uid) == catalog.SERVICE_UIDS.get(name, 65535) != 0, name  # pause: 65535
             assert int(gid or "0") != 0, name
 
 
@@ -75,7 +75,8 @@ def test_each_service_writes_only_its_own_log_directory(stack: str, origin_cert:
         sources = {m["source"]: m for m in service.get("volumes", ()) if m["type"] == "bind"}
         assert layout.LOGS_DIR not in sources, name  # the parent is mounted into no container
         logs = {s for s in sources if s.startswith(layout.LOGS_DIR + "/")}
-        assert logs <= {catalog.service_log_dir(name)}, name
+        own = {catalog.service_log_dir(name)} if name in catalog.SERVICE_UIDS else set()
+        assert logs <= own, name
     for name in ("site", "saas", "api", "nginx"):
         target = catalog.NGINX_CONTAINER_LOG_DIR if name == "nginx" else catalog.APP_CONTAINER_LOG_DIR
         mount = next(m for m in services[name]["volumes"] if m["source"] == catalog.service_log_dir(name))
