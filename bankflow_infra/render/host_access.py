@@ -18,13 +18,14 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Final
 
+from bankflow_infra import catalog
 from bankflow_infra.render.model import BundleInputError, CloudflareRanges
 from bankflow_infra.settings.model import OperatorAccount
 
 FIREWALL_ALLOW_PATH: Final = "host/firewall-allow"
 OPERATORS_PATH: Final = "host/operators"
-SSH_PORT: Final = 22
-WEB_PORTS: Final = (80, 443)
+SSH_PORT: Final = catalog.SSH_PORT
+WEB_PORTS: Final = (catalog.HTTP_PORT, catalog.HTTPS_PORT)
 
 
 def render_firewall_allow(ssh_allowed_cidrs: Sequence[str], cloudflare: CloudflareRanges) -> str:
