@@ -18,6 +18,7 @@ from bankflow_infra.render import alerts, backup, compose, host_files, uploads_b
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
+    ORIGIN_PULL_CA_NAME,
     SECRET_FILE_MODE,
     Bundle,
     BundleFile,
@@ -31,6 +32,9 @@ from bankflow_infra.settings import Settings
 
 NGINX_DIR: Final = "nginx"
 MIGRATE_SERVICE: Final = "api"
+# Authenticated Origin Pulls' CA (public): beside the origin certificate in tls/, which the agent
+# copies to layout.TLS_DIR (mounted at catalog.NGINX_TLS_DIR, NginxParams.client_ca_path).
+ORIGIN_PULL_CA_FILE: Final = f"tls/{ORIGIN_PULL_CA_NAME}"
 
 
 def _env_file(values: Mapping[str, str]) -> str:
@@ -96,6 +100,7 @@ def service_digests(
     nginx_files: Mapping[str, str],
     secret_files: Mapping[str, str],
     origin_certificate_pem: str,
+    origin_pull_ca: str | None = None,
 ) -> dict[str, str]:
     """service -> sha256 of exactly what that service's behaviour depends on: its compose
     definition plus the files it reads. nginx's upstreams.conf is left out: the live copy is the
@@ -115,8 +120,26 @@ def service_digests(
         },
         compose.ORIGIN_CERT_FILE: origin_certificate_pem,
         compose.ORIGIN_KEY_FILE: secret_files[compose.ORIGIN_KEY_FILE],
+        **({ORIGIN_PULL_CA_FILE: origin_pull_ca} if origin_pull_ca is not None else {}),
     }
     return {name: _digest_of(value) for name, value in sorted(inputs.items())}
+
+
+def origin_pull_ca_text(pem: str | None) -> str | None:
+    """The text of ``tls/origin-pull-ca.pem``: the CA of the client certificate Cloudflare presents
+    (Authenticated Origin Pulls). With it the public HTTPS servers refuse any request without that
+    certificate; None: no file, and they accept any TLS client the firewall lets through. Only
+    certificates: a private key here would be shipped as a non-secret file."""
+    if pem is None:
+        return None
+    text = pem.strip()
+    blocks = text.count("-----BEGIN CERTIFICATE-----")
+    if blocks == 0 or "PRIVATE KEY" in text or blocks != text.count("-----END CERTIFICATE-----"):
+        raise BundleInputError(
+            "origin_pull_ca_pem: must be the origin-pull CA's PEM certificate(s) only "
+            "(-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----), no key"
+        )
+    return text + "\n"
 
 
 def database_roles(app_role: bool) -> dict[str, Any] | None:
@@ -173,21 +196,27 @@ def render_manifest(
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
+def _tls_texts(origin_certificate_pem: str, origin_pull_ca_pem: str | None) -> tuple[str, str | None]:
+    if "-----BEGIN CERTIFICATE-----" not in origin_certificate_pem:
+        raise BundleInputError("origin_certificate_pem: not a PEM certificate")
+    return origin_certificate_pem.strip() + "\n", origin_pull_ca_text(origin_pull_ca_pem)
+
+
 def render_bundle(
     settings: Settings,
     secrets: BundleSecrets,
     cloudflare: CloudflareRanges,
     origin_certificate_pem: str,
     nginx: NginxParams = NginxParams(),  # noqa: B008 - frozen dataclass: an immutable default
+    *,
+    origin_pull_ca_pem: str | None = None,
 ) -> Bundle:
-    """Every file of one release, its digest and the per-service digests."""
+    """Every file of one release, its digest and the per-service digests (``origin_pull_ca_pem``:
+    see :func:`origin_pull_ca_text`)."""
     secrets.validate()
     nginx.validate()
-    if "-----BEGIN CERTIFICATE-----" not in origin_certificate_pem:
-        raise BundleInputError("origin_certificate_pem: not a PEM certificate")
-    cert_text = origin_certificate_pem.strip() + "\n"
-
-    nginx_files = nginx_conf.render_nginx_files(settings, nginx, cloudflare.validated())
+    cert_text, pull_ca = _tls_texts(origin_certificate_pem, origin_pull_ca_pem)
+    nginx_files = nginx_conf.render_nginx_files(settings, nginx, cloudflare.validated(), pull_ca is not None)
     secret_texts = render_secret_files(secrets)
     # --- backup alerts (issue 11): the droplet's backup watch posts to the stack's webhook
     alerts_text = alerts.render_alerts_config(settings, secrets.alerts_webhook_url)
@@ -201,7 +230,8 @@ def render_bundle(
     # archive_command only with a config to run it: one that always failed would fill the volume
     base_defs = compose.base_service_definitions(settings, nginx, pitr=pitr_text is not None)
     app_defs = compose.app_service_definitions(settings)
-    digests = service_digests(settings, {**app_defs, **base_defs}, nginx_files, secret_texts, cert_text)
+    all_defs = {**app_defs, **base_defs}
+    digests = service_digests(settings, all_defs, nginx_files, secret_texts, cert_text, pull_ca)
 
     texts = {
         MANIFEST_NAME: render_manifest(settings, digests, nginx, secrets.database_app_password is not None),
@@ -214,6 +244,7 @@ def render_bundle(
             f"BankFlow {settings.stack}: app services of one release (project {APP_PROJECT_PREFIX}<release>)",
         ),
         compose.ORIGIN_CERT_FILE: cert_text,
+        **({ORIGIN_PULL_CA_FILE: pull_ca} if pull_ca is not None else {}),
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
         **host_files.render_host_files(settings),
         backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),

@@ -16,6 +16,7 @@ from typing import Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import digest_files, release_id
+from bankflow_infra.contract.upstreams import CANDIDATE_PORT
 
 SECRET_FILE_MODE: Final = 0o600
 FILE_MODE: Final = 0o644
@@ -144,6 +145,36 @@ class BundleSecrets:
         return (*values, *(v for v in optional if v is not None))
 
 
+# Authenticated Origin Pulls: the CA that signed the client certificate Cloudflare presents for
+# this stack's hostnames (public PEM; the bundle's tls/ dir, which the agent copies to layout.TLS_DIR).
+ORIGIN_PULL_CA_NAME: Final = "origin-pull-ca.pem"
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """How long and how much one client may hold nginx (issue 12, item 8). The defaults are the
+    droplet's; the live tests shrink them so a cut-off or a refusal shows within seconds.
+
+    Timeouts: the header has a total bound (nginx arms its timer once per header); the body and
+    the response have a bound between two reads/writes, so a body trickled slower than one byte per
+    ``body_timeout_s`` is cut. A faster trickle is bounded by the per-IP limits: one client IP
+    (after realip: the visitor, not Cloudflare) holds at most ``conn_per_ip`` requests in flight.
+    """
+
+    header_timeout_s: int = 10
+    body_timeout_s: int = 5  # Cloudflare streams bodies to the origin ("standard" buffering)
+    send_timeout_s: int = 10
+    keepalive_timeout_s: int = 30
+    conn_per_ip: int = 64  # in-flight requests per client IP (offices behind one NAT: many users)
+    rate_per_ip: int = 30  # requests per second per client IP, sustained ...
+    burst_per_ip: int = 300  # ... after a burst this large (a page load with its assets)
+
+    def validate(self) -> None:
+        for name, value in vars(self).items():
+            if not isinstance(value, int) or value < 1:
+                raise BundleInputError(f"nginx.limits.{name}: must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class NginxParams:
     """Where nginx listens and finds its files. The defaults are the droplet's (inside the
@@ -153,24 +184,31 @@ class NginxParams:
     https_port: int = catalog.HTTPS_PORT
     listen_addresses: tuple[str, ...] = ("",)  # "" = all addresses; e.g. "127.0.0.1", "[::1]"
     health_port: int = catalog.NGINX_HEALTH_PORT  # always bound to 127.0.0.1 only
+    verify_port: int = CANDIDATE_PORT  # the verify listener (published on the host's loopback only)
     config_dir: str = catalog.NGINX_CONFIG_DIR  # holds the bundle's nginx/ files
     cert_path: str = f"{catalog.NGINX_TLS_DIR}/origin.pem"
     key_path: str = catalog.NGINX_KEY_PATH
-    access_log: str = "/dev/stdout"  # Docker's logging driver collects and rotates it
+    client_ca_path: str = f"{catalog.NGINX_TLS_DIR}/{ORIGIN_PULL_CA_NAME}"  # Authenticated Origin Pulls
+    # The JSON access log (Marco Civil art. 15): a file in nginx's own log directory (the host's
+    # catalog.service_log_dir("nginx")), rotated and shipped from there, not Docker's rotating log.
+    access_log: str = f"{catalog.NGINX_CONTAINER_LOG_DIR}/{catalog.ACCESS_LOG_NAME}"
     error_log: str = "/dev/stderr"
     pid_path: str = "/run/nginx.pid"
     user: str | None = "nginx"  # the worker user of the nginx image; None: no `user` directive
     temp_dir: str | None = None  # None: the image's compiled-in temp paths
+    limits: ClientLimits = ClientLimits()
 
     def validate(self) -> None:
-        ports = (self.http_port, self.https_port, self.health_port)
+        ports = (self.http_port, self.https_port, self.health_port, self.verify_port)
         if not all(1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
             raise BundleInputError(f"nginx ports must be distinct and in 1-65535, got {ports}")
         if not self.listen_addresses:
             raise BundleInputError("nginx.listen_addresses: empty")
-        for path in (self.config_dir, self.cert_path, self.key_path, self.pid_path):
+        paths = (self.config_dir, self.cert_path, self.key_path, self.client_ca_path, self.pid_path)
+        for path in (*paths, self.access_log):
             if not posixpath.isabs(path):
                 raise BundleInputError(f"nginx paths must be absolute, got {path!r}")
+        self.limits.validate()
 
 
 @dataclass(frozen=True)

@@ -8,39 +8,64 @@ path:
 - ``upstreams.conf``         the app upstreams the public servers use (the agent rewrites it)
 - ``upstreams-candidate.conf`` the ``*_candidate`` upstreams of the verify listener (the agent
                              points them at a new release before any public request can reach it)
-- ``cloudflare-realip.conf`` the client IP from CF-Connecting-IP, trusted from Cloudflare only
+- ``cloudflare-realip.conf`` the client IP from CF-Connecting-IP, trusted from Cloudflare only, and
+                             the values only Cloudflare may give (source port, ray id): nginx_client.py
+- ``csp.conf``               the Content-Security-Policy per hostname (nginx_headers.py)
 - ``security-headers.conf``  HSTS + OWASP headers, included by every server (``always``)
-- ``proxy.conf``             proxy headers, keepalive and timeouts, included by every proxy location
+- ``proxy.conf``             what the apps are told (every client-identity header set by nginx or
+                             removed), keepalive and timeouts, included by every proxy location
 - ``sites.conf``             the servers: health (loopback), defaults that refuse, one per hostname,
                              and the verify listener: the same server per hostname on
                              ``contract.upstreams.CANDIDATE_PORT`` (published on the host's
                              127.0.0.1 only, see render/compose.py) proxying to the candidates
+
+Each public hostname's HTTPS server refuses a request whose Host is not the TLS SNI (421), limits
+each client IP (after realip) and, with Authenticated Origin Pulls, accepts only a client
+certificate from the stack's origin-pull CA (``NginxParams.client_ca_path``).
 
 The shipped text targets the nginx of ``catalog.NGINX_IMAGE`` (>= 1.25.1: ``http2 on;``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import MAINTENANCE_LISTEN, MAINTENANCE_RETRY_AFTER
 from bankflow_infra.contract.upstreams import (
-    CANDIDATE_PORT,
     CANDIDATE_SUFFIX,
     CANDIDATE_UPSTREAMS_FILE,
     DEFAULT_DRAIN_SECONDS,
     render_upstreams,
 )
 from bankflow_infra.render.model import NginxParams
+from bankflow_infra.render.nginx_client import (
+    MAX_CONNECT_TIMEOUT_SECONDS,
+    PROXY_FILE,
+    REALIP_FILE,
+    access_log_lines,
+    limit_lines,
+    limit_zone_lines,
+    render_proxy,
+    render_realip,
+)
+from bankflow_infra.render.nginx_headers import CSP_FILE, HEADERS_FILE, render_csp, render_security_headers
 from bankflow_infra.settings import Settings
+
+__all__ = [  # the split modules' names, still importable from here
+    "HEADERS_FILE",
+    "MAX_CONNECT_TIMEOUT_SECONDS",
+    "PROXY_FILE",
+    "REALIP_FILE",
+    "render_proxy",
+    "render_realip",
+    "render_security_headers",
+]
 
 MAIN_FILE: Final = "nginx.conf"
 UPSTREAMS_FILE: Final = "upstreams.conf"
-REALIP_FILE: Final = "cloudflare-realip.conf"
-HEADERS_FILE: Final = "security-headers.conf"
-PROXY_FILE: Final = "proxy.conf"
 SITES_FILE: Final = "sites.conf"
 
 # Mozilla server-side TLS 6.0, "intermediate", minus its DHE suites (no DH parameters to manage,
@@ -58,10 +83,6 @@ TLS_CIPHERS: Final = ":".join(
 )
 TLS_CURVES: Final = "X25519:prime256v1:secp384r1"
 
-# A connect to a container on the same host either succeeds at once or the container is gone:
-# waiting as long as for a slow response would only hold the client.
-MAX_CONNECT_TIMEOUT_SECONDS: Final = 10
-
 # What the bundle's upstreams.conf points at before the agent's first switch: a loopback address
 # inside the nginx container where nothing listens (502), but which lets nginx start and pass
 # `nginx -t` on a fresh host. The agent writes the real `<service>-<release>:<port>` file.
@@ -71,10 +92,9 @@ _HEADER = "# Rendered by bankflow_infra.render.nginx -- do not edit on the host;
 
 
 def verify_port(params: NginxParams) -> int:
-    """The verify listener's port: ``params.verify_port`` where NginxParams has one, else the
-    droplet's (``contract.upstreams.CANDIDATE_PORT``, what the agent's --candidate-url defaults to)."""
-    port = getattr(params, "verify_port", None)
-    return port if isinstance(port, int) else CANDIDATE_PORT
+    """The verify listener's port: ``params.verify_port``, on the droplet
+    ``contract.upstreams.CANDIDATE_PORT`` (what the agent's --candidate-url defaults to)."""
+    return params.verify_port
 
 
 def _include(params: NginxParams, name: str) -> str:
@@ -94,51 +114,17 @@ def _listen(params: NginxParams, port: int, suffix: str = "") -> list[str]:
 WORKER_SHUTDOWN: Final = f"worker_shutdown_timeout {DEFAULT_DRAIN_SECONDS}s;"
 
 
-def render_main(settings: Settings, params: NginxParams) -> str:
-    temp_paths = []
-    if params.temp_dir is not None:
-        temp_paths = [
-            f"    {kind}_temp_path {params.temp_dir}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        ]
-    # JSON access log: one object per request, values escaped by nginx (escape=json). $uri, not
-    # $request_uri: query strings can carry tokens and personal data that must not reach logs.
-    log_format = (
-        '\'{"time":"$time_iso8601","request_id":"$request_id","client":"$remote_addr",'
-        '"peer":"$realip_remote_addr","host":"$host","method":"$request_method","path":"$uri",'
-        '"protocol":"$server_protocol","status":$status,"bytes_sent":$body_bytes_sent,'
-        '"request_time":$request_time,"upstream":"$upstream_addr","upstream_status":"$upstream_status",'
-        '"upstream_time":"$upstream_response_time","user_agent":"$http_user_agent",'
-        '"cf_ray":"$http_cf_ray","tls":"$ssl_protocol"}\''
-    )
-    lines = [
-        _HEADER.rstrip("\n"),
-        f"# Started as `nginx -g 'daemon off;'`; every path below is under {params.config_dir}.",
-        *([f"user {params.user};"] if params.user else []),
-        "worker_processes auto;",
-        WORKER_SHUTDOWN,
-        f"pid {params.pid_path};",
-        f"error_log {params.error_log} warn;",
-        "",
-        "events {",
-        "    worker_connections 1024;",
-        "}",
-        "",
-        "http {",
-        f"    {_include(params, UPSTREAMS_FILE)}",
-        f"    {_include(params, CANDIDATE_UPSTREAMS_FILE)}",
-        f"    {_include(params, REALIP_FILE)}",
-        "",
-        "    server_tokens off;",
-        "    default_type application/octet-stream;",
-        "    sendfile on;",
-        "    keepalive_timeout 65s;",
-        f"    client_max_body_size {settings.nginx.client_max_body_size};",
-        *temp_paths,
-        "",
-        f"    log_format bankflow_json escape=json {log_format};",
-        f"    access_log {params.access_log} bankflow_json;",
-        "",
+def _temp_paths(params: NginxParams) -> list[str]:
+    if params.temp_dir is None:
+        return []
+    return [
+        f"    {kind}_temp_path {params.temp_dir}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    ]
+
+
+def _tls_lines(params: NginxParams) -> list[str]:
+    return [
         "    # TLS: Mozilla server-side TLS 6.0 intermediate (no DHE). Cloudflare Origin CA certificate.",
         f"    ssl_certificate {params.cert_path};",
         f"    ssl_certificate_key {params.key_path};",
@@ -149,69 +135,44 @@ def render_main(settings: Settings, params: NginxParams) -> str:
         "    ssl_session_cache shared:BankflowTLS:10m;",
         "    ssl_session_timeout 1d;",
         "    ssl_session_tickets off;",
+    ]
+
+
+def render_main(settings: Settings, params: NginxParams) -> str:
+    lines = [
+        _HEADER.rstrip("\n"),
+        f"# Started as `nginx -g 'daemon off;'`; every path below is under {params.config_dir}.",
+        *([f"user {params.user};"] if params.user else []),
+        "worker_processes auto;",
+        "worker_rlimit_nofile 16384;",
+        WORKER_SHUTDOWN,
+        f"pid {params.pid_path};",
+        f"error_log {params.error_log} warn;",
+        "",
+        "events {",
+        "    worker_connections 4096;",
+        "}",
+        "",
+        "http {",
+        f"    {_include(params, UPSTREAMS_FILE)}",
+        f"    {_include(params, CANDIDATE_UPSTREAMS_FILE)}",
+        f"    {_include(params, REALIP_FILE)}",
+        f"    {_include(params, CSP_FILE)}",
+        "",
+        "    server_tokens off;",
+        "    default_type application/octet-stream;",
+        "    sendfile on;",
+        f"    client_max_body_size {settings.nginx.client_max_body_size};",
+        *_temp_paths(params),
+        "",
+        *(f"    {line}" for line in limit_zone_lines(params.limits)),
+        "",
+        *(f"    {line}" for line in access_log_lines(params.access_log)),
+        "",
+        *_tls_lines(params),
         "",
         f"    {_include(params, SITES_FILE)}",
         "}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_realip(ranges: Sequence[str]) -> str:
-    lines = [
-        _HEADER.rstrip("\n"),
-        "# The client address is CF-Connecting-IP, believed only when the peer is one of Cloudflare's",
-        "# ranges -- the same list the cloud firewall admits. Anyone else is logged as themselves.",
-        *(f"set_real_ip_from {network};" for network in ranges),
-        "real_ip_header CF-Connecting-IP;",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_security_headers(settings: Settings) -> str:
-    # `always`: also on 4xx/5xx answers nginx makes itself (a 502 page is still a page).
-    # No X-XSS-Protection: deprecated, and its filter could be abused (OWASP Secure Headers).
-    headers = (
-        ("Strict-Transport-Security", f"max-age={settings.nginx.hsts_max_age}; includeSubDomains"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("X-Frame-Options", "DENY"),
-        ("Content-Security-Policy", "frame-ancestors 'none'"),
-        ("Referrer-Policy", "strict-origin-when-cross-origin"),
-        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
-        ("Cross-Origin-Opener-Policy", "same-origin"),
-        ("Cross-Origin-Resource-Policy", "same-site"),
-        ("X-Permitted-Cross-Domain-Policies", "none"),
-        ("X-Request-ID", "$request_id"),  # lets support match a user's report to the JSON log line
-    )
-    lines = [_HEADER.rstrip("\n"), *(f'add_header {name} "{value}" always;' for name, value in headers)]
-    return "\n".join(lines) + "\n"
-
-
-def render_proxy(settings: Settings) -> str:
-    timeout = settings.nginx.proxy_timeout_seconds
-    connect = min(timeout, MAX_CONNECT_TIMEOUT_SECONDS)
-    lines = [
-        _HEADER.rstrip("\n"),
-        "# HTTP/1.1 with an empty Connection header: keepalive to the upstream (upstreams.conf).",
-        "proxy_http_version 1.1;",
-        'proxy_set_header Connection "";',
-        "proxy_set_header Host $host;",
-        "# Only the verified client address is passed on (see cloudflare-realip.conf): a client-sent",
-        "# X-Forwarded-For or CF-Connecting-IP never reaches the app, so no app can be fooled by one.",
-        "proxy_set_header X-Real-IP $remote_addr;",
-        "proxy_set_header X-Forwarded-For $remote_addr;",
-        "proxy_set_header CF-Connecting-IP $remote_addr;",
-        "proxy_set_header X-Forwarded-Proto $scheme;",
-        "proxy_set_header X-Forwarded-Host $host;",
-        "proxy_set_header X-Request-ID $request_id;",
-        f"proxy_connect_timeout {connect}s;",
-        f"proxy_send_timeout {timeout}s;",
-        f"proxy_read_timeout {timeout}s;",
-        "# A refused or timed-out connect goes to the next server of the upstream: right after a switch",
-        "# that is the previous release (a `backup` server), so a new container that dies is bypassed.",
-        "# Never for a request already sent (non-idempotent ones are not retried), never on a 5xx.",
-        "proxy_next_upstream error timeout;",
-        "proxy_next_upstream_tries 2;",
-        "proxy_hide_header X-Powered-By;",
     ]
     return "\n".join(lines) + "\n"
 
@@ -259,20 +220,56 @@ def _default_servers(params: NginxParams) -> list[str]:
     ]
 
 
-def _verify_servers(hostname: str, upstream: str, params: NginxParams) -> list[str]:
-    """The same server as the public one, on the verify port, proxying to the candidate upstream."""
+def _sni_must_match(hostname: str) -> list[str]:
+    """421 when the TLS SNI is not this server's Host: the certificate and the client-certificate
+    check belong to the SNI's server, so a request must not ride one hostname's TLS into another's
+    app (RFC 9110 15.5.20: the client retries on a new connection). Case-insensitive, like DNS."""
+    pattern = "^" + re.escape(hostname) + "$"
+    return [
+        f'    if ($ssl_server_name !~* "{pattern}") {{',
+        "        return 421;",
+        "    }",
+    ]
+
+
+def _proxied_server(
+    hostname: str, port: int, upstream: str, params: NginxParams, aop: list[str]
+) -> list[str]:
+    """One hostname's HTTPS server on ``port``: TLS (``aop``: the client-certificate lines), the
+    SNI check, the per-client limits, the headers and the proxy to ``upstream``."""
     return [
         "server {",
-        *_listen(params, verify_port(params), " ssl"),
+        *_listen(params, port, " ssl"),
         "    http2 on;",
         f"    server_name {hostname};",
+        *aop,
+        *_sni_must_match(hostname),
+        *limit_lines(params.limits),
         f"    {_include(params, HEADERS_FILE)}",
         "    location / {",
-        f"        proxy_pass http://{upstream}{CANDIDATE_SUFFIX};",
+        f"        proxy_pass http://{upstream};",
         f"        {_include(params, PROXY_FILE)}",
         "    }",
         "}",
     ]
+
+
+def origin_pull_lines(params: NginxParams) -> list[str]:
+    """Authenticated Origin Pulls: only a client certificate issued by the stack's origin-pull CA
+    (the one Cloudflare presents for this stack's hostnames) gets through; none or another CA's
+    -> 400. Any other Cloudflare customer's traffic carries no such certificate."""
+    return [
+        f"    ssl_client_certificate {params.client_ca_path};",
+        "    ssl_verify_client on;",
+        "    ssl_verify_depth 1;",
+    ]
+
+
+def _verify_servers(hostname: str, upstream: str, params: NginxParams) -> list[str]:
+    """The same server as the public one, on the verify port, proxying to the candidate upstream.
+    No client certificate: the port is published on the host's loopback only (never reached by
+    Cloudflare) and the agent checking a release there holds none."""
+    return _proxied_server(hostname, verify_port(params), f"{upstream}{CANDIDATE_SUFFIX}", params, [])
 
 
 def _verify_default(params: NginxParams) -> list[str]:
@@ -287,7 +284,8 @@ def _verify_default(params: NginxParams) -> list[str]:
     ]
 
 
-def _hostname_servers(hostname: str, upstream: str, params: NginxParams) -> list[str]:
+def _hostname_servers(hostname: str, upstream: str, params: NginxParams, origin_pull: bool) -> list[str]:
+    aop = origin_pull_lines(params) if origin_pull else []
     return [
         "server {",
         *_listen(params, params.http_port),
@@ -296,16 +294,7 @@ def _hostname_servers(hostname: str, upstream: str, params: NginxParams) -> list
         f"    return 301 {_https_url(hostname, params)}$request_uri;",
         "}",
         "",
-        "server {",
-        *_listen(params, params.https_port, " ssl"),
-        "    http2 on;",
-        f"    server_name {hostname};",
-        f"    {_include(params, HEADERS_FILE)}",
-        "    location / {",
-        f"        proxy_pass http://{upstream};",
-        f"        {_include(params, PROXY_FILE)}",
-        "    }",
-        "}",
+        *_proxied_server(hostname, params.https_port, upstream, params, aop),
     ]
 
 
@@ -342,14 +331,13 @@ def maintenance_server(address: str = MAINTENANCE_LISTEN) -> list[str]:
     ]
 
 
-def render_sites(settings: Settings, params: NginxParams) -> str:
+def render_sites(settings: Settings, params: NginxParams, origin_pull: bool = False) -> str:
     maintenance = maintenance_server(maintenance_address(params))
     blocks = [_health_server(params), maintenance, _default_servers(params)]
     for service in catalog.app_services(settings):
         for hostname in service.hostnames:
-            blocks.append(
-                [f"# {hostname} -> {service.name}", *_hostname_servers(hostname, service.upstream, params)]
-            )
+            servers = _hostname_servers(hostname, service.upstream, params, origin_pull)
+            blocks.append([f"# {hostname} -> {service.name}", *servers])
     blocks.append(_verify_default(params))
     for service in catalog.app_services(settings):
         for hostname in service.hostnames:
@@ -364,14 +352,18 @@ def render_placeholder_upstreams(settings: Settings, suffix: str = "") -> str:
     return render_upstreams(addresses, UNSWITCHED_RELEASE, app_release="", suffix=suffix)
 
 
-def render_nginx_files(settings: Settings, params: NginxParams, ranges: Sequence[str]) -> dict[str, str]:
-    """File name (inside the nginx dir) -> text."""
+def render_nginx_files(
+    settings: Settings, params: NginxParams, ranges: Sequence[str], origin_pull: bool = False
+) -> dict[str, str]:
+    """File name (inside the nginx dir) -> text. ``origin_pull``: the public HTTPS servers require
+    Cloudflare's client certificate (``params.client_ca_path`` holds the CA)."""
     return {
         MAIN_FILE: render_main(settings, params),
+        CSP_FILE: render_csp(settings),
         UPSTREAMS_FILE: render_placeholder_upstreams(settings),
         CANDIDATE_UPSTREAMS_FILE: render_placeholder_upstreams(settings, CANDIDATE_SUFFIX),
         REALIP_FILE: render_realip(ranges),
         HEADERS_FILE: render_security_headers(settings),
         PROXY_FILE: render_proxy(settings),
-        SITES_FILE: render_sites(settings, params),
+        SITES_FILE: render_sites(settings, params, origin_pull),
     }

@@ -51,6 +51,9 @@ def rendered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
         # as root, workers would drop to `nobody`, who cannot enter pytest's 0700 tmp dir
         user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
         temp_dir=str(host.run / "temp"),
+        # the load generator is one client IP: the droplet's per-IP limits (tests/render) would
+        # refuse it as they would refuse one visitor sending this much
+        limits=render.model.ClientLimits(conn_per_ip=1000, rate_per_ip=10_000, burst_per_ip=10_000),
     )
     host.verify_url = f"https://127.0.0.1:{params.https_port}"
     try:

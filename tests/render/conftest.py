@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from bankflow_infra.contract.upstreams import render_upstreams
 from bankflow_infra.render import CloudflareRanges, render_bundle
+from bankflow_infra.render.model import ClientLimits
 from bankflow_infra.settings import APP_SERVICES, Settings
 from tests.render.helpers import (
     Backend,
@@ -25,6 +27,7 @@ from tests.render.helpers import (
     start_backend,
     start_nginx,
 )
+from tests.render.perimeter import Pem, make_ca, make_client_cert
 from tests.support.tools import require_tool
 
 
@@ -32,6 +35,28 @@ from tests.support.tools import require_tool
 def origin_cert(tmp_path_factory: pytest.TempPathFactory) -> OriginCert:
     openssl = require_tool("openssl")
     return make_cert(openssl, tmp_path_factory.mktemp("cert"), all_hostnames())
+
+
+@dataclasses.dataclass(frozen=True)
+class PullPki:
+    """The stack's origin-pull CA and the client certificate Cloudflare presents (``ours``), and a
+    client certificate from another CA (``foreign``: another Cloudflare customer's, say)."""
+
+    ca: Pem
+    ours: Pem
+    foreign: Pem
+
+
+@pytest.fixture(scope="session")
+def pull_pki(tmp_path_factory: pytest.TempPathFactory) -> PullPki:
+    openssl = require_tool("openssl")
+    directory = tmp_path_factory.mktemp("pull-pki")
+    ca, other_ca = make_ca(openssl, directory, "stack"), make_ca(openssl, directory, "other")
+    return PullPki(
+        ca,
+        make_client_cert(openssl, ca, directory, "cloudflare-for-stack"),
+        make_client_cert(openssl, other_ca, directory, "cloudflare-for-other"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +69,19 @@ def local_nginx_version(nginx_bin: str) -> tuple[int, int, int]:
     return nginx_version(nginx_bin)
 
 
-StartNginx = Callable[[Settings, CloudflareRanges], RunningNginx]
+class StartNginx(Protocol):
+    """Start one nginx: ``limits`` replaces the droplet's client limits (smaller, so a cut-off shows
+    within seconds); ``origin_pull_ca`` turns Authenticated Origin Pulls on with that CA."""
+
+    def __call__(
+        self,
+        settings: Settings,
+        cloudflare: CloudflareRanges,
+        *,
+        limits: ClientLimits | None = None,
+        origin_pull_ca: str | None = None,
+    ) -> RunningNginx: ...
+
 
 # The trusted ranges of the live tests include loopback, so requests from the test count as
 # coming from Cloudflare; UNTRUSTED does not.
@@ -60,10 +97,20 @@ def _launcher(
     cert: OriginCert,
     started: list[RunningNginx | Backend],
 ) -> StartNginx:
-    def start(settings: Settings, cloudflare: CloudflareRanges) -> RunningNginx:
+    def start(
+        settings: Settings,
+        cloudflare: CloudflareRanges,
+        *,
+        limits: ClientLimits | None = None,
+        origin_pull_ca: str | None = None,
+    ) -> RunningNginx:
         root = factory.mktemp("nginx")
         params = local_params(root)
-        bundle = render_bundle(settings, make_secrets(cert), cloudflare, cert.cert_pem, params)
+        if limits is not None:
+            params = dataclasses.replace(params, limits=limits)
+        bundle = render_bundle(
+            settings, make_secrets(cert), cloudflare, cert.cert_pem, params, origin_pull_ca_pem=origin_pull_ca
+        )
         conf = install_for_local_nginx(bundle, params, version)
         backends = {name: start_backend(name) for name in APP_SERVICES}
         started.extend(backends.values())
@@ -91,6 +138,21 @@ def start_live_nginx(
 ) -> Iterator[StartNginx]:
     """Start real nginx instances serving a rendered bundle on loopback, one echo backend per app
     service behind the upstream include; all stopped when the test ends, whatever happened."""
+    started: list[RunningNginx | Backend] = []
+    try:
+        yield _launcher(tmp_path_factory, nginx_bin, local_nginx_version, origin_cert, started)
+    finally:
+        _stop_all(started)
+
+
+@pytest.fixture(scope="module")
+def start_module_nginx(
+    tmp_path_factory: pytest.TempPathFactory,
+    nginx_bin: str,
+    local_nginx_version: tuple[int, int, int],
+    origin_cert: OriginCert,
+) -> Iterator[StartNginx]:
+    """Like start_live_nginx, for instances a whole module's read-only tests share."""
     started: list[RunningNginx | Backend] = []
     try:
         yield _launcher(tmp_path_factory, nginx_bin, local_nginx_version, origin_cert, started)

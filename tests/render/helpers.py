@@ -140,14 +140,20 @@ def local_params(root: Path) -> NginxParams:
         import pwd
 
         user = pwd.getpwuid(os.geteuid()).pw_name
+    health_port = free_port()
+    verify_port = free_port()
+    if verify_port == health_port + 1:  # the maintenance listener's, which free_port knows nothing of
+        verify_port = free_port()
     return NginxParams(
         http_port=free_port(),
         https_port=free_port(),
-        health_port=free_port(),
+        health_port=health_port,
+        verify_port=verify_port,
         listen_addresses=("127.0.0.1",),
         config_dir=str(root / "nginx"),
         cert_path=str(root / "tls" / "origin.pem"),
         key_path=str(root / "secrets" / "origin.key"),
+        client_ca_path=str(root / "tls" / "origin-pull-ca.pem"),
         access_log=str(root / "logs" / "access.log"),
         error_log=str(root / "logs" / "error.log"),
         pid_path=str(root / "nginx.pid"),
@@ -165,10 +171,12 @@ def install_for_local_nginx(bundle: Bundle, params: NginxParams, version: tuple[
             (config_dir / item.path.removeprefix("nginx/")).write_text(
                 adapt_for_local_nginx(item.text, version)
             )
-    for target, text in (
+    files = [
         (params.cert_path, bundle.file("tls/origin.pem").text),
         (params.key_path, bundle.file("secrets/origin.key").text),
-    ):
+    ]
+    files += [(params.client_ca_path, f.text) for f in bundle.files if f.path == "tls/origin-pull-ca.pem"]
+    for target, text in files:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(text)
     os.chmod(params.key_path, 0o600)

@@ -28,6 +28,7 @@ LAYOUT = {
     "nginx/upstreams.conf",
     "nginx/upstreams-candidate.conf",
     "nginx/cloudflare-realip.conf",
+    "nginx/csp.conf",  # Content-Security-Policy per hostname (issue 12)
     "nginx/security-headers.conf",
     "nginx/proxy.conf",
     "host/daemon.json",

@@ -11,7 +11,8 @@ import pytest
 from bankflow_infra import catalog
 from bankflow_infra.contract.upstreams import CANDIDATE_PORT, CANDIDATE_UPSTREAMS_FILE, DEFAULT_DRAIN_SECONDS
 from bankflow_infra.render import Bundle, NginxParams, render_bundle
-from bankflow_infra.render.nginx import TLS_CIPHERS
+from bankflow_infra.render.nginx import TLS_CIPHERS, origin_pull_lines
+from tests.render.conftest import PullPki
 from tests.render.helpers import (
     CLOUDFLARE,
     STACKS,
@@ -140,18 +141,29 @@ def test_nginx_defaults_are_the_droplets() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_verify_listener_mirrors_each_public_server_with_candidate_upstreams(
-    stack: str, origin_cert: OriginCert
+    stack: str, origin_cert: OriginCert, pull_pki: PullPki
 ) -> None:
-    bundle = _shipped(stack, origin_cert)
+    bundle = render_bundle(
+        load_settings(stack),
+        make_secrets(origin_cert),
+        CLOUDFLARE,
+        origin_cert.cert_pem,
+        origin_pull_ca_pem=pull_pki.ca.cert_pem,
+    )
     sites, main = bundle.file("nginx/sites.conf").text, bundle.file("nginx/nginx.conf").text
     servers = re.findall(r"^server \{\n(.*?)^\}", sites, flags=re.MULTILINE | re.DOTALL)
     public = {_name(s): s for s in servers if f"listen {catalog.HTTPS_PORT} ssl;" in s}
     verify = {_name(s): s for s in servers if f"listen {CANDIDATE_PORT} ssl;" in s}
     assert set(verify) == set(public) == set(load_settings(stack).all_hostnames)
+    client_check = "".join(f"{line}\n" for line in origin_pull_lines(NginxParams()))
     for hostname, text in verify.items():
-        # the same server (headers, proxy settings), only the upstream is the candidate one
-        expected = public[hostname].replace(
-            f"listen {catalog.HTTPS_PORT} ssl;", f"listen {CANDIDATE_PORT} ssl;"
+        # the same server (SNI check, limits, headers, proxy settings) without the client
+        # certificate (loopback only: the agent holds none); the upstream is the candidate one
+        assert client_check in public[hostname]
+        expected = (
+            public[hostname]
+            .replace(client_check, "")
+            .replace(f"listen {catalog.HTTPS_PORT} ssl;", f"listen {CANDIDATE_PORT} ssl;")
         )
         upstream = re.search(r"proxy_pass http://(\w+);", expected)
         assert upstream is not None

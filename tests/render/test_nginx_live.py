@@ -10,13 +10,10 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-from collections.abc import Iterator
 
 import pytest
 
 from bankflow_infra.contract.upstreams import CANDIDATE_SUFFIX, CANDIDATE_UPSTREAMS_FILE, render_upstreams
-from bankflow_infra.render import nginx as render_nginx
-from bankflow_infra.render.model import NginxParams
 from tests.render.conftest import UNTRUSTED, StartNginx, with_body_limit
 from tests.render.helpers import (
     Response,
@@ -27,23 +24,8 @@ from tests.render.helpers import (
     start_backend,
     wait_for,
 )
-from tests.support.ports import free_port
 
 STAGING = load_settings("staging")
-_VERIFY_PORTS: dict[str, int] = {}
-
-
-def verify_port_of(params: NginxParams) -> int:
-    """The verify listener's port of one test nginx (the droplet's is fixed; tests need free ones)."""
-    return _VERIFY_PORTS.setdefault(params.config_dir, free_port())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _free_verify_ports() -> Iterator[None]:
-    # Several nginx run at once here (and other suites on this machine): each gets its own port.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(render_nginx, "verify_port", verify_port_of)
-        yield
 SECURITY_HEADERS = (
     "strict-transport-security",
     "x-content-type-options",
@@ -225,7 +207,7 @@ def _service_at(port: int, running: RunningNginx, hostname: str) -> str:
 def test_verify_listener_reaches_only_the_candidate_upstreams(start_live_nginx: StartNginx) -> None:
     running = start_live_nginx(with_body_limit(STAGING, "1m"), UNTRUSTED)
     hostname = STAGING.hostnames["api"][0]
-    verify = verify_port_of(running.params)
+    verify = running.params.verify_port
     candidate = start_backend("api-candidate")
     try:
         addresses = {f"bankflow_{name}": backend.address for name, backend in running.backends.items()}
