@@ -14,6 +14,7 @@ from bankflow_infra import program
 from bankflow_infra.contract.outputs import SECRET_OUTPUTS
 from bankflow_infra.ops.mocks import without_secrets
 from bankflow_infra.ops.plan import PlanResult
+from bankflow_infra.render.bundle import ORIGIN_PULL_CA_FILE
 from tests.program.stacks import (
     PRODUCTION_HOSTS,
     STAGING_HOSTS,
@@ -124,8 +125,12 @@ def test_the_bundle_gets_the_ca_nginx_must_trust(monkeypatch) -> None:
 
     monkeypatch.setattr(program, "render_bundle", recording)
     result = run_stack("staging")
-    assert seen == [only(result, CA).state["certPem"]]
-    assert "-----BEGIN CERTIFICATE-----" in seen[0]
+    ca_pem = only(result, CA).state["certPem"]
+    assert seen == [ca_pem]
+    # The bundle ships it as the file nginx verifies client certificates against.
+    assert result.bundle is not None
+    files = {f.path: f.text for f in result.bundle.files}
+    assert files[ORIGIN_PULL_CA_FILE] == ca_pem.strip() + "\n"
 
 
 def test_the_client_certificate_is_a_secret_output_for_an_edge_on_another_stack() -> None:
