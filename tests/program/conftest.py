@@ -2,13 +2,16 @@
 origin-pull resources of issue 12: a PEM for pulumi-tls certificates (`certPem`) and, in the
 default referenced outputs, another stack's `origin_pull_client`. The same two additions are
 requested for ops/mocks.py itself (then `plan` shows them too); once there, this file does
-nothing and can go."""
+nothing and can go. Patched for tests/program only (package scope), never for other folders'
+plans."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pulumi
+import pytest
 
 from bankflow_infra.ops import mocks
 
@@ -38,5 +41,9 @@ def _new_resource(self: mocks.PlanMocks, args: pulumi.runtime.MockResourceArgs) 
     return resource_id, state
 
 
-mocks.PlanMocks.__init__ = _init  # type: ignore[method-assign]
-mocks.PlanMocks.new_resource = _new_resource  # type: ignore[method-assign]
+@pytest.fixture(scope="package", autouse=True)
+def _origin_pull_mock_answers() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mocks.PlanMocks, "__init__", _init)
+        patch.setattr(mocks.PlanMocks, "new_resource", _new_resource)
+        yield
