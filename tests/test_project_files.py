@@ -93,6 +93,22 @@ def test_requirement_files_are_the_locks_runtime_and_dev_parts_with_its_hashes()
     assert {name: dev[name] for name in runtime} == runtime  # one resolution: same pins in both
 
 
+def test_policy_pack_requirements_are_hash_locked_at_the_projects_versions():
+    # The policy pack's virtualenv is installed next to the stack's credentials (preview, deploy):
+    # pip --require-hashes needs every pin hashed, and the pack must run the program's own pulumi.
+    dev = _locked_file("requirements-dev.txt")
+    policy = _locked_file("policy/requirements.txt")
+    direct = _pins(
+        [line for line in (REPO / "policy/requirements.in").read_text().splitlines() if "==" in line]
+    )
+    assert set(direct) <= set(policy)
+    for name, (version, hashes) in policy.items():
+        assert dev[name][0] == version, f"policy/requirements.txt {name}=={version}, the lock {dev[name][0]}"
+        # the same release's files: every one the lock trusts (uv pip compile may list a few more
+        # wheels of that release than uv.lock, which records the files it saw when it locked)
+        assert dev[name][1] <= hashes, f"policy/requirements.txt {name}: not the lock's files"
+
+
 def test_runtime_pins_of_pyproject_are_the_ones_installed():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = _locked_file("requirements.txt")

@@ -26,6 +26,7 @@ import pulumi_random as random
 
 from bankflow_infra.components.credentials import KEPT_PASSWORD_ARGUMENTS
 from bankflow_infra.render.backup import spaces_endpoint
+from bankflow_infra.render.host_files import ACCESS_LOG_RETENTION_DAYS, ACCESS_LOGS_PREFIX
 from bankflow_infra.settings import Settings
 
 DATA_VOLUME_LABEL = "bankflow-data"
@@ -65,8 +66,21 @@ def _key_grants(grants: tuple[Grant, ...]) -> list[do.SpacesKeyGrantArgs]:
 def lifecycle_rules(retention_days: int) -> list[do.SpacesBucketLifecycleRuleArgs]:
     """Dumps expire after the retention; every overwritten or deleted version of anything is kept
     that long as a noncurrent version (versioning), then removed. Spaces lifecycle: time-based
-    expiration and incomplete multipart uploads only (Spaces S3 Compatibility)."""
+    expiration and incomplete multipart uploads only (Spaces S3 Compatibility).
+
+    nginx's access logs (``access-logs/<droplet>/``, issue 12) expire after
+    ACCESS_LOG_RETENTION_DAYS (render/host_files.py says why 13 months); on this versioned bucket
+    the expired object stays a noncurrent version ``retention_days`` more, so a log is gone at
+    the latest ACCESS_LOG_RETENTION_DAYS + retention_days after its upload, in both buckets (the
+    replica has the same rules)."""
     return [
+        do.SpacesBucketLifecycleRuleArgs(
+            enabled=True,
+            id="expire-access-logs",
+            prefix=f"{ACCESS_LOGS_PREFIX}/",
+            expiration=do.SpacesBucketLifecycleRuleExpirationArgs(days=ACCESS_LOG_RETENTION_DAYS),
+            abort_incomplete_multipart_upload_days=1,
+        ),
         do.SpacesBucketLifecycleRuleArgs(
             enabled=True,
             id="expire-dumps",

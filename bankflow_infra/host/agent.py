@@ -18,6 +18,10 @@
                                                        change (every minute, from a timer)
     bankflow-agent database-roles                      apply the serving release's database roles and
                                                        passwords again (every switch does it)
+    bankflow-agent patch [--after-reboot]              maintenance window: upgrade packages (Docker
+                                                       too), health gate, reboot if required
+    bankflow-agent access-logs-ship                    upload rotated nginx access logs to the
+                                                       backups bucket (every 15 minutes, from a timer)
 
 Exit codes: 0 done (or nothing to do), 1 a step failed and the previous release still serves
 (also: a file could not be written -- ENOSPC/EIO, the message names it -- with nothing replaced),
@@ -58,7 +62,7 @@ from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
-from . import database_roles, history
+from . import access_logs_ship, database_roles, history, patching
 from . import state as st
 from .backups import commands as backups
 from .backups import uploads_commands as uploads
@@ -96,6 +100,8 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     **backup_watch.COMMANDS,
     **history.COMMANDS,
     **database_roles.COMMANDS,
+    **patching.COMMANDS,
+    **access_logs_ship.COMMANDS,
 }
 SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
 
@@ -153,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     backup_watch.register(sub)
     history.register(sub)
     database_roles.register(sub)
+    patching.register(sub)
+    access_logs_ship.register(sub)
     return parser
 
 
@@ -203,8 +211,9 @@ def _run(ctx: Context, args: argparse.Namespace, stdin: BinaryIO | None) -> int:
         parse_nginx_endpoint(options.candidate_url)
         paths.ensure()
         if not locked:
-            # backup-watch runs every minute and only reads: no `docker compose ls`/`nginx -t` each time.
-            if args.command not in backup_watch.COMMANDS:
+            # backup-watch (every minute) and access-logs-ship (every 15 minutes) only read the
+            # release: no `docker compose ls`/`nginx -t` each time.
+            if args.command not in backup_watch.COMMANDS and args.command not in access_logs_ship.COMMANDS:
                 _reconcile_if_idle(ctx, args.command)
             if args.command not in backups.AUDITED | uploads.AUDITED:
                 return handler(ctx, args, stdin)

@@ -19,7 +19,8 @@ from .release_dir import RELEASE_ENV, projects
 from .runtime import Project, RuntimeFailure
 from .traffic import has_verify_listener, upstream_addresses
 
-NGINX_SERVICE: Final = "nginx"  # the base service that proxies; it is reloaded, not recreated
+NGINX_SERVICE: Final = "nginx"  # the base service that proxies: reloaded for a new config, replaced
+# beside the serving container for a new image or definition (Runtime.replace_nginx)
 
 
 def changed_base(manifest: Manifest, running: Mapping[str, str], first: bool) -> list[str]:
@@ -29,6 +30,31 @@ def changed_base(manifest: Manifest, running: Mapping[str, str], first: bool) ->
         for s in manifest.base_services
         if s != NGINX_SERVICE and (first or running.get(s) != manifest.service_digests[s])
     ]
+
+
+def stale_base(
+    manifest: Manifest, running: Mapping[str, str], recorded: Mapping[str, str], fresh: Mapping[str, str]
+) -> list[str]:
+    """Base services (nginx included) whose container was created from something else than what
+    their definition names now: a new image under the same reference, or a changed definition.
+
+    ``fresh`` is ``Runtime.fingerprints`` after the pull, ``recorded`` what the last deploy applied
+    (``state.read_base_images``). A service the runtime cannot tell is left alone. Without a
+    record (an agent before this one, or a lost file) only nginx counts, and only when its digest
+    changed: that is exactly the change the earlier agent recorded without recreating nginx;
+    postgres and redis are then judged by their digest (:func:`changed_base`) as before.
+    """
+    stale = []
+    for service in manifest.base_services:
+        now, before = fresh.get(service), recorded.get(service)
+        if now is None:
+            continue
+        if before is not None:
+            if before != now:
+                stale.append(service)
+        elif service == NGINX_SERVICE and running.get(service, now) != manifest.service_digests[service]:
+            stale.append(service)
+    return stale
 
 
 def nginx_files_kept(manifest: Manifest) -> frozenset[str]:
@@ -64,6 +90,7 @@ class SwitchPlan:
     app: Project
     base: Project
     running_base: Mapping[str, str]
+    base_images: Mapping[str, str]  # what the running base containers were created from (recorded)
     verify_listener: bool  # the release's nginx config has the loopback verify listener
     old_app: Project | None  # the serving containers this switch replaces (None: reuse/first)
     old_manifest: Manifest | None
@@ -109,8 +136,10 @@ def plan_switch(
     if current is not None and not reuse and current.app_release != app_release:
         old_app, old_manifest = app_project(ctx, current.app_release)
     running_base, warning = st.read_base_checked(paths)
-    if warning:
-        ctx.say(f"warning: {warning}")
+    base_images, images_warning = st.read_base_images(paths)
+    for text in (warning, images_warning):
+        if text:
+            ctx.say(f"warning: {text}")
     return SwitchPlan(
         action,
         release,
@@ -122,6 +151,7 @@ def plan_switch(
         app,
         base,
         running_base,
+        base_images,
         has_verify_listener(paths.release_dir(release), manifest),
         old_app,
         old_manifest,

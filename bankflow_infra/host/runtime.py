@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from ..contract.release import BASE_PROJECT, release_alias
+from .runtime_base import BaseServiceTools
 from .runtime_tools import ComposeTools
 
 NGINX_CONTAINER: Final = f"{BASE_PROJECT}-nginx-1"  # compose names it <project>-<service>-<index>
@@ -176,6 +177,14 @@ class Runtime(Protocol):
     def run_tool(self, project: Project, service: str, argv: Sequence[str], mounts: Mapping[str, str], *,
                  user: str, timeout: float | None = None) -> str: ...  # fmt: skip
     def stop_services(self, project: Project, services: Sequence[str]) -> None: ...
+    def fingerprints(self, project: Project, services: Sequence[str]) -> Mapping[str, str]:
+        """service -> what a container of it would be created from now (definition and the image
+        its reference resolves to); services the runtime cannot tell are left out."""
+        ...
+    def recreate(self, project: Project, services: Sequence[str]) -> None: ...
+    def replace_nginx(self, project: Project, timeout: float, drain: float) -> str:
+        """A new nginx container beside the serving one, then the old one drained and removed."""
+        ...
 
 
 def error_tail(text: str, limit: int = _TAIL_CHARS) -> str:
@@ -222,7 +231,7 @@ def parse_ps(output: str) -> dict[str, bool]:
     return result
 
 
-class DockerRuntime(ComposeTools):
+class DockerRuntime(BaseServiceTools, ComposeTools):
     """Docker Engine + Compose v2 (>= 2.17 for ``--wait-timeout``) on the droplet."""
 
     def __init__(
@@ -280,18 +289,8 @@ class DockerRuntime(ComposeTools):
     def stop_argv(self, project: Project) -> list[str]:
         return self.compose_argv(project, "down")
 
-    def nginx_test_argv(self) -> list[str]:
-        return [self._docker, "exec", self._nginx, "nginx", "-t"]
-
-    def nginx_reload_argv(self) -> list[str]:
-        return [self._docker, "exec", self._nginx, "nginx", "-s", "reload"]
-
     def projects_argv(self) -> list[str]:
         return [self._docker, "compose", "ls", "--all", "--format", "json"]
-
-    def nginx_top_argv(self) -> list[str]:
-        # docker top runs ps on the host for the container's processes; it needs the pid column
-        return [self._docker, "top", self._nginx, "-o", "pid,args"]
 
     def remove_images_argv(self, images: Sequence[str]) -> list[str]:
         return [self._docker, "image", "rm", *images]
@@ -306,6 +305,9 @@ class DockerRuntime(ComposeTools):
         return self.compose_argv(project, "exec", "-T", service, *argv)
 
     # ---------------------------------------------------------------- actions
+    def _failure(self, message: str) -> RuntimeFailure:
+        return RuntimeFailure(message)
+
     def _check(
         self, what: str, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
     ) -> str:
@@ -350,12 +352,6 @@ class DockerRuntime(ComposeTools):
 
     def stop(self, project: Project) -> None:
         self._check(f"stop of {project.name}", self.stop_argv(project))
-
-    def nginx_test(self) -> None:
-        self._check("nginx -t", self.nginx_test_argv())
-
-    def nginx_reload(self) -> None:
-        self._check("nginx -s reload", self.nginx_reload_argv())
 
     def projects(self) -> Sequence[str]:
         try:

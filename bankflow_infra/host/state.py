@@ -304,6 +304,28 @@ def write_base(paths: HostPaths, digests: Mapping[str, str]) -> None:
     write_generations(paths.base_file, dict(digests))
 
 
+BASE_IMAGES_NAME = "base-images.json"  # in the state dir, beside base.json
+
+
+def base_images_file(paths: HostPaths) -> Path:
+    return paths.state / BASE_IMAGES_NAME
+
+
+def read_base_images(paths: HostPaths) -> tuple[dict[str, str], str | None]:
+    """service -> what its running container was created from (``Runtime.fingerprints``), as
+    recorded by the last switch that applied it. Lost or garbled: ``{}`` (every service unknown,
+    which the plan treats conservatively), never an error: nothing here is needed to serve."""
+    try:
+        data, warning = read_generations(base_images_file(paths), _check_base, {})
+    except StateCorrupt as exc:
+        return {}, str(exc)
+    return {str(k): str(v) for k, v in data.items()}, warning
+
+
+def write_base_images(paths: HostPaths, fingerprints: Mapping[str, str]) -> None:
+    write_generations(base_images_file(paths), dict(fingerprints))
+
+
 def releases_by_recency(history: list[dict[str, str]]) -> list[str]:
     """Distinct releases, most recently activated first."""
     seen: list[str] = []

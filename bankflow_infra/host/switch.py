@@ -4,7 +4,11 @@ Stdlib only. Used by ``deploy``, ``rollback`` (and so ``receive --deploy``) and,
 :func:`restart_apps`, by ``restore`` when it starts the apps it stopped. In order:
 
 1. **journal** -- ``state/intent.json`` says what this attempt is about to do (``journal.py``);
-2. **prepare** -- live secrets/certificate, compose validation, login, pull, changed base services;
+2. **prepare** -- live secrets/certificate, compose validation, login, pull (app AND base images,
+   every deploy), base services: postgres/redis recreated when their definition or image changed
+   (``plan.stale_base``: what their containers were created from is recorded in
+   ``state/base-images.json``), nginx REPLACED beside the serving container when its image or
+   definition changed (``Runtime.replace_nginx``; a new config alone is a reload, step 4);
 3. **start** -- the new app containers start BESIDE the serving ones, behind their health gate;
 4. **stage** -- the release's nginx config (when it differs from the LIVE files) and the
    candidate upstreams pointing at the new containers; ``nginx -t``, graceful reload. The public
@@ -38,7 +42,15 @@ from .context import Context, StepFailed, describe
 from .database_roles import ACTION, apply_roles, load_roles
 from .files import Snapshot, put_back, same_files, take_snapshot
 from .manifest import Manifest
-from .plan import NGINX_SERVICE, SwitchPlan, backup_addresses, changed_base, nginx_files_kept, plan_switch
+from .plan import (
+    NGINX_SERVICE,
+    SwitchPlan,
+    backup_addresses,
+    changed_base,
+    nginx_files_kept,
+    plan_switch,
+    stale_base,
+)
 from .prune import prune
 from .release_dir import IN_PLACE_SECRETS, install_live_files
 from .runtime import Project, RuntimeFailure
@@ -112,7 +124,7 @@ def switch_release(
     journal.write_intent(ctx.paths, intent)  # before anything changes: a crash is then closed
     progress, undo = _Progress(ctx, plan, intent), _Undo()
     try:
-        _prepare(ctx, plan, progress, undo)
+        images = _prepare(ctx, plan, progress, undo)
         if roles is not None:  # postgres runs now (apply-base); before migrate and any app start
             progress.run(ACTION, f"roles and passwords of database {roles.database} ({roles.app_role})")
             undo.roles = True
@@ -126,15 +138,16 @@ def switch_release(
             traffic.verify_through(ctx, manifest, ctx.options.candidate_url, "verify listener")
         _go_public(ctx, plan, progress, undo)
         progress.run("record", "state files name the new release")
-        serving = record(ctx, plan)
+        serving = record(ctx, plan, images)
     except Exception as exc:  # ANY failure: put the previous release back, then report it once
         failure = exc if isinstance(exc, StepFailed) else StepFailed(progress.step, describe(exc))
         return _fail(ctx, plan, failure, undo)
     return finish(ctx, plan, serving, progress.run, prune)
 
 
-def _prepare(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> None:
-    """Live files, compose validation, registry login, image pull, changed base services."""
+def _prepare(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> dict[str, str]:
+    """Live files, compose validation, registry login, image pull, changed base services; what the
+    base containers are created from after it (``Runtime.fingerprints``; empty for a rollback)."""
     runtime, manifest, deploy = ctx.runtime, plan.manifest, plan.action == "deploy"
     progress.run("install", "live secrets and certificate from the release")
     undo_dir = ctx.paths.state / "undo"
@@ -151,24 +164,44 @@ def _prepare(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -
     if deploy and manifest.registry_username and password.is_file():
         progress.run("login", f"{manifest.registry} as {manifest.registry_username}")
         runtime.login(manifest.registry, manifest.registry_username, password.read_bytes().strip())
-    if deploy and not plan.reuse:
-        progress.run("pull", ", ".join(manifest.app_names()))
-        runtime.pull(plan.app)
+    images: dict[str, str] = {}
+    if deploy:
+        # the base images too, on every deploy: a tag that moved to a new image (or a new digest)
+        # is only seen after a pull
+        apps = () if plan.reuse else manifest.app_names()
+        progress.run("pull", ", ".join((*apps, *manifest.base_services)))
+        if not plan.reuse:
+            runtime.pull(plan.app)
+        runtime.pull(plan.base)
+        images = dict(runtime.fingerprints(plan.base, manifest.base_services))
     changes = changed_base(manifest, plan.running_base, plan.first)
-    if changes and deploy:
-        progress.run("apply-base", ", ".join(changes))
-        _apply_base(ctx, plan.base, changes, plan.first)
+    stale = []
+    if deploy and not plan.first:
+        stale = stale_base(manifest, plan.running_base, plan.base_images, images)
+    recreate = [s for s in manifest.base_services if s != NGINX_SERVICE and (s in changes or s in stale)]
+    if recreate and deploy:
+        progress.run("apply-base", ", ".join(recreate))
+        _apply_base(ctx, plan, recreate, changes)
+    if NGINX_SERVICE in stale:
+        progress.run("replace-nginx", "a new nginx container beside the serving one; the old one drains")
+        done = runtime.replace_nginx(plan.base, ctx.options.health_timeout, plan.drain_limit_old)
+        ctx.say(f"{plan.action} {plan.release}: replace-nginx: {done}")
     if plan.action == "rollback":
         for service in changes:
             # a rollback never downgrades postgres/redis: their data may already be migrated
             ctx.say(f"base service {service} differs in release {plan.release}: left as it is by rollback")
+    return {**plan.base_images, **images}
 
 
-def _apply_base(ctx: Context, base: Project, changes: list[str], first: bool) -> None:
+def _apply_base(ctx: Context, plan: SwitchPlan, changes: list[str], digests_changed: list[str]) -> None:
+    base = plan.base
     for service in changes:
-        ctx.say(f"base service {service} {'starting' if first else 'changed: recreating'}")
-    ctx.runtime.pull(base, changes)
-    ctx.runtime.start(base, changes)
+        why = "changed" if service in digests_changed else "has a new image"
+        ctx.say(f"base service {service} {'starting' if plan.first else why + ': recreating'}")
+    if plan.first:
+        ctx.runtime.start(base, changes)
+    else:  # forced: compose alone would keep a container whose definition text did not change
+        ctx.runtime.recreate(base, changes)
     health = ctx.runtime.wait_healthy(base, changes, ctx.options.health_timeout)
     bad = [s for s in changes if not health.get(s, False)]
     if bad:

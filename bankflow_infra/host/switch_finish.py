@@ -8,7 +8,7 @@ switch: a problem is a warning in the result line.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..contract.exit_codes import OK
 from . import journal, traffic
@@ -21,10 +21,13 @@ KNOWN_GOOD_DIR = "nginx-good"  # in the state dir: the live nginx files of the l
 Step = Callable[[str, str], None]
 
 
-def record(ctx: Context, plan: SwitchPlan) -> st.Current:
-    """The state names the new release: base digests, history, then current.json (the one file
-    reconciliation can always rebuild from the live include, so it goes last)."""
+def record(ctx: Context, plan: SwitchPlan, images: Mapping[str, str]) -> st.Current:
+    """The state names the new release: base digests (and what the base containers were created
+    from), history, then current.json (the one file reconciliation can always rebuild from the
+    live include, so it goes last)."""
     manifest = plan.manifest
+    if plan.action == "deploy" and dict(images) != dict(plan.base_images):
+        st.write_base_images(ctx.paths, images)
     base = dict(plan.running_base)
     base[NGINX_SERVICE] = manifest.service_digests[NGINX_SERVICE]
     if plan.action == "deploy":

@@ -10,7 +10,8 @@ Two projects:
   with the alias ``<service>-${BANKFLOW_RELEASE}``, which is what the agent writes into nginx's
   upstream include.
 
-Only nginx publishes ports (80, 443; the verify listener on the host's 127.0.0.1 only). Secrets
+Only the port holder publishes ports (80, 443; the verify listener on the host's 127.0.0.1
+only), for nginx, which joins its network namespace (``edge_ports.py``). Secrets
 are never inline: env files and mounts under ``layout.SECRETS_DIR`` (0600, written from SSH
 stdin). Images are pulled, never built.
 """
@@ -36,8 +37,7 @@ from bankflow_infra.contract.release import (
     release_alias,
     secret_path,
 )
-from bankflow_infra.contract.upstreams import CANDIDATE_PORT
-from bankflow_infra.render import nginx as nginx_conf
+from bankflow_infra.render import edge_ports
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
 
@@ -202,34 +202,13 @@ def _nginx(service: catalog.BaseService, params: NginxParams) -> dict[str, Any]:
         **_common(service.image, service.restart, service.limits),
         # The image's default command; its nginx.conf is the bundle's (the live dir over /etc/nginx).
         "command": ["nginx", "-g", "daemon off;"],
-        "ports": [
-            {
-                "target": params.http_port,
-                "published": str(catalog.HTTP_PORT),
-                "protocol": "tcp",
-                "mode": "host",
-            },
-            {
-                "target": params.https_port,
-                "published": str(catalog.HTTPS_PORT),
-                "protocol": "tcp",
-                "mode": "host",
-            },
-            # The verify listener (render/nginx.py): the host's loopback only, never the network.
-            {
-                "target": nginx_conf.verify_port(params),
-                "host_ip": "127.0.0.1",
-                "published": str(CANDIDATE_PORT),
-                "protocol": "tcp",
-                "mode": "host",
-            },
-        ],
+        # ports and networks belong to the port holder, whose namespace nginx joins (edge_ports.py)
+        **edge_ports.nginx_networking(),
         "volumes": [
             _bind(layout.NGINX_LIVE_DIR, params.config_dir, read_only=True, must_exist=True),
             _bind(layout.TLS_DIR, catalog.NGINX_TLS_DIR, read_only=True, must_exist=True),
             _bind(host_secret_path(ORIGIN_KEY_FILE), params.key_path, read_only=True, must_exist=True),
         ],
-        "networks": [_EDGE],
         "healthcheck": _healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", health]),
         "stop_grace_period": _STOP_GRACE["nginx"],
     }
@@ -248,6 +227,8 @@ def base_service_definitions(
             definitions[service.name] = _redis(service)
         elif service.name == "nginx":
             definitions[service.name] = _nginx(service, params)
+            holder = edge_ports.port_holder(params, _EDGE, service.restart, _logging())
+            definitions[edge_ports.PORT_HOLDER] = holder
         else:  # pragma: no cover - the catalog and this module change together
             raise ValueError(f"no compose definition for base service {service.name!r}")
     return definitions

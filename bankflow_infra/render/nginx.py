@@ -188,7 +188,7 @@ def _health_server(params: NginxParams) -> list[str]:
     return [
         "# nginx itself: the container's health check. Loopback only.",
         "server {",
-        f"    listen 127.0.0.1:{params.health_port};",
+        f"    listen 127.0.0.1:{params.health_port} reuseport;",
         "    access_log off;",
         f"    {_include(params, HEADERS_FILE)}",
         f"    location = {catalog.NGINX_HEALTH_PATH} {{",
@@ -202,17 +202,20 @@ def _health_server(params: NginxParams) -> list[str]:
     ]
 
 
+# `reuseport` (once per address:port, on its default server): a replacement nginx (new image)
+# binds the same sockets beside the serving one in the port holder's network namespace, then the
+# old one quits gracefully; without it the second bind fails (issue 12, item 6; host/runtime_base.py).
 def _default_servers(params: NginxParams) -> list[str]:
     return [
         "# Unknown Host on port 80: close the connection without an answer.",
         "server {",
-        *_listen(params, params.http_port, " default_server"),
+        *_listen(params, params.http_port, " default_server reuseport"),
         "    return 444;",
         "}",
         "",
         "# Unknown SNI: refuse the TLS handshake. Known SNI but unknown Host: 421 Misdirected Request.",
         "server {",
-        *_listen(params, params.https_port, " ssl default_server"),
+        *_listen(params, params.https_port, " ssl default_server reuseport"),
         "    ssl_reject_handshake on;",
         f"    {_include(params, HEADERS_FILE)}",
         "    return 421;",
@@ -277,7 +280,7 @@ def _verify_default(params: NginxParams) -> list[str]:
         "# The verify listener: the agent checks a new release here, through this same config,",
         "# before any public request reaches it. Unknown SNI is refused as on the public port.",
         "server {",
-        *_listen(params, verify_port(params), " ssl default_server"),
+        *_listen(params, verify_port(params), " ssl default_server reuseport"),
         "    ssl_reject_handshake on;",
         "    return 421;",
         "}",
@@ -319,7 +322,7 @@ def maintenance_server(address: str = MAINTENANCE_LISTEN) -> list[str]:
     return [
         "# Maintenance (a restore is running): loopback only; the agent points the upstreams here.",
         "server {",
-        f"    listen {address};",
+        f"    listen {address} reuseport;",
         "    access_log off;",
         "    location / {",
         "        default_type text/html;",

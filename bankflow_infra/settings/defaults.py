@@ -126,3 +126,7 @@ def defaults(environment: str) -> dict[str, Any]:
         # it is re-issued anyway whenever the hostname set changes (a new CSR).
         "originCert": {"validityDays": 5475},
     }
+
+# The weekly maintenance window (issue 12, item 6: files/systemd/bankflow-maintenance.timer, Sundays,
+# UTC): after the 03:15 backup and at 01:30 in Brazil, the quietest hour of the week.
+MAINTENANCE_WINDOW_UTC: Final = "04:30"

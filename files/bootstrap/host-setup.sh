@@ -20,6 +20,11 @@
 #   host/bankflow-backup.timer       -> /etc/systemd/system/           (enabled and started)
 #   host/bankflow-uploads-backup.{service,timer}  -> /etc/systemd/system/  (optional: rendered only
 #                                    when the stack has an uploads repository password; enabled)
+#   host/service-log-dirs            "<service> <uid> <dir>" lines: one log directory per service,
+#                                    owned by that uid (issue 12; optional: older bundles have none)
+#   host/logrotate-access-logs       -> /etc/bankflow/logrotate-access-logs  (optional, with the pair:)
+#   host/bankflow-access-logs.{service,timer}  -> /etc/systemd/system/  (nginx's access log rotated
+#                                    hourly and shipped to the backups bucket; enabled)
 #   agent/...                        -> $BANKFLOW_BIN_DIR/... (the host agent; optional)
 # Environment (no value here is secret):
 #   BANKFLOW_HOME, BANKFLOW_{BIN,RELEASES,NGINX,SECRETS,STATE,LOGS,UPLOADS,BACKUPS}_DIR
@@ -67,6 +72,10 @@ readonly UPLOADS_BACKUP_PACKAGES=(restic)
 readonly POSTGRES_UID=70
 readonly DATA_VOLUME_FS=ext4
 readonly DATA_VOLUME_OPTIONS=defaults,nofail,discard
+# issue 12: per-service log directories and the access-log shipping (render/host_files.py)
+readonly SERVICE_LOG_DIRS_FILE=service-log-dirs
+readonly ACCESS_LOGROTATE_FILE=logrotate-access-logs
+readonly ACCESS_LOGROTATE_DEST=/etc/bankflow/logrotate-access-logs
 
 # --------------------------------------------------------------------------- arguments
 print_config=0
@@ -504,9 +513,10 @@ EOF
   local periodic=$FILE_CHANGED
   sync_text "$(target /etc/apt/apt.conf.d/51bankflow-unattended-upgrades)" 0644 <<'EOF'
 // Installed by BankFlow host-setup.sh; read after Ubuntu's 50unattended-upgrades (lists append).
-// Docker's packages are upgraded deliberately by a deploy, never behind the services' back: an
-// engine upgrade restarts every container. (Entries are regular expressions matched against the
-// start of a package name, so docker-ce also covers docker-ce-rootless-extras.)
+// Docker's packages are upgraded deliberately in the weekly maintenance window
+// (bankflow-maintenance.timer: live-restore checked first, health gate after), never behind the
+// services' back. (Entries are regular expressions matched against the start of a package name,
+// so docker-ce also covers docker-ce-rootless-extras.)
 Unattended-Upgrade::Package-Blacklist {
     "docker-ce";
     "docker-ce-cli";
@@ -514,7 +524,8 @@ Unattended-Upgrade::Package-Blacklist {
     "docker-compose-plugin";
     "docker-buildx-plugin";
 };
-// A reboot is downtime on a single droplet: kernel updates wait for a planned reboot.
+// A reboot is downtime on a single droplet: kernel updates wait for the maintenance window,
+// which reboots when /var/run/reboot-required exists.
 Unattended-Upgrade::Automatic-Reboot "false";
 EOF
   if ((periodic || FILE_CHANGED)); then
@@ -738,6 +749,27 @@ step_backup_watch_units() {
   install_timer_pair bankflow-backup-watch "backup watch (every minute)"
 }
 
+step_maintenance_units() {
+  # Weekly: every package (Docker's too), health gate, reboot when required; then, at the next
+  # boot, the resume unit's health gate (bankflow_infra/host/patching.py). Optional: a bundle
+  # rendered before the window has no units.
+  install_timer_pair bankflow-maintenance "maintenance window (weekly)" optional
+  local resume=bankflow-maintenance-resume.service
+  if [[ $HOST_FILES == none || ! -f $HOST_FILES/$resume ]]; then
+    ok "$resume (not in this bundle)"
+    return
+  fi
+  sync_file "$HOST_FILES/$resume" "$(target "/etc/systemd/system/$resume")" 0644
+  if ((FILE_CHANGED)) || ! systemctl is-enabled --quiet "$resume" 2>/dev/null; then
+    systemctl daemon-reload
+    # enabled, not started: it runs at boot, and only while the window's reboot marker exists
+    systemctl enable "$resume" >/dev/null 2>&1
+    changed "maintenance resume unit $resume (enabled)"
+  else
+    ok "maintenance resume unit"
+  fi
+}
+
 step_uploads_on_volume() {
   # Uploads are data: on a stack with a data volume they live on it. The agent moves an existing
   # root-disk tree once (copy, verify every file by size and sha256, switch; resumable, the old
@@ -825,6 +857,109 @@ step_data_volume() {
   fi
 }
 
+# --------------------------------------------------------------------------- issue 12: logs
+# uid_known FILE ID: whether the passwd/group FILE has an entry with that numeric id.
+uid_known() { awk -F: -v id="$2" '$3 == id { found = 1 } END { exit !found }' "$1" 2>/dev/null; }
+name_id() { awk -F: -v name="$2" '$1 == name { print $3; exit }' "$1" 2>/dev/null; }
+
+# service_account ID NAME: the uid and gid ID resolve on this host (logrotate's `su ID ID` refuses
+# an id it cannot look up). An id a system account already has is used as it is; otherwise NAME
+# is created with that uid and gid, no home, no shell. Prints what it did.
+service_account() {
+  local id=$1 name=$2 passwd group
+  passwd=$(target /etc/passwd)
+  group=$(target /etc/group)
+  local prefix=() system=()
+  [[ -z $ROOTFS ]] || prefix=(--prefix "$ROOTFS")
+  ((id >= 1000)) || system=(--system)
+  if ! uid_known "$group" "$id"; then
+    [[ -z $(name_id "$group" "$name") ]] || die "group $name exists with gid $(name_id "$group" "$name"), wanted $id"
+    groupadd "${prefix[@]}" "${system[@]}" --gid "$id" "$name"
+    printf 'group %s (%s) ' "$name" "$id"
+  fi
+  if ! uid_known "$passwd" "$id"; then
+    [[ -z $(name_id "$passwd" "$name") ]] || die "user $name exists with uid $(name_id "$passwd" "$name"), wanted $id"
+    useradd "${prefix[@]}" "${system[@]}" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+      --uid "$id" --gid "$id" "$name"
+    printf 'user %s (%s) ' "$name" "$id"
+  fi
+}
+
+step_service_log_dirs() {
+  # Each service writes in its own directory only, owned by its uid; the parent stays root's
+  # (0755) and is mounted into no container. So nothing root does in the log tree (logrotate,
+  # which works in each directory as its owner, the access-log shipper) follows a path a
+  # container made. A symlink where a directory belongs (planted while containers could write the
+  # parent) is refused, never followed by chown.
+  local list=$HOST_FILES/$SERVICE_LOG_DIRS_FILE
+  if [[ $HOST_FILES == none || ! -f $list ]]; then
+    ok "per-service log directories (not in this bundle)"
+    return
+  fi
+  local logs as_root=0 did=()
+  [[ $(id -u) -eq 0 ]] && as_root=1
+  logs=$(target "$LOGS_DIR")
+  [[ -d $logs && ! -L $logs ]] || die "$LOGS_DIR is not a directory (a symlink?): fix it by hand"
+  if ((as_root)) && [[ $(stat -c '%u:%g' -- "$logs") != 0:0 ]]; then
+    chown -h 0:0 -- "$logs"
+    did+=("$LOGS_DIR owner root")
+  fi
+  if [[ $(stat -c '%a' -- "$logs") != 755 ]]; then
+    chmod 0755 -- "$logs"
+    did+=("$LOGS_DIR mode 0755")
+  fi
+  local service id dir path account
+  while read -r service id dir; do
+    [[ -z $service || $service == \#* ]] && continue
+    [[ $service =~ ^[a-z][a-z0-9-]{0,30}$ && $id =~ ^[0-9]{1,9}$ && $dir == "$LOGS_DIR/$service" ]] ||
+      die "$list: bad line '$service $id $dir' (want: <service> <uid> $LOGS_DIR/<service>)"
+    # (a test root filesystem without a user database has no accounts to add to)
+    if ((as_root)) && [[ -f $(target /etc/passwd) ]]; then
+      account=$(service_account "$id" "bankflow-$service")
+      [[ -z $account ]] || did+=("${account% }")
+    fi
+    path=$(target "$dir")
+    if [[ -L $path || (-e $path && ! -d $path) ]]; then
+      die "$dir is a symlink or not a directory (planted by a container?): move it away by hand, then run again"
+    fi
+    if [[ ! -d $path ]]; then
+      mkdir -m 0750 -- "$path"
+      did+=("$dir")
+    elif [[ $(stat -c '%a' -- "$path") != 750 ]]; then
+      chmod 0750 -- "$path"
+      did+=("$dir mode 0750")
+    fi
+    if ((as_root)) && [[ $(stat -c '%u:%g' -- "$path") != "$id:$id" ]]; then
+      chown -h "$id:$id" -- "$path" # the directory only: its files are the service's own
+      did+=("$dir owner $id")
+    fi
+  done <"$list"
+  if ((${#did[@]} == 0)); then
+    ok "per-service log directories under $LOGS_DIR"
+  else
+    changed "per-service log directories: $(joined "${did[@]}")"
+  fi
+}
+
+step_access_log_units() {
+  # nginx's access log: rotated hourly by its own logrotate config (outside /etc/logrotate.d, so
+  # the daily run never touches it) and shipped to the backups bucket every 15 minutes.
+  if [[ $HOST_FILES == none || ! -f $HOST_FILES/$ACCESS_LOGROTATE_FILE ]]; then
+    ok "access-log shipping (not in this bundle)"
+    return
+  fi
+  if installed logrotate; then
+    ok "logrotate installed"
+  else
+    apt_install logrotate
+    changed "logrotate (installed)"
+  fi
+  mkdir -p -- "$(target "$(dirname -- "$ACCESS_LOGROTATE_DEST")")"
+  sync_file "$HOST_FILES/$ACCESS_LOGROTATE_FILE" "$(target "$ACCESS_LOGROTATE_DEST")" 0644
+  if ((FILE_CHANGED)); then changed "logrotate $ACCESS_LOGROTATE_DEST"; else ok "logrotate $ACCESS_LOGROTATE_DEST"; fi
+  install_timer_pair bankflow-access-logs "access logs (every 15 minutes)"
+}
+
 step_verify_docker() {
   local engine compose
   engine=$(docker info --format '{{.ServerVersion}}') || die "docker engine not answering (docker info)"
@@ -842,12 +977,15 @@ step_backup_client
 step_uploads_backup_client
 step_data_volume
 step_directories
+step_service_log_dirs
 step_ufw
 step_metadata_block
 step_host_files
 step_uploads_units
 step_backup_watch_units
+step_access_log_units
 step_unattended_upgrades
+step_maintenance_units
 step_authorized_keys
 step_sshd
 step_swap

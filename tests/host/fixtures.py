@@ -29,6 +29,9 @@ from tests.support.ports import free_port
 from tests.support.tools import REPO
 
 APPS = (("site", 3000), ("saas", 3001), ("api", 8080))
+NGINX_IMAGE = "nginx:1.28-alpine"
+POSTGRES_IMAGE = "ghcr.io/bankflow/postgres:15"
+REDIS_IMAGE = "redis:7-alpine"
 DOMAIN = "bankflow.test"
 
 
@@ -44,10 +47,13 @@ def nginx_conf(live: Path, run: Path, port: int, version: str, verify_port: int 
     servers = []
     listeners = [(port, "public", "")] + ([(verify_port, "verify", "_candidate")] if verify_port else [])
     for listen, kind, suffix in listeners:
-        for service, _ in APPS:
+        for index, (service, _) in enumerate(APPS):
+            # reuseport (once per address): a second nginx master can bind beside this one, as a
+            # new nginx container does beside the old one in the port holder's namespace
+            options = " reuseport" if index == 0 else ""
             servers.append(f"""
     server {{
-        listen 127.0.0.1:{listen};
+        listen 127.0.0.1:{listen}{options};
         server_name {hostname(service)};
         location / {{
             proxy_pass http://bankflow_{service}{suffix};
@@ -107,6 +113,7 @@ class HostEnv:
         tag: str,
         *,
         nginx_version: str = "1",
+        nginx_image: str = NGINX_IMAGE,
         postgres: str = "pg-1",
         redis: str = "redis-1",
         unhealthy: Sequence[str] = (),
@@ -154,7 +161,7 @@ class HostEnv:
             "upstreams_file": "upstreams.conf",
         }
         (path / "release.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        (path / "compose" / "base.yaml").write_text(f"name: bankflow\n# postgres {postgres} redis {redis}\n")
+        (path / "compose" / "base.yaml").write_text(base_compose(postgres, redis, nginx_image))
         (path / "compose" / "app.yaml").write_text(f"# app services, tag {tag}\n")
         (path / "nginx" / "nginx.conf").write_text(
             nginx_conf(
@@ -242,6 +249,17 @@ class HostEnv:
             return response.status, response.read().decode()
         finally:
             conn.close()
+
+
+def base_compose(postgres: str, redis: str, nginx_image: str) -> str:
+    """The base compose file as far as the stand-in reads it: each service's definition and image
+    (JSON is YAML). ``postgres``/``redis`` also change the definition, as a real change would."""
+    services = {
+        "postgres": {"image": POSTGRES_IMAGE, "environment": {"FIXTURE_VERSION": postgres}},
+        "redis": {"image": REDIS_IMAGE, "environment": {"FIXTURE_VERSION": redis}},
+        "nginx": {"image": nginx_image, "labels": {"com.bankflow.service-digest": "files change this"}},
+    }
+    return json.dumps({"name": "bankflow", "services": services}, indent=2) + "\n"
 
 
 def placeholder_upstreams(suffix: str) -> str:

@@ -7,6 +7,14 @@ nginx: ``nginx -t`` / ``nginx -s reload`` / the master process started for the b
 What it cannot stand in for -- compose files, images, registries, migrations -- it records in a
 journal (``journal.jsonl``) that the tests read.
 
+Images: ``registry.json`` in the run dir maps an image reference to the digest it resolves to
+(a reference not in it resolves to a digest of its own text), so a test can move a tag to a new
+image. ``fingerprints`` reads the base compose file (YAML) as compose would print it with
+``--resolve-image-digests``. ``replace_nginx`` starts a SECOND real nginx master with the same
+config (its listeners carry ``reuseport``, as two containers sharing the port holder's network
+namespace do), checks it runs and its config passes ``nginx -t``, then sends the old master SIGQUIT
+(what ``docker stop`` sends an nginx container) and waits until it has exited.
+
 Markers a test puts into a bundle dir to make a step fail:
 ``standin-unhealthy`` (service names, one a line: /health answers 503), ``standin-fail-pull``,
 ``standin-fail-migrate``, ``standin-fail-validate``, ``standin-fail-through-nginx`` (healthy to
@@ -23,6 +31,7 @@ this object: the fault tests run the agent in a child process they SIGKILL, and 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -33,6 +42,8 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import yaml
 
 from bankflow_infra.contract.release import BASE_PROJECT, app_project_name
 from bankflow_infra.host.manifest import load_manifest
@@ -229,6 +240,63 @@ class LocalProcessRuntime:
             return 0
         return len(_children_titled(master, "nginx: worker process is shutting down"))
 
+    # ------------------------------------------------------------------ base services (issue 12)
+    def resolve(self, image: str) -> str:
+        registry = self.run_dir / "registry.json"
+        known = json.loads(registry.read_text()) if registry.is_file() else {}
+        return str(known.get(image) or "sha256:" + hashlib.sha256(image.encode()).hexdigest())
+
+    def fingerprints(self, project: Project, services: Sequence[str]) -> Mapping[str, str]:
+        self._journal("fingerprints", project=project.name, services=list(services))
+        documents = [yaml.safe_load(f.read_text()) for f in project.files if f.is_file()]
+        defined: dict[str, dict[str, object]] = {}
+        for document in documents:
+            if isinstance(document, dict) and isinstance(document.get("services"), dict):
+                defined.update(document["services"])
+        result = {}
+        for name in services:
+            body = defined.get(name)
+            if isinstance(body, dict):
+                resolved = {k: v for k, v in body.items() if k != "labels"}
+                if "image" in resolved:
+                    resolved["image"] = f"{resolved['image']}@{self.resolve(str(resolved['image']))}"
+                result[name] = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+        return result
+
+    def recreate(self, project: Project, services: Sequence[str]) -> None:
+        self._journal("recreate", project=project.name, services=list(services))
+
+    def replace_nginx(self, project: Project, timeout: float, drain: float) -> str:
+        self._journal("replace_nginx", project=project.name)
+        old = self._nginx_pid()
+        if old is None:
+            self._start_nginx()
+            return "started (no nginx was running)"
+        old_proc, self.nginx_proc = self.nginx_proc, None
+        self._start_nginx()  # binds beside the old master: both listen with reuseport
+        new = self.nginx_proc
+        assert new is not None
+        test = subprocess.run(self._nginx_argv("-t"), capture_output=True, check=False, timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not _children_titled(new.pid, "nginx: worker process"):
+            time.sleep(0.05)
+        if new.poll() is not None or test.returncode != 0 or not _children_titled(new.pid, "nginx: worker"):
+            with contextlib.suppress(ProcessLookupError):
+                new.kill()
+            new.wait(5)
+            self.pid_file.write_text(f"{old}\n")
+            raise RuntimeFailure("new nginx not healthy, the running one kept")
+        os.kill(old, signal.SIGQUIT)
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline and _alive(old):
+            if old_proc is not None:
+                old_proc.poll()  # reap it: an exited child of ours stays a zombie otherwise
+            time.sleep(0.05)
+        self._journal("replace_nginx_done", old=old, new=new.pid, old_alive=_alive(old))
+        # the old master removed the shared pid file on its way out (separate files in containers)
+        self.pid_file.write_text(f"{new.pid}\n")
+        return f"nginx {new.pid} serving beside {old}, which quit gracefully"
+
     def remove_images(self, images: Sequence[str]) -> None:
         self._journal("remove_images", images=list(images))
 
@@ -280,11 +348,17 @@ class LocalProcessRuntime:
                 start_new_session=True,
             )
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not self.pid_file.exists():
+        while time.monotonic() < deadline and not self._pid_file_names(self.nginx_proc.pid):
             time.sleep(0.05)
         if self.nginx_proc.poll() is not None:
             tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
             raise RuntimeFailure("nginx did not start: " + (" | ".join(tail) or "no output"))
+
+    def _pid_file_names(self, pid: int) -> bool:
+        try:
+            return self.pid_file.read_text().strip() == str(pid)
+        except OSError:
+            return False
 
     def shutdown(self) -> None:
         """Stop every process this stand-in started (test teardown)."""

@@ -243,3 +243,96 @@ def test_nginx_draining_counts_the_workers_still_shutting_down() -> None:
     rt, rec = runtime(Completed(0, top, ""))
     assert rt.nginx_draining() == 2
     assert rec.argvs == [["docker", "top", "bankflow-nginx-1", "-o", "pid,args"]]
+
+
+# --------------------------------------------------------------------------- base services (issue 12)
+
+CONFIG = {
+    "name": "bankflow",
+    "services": {
+        "nginx": {"image": "nginx:1.28@sha256:" + "a" * 64, "labels": {"com.bankflow.service-digest": "x"}},
+        "redis": {"image": "redis:7@sha256:" + "b" * 64},
+    },
+}
+
+
+def test_fingerprints_come_from_compose_config_with_resolved_digests_labels_left_out() -> None:
+    rt, rec = runtime(Completed(0, json.dumps(CONFIG), ""))
+    first = rt.fingerprints(BASE, ["nginx", "redis", "postgres"])
+    assert rec.argvs == [[*COMPOSE_BASE, "config", "--format", "json", "--resolve-image-digests"]]
+    assert set(first) == {"nginx", "redis"}  # postgres not defined: unknown, left out
+    relabeled = json.loads(json.dumps(CONFIG))
+    relabeled["services"]["nginx"]["labels"] = {"com.bankflow.service-digest": "new nginx.conf"}
+    moved = json.loads(json.dumps(CONFIG))
+    moved["services"]["nginx"]["image"] = "nginx:1.28@sha256:" + "c" * 64  # the tag moved
+    assert runtime(Completed(0, json.dumps(relabeled), ""))[0].fingerprints(BASE, ["nginx"]) == {
+        "nginx": first["nginx"]
+    }
+    after_move = runtime(Completed(0, json.dumps(moved), ""))[0].fingerprints(BASE, ["nginx"])
+    assert after_move["nginx"] != first["nginx"]
+    with pytest.raises(RuntimeFailure, match="compose config of bankflow: unexpected output"):
+        runtime(Completed(0, "not json", ""))[0].fingerprints(BASE, ["nginx"])
+
+
+def test_recreate_forces_only_the_named_services() -> None:
+    rt, rec = runtime()
+    rt.recreate(BASE, ["postgres"])
+    up = ["up", "-d", "--no-build", "--no-deps", "--force-recreate"]
+    assert rec.argvs == [[*COMPOSE_BASE, *up, "postgres"]]
+
+
+NGINX_PS = [
+    "docker", "ps", "--quiet", "--no-trunc",
+    "--filter", "label=com.docker.compose.project=bankflow",
+    "--filter", "label=com.docker.compose.service=nginx",
+]  # fmt: skip
+
+
+SCALE_TO_2 = [
+    "up", "-d", "--no-build", "--no-deps", "--no-recreate",
+    "--scale", "nginx=2", "--wait", "--wait-timeout", "60", "nginx",
+]  # fmt: skip
+
+
+def test_replace_nginx_starts_the_new_container_beside_the_old_then_stops_the_old() -> None:
+    rt, rec = runtime(
+        Completed(0, "old1\n", ""),  # docker ps: the serving container
+        Completed(0, "container:holder1\n", ""),  # it joined the port holder's namespace
+        Completed(0, "", ""),  # scale to 2 --wait
+        Completed(0, "old1\nnew1\n", ""),
+    )
+    text = rt.replace_nginx(BASE, 60, 30)
+    assert rec.argvs == [
+        NGINX_PS,
+        ["docker", "inspect", "--format", "{{.HostConfig.NetworkMode}}", "old1"],
+        [*COMPOSE_BASE, *SCALE_TO_2],
+        NGINX_PS,
+        ["docker", "exec", "new1", "nginx", "-t"],
+        ["docker", "stop", "--time", "30", "old1"],
+        ["docker", "rm", "old1"],
+        ["docker", "rename", "new1", "bankflow-nginx-1"],  # exec/reload/top keep their fixed name
+    ]
+    assert "beside the old one" in text
+
+
+def test_a_new_nginx_that_fails_is_removed_and_the_old_one_keeps_serving() -> None:
+    rt, rec = runtime(
+        Completed(0, "old1\n", ""),
+        Completed(0, "container:holder1\n", ""),
+        Completed(1, "", "container bankflow-nginx-2 is unhealthy"),
+        Completed(0, "old1\nnew1\n", ""),
+    )
+    with pytest.raises(RuntimeFailure, match="not healthy, the running one kept: container bankflow-nginx-2"):
+        rt.replace_nginx(BASE, 60, 30)
+    assert rec.argvs[-1] == ["docker", "rm", "--force", "new1"]
+    assert not any(argv[:2] == ["docker", "stop"] for argv in rec.argvs)
+
+
+def test_an_nginx_that_owns_the_ports_itself_is_moved_to_the_port_holder_with_a_gap() -> None:
+    rt, rec = runtime(Completed(0, "old1\n", ""), Completed(0, "bankflow-edge\n", ""))
+    text = rt.replace_nginx(BASE, 60, 30)
+    assert rec.argvs[2:] == [
+        ["docker", "stop", "--time", "30", "old1"],
+        [*COMPOSE_BASE, "up", "-d", "--no-build", "--force-recreate", "nginx"],
+    ]
+    assert "short gap" in text

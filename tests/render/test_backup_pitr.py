@@ -169,7 +169,7 @@ def test_maintenance_listener_answers_503_with_the_page_and_retry_after(tmp_path
     files = render_nginx_files(settings, params, ["173.245.48.0/20"])
     sites = files["sites.conf"]
     assert f"return 503 '{MAINTENANCE_PAGE}';" in sites
-    assert f"listen {maintenance_address(params)};" in sites
+    assert f"listen {maintenance_address(params)} reuseport;" in sites
     # in the container (default params) the listener is where the agent points the upstreams
     assert maintenance_address(NginxParams()) == release.MAINTENANCE_LISTEN
     assert f"add_header Retry-After {release.MAINTENANCE_RETRY_AFTER} always;" in sites

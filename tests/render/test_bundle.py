@@ -15,6 +15,7 @@ from bankflow_infra.contract import layout, release
 from bankflow_infra.host.manifest import parse_manifest
 from bankflow_infra.render import Bundle, BundleInputError, BundleSecrets, CloudflareRanges, render_bundle
 from bankflow_infra.settings import Settings
+from tests.host.logs.rig import require_root, run_logrotate
 from tests.render.helpers import CLOUDFLARE, STACKS, OriginCert, load_settings, make_secrets, secret_values
 from tests.support.tools import REPO, require_tool
 
@@ -37,6 +38,13 @@ LAYOUT = {
     "host/bankflow-backup.timer",
     "host/bankflow-backup-watch.service",  # backup alerts, every minute (issue 11)
     "host/bankflow-backup-watch.timer",
+    "host/service-log-dirs",  # per-service log directories and owners (issue 12)
+    "host/logrotate-access-logs",  # nginx's access log: hourly, then shipped (issue 12)
+    "host/bankflow-access-logs.service",
+    "host/bankflow-access-logs.timer",
+    "host/bankflow-maintenance.service",  # the weekly maintenance window (issue 12)
+    "host/bankflow-maintenance.timer",
+    "host/bankflow-maintenance-resume.service",
     "backup/backup.json",  # where the host agent uploads dumps (render/backup.py)
 }
 
@@ -90,7 +98,8 @@ def test_same_inputs_same_bytes(origin_cert: OriginCert) -> None:
     assert first == second
     assert len(first.digest) == 64
     assert first.release == first.digest[: release.RELEASE_ID_LENGTH]
-    assert set(first.service_digests) == {"site", "saas", "api", "postgres", "redis", "nginx"}
+    # edge-ports: the port holder nginx joins (issue 12, render/edge_ports.py)
+    assert set(first.service_digests) == {"site", "saas", "api", "postgres", "redis", "nginx", "edge-ports"}
 
 
 def test_nginx_settings_change_only_the_nginx_digest(origin_cert: OriginCert) -> None:
@@ -220,7 +229,8 @@ def test_host_files(stack: str, origin_cert: OriginCert) -> None:
     assert "Type=oneshot\n" in service
     logrotate = bundle.file("host/logrotate-bankflow").text
     assert logrotate.startswith("#")
-    assert f"{layout.LOGS_DIR}/*.log" in logrotate
+    assert f"{layout.LOGS_DIR}/site/*.log {{" in logrotate
+    assert f"{layout.LOGS_DIR}/*" not in logrotate  # never a glob over the parent (issue 12, item 3)
     audit = logrotate.split(f"{layout.STATE_DIR}/audit.log {{", 1)[1].split("}", 1)[0]
     assert "rotate 24" in audit  # two years of monthly audit files, not 14 days
     assert "@" not in "".join(
@@ -239,18 +249,12 @@ def test_backup_schedule_is_a_valid_systemd_calendar(origin_cert: OriginCert) ->
 
 
 def test_the_real_logrotate_accepts_the_rendered_rules(tmp_path: Path, origin_cert: OriginCert) -> None:
-    logrotate = require_tool("logrotate")
+    require_root()
     settings = load_settings("production")
     bundle = render_bundle(settings, make_secrets(origin_cert), CLOUDFLARE, origin_cert.cert_pem)
     rules = tmp_path / "bankflow"
     rules.write_text(bundle.file("host/logrotate-bankflow").text)
-    done = subprocess.run(
-        [logrotate, "--debug", "--state", str(tmp_path / "status"), str(rules)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_logrotate(rules, tmp_path / "status", force=False, debug=True)
     assert done.returncode == 0, done.stderr
     assert "error" not in done.stderr.lower()
     assert "rotating pattern: /opt/bankflow/state/audit.log  monthly (24 rotations)" in done.stderr

@@ -66,6 +66,13 @@ EXPECTED: dict[tuple[str, str, str], list[str]] = {
     ("backup-replica.yml", "replicate", "replicate"): [
         "replicate-backups $STACK --outputs=$RUNNER_TEMP/outputs.json"
     ],
+    ("preview.yml", "environment-gate", "gate"): [
+        "check-preview-environment $STACK --environment=$ENVIRONMENT --document=$RUNNER_TEMP/environment.json"
+    ],
+    ("environment-gate.yml", "check", "gate"): [
+        "check-scheduled-environment --environment=$ENVIRONMENT --document=$RUNNER_TEMP/environment.json"
+        " --branch-rules=$RUNNER_TEMP/branch-rules.json"
+    ],
     ("restore-drill.yml", "drill", "Restore the newest backup and check it"): [
         "restore-drill production --repo-type=s3 --outputs=$RUNNER_TEMP/outputs.json"
         " --work-dir=$RUNNER_TEMP/drill"

@@ -105,8 +105,8 @@ def drift_problems(text: str) -> list[str]:
         problems.append("the matrix is not both stacks")
     if job.get("strategy", {}).get("fail-fast") is not False:
         problems.append("one stack's drift must not cancel the other's check")
-    if job.get("environment") != "${{ matrix.stack }}-preview":
-        problems.append("not the read-only preview environment")
+    if job.get("environment") != "${{ matrix.stack }}-drift":
+        problems.append("not the read-only drift environment")
     if job.get("permissions") != {"contents": "read"}:
         problems.append(f"permissions {job.get('permissions')}")
     if str((job.get("concurrency") or {}).get("group", "")).startswith("bankflow-stack-"):
@@ -191,7 +191,7 @@ def test_a_miswired_notify_step_is_caught(name: str, old: str, new: str) -> None
         ("--refresh --expect-no-changes --diff", "--refresh --diff"),
         ('- cron: "17 5 * * *"', '- cron: "17 5 * * 1"'),
         ("stack: [staging, production]", "stack: [production]"),
-        ("environment: ${{ matrix.stack }}-preview", "environment: ${{ matrix.stack }}"),
+        ("environment: ${{ matrix.stack }}-drift", "environment: ${{ matrix.stack }}"),
         ("group: drift-${{ matrix.stack }}", "group: bankflow-stack-${{ matrix.stack }}"),
         ("--backups --json", "--json"),
         ("id: health\n        if: always() && ", "id: health\n        if: "),

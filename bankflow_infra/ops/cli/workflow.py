@@ -18,6 +18,8 @@
     workflow emergency-pr-summary STACK NEW ... the emergency pull-request job's summary
     workflow replicate-backups STACK --outputs= copy the backups bucket into its replica
     workflow restore-drill STACK ...            restore the newest backup on the runner, check it
+    workflow check-preview-environment STACK --environment= --document=  the preview's gate
+    workflow check-scheduled-environment --environment= --document= --branch-rules=  main only
 
 The handlers are in ``cli.workflow_handlers``; the logic in ``workflow.tools`` (decisions),
 ``workflow.text`` (markdown), ``workflow.stack_files`` (the tag edit) and ``workflow.git``.
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bankflow_infra.ops.cli import workflow_backups
+from bankflow_infra.ops.cli import workflow_backups, workflow_preview
 from bankflow_infra.ops.cli import workflow_handlers as run
 from bankflow_infra.ops.cli.workflow_drill import register_drill
 
@@ -260,3 +262,4 @@ def register(commands: Any) -> None:
     _emergency_pull_request(group)
     workflow_backups.register(group, EPILOG)
     register_drill(group, EPILOG)  # restore-drill.yml (issue 11)
+    workflow_preview.register(group, EPILOG)  # the environment gates (issue 12)
