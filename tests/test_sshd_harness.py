@@ -76,7 +76,7 @@ def test_a_key_that_is_not_authorized_is_refused(sshd_server: SshServer, tmp_pat
 def test_hardened_algorithms_are_negotiated(sshd_server: SshServer) -> None:
     # A client that only offers what the drop-in removed cannot connect.
     result = _run(
-        sshd_server.ssh_argv("true", extra_options=["Ciphers=chacha20-poly1305@openssh.com", "LogLevel=INFO"])
+        sshd_server.ssh_argv("true", extra_options=["Ciphers=aes128-cbc", "LogLevel=INFO"])
     )
     assert result.returncode == 255
     assert b"no matching cipher found" in result.stderr
@@ -108,3 +108,27 @@ def test_known_hosts_line_pins_host_and_port(sshd_server: SshServer) -> None:
     entry = sshd_server.known_hosts_line()
     assert entry.startswith(f"[127.0.0.1]:{sshd_server.port} ssh-ed25519 AAAA")
     assert entry.split()[1:] == sshd_server.host_public_key.split()[:2]
+
+
+def test_one_source_gets_at_most_five_unauthenticated_connections(sshd_server: SshServer) -> None:
+    # DHEat: a single address may hold only PerSourceMaxStartups (5) connections before
+    # authentication; beyond that sshd closes new ones without a banner. Eight sockets, opened one
+    # after the other and all kept open, bounded waits. (The harness's readiness probe may still
+    # count for a moment: at most five, and at least one.)
+    import contextlib
+    import socket
+    import time
+
+    time.sleep(0.5)  # let the readiness probe's connection end
+    sockets = []
+    greeted = 0
+    try:
+        for _ in range(8):
+            sock = socket.create_connection((sshd_server.host, sshd_server.port), timeout=5)
+            sockets.append(sock)
+            with contextlib.suppress(OSError):
+                greeted += sock.recv(64).startswith(b"SSH-2.0-")
+        assert 1 <= greeted <= 5, sshd_server.log_text()
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -9,8 +9,10 @@ and no prompt to accept a changed key: a different key is refused, before anythi
 Authentication uses the stack's deploy key (``deploy_private_key``, read with
 ``--show-secrets``), written to a 0600 file in a private temp dir that is removed when the
 session ends; when the outputs do not carry it (absent, or ``[secret]`` in a file saved without
-``--show-secrets``) ssh falls back to the operator's ssh-agent and default keys, whose public
-halves the bootstrap installs as ``server.adminSshKeys``.
+``--show-secrets``) ssh falls back to the operator's ssh-agent and default keys. On the droplet
+(issue 12) root admits only the deploy key, whose forced command (files/ssh/bankflow-ssh-dispatch)
+lets through the host agent's commands and the deploy's, not shells or other commands; people log
+in to their own accounts (``server.operators``: ``ssh NAME@HOST``, then sudo, audited).
 
 Remote command lines are built with ``shlex.join``: every argument reaches the remote shell as
 one word, whatever it contains.
@@ -283,8 +285,8 @@ class SshSession:
         hint = ""
         if "Permission denied" in detail:
             hint = (
-                " -- read the outputs with the deploy key (pulumi access with --show-secrets), or load "
-                "an admin key (server.adminSshKeys) into your ssh-agent"
+                " -- read the outputs with the deploy key (pulumi access with --show-secrets); root "
+                "admits no personal key: log in to your own account (server.operators) instead"
             )
         elif "timed out" in detail or "No route" in detail or "refused" in detail:
             hint = " -- is the droplet up, and is your address in server.sshAllowedCidrs?"

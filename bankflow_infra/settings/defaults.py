@@ -77,7 +77,8 @@ def defaults(environment: str) -> dict[str, Any]:
             "image": DROPLET_IMAGE,
             "vpcCidr": None,  # required: unique per stack, no default can be right
             "sshAllowedCidrs": [],
-            "adminSshKeys": [],
+            "adminSshKeys": [],  # refused when set: see server.operators (issue 12)
+            "operators": [],  # [{name, publicKey}]: named accounts with sudo (settings/server.py)
             "backups": DROPLET_BACKUPS,
             "volumeSizeGb": 50 if production else STAGING_VOLUME_GB,
             "swapGb": 2,

@@ -21,6 +21,14 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class OperatorAccount:
+    """A person's own login on the droplet (server.operators): sudo, every command audited."""
+
+    name: str  # the Linux account name
+    public_key: str  # one OpenSSH public key line
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     enabled: bool
     region: str
@@ -35,6 +43,8 @@ class ServerSettings:
     volume_size_gb: int  # 0: no data volume (PostgreSQL and uploads stay on the droplet disk)
     swap_gb: int
     resize_disk: bool  # grow the disk on a size change (permanent: no way back to a smaller size)
+    # Named accounts with sudo (issue 12): root logs in only with the deploy key's forced command.
+    operators: tuple[OperatorAccount, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from bankflow_infra.settings.checks import (
     typed,
 )
 from bankflow_infra.settings.defaults import DROPLET_IMAGE, defaults
-from bankflow_infra.settings.model import ServerSettings
+from bankflow_infra.settings.model import OperatorAccount, ServerSettings
 from bankflow_infra.settings.slugs import DROPLET_REGIONS, DROPLET_SIZES, HOW_TO_ADD_A_SLUG
 
 # DigitalOcean reserves these ranges (DOKS, internal services): a VPC may not overlap them.
@@ -34,6 +34,15 @@ _SSH_KEY_RE: Final = re.compile(
     r"^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa)"
     r" [A-Za-z0-9+/=]{60,}( .*)?$"
 )
+
+# Linux account names host-setup.sh may create (useradd's portable subset, lower case); system
+# accounts an operator must never become (they exist on every Ubuntu droplet, or are ours).
+_OPERATOR_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+RESERVED_ACCOUNT_NAMES: Final = frozenset(
+    {"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+     "www-data", "backup", "list", "irc", "nobody", "ubuntu", "sshd", "syslog", "messagebus",
+     "polkitd", "postgres", "redis", "nginx", "docker", "bankflow", "bankflow-ops", "admin", "sudo"}
+)  # fmt: skip
 
 
 def _machine(v: dict[str, Any], default: dict[str, Any], problems: Problems) -> tuple[str, str, str]:
@@ -111,6 +120,47 @@ def _ssh_cidrs(value: Any, enabled: bool, problems: Problems) -> tuple[str, ...]
     return ssh_cidrs
 
 
+def _operator(index: int, entry: Any, problems: Problems) -> OperatorAccount | None:
+    key = f"server.operators[{index}]"
+    if not isinstance(entry, dict) or set(entry) != {"name", "publicKey"}:
+        problems.add(key, "must be a mapping with exactly the keys name and publicKey")
+        return None
+    name, public_key = entry["name"], entry["publicKey"]
+    if not isinstance(name, str) or not _OPERATOR_NAME_RE.fullmatch(name):
+        problems.add(
+            f"{key}.name",
+            f"{name!r} is not an account name: 1-32 of a-z 0-9 _ -, starting with a letter (e.g. ana)",
+        )
+        return None
+    if name in RESERVED_ACCOUNT_NAMES or name.startswith("systemd-"):
+        problems.add(f"{key}.name", f"{name!r} is a system account name; use the person's own name")
+        return None
+    if not isinstance(public_key, str) or not _SSH_KEY_RE.fullmatch(public_key):
+        problems.add(
+            f"{key}.publicKey",
+            "not an ed25519, sk-ed25519 or RSA OpenSSH public key line (ssh-ed25519 AAAA... comment); "
+            "the hardened sshd refuses other types",
+        )
+        return None
+    return OperatorAccount(name=name, public_key=public_key)
+
+
+def _operators(value: Any, problems: Problems) -> tuple[OperatorAccount, ...]:
+    """server.operators: each person's own account (sudo, audited); see files/bootstrap/host-setup.sh."""
+    if not isinstance(value, list):
+        problems.add("server.operators", "must be a list of {name, publicKey} mappings")
+        return ()
+    found = [_operator(index, entry, problems) for index, entry in enumerate(value)]
+    operators = tuple(operator for operator in found if operator is not None)
+    names = [operator.name for operator in operators]
+    keys = [operator.public_key.split()[1] for operator in operators]
+    if len(set(names)) != len(names):
+        problems.add("server.operators", "lists the same name twice: one account per person")
+    if len(set(keys)) != len(keys):
+        problems.add("server.operators", "lists the same key twice: a key identifies one person")
+    return operators
+
+
 def _admin_keys(value: Any, problems: Problems) -> tuple[str, ...]:
     keys = string_list(problems, "server.adminSshKeys", value)
     for index, key_text in enumerate(keys):
@@ -123,6 +173,15 @@ def _admin_keys(value: Any, problems: Problems) -> tuple[str, ...]:
         )
     if len(set(keys)) != len(keys):
         problems.add("server.adminSshKeys", "lists the same key twice (DigitalOcean rejects duplicates)")
+    if keys:
+        # Since issue 12 root logs in only with the deploy key's forced command (sshd
+        # PermitRootLogin forced-commands-only): an admin key for root would be a silent no-op.
+        problems.add(
+            "server.adminSshKeys",
+            "root no longer logs in with personal keys (only the deploy key, restricted to the deploy's "
+            "commands); move each key to server.operators as {name: <your account>, publicKey: <key>} "
+            "and log in as that account (sudo for root)",
+        )
     return keys
 
 
@@ -136,6 +195,7 @@ def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
         _parse_vpc(vpc_cidr, problems)
     ssh_cidrs = _ssh_cidrs(v["sshAllowedCidrs"], enabled, problems)
     keys = _admin_keys(v["adminSshKeys"], problems)
+    operators = _operators(v["operators"], problems)
     backups = flag(problems, "server.backups", v["backups"], False)
     resize_disk = flag(problems, "server.resizeDisk", v["resizeDisk"], False)
     volume = int_range(problems, "server.volumeSizeGb", v["volumeSizeGb"], 0, 16384)
@@ -154,4 +214,5 @@ def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
         volume_size_gb=volume,
         swap_gb=swap,
         resize_disk=resize_disk,
+        operators=operators,
     )

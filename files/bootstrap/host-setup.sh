@@ -13,7 +13,19 @@
 #
 # PAYLOAD_DIR is the unpacked bootstrap payload (bankflow_infra/render/remote_payloads.py):
 #   ssh/50-bankflow-hardening.conf   the sshd drop-in (files/ssh/)
-#   ssh/authorized_keys              root's keys: deploy key + admin keys (optional)
+#   ssh/authorized_keys              root's keys: the deploy key (optional); every key in it is
+#                                    installed as restrict,command="<dispatcher>" (see step_authorized_keys)
+#   ssh/bankflow-ssh-dispatch        the deploy key's forced command -> /usr/local/sbin/ (required
+#                                    with ssh/authorized_keys: without it root would be locked out)
+#   ssh/49-bankflow-penalties.conf   sshd PerSourcePenalties drop-in (optional; installed only when
+#                                    this host's sshd knows the keyword: OpenSSH >= 9.8)
+#   host/operators                   named operator accounts, "NAME KEYTYPE KEY [COMMENT]" a line
+#                                    (optional; server.operators, bankflow_infra/render/host_access.py):
+#                                    sudo, every command audited
+#   host/firewall-allow              host firewall, "PORT/tcp CIDR" a line (optional; render/host_access.py;
+#                                    without it the old rules stay: 22, 80, 443/tcp from anywhere)
+#   volume/*.sh                      the data-volume scripts the deploy key may run (optional): their
+#                                    sha256 go to /etc/bankflow/ssh-dispatch-scripts.sha256
 #   host/daemon.json                 -> /etc/docker/daemon.json        (docker restarted on change)
 #   host/logrotate-bankflow          -> /etc/logrotate.d/bankflow
 #   host/bankflow-backup.service     -> /etc/systemd/system/           (daemon-reload on change)
@@ -38,12 +50,14 @@
 #                        /etc/fstab, with postgres/ (0700, uid 70); the uploads move onto it
 #                        (bankflow-agent uploads-migrate: BANKFLOW_UPLOADS_DIR becomes a symlink to
 #                        <mount>/uploads; the root disk's tree is kept as uploads.root-disk)
-#   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR
+#   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR,
+#   BANKFLOW_SSH_DISPATCH, BANKFLOW_OPERATORS, BANKFLOW_FIREWALL_ALLOW
 #                        override the payload paths above; BANKFLOW_HOST_FILES=none skips host files
 #   BANKFLOW_ROOTFS=     prefix of every path written (tests only; empty = the real /)
 #
 # Every system tool (apt-get, dpkg-query, curl, gpg, systemctl, ufw, iptables, sshd, dockerd,
-# docker, free, fallocate, mkswap, swapon, sysctl, timedatectl, cloud-init, findmnt, mount) is called by name
+# docker, free, fallocate, mkswap, swapon, sysctl, timedatectl, cloud-init, findmnt, mount, getent,
+# groupadd, useradd, usermod, visudo) is called by name
 # from PATH, so tests/bootstrap/test_host_setup.py can put recording stand-ins first.
 set -euo pipefail
 umask 022
@@ -60,6 +74,27 @@ readonly BASE_PACKAGES=(ca-certificates curl gnupg ufw unattended-upgrades syste
 readonly METADATA_IP=169.254.169.254
 readonly METADATA_UNIT=bankflow-metadata-block.service
 readonly SSHD_DROPIN_NAME=50-bankflow-hardening.conf
+# OpenSSH >= 9.8 only (Ubuntu 24.04 has 9.6p1): installed when `sshd -T` lists persourcepenalties.
+readonly SSHD_PENALTIES_NAME=49-bankflow-penalties.conf
+# The deploy key's forced command (files/ssh/bankflow-ssh-dispatch) and what it reads.
+readonly SSH_DISPATCH_BIN=/usr/local/sbin/bankflow-ssh-dispatch
+readonly SSH_DISPATCH_DIGESTS=/etc/bankflow/ssh-dispatch-scripts.sha256
+# ssh-audit's hardening guide (Ubuntu 24.04): Diffie-Hellman group exchange only with >= 3072-bit
+# groups; field 5 of /etc/ssh/moduli is the size minus one.
+readonly SSH_MODULI=/etc/ssh/moduli
+readonly SSH_MODULI_MIN_FIELD=3071
+# Operators (server.operators): their group, sudo rule, and the root-owned keys of each account.
+readonly OPERATORS_GROUP=bankflow-ops
+readonly OPERATORS_SUDOERS=/etc/sudoers.d/bankflow-operators
+readonly SUDO_IO_DIR=/var/log/sudo-io
+readonly SSH_KEY_LINE_RE='^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$'
+readonly OPERATOR_NAME_RE='^[a-z][a-z0-9_-]{0,31}$'
+# Docker-published ports skip ufw's INPUT chain (Docker DNATs them in PREROUTING and FORWARDs):
+# the web ports are filtered again in DOCKER-USER by this chain and unit (step_ufw).
+readonly WEB_INGRESS_CHAIN=BANKFLOW-WEB-INGRESS
+readonly WEB_INGRESS_UNIT=bankflow-web-ingress.service
+readonly WEB_INGRESS_SCRIPT=/usr/local/sbin/bankflow-web-ingress
+readonly FIREWALL_APPLIED=/etc/bankflow/ufw-allow.applied
 readonly SWAP_FILE=/swapfile
 readonly SWAP_RAM_THRESHOLD=$((4 * 1024 * 1024 * 1024))
 readonly HOST_FILE_NAMES=(daemon.json logrotate-bankflow bankflow-backup.service bankflow-backup.timer
@@ -136,6 +171,9 @@ if [[ -n $payload ]]; then
   HOST_FILES=${BANKFLOW_HOST_FILES:-$payload/host}
   AUTHORIZED_KEYS=${BANKFLOW_AUTHORIZED_KEYS:-$payload/ssh/authorized_keys}
   AGENT_DIR=${BANKFLOW_AGENT_DIR:-$payload/agent}
+  SSH_DISPATCH=${BANKFLOW_SSH_DISPATCH:-$payload/ssh/bankflow-ssh-dispatch}
+  OPERATORS=${BANKFLOW_OPERATORS:-$payload/host/operators}
+  FIREWALL_ALLOW=${BANKFLOW_FIREWALL_ALLOW:-$payload/host/firewall-allow}
 else
   # Run from a checkout or a copied pair of files: the drop-in next to the script or in ../ssh.
   SSHD_DROPIN=${BANKFLOW_SSHD_DROPIN:-$(first_existing "$script_dir/$SSHD_DROPIN_NAME" \
@@ -143,11 +181,19 @@ else
   HOST_FILES=${BANKFLOW_HOST_FILES:-}
   AUTHORIZED_KEYS=${BANKFLOW_AUTHORIZED_KEYS:-}
   AGENT_DIR=${BANKFLOW_AGENT_DIR:-}
+  SSH_DISPATCH=${BANKFLOW_SSH_DISPATCH:-$(first_existing "$script_dir/bankflow-ssh-dispatch" \
+    "$script_dir/../ssh/bankflow-ssh-dispatch")}
+  OPERATORS=${BANKFLOW_OPERATORS:-}
+  FIREWALL_ALLOW=${BANKFLOW_FIREWALL_ALLOW:-}
 fi
+# Beside the sshd drop-in: the penalties drop-in; beside the payload's ssh/: its volume/ scripts.
+SSHD_PENALTIES=$(dirname -- "$SSHD_DROPIN")/$SSHD_PENALTIES_NAME
+VOLUME_SCRIPTS_DIR=${payload:+$payload/volume}
 
 if ((print_config)); then
   for name in ROOTFS HOME_DIR BIN_DIR RELEASES_DIR NGINX_DIR SECRETS_DIR STATE_DIR LOGS_DIR UPLOADS_DIR \
-    BACKUPS_DIR SWAP_GB DATA_VOLUME_LABEL DATA_VOLUME_MOUNT SSHD_DROPIN HOST_FILES AUTHORIZED_KEYS AGENT_DIR; do
+    BACKUPS_DIR SWAP_GB DATA_VOLUME_LABEL DATA_VOLUME_MOUNT SSHD_DROPIN HOST_FILES AUTHORIZED_KEYS AGENT_DIR \
+    SSH_DISPATCH OPERATORS FIREWALL_ALLOW; do
     printf '%s=%s\n' "$name" "${!name}"
   done
   exit 0
@@ -237,6 +283,9 @@ unit_enabled_and_active() {
   ($DATA_VOLUME_MOUNT =~ ^/[A-Za-z0-9_./-]+$ && $DATA_VOLUME_MOUNT != / && $DATA_VOLUME_MOUNT != *..*) ]] ||
   die "BANKFLOW_DATA_VOLUME_MOUNT must be an absolute path, got '$DATA_VOLUME_MOUNT'"
 [[ -f $SSHD_DROPIN ]] || die "sshd drop-in not found: $SSHD_DROPIN (set BANKFLOW_SSHD_DROPIN)"
+# root's keys get the dispatcher as their forced command: installing them without it locks root out.
+[[ -z $AUTHORIZED_KEYS || ! -f $AUTHORIZED_KEYS || -f $SSH_DISPATCH ]] ||
+  die "the deploy key's forced command is missing: $SSH_DISPATCH (the payload's ssh/bankflow-ssh-dispatch)"
 if [[ $HOST_FILES != none ]]; then
   [[ -n $HOST_FILES ]] || die "BANKFLOW_HOST_FILES is required (the bundle's host/ directory; 'none' skips)"
   for name in "${HOST_FILE_NAMES[@]}"; do
@@ -392,9 +441,39 @@ step_directories() {
   fi
 }
 
+# firewall_rules: the payload's firewall/allow as sorted "PORT CIDR" lines, validated; dies on the
+# first bad line and when no rule admits SSH (enabling ufw would lock every session out).
+firewall_rules() {
+  local line port cidr rules=() ssh=0
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ -z $line || $line == \#* ]] && continue
+    read -r port cidr <<<"$line"
+    [[ $port =~ ^(22|80|443)/tcp$ ]] ||
+      die "$FIREWALL_ALLOW: '$line': the port must be 22/tcp, 80/tcp or 443/tcp"
+    [[ $cidr =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ || $cidr =~ ^[0-9a-fA-F:]+:[0-9a-fA-F:]*/[0-9]{1,3}$ ]] ||
+      die "$FIREWALL_ALLOW: '$line': '$cidr' is not an IPv4 or IPv6 CIDR"
+    [[ $cidr != 0.0.0.0/0 && $cidr != ::/0 ]] || die "$FIREWALL_ALLOW: '$line' opens the port to everyone"
+    [[ $port != 22/tcp ]] || ssh=1
+    rules+=("${port%/tcp} $cidr")
+  done <"$FIREWALL_ALLOW"
+  ((ssh)) || die "$FIREWALL_ALLOW admits no address to 22/tcp: enabling the firewall would lock SSH out"
+  printf '%s\n' "${rules[@]}" | LC_ALL=C sort -u
+}
+
+ufw_rule() { # ufw_rule allow|delete PORT CIDR
+  if [[ $1 == allow ]]; then
+    ufw allow proto tcp from "$3" to any port "$2" comment bankflow >/dev/null
+  else
+    ufw delete allow proto tcp from "$3" to any port "$2" >/dev/null
+  fi
+}
+
 step_ufw() {
-  # Second layer behind the DigitalOcean cloud firewall. Rules before enabling, so enabling over
-  # SSH never locks this session out. (Ports Docker publishes bypass ufw: only nginx publishes.)
+  # Second layer behind the DigitalOcean cloud firewall, with the same sources: 22 only from
+  # server.sshAllowedCidrs, 80/443 only from Cloudflare's ranges (the payload's host/firewall-allow,
+  # rendered from the list the program also gives the cloud firewall and nginx's realip). New
+  # rules go in before old ones go and before enabling, so a run over SSH never locks its session
+  # out. Docker-published ports skip these INPUT rules: step_web_ingress filters them again.
   local did=()
   if ! grep -qx 'DEFAULT_INPUT_POLICY="DROP"' "$(target /etc/default/ufw)" 2>/dev/null; then
     ufw default deny incoming >/dev/null
@@ -402,21 +481,127 @@ step_ufw() {
   fi
   local added port
   added=$(ufw show added)
-  for port in 22 80 443; do
-    if ! grep -qx "ufw allow $port/tcp" <<<"$added"; then
-      ufw allow "$port/tcp" >/dev/null
-      did+=("allow $port/tcp")
+  if [[ -n $FIREWALL_ALLOW && -f $FIREWALL_ALLOW ]]; then
+    local desired applied_file applied
+    desired=$(firewall_rules)
+    applied_file=$(target "$FIREWALL_APPLIED")
+    applied=$(cat -- "$applied_file" 2>/dev/null || true)
+    if [[ $desired != "$applied" ]]; then
+      local rule_port rule_cidr
+      while read -r rule_port rule_cidr; do ufw_rule allow "$rule_port" "$rule_cidr"; done <<<"$desired"
+      while read -r rule_port rule_cidr; do
+        [[ -z $rule_port ]] || grep -qxF -- "$rule_port $rule_cidr" <<<"$desired" ||
+          ufw_rule delete "$rule_port" "$rule_cidr"
+      done <<<"$applied"
+      printf '%s\n' "$desired" | sync_text "$applied_file" 0644
+      did+=("$(grep -c . <<<"$desired") source rule(s) for 22, 80, 443/tcp")
     fi
-  done
+    # The rules from before issue 12 admitted everyone: removed once the sourced ones are in.
+    for port in 22 80 443; do
+      if grep -qx "ufw allow $port/tcp" <<<"$added"; then
+        ufw delete allow "$port/tcp" >/dev/null
+        did+=("removed allow $port/tcp from anywhere")
+      fi
+    done
+  else
+    for port in 22 80 443; do
+      if ! grep -qx "ufw allow $port/tcp" <<<"$added"; then
+        ufw allow "$port/tcp" >/dev/null
+        did+=("allow $port/tcp")
+      fi
+    done
+  fi
   if ! ufw status | grep -qx 'Status: active'; then
     ufw --force enable >/dev/null
     did+=("enable")
   fi
+  local what="ufw (deny incoming; allow 22, 80, 443/tcp from anywhere; active)"
+  [[ -z $FIREWALL_ALLOW || ! -f $FIREWALL_ALLOW ]] || what="ufw (deny incoming; 22, 80, 443/tcp from $FIREWALL_ALLOW; active)"
   if ((${#did[@]} == 0)); then
-    ok "ufw (deny incoming; allow 22, 80, 443/tcp; active)"
+    ok "$what"
   else
     changed "ufw: $(joined "${did[@]}")"
   fi
+}
+
+# web_ingress_rules: iptables-restore input for the chain DOCKER-USER sends new connections to the
+# published web ports through: containers' own traffic passes, IPv4 sources of firewall-allow's
+# 80/443 rules pass, everything else is dropped. Declaring the chain in a --noflush restore
+# replaces its rules in one commit: never a moment without them.
+web_ingress_rules() {
+  local cidr
+  printf '*filter\n:%s - [0:0]\n' "$WEB_INGRESS_CHAIN"
+  printf -- '-A %s -i docker0 -j RETURN\n-A %s -i br-+ -j RETURN\n' "$WEB_INGRESS_CHAIN" "$WEB_INGRESS_CHAIN"
+  while read -r cidr; do
+    printf -- '-A %s -s %s -j RETURN\n' "$WEB_INGRESS_CHAIN" "$cidr"
+  done < <(awk '($1 == 80 || $1 == 443) && $2 ~ /^[0-9.]+\/[0-9]+$/ { print $2 }' <<<"$1" | LC_ALL=C sort -u)
+  printf -- '-A %s -j DROP\nCOMMIT\n' "$WEB_INGRESS_CHAIN"
+}
+
+step_web_ingress() {
+  # Ports Docker publishes (nginx's 80/443) are DNATed in PREROUTING and FORWARDed: ufw's INPUT
+  # rules never see them. DOCKER-USER, the chain Docker leaves to the administrator, sends new
+  # connections whose original destination port is 80 or 443 through WEB_INGRESS_CHAIN. (IPv6:
+  # Docker without ip6tables publishes through docker-proxy, a host process, so ufw's INPUT rules
+  # above apply.) Persisted like the metadata block: a unit before docker.service restores it.
+  if [[ -z $FIREWALL_ALLOW || ! -f $FIREWALL_ALLOW ]]; then
+    ok "web ingress filter (no host/firewall-allow in payload)"
+    return
+  fi
+  local rules_file script_file did=() port
+  rules_file=$(target "/etc/bankflow/web-ingress.rules")
+  web_ingress_rules "$(firewall_rules)" | sync_text "$rules_file" 0644
+  local rules_changed=$FILE_CHANGED
+  script_file=$(target "$WEB_INGRESS_SCRIPT")
+  sync_text "$script_file" 0755 <<EOF
+#!/bin/sh
+# Installed by BankFlow host-setup.sh: Docker-published web ports only from the edge's ranges.
+set -eu
+iptables -w -S DOCKER-USER >/dev/null 2>&1 || iptables -w -N DOCKER-USER
+iptables-restore -w --noflush /etc/bankflow/web-ingress.rules
+for port in 80 443; do
+  iptables -w -C DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "\$port" -j $WEB_INGRESS_CHAIN 2>/dev/null ||
+    iptables -w -I DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "\$port" -j $WEB_INGRESS_CHAIN
+done
+EOF
+  if ((FILE_CHANGED)); then did+=("$WEB_INGRESS_SCRIPT"); fi
+  sync_text "$(target "/etc/systemd/system/$WEB_INGRESS_UNIT")" 0644 <<EOF
+# Installed by BankFlow host-setup.sh: filter Docker-published web ports by source (ufw cannot).
+[Unit]
+Description=BankFlow: Docker-published 80/443 only from the edge's ranges
+After=ufw.service
+Before=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=$WEB_INGRESS_SCRIPT
+
+[Install]
+WantedBy=docker.service
+EOF
+  if ((FILE_CHANGED)); then
+    systemctl daemon-reload
+    did+=("$WEB_INGRESS_UNIT")
+  fi
+  if ! systemctl is-enabled --quiet "$WEB_INGRESS_UNIT"; then
+    systemctl enable "$WEB_INGRESS_UNIT" >/dev/null 2>&1
+    did+=("enabled")
+  fi
+  # Now, in the kernel (the unit only restores it at boot): the chain, then the jumps to it.
+  iptables -w -S DOCKER-USER >/dev/null 2>&1 || iptables -w -N DOCKER-USER
+  if ((rules_changed)) || ! iptables -w -S "$WEB_INGRESS_CHAIN" >/dev/null 2>&1; then
+    iptables-restore -w --noflush "$rules_file"
+    did+=("chain $WEB_INGRESS_CHAIN")
+  fi
+  for port in 80 443; do
+    if ! iptables -w -C DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "$port" -j "$WEB_INGRESS_CHAIN" 2>/dev/null; then
+      iptables -w -I DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "$port" -j "$WEB_INGRESS_CHAIN"
+      did+=("DOCKER-USER -> $WEB_INGRESS_CHAIN for $port")
+    fi
+  done
+  if ((${#did[@]})); then changed "web ingress filter: $(joined "${did[@]}")"; else ok "web ingress filter ($WEB_INGRESS_CHAIN)"; fi
 }
 
 step_metadata_block() {
@@ -535,17 +720,45 @@ EOF
   fi
 }
 
+step_ssh_dispatcher() {
+  # The deploy key's forced command (files/ssh/bankflow-ssh-dispatch), root's and read-only to
+  # everyone else, and the digests of the data-volume scripts it may run.
+  if [[ ! -f $SSH_DISPATCH ]]; then
+    ok "ssh dispatcher (none in payload; left as is)"
+    return
+  fi
+  local did=()
+  sync_file "$SSH_DISPATCH" "$(target "$SSH_DISPATCH_BIN")" 0755
+  if ((FILE_CHANGED)); then did+=("$SSH_DISPATCH_BIN"); fi
+  local digests="$work/ssh-dispatch-scripts.sha256" script
+  : >"$digests"
+  if [[ -n $VOLUME_SCRIPTS_DIR && -d $VOLUME_SCRIPTS_DIR ]]; then
+    for script in "$VOLUME_SCRIPTS_DIR"/*.sh; do
+      [[ -f $script ]] || continue
+      printf '%s  %s\n' "$(sha256sum <"$script" | cut -d' ' -f1)" "$(basename -- "$script")" >>"$digests"
+    done
+  fi
+  sync_file "$digests" "$(target "$SSH_DISPATCH_DIGESTS")" 0644
+  if ((FILE_CHANGED)); then did+=("$SSH_DISPATCH_DIGESTS"); fi
+  if ((${#did[@]})); then changed "ssh dispatcher: $(joined "${did[@]}")"; else ok "ssh dispatcher ($SSH_DISPATCH_BIN)"; fi
+}
+
 step_authorized_keys() {
   if [[ -z $AUTHORIZED_KEYS || ! -f $AUTHORIZED_KEYS ]]; then
     ok "root authorized_keys (none in payload; left as is)"
     return
   fi
   # Refuse key types the hardened sshd would never accept, instead of shipping a silent lockout.
-  local line count=0
+  # Every key here is a deploy key: sshd admits root only with a forced command
+  # (PermitRootLogin forced-commands-only), so each line gets the dispatcher and `restrict`
+  # (no pty, no forwarding of any kind, no ~/.ssh/rc). People log in to their own accounts.
+  local line count=0 staged="$work/root-authorized_keys"
+  : >"$staged"
   while IFS= read -r line || [[ -n $line ]]; do
     [[ -z $line || $line == \#* ]] && continue
-    [[ $line =~ ^(ssh-ed25519|sk-ssh-ed25519@openssh\.com|ssh-rsa)\ [A-Za-z0-9+/=]+(\ .*)?$ ]] ||
+    [[ $line =~ $SSH_KEY_LINE_RE ]] ||
       die "$AUTHORIZED_KEYS: a line is not an ed25519, sk-ed25519 or RSA public key (the only types sshd accepts)"
+    printf 'restrict,command="%s" %s\n' "$SSH_DISPATCH_BIN" "$line" >>"$staged"
     count=$((count + 1))
   done <"$AUTHORIZED_KEYS"
   ((count > 0)) || die "$AUTHORIZED_KEYS holds no key: installing it would lock everyone out"
@@ -553,11 +766,158 @@ step_authorized_keys() {
   ssh_dir=$(target /root/.ssh)
   mkdir -p -- "$ssh_dir"
   chmod 0700 -- "$ssh_dir"
-  sync_file "$AUTHORIZED_KEYS" "$ssh_dir/authorized_keys" 0600
-  if ((FILE_CHANGED)); then changed "root authorized_keys ($count key(s))"; else ok "root authorized_keys ($count key(s))"; fi
+  sync_file "$staged" "$ssh_dir/authorized_keys" 0600
+  local what="root authorized_keys ($count deploy key(s), forced command $SSH_DISPATCH_BIN)"
+  if ((FILE_CHANGED)); then changed "$what"; else ok "$what"; fi
+}
+
+# operator_lines: the payload's operators file as "NAME KEYLINE" lines, validated; dies on the first
+# bad line, before anything is changed.
+operator_lines() {
+  local line name key seen=" "
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ -z $line || $line == \#* ]] && continue
+    name=${line%% *}
+    key=${line#* }
+    [[ $name =~ $OPERATOR_NAME_RE ]] || die "$OPERATORS: '$name' is not an account name (a-z 0-9 _ -, 1-32)"
+    [[ $name != root ]] || die "$OPERATORS: root is not an operator account"
+    [[ $key =~ $SSH_KEY_LINE_RE ]] ||
+      die "$OPERATORS: the key of '$name' is not an ed25519, sk-ed25519 or RSA public key"
+    [[ $seen != *" $name "* ]] || die "$OPERATORS: '$name' is listed twice"
+    seen+="$name "
+    printf '%s %s\n' "$name" "$key"
+  done <"$OPERATORS"
+}
+
+operator_account() {
+  # Create or update one operator: an ordinary account in the operators group, its key in a
+  # root-owned authorized_keys (the operator cannot add keys without sudo, which is audited).
+  local name=$1 key=$2 did=() entry home uid
+  if ! entry=$(getent passwd "$name"); then
+    useradd --create-home --shell /bin/bash --groups "$OPERATORS_GROUP" --comment "BankFlow operator" "$name"
+    entry=$(getent passwd "$name") || die "useradd did not create the account '$name'"
+    did+=("created")
+  fi
+  IFS=: read -r _ _ uid _ _ home _ <<<"$entry"
+  ((uid >= 1000)) || die "'$name' is a system account (uid $uid) on this host: choose another operator name"
+  if ! getent group "$OPERATORS_GROUP" | cut -d: -f4 | tr ',' '\n' | grep -qx -- "$name"; then
+    usermod --append --groups "$OPERATORS_GROUP" "$name"
+    did+=("group $OPERATORS_GROUP")
+  fi
+  if [[ -n $(getent shadow "$name" | cut -d: -f8) ]]; then
+    usermod --expiredate '' "$name" # listed again after a removal: the account works again
+    did+=("unexpired")
+  fi
+  local ssh_dir
+  ssh_dir=$(target "$home/.ssh")
+  mkdir -p -- "$ssh_dir"
+  chmod 0755 -- "$ssh_dir"
+  printf '%s\n' "$key" | sync_text "$ssh_dir/authorized_keys" 0644
+  if ((FILE_CHANGED)); then did+=("key"); fi
+  if [[ $(id -u) -eq 0 ]]; then chown 0:0 -- "$ssh_dir" "$ssh_dir/authorized_keys"; fi
+  if ((${#did[@]})); then changed "operator $name: $(joined "${did[@]}")"; else ok "operator $name"; fi
+}
+
+retire_operator() {
+  # An account no longer in server.operators: expired (sshd's account check refuses it, even with
+  # a key), its key removed, out of the sudo group; the home directory stays for the audit.
+  local name=$1 home
+  home=$(getent passwd "$name" | cut -d: -f6)
+  usermod --expiredate 1 "$name"
+  gpasswd --delete "$name" "$OPERATORS_GROUP" >/dev/null
+  if [[ -n $home ]]; then rm -f -- "$(target "$home/.ssh/authorized_keys")"; fi
+  changed "operator $name retired (expired, key removed, not in $OPERATORS_GROUP)"
+}
+
+operators_sudoers() {
+  # sudo for the group, with the audit trail: every command goes to journald through sudo's syslog
+  # (facility authpriv, with the operator's name), and each session's input and output is recorded
+  # under SUDO_IO_DIR/<user> (sudoreplay). No password: operators have none (keys only).
+  printf '%s\n' \
+    "# Installed by BankFlow host-setup.sh: operators (server.operators) may run anything as root," \
+    "# audited: sudo logs every command to syslog/journald (authpriv) with the user, and records the" \
+    "# input and output of each session under $SUDO_IO_DIR/<user> (sudoreplay -d $SUDO_IO_DIR/<user> -l)." \
+    "Defaults:%$OPERATORS_GROUP log_input, log_output, iolog_dir=$SUDO_IO_DIR/%{user}, syslog=authpriv, !lecture" \
+    "%$OPERATORS_GROUP ALL=(ALL:ALL) NOPASSWD: ALL"
+}
+
+step_operators() {
+  if [[ -z $OPERATORS || ! -f $OPERATORS ]]; then
+    ok "operator accounts (none in payload; left as is)"
+    return
+  fi
+  local lines name key
+  lines=$(operator_lines)
+  command -v visudo >/dev/null 2>&1 || die "visudo not found: the sudo package is required for operators"
+  local sudoers="$work/sudoers-bankflow" errors
+  operators_sudoers >"$sudoers"
+  errors=$(visudo -c -q -f "$sudoers" 2>&1) || die "visudo rejected the operators' sudoers file: $errors"
+  if ! getent group "$OPERATORS_GROUP" >/dev/null; then
+    groupadd --system "$OPERATORS_GROUP"
+    changed "group $OPERATORS_GROUP"
+  fi
+  sync_file "$sudoers" "$(target "$OPERATORS_SUDOERS")" 0440
+  if ((FILE_CHANGED)); then changed "sudo for $OPERATORS_GROUP (audited)"; else ok "sudo for $OPERATORS_GROUP (audited)"; fi
+  local listed=" "
+  while IFS=' ' read -r name key; do
+    [[ -n $name ]] || continue
+    operator_account "$name" "$key"
+    listed+="$name "
+  done <<<"$lines"
+  local members member
+  members=$(getent group "$OPERATORS_GROUP" | cut -d: -f4)
+  for member in ${members//,/ }; do
+    [[ $listed == *" $member "* ]] || retire_operator "$member"
+  done
+}
+
+step_sshd_moduli() {
+  # diffie-hellman-group-exchange-sha256 (offered by the drop-in, as ssh-audit's policy wants) is
+  # only as strong as the groups in /etc/ssh/moduli: keep those of >= 3072 bits.
+  local moduli pruned="$work/moduli"
+  moduli=$(target "$SSH_MODULI")
+  if [[ ! -f $moduli ]]; then
+    ok "sshd moduli (no $SSH_MODULI)"
+    return
+  fi
+  awk -v min="$SSH_MODULI_MIN_FIELD" '/^#/ || $5 >= min' "$moduli" >"$pruned"
+  grep -qv '^#' "$pruned" || die "$SSH_MODULI holds no group of >= 3072 bits: group exchange would fail"
+  if cmp -s -- "$pruned" "$moduli"; then
+    ok "sshd moduli (only >= 3072-bit groups)"
+    return
+  fi
+  sync_file "$pruned" "$moduli" 0644
+  changed "sshd moduli (groups under 3072 bits removed)"
+}
+
+step_sshd_penalties() {
+  # PerSourcePenalties exists from OpenSSH 9.8 only; an unknown keyword would make sshd -t fail.
+  local dest
+  dest=$(target "/etc/ssh/sshd_config.d/$SSHD_PENALTIES_NAME")
+  if [[ ! -f $SSHD_PENALTIES ]]; then
+    ok "sshd penalties (none in payload)"
+    return
+  fi
+  if ! sshd -T -f "$(target /etc/ssh/sshd_config)" 2>/dev/null | grep -q '^persourcepenalties '; then
+    if [[ -f $dest ]]; then
+      rm -f -- "$dest"
+      changed "sshd penalties drop-in removed (this sshd does not know PerSourcePenalties)"
+    else
+      ok "sshd penalties (this sshd predates PerSourcePenalties: MaxStartups and the firewalls only)"
+    fi
+    return
+  fi
+  sync_file "$SSHD_PENALTIES" "$dest" 0644
+  if ((FILE_CHANGED)); then
+    changed "sshd penalties drop-in ($SSHD_PENALTIES_NAME)"
+  else
+    ok "sshd penalties drop-in ($SSHD_PENALTIES_NAME)"
+  fi
 }
 
 step_sshd() {
+  step_sshd_moduli
+  step_sshd_penalties
   local dest config previous="$work/sshd-dropin.previous"
   dest=$(target "/etc/ssh/sshd_config.d/$SSHD_DROPIN_NAME")
   config=$(target /etc/ssh/sshd_config)
@@ -585,7 +945,7 @@ step_sshd() {
   local effective key want
   effective=$(sshd -T -f "$config" 2>/dev/null) || die "sshd -T failed"
   for want in "passwordauthentication no" "kbdinteractiveauthentication no" \
-    "permitrootlogin without-password" "authenticationmethods publickey" "hostkeyalgorithms ssh-ed25519"; do
+    "permitrootlogin forced-commands-only" "authenticationmethods publickey" "hostkeyalgorithms ssh-ed25519"; do
     key=${want%% *}
     grep -qx -- "$want" <<<"$effective" ||
       die "effective sshd setting is '$(grep -m1 "^$key " <<<"$effective" || echo "$key unset")', expected '$want': another sshd_config.d file overrides $SSHD_DROPIN_NAME"
@@ -980,13 +1340,16 @@ step_directories
 step_service_log_dirs
 step_ufw
 step_metadata_block
+step_web_ingress
 step_host_files
 step_uploads_units
 step_backup_watch_units
 step_access_log_units
 step_unattended_upgrades
 step_maintenance_units
+step_ssh_dispatcher
 step_authorized_keys
+step_operators
 step_sshd
 step_swap
 step_time_sync

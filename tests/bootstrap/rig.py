@@ -26,15 +26,16 @@ from tests.support.tools import REPO, find_tool
 
 SCRIPT = REPO / "files" / "bootstrap" / "host-setup.sh"
 DROPIN = REPO / "files" / "ssh" / "50-bankflow-hardening.conf"
+SSH_FILES = DROPIN.parent
 STANDIN_TOOL = Path(__file__).with_name("standin_tool.py")
 STANDIN_COMMANDS = (
     "apt-get", "dpkg-query", "dpkg", "curl", "gpg", "systemctl", "ufw", "iptables", "sshd", "dockerd",
     "docker", "free", "fallocate", "mkswap", "swapon", "sysctl", "timedatectl", "cloud-init",
-    "findmnt", "mount",
+    "findmnt", "mount", "iptables-restore", "getent", "groupadd", "useradd", "usermod", "gpasswd", "visudo",
 )  # fmt: skip
 REAL_TOOLS = (
     "bash", "cat", "cmp", "stat", "mkdir", "mktemp", "chmod", "chown", "mv", "rm", "cp", "dirname", "id",
-    "grep", "awk", "sed", "flock", "find", "sort",
+    "grep", "awk", "sed", "flock", "find", "sort", "sha256sum", "cut", "tr", "basename",
 )  # fmt: skip
 
 DAEMON_JSON = {"log-driver": "local", "log-opts": {"max-size": "10m", "max-file": "5"}}
@@ -157,6 +158,11 @@ class HostSetupRig:
     def _build_payload(self) -> None:
         (self.payload / "ssh").mkdir(parents=True)
         shutil.copy(DROPIN, self.payload / "ssh" / DROPIN.name)
+        for name in ("bankflow-ssh-dispatch", "49-bankflow-penalties.conf"):
+            shutil.copy2(SSH_FILES / name, self.payload / "ssh" / name)
+        (self.payload / "volume").mkdir()
+        for script in sorted((SSH_FILES.parent / "volume").glob("*.sh")):
+            shutil.copy(script, self.payload / "volume" / script.name)
         (self.payload / "ssh" / "authorized_keys").write_text(
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJhbmtmbG93LXRlc3QtZGVwbG95LWtleS0wMDAwMDAwMA deploy\n"
         )
@@ -214,6 +220,9 @@ class HostSetupRig:
             "STANDIN_LOG": str(self.log_path),
             **env,
         }
+        visudo = find_tool("visudo")
+        if visudo and "STANDIN_REAL_VISUDO" not in env:  # the real sudo checks the sudoers file
+            environment["STANDIN_REAL_VISUDO"] = visudo
         if self.real_sshd:
             environment["STANDIN_REAL_SSHD"] = self.real_sshd
             environment["STANDIN_SSHD_HOSTKEY"] = str(self.sshd_host_key)

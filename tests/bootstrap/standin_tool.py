@@ -115,6 +115,12 @@ def systemctl(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def _ufw_rule(args: list[str]) -> str:
+    """A rule as `ufw show added` prints it after "ufw allow ": the words without a comment."""
+    words = args[: args.index("comment")] if "comment" in args else args
+    return " ".join(words)
+
+
 def ufw(state: dict[str, Any], args: list[str]) -> int:
     firewall = state["ufw"]
     if args[:1] == ["status"]:
@@ -123,8 +129,15 @@ def ufw(state: dict[str, Any], args: list[str]) -> int:
         print("Added user rules (see 'ufw status' for running firewall):")
         print("\n".join(f"ufw allow {rule}" for rule in firewall["rules"]) or "(None)")
     elif args[:1] == ["allow"]:
-        if args[1] not in firewall["rules"]:
-            firewall["rules"].append(args[1])
+        rule = _ufw_rule(args[1:])
+        if rule not in firewall["rules"]:
+            firewall["rules"].append(rule)
+    elif args[:2] == ["delete", "allow"]:
+        rule = _ufw_rule(args[2:])
+        if rule not in firewall["rules"]:
+            print("Could not delete non-existent rule")
+        else:
+            firewall["rules"].remove(rule)
     elif args[:3] == ["default", "deny", "incoming"]:
         defaults = Path(os.environ["BANKFLOW_ROOTFS"], "etc/default/ufw")
         text = defaults.read_text() if defaults.exists() else ""
@@ -169,14 +182,103 @@ def iptables(state: dict[str, Any], args: list[str]) -> int:
     return 2
 
 
+def iptables_restore(state: dict[str, Any], args: list[str]) -> int:
+    """``iptables-restore --noflush FILE``: a declared chain is created or emptied, then appended to."""
+    assert "--noflush" in args, "host-setup.sh must never flush the tables Docker and ufw own"
+    for line in Path(os.environ.get("BANKFLOW_ROOTFS", "") + _host_path(args[-1])).read_text().splitlines():
+        if line.startswith(":"):
+            chain = line[1:].split()[0]
+            _add(state, "chains", chain)
+            state["rules"] = [rule for rule in state["rules"] if rule[0] != chain]
+        elif line.startswith("-A "):
+            chain, rule = line[3:].split(" ", 1)
+            state["rules"].append([chain, rule])
+    return 0
+
+
+def _accounts(state: dict[str, Any]) -> dict[str, Any]:
+    return state.setdefault("accounts", {})
+
+
+def _groups(state: dict[str, Any]) -> dict[str, list[str]]:
+    return state.setdefault("groups", {})
+
+
+def getent(state: dict[str, Any], args: list[str]) -> int:
+    database, name = args
+    if database == "group":
+        if name not in _groups(state):
+            return 2
+        print(f"{name}:x:999:{','.join(_groups(state)[name])}")
+        return 0
+    account = _accounts(state).get(name)
+    if account is None:
+        return 2
+    if database == "passwd":
+        uid = account["uid"]
+        print(f"{name}:x:{uid}:{uid}:{account.get('comment', '')}:{account['home']}:/bin/bash")
+    else:  # shadow: field 8 is the expiry day ("" = never)
+        print(f"{name}:!:20000:0:99999:7::{account.get('expire', '')}:")
+    return 0
+
+
+def groupadd(state: dict[str, Any], args: list[str]) -> int:
+    _groups(state).setdefault(args[-1], [])
+    return 0
+
+
+def useradd(state: dict[str, Any], args: list[str]) -> int:
+    name = args[-1]
+    uid = 1000 + len([a for a in _accounts(state).values() if a["uid"] >= 1000])
+    _accounts(state)[name] = {"uid": uid, "home": f"/home/{name}", "expire": ""}
+    Path(os.environ["BANKFLOW_ROOTFS"], "home", name).mkdir(parents=True, exist_ok=True)
+    for group in args[args.index("--groups") + 1].split(",") if "--groups" in args else []:
+        _groups(state)[group].append(name)
+    return 0
+
+
+def usermod(state: dict[str, Any], args: list[str]) -> int:
+    name = args[-1]
+    if "--expiredate" in args:
+        _accounts(state)[name]["expire"] = args[args.index("--expiredate") + 1]
+    if "--groups" in args:
+        for group in args[args.index("--groups") + 1].split(","):
+            if name not in _groups(state)[group]:
+                _groups(state)[group].append(name)
+    return 0
+
+
+def gpasswd(state: dict[str, Any], args: list[str]) -> int:
+    name, group = args[-2], args[-1]
+    _groups(state)[group].remove(name)
+    return 0
+
+
+def visudo(state: dict[str, Any], args: list[str]) -> int:
+    """``visudo -c -q -f FILE``: the real one when installed, else a check of the lines' shape."""
+    real = os.environ.get("STANDIN_REAL_VISUDO")
+    if real:
+        os.execv(real, [real, *args])  # noqa: S606
+    text = Path(args[-1]).read_text()
+    rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    shaped = bool(rules) and all(r.startswith(("Defaults", "%")) for r in rules)
+    if state.get("visudo_rejects") or not shaped:
+        print(f"{args[-1]}: syntax error", file=sys.stderr)
+        return 1
+    return 0
+
+
 def sshd(state: dict[str, Any], args: list[str]) -> int:
     real = os.environ.get("STANDIN_REAL_SSHD")
     if real:  # the real OpenSSH server validates/prints the test root filesystem's configuration
         os.execv(real, [real, *args, "-h", os.environ["STANDIN_SSHD_HOSTKEY"]])  # noqa: S606
     if "-T" in args:
         print(
-            "passwordauthentication no\nkbdinteractiveauthentication no\npermitrootlogin without-password\n"
-            "authenticationmethods publickey\nhostkeyalgorithms ssh-ed25519"
+            "passwordauthentication no\nkbdinteractiveauthentication no\n"
+            "permitrootlogin forced-commands-only\nauthenticationmethods publickey\n"
+            "hostkeyalgorithms ssh-ed25519"
+            # an OpenSSH >= 9.8 lists this keyword (tests set the state to emulate one)
+            + ("\npersourcepenalties crash:90s" if state.get("sshd_knows_penalties") else "")
         )
     return 0
 
@@ -300,6 +402,13 @@ COMMANDS = {
     "cloud-init": cloud_init,
     "findmnt": findmnt,
     "mount": mount,
+    "iptables-restore": iptables_restore,
+    "getent": getent,
+    "groupadd": groupadd,
+    "useradd": useradd,
+    "usermod": usermod,
+    "gpasswd": gpasswd,
+    "visudo": visudo,
 }
 
 

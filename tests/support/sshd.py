@@ -7,7 +7,12 @@ free high port, with everything it needs generated in a temporary directory:
 - a fresh ed25519 client key, the only entry of the ``AuthorizedKeysFile``;
 - ``files/ssh/50-bankflow-hardening.conf`` -- the drop-in the droplet runs -- pulled in with
   ``Include``, verbatim except for its ``HostKey`` path, so every connection exercises the hardened
-  algorithms and authentication settings.
+  algorithms and authentication settings (``dropin_source`` serves another copy, for tests that
+  show a weaker one failing);
+- ``/etc/ssh/moduli`` pruned to >= 3072-bit groups, as host-setup.sh prunes the droplet's;
+- ``authorized_keys_options`` prefixes the client key's line (e.g. the deploy key's
+  ``restrict,command="..."``). The drop-in admits root only with a forced command; a server
+  without one, run as root, admits root's plain key (``_root_login_override``).
 
 It runs as the current user. As root, sshd needs its privilege-separation directory
 (``/run/sshd``), which is created when missing; as another user sshd runs without privilege
@@ -43,6 +48,10 @@ REPO = Path(__file__).resolve().parents[2]
 HARDENING_DROPIN = REPO / "files" / "ssh" / "50-bankflow-hardening.conf"
 DROPLET_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 PRIVSEP_DIR = Path("/run/sshd")
+SYSTEM_MODULI = Path("/etc/ssh/moduli")
+# host-setup.sh keeps only the Diffie-Hellman groups of at least this many bits in the droplet's
+# /etc/ssh/moduli (ssh-audit's hardening guide: `awk '$5 >= 3071'`); the test server does the same.
+MIN_MODULI_BITS_FIELD = 3071
 READY_TIMEOUT_SECONDS = 10.0
 _HOSTKEY_LINE = re.compile(r"^\s*HostKey\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -76,6 +85,20 @@ def generate_ed25519_key(path: Path, comment: str, ssh_keygen: str | None = None
     return path.with_name(path.name + ".pub").read_text().strip()
 
 
+def prune_moduli(source: Path, target: Path) -> int:
+    """Copy ``source`` to ``target`` without the groups smaller than 3072 bits; return how many are kept.
+
+    The same filter as host-setup.sh (field 5 is the size minus one). A comment line stays.
+    """
+    kept: list[str] = []
+    for line in source.read_text().splitlines():
+        fields = line.split()
+        if line.startswith("#") or (len(fields) >= 7 and int(fields[4]) >= MIN_MODULI_BITS_FIELD):
+            kept.append(line)
+    target.write_text("\n".join(kept) + "\n")
+    return sum(1 for line in kept if not line.startswith("#"))
+
+
 def hardening_dropin_for(host_key: Path, source: Path = HARDENING_DROPIN) -> str:
     """The drop-in's text with its one ``HostKey`` line pointed at ``host_key``.
 
@@ -94,7 +117,13 @@ class SshServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path | None = None, extra_config: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        extra_config: Sequence[str] = (),
+        dropin_source: Path = HARDENING_DROPIN,
+        authorized_keys_options: str = "",
+    ) -> None:
         self.sshd = _tool("sshd")
         self.ssh = _tool("ssh")
         self.ssh_keygen = _tool("ssh-keygen")
@@ -105,6 +134,9 @@ class SshServer:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.extra_config = tuple(extra_config)
+        self.dropin_source = dropin_source
+        # Prefixed to the client key's authorized_keys line, e.g. 'restrict,command="..."'.
+        self.authorized_keys_options = authorized_keys_options
         self.user = getpass.getuser()
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -115,6 +147,7 @@ class SshServer:
         self.known_hosts_path = self.dir / "known_hosts"
         self.config_path = self.dir / "sshd_config"
         self.dropin_path = self.dir / "50-bankflow-hardening.conf"
+        self.moduli_path = self.dir / "moduli"
         self.host_public_key = ""
         self.client_public_key = ""
 
@@ -125,8 +158,11 @@ class SshServer:
         self.client_public_key = generate_ed25519_key(
             self.client_private_key_path, "bankflow-test-client", self.ssh_keygen
         )
-        self.authorized_keys_path.write_text(self.client_public_key + "\n")
-        self.dropin_path.write_text(hardening_dropin_for(self.host_key_path))
+        prefix = f"{self.authorized_keys_options} " if self.authorized_keys_options else ""
+        self.authorized_keys_path.write_text(prefix + self.client_public_key + "\n")
+        self.dropin_path.write_text(hardening_dropin_for(self.host_key_path, self.dropin_source))
+        if SYSTEM_MODULI.is_file():
+            prune_moduli(SYSTEM_MODULI, self.moduli_path)
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probe and bind: retry
             self.port = free_port()
@@ -219,6 +255,7 @@ class SshServer:
             "# bankflow test sshd: loopback only, generated keys, the droplet's hardening drop-in",
             # sshd keeps the first value of a keyword: the caller's lines win over everything below.
             *self.extra_config,
+            *self._root_login_override(),
             f"Include {self.dropin_path}",
             f"ListenAddress {self.host}",
             f"Port {self.port}",
@@ -232,7 +269,21 @@ class SshServer:
             f"AllowUsers {self.user}",
             "Subsystem sftp internal-sftp",  # pulumi-command's CopyToRemote talks SFTP
         ]
+        if self.moduli_path.is_file():  # the droplet's pruned /etc/ssh/moduli (host-setup.sh)
+            lines.append(f"ModuliFile {self.moduli_path}")
         self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _root_login_override(self) -> list[str]:
+        # The drop-in admits root only with a forced command (the deploy key's dispatcher). Running
+        # as root, a test server whose key has no command= would refuse every login: such servers
+        # (the general harness: arbitrary test commands) admit root's key as a plain key instead.
+        # Servers given a command= keep the droplet's rule (tests/bootstrap/test_ssh_dispatch.py).
+        if self.user != "root" or "command=" in self.authorized_keys_options:
+            return []
+        return [
+            "# test harness: root with a plain key (see _root_login_override)",
+            "PermitRootLogin prohibit-password",
+        ]
 
     def _validate_config(self) -> None:
         result = subprocess.run(
