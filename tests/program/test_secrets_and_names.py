@@ -98,7 +98,8 @@ def test_two_stacks_never_claim_the_same_name_or_hostname():
 
 
 
-def test_operator_keys_reach_their_accounts_not_the_digitalocean_account():
+def test_operator_keys_reach_the_host_not_the_account():
+    # Issue 12 item 7: personal keys are server.operators accounts (adminSshKeys is refused).
     key = "ssh-ed25519 " + "A" * 68 + " ana@bankflow"
 
     def with_operator(config):
