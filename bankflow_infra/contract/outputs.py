@@ -76,6 +76,15 @@ class RepositorySecrets:
 
 
 @dataclass(frozen=True)
+class OriginPullClient:
+    """The client certificate Cloudflare presents to this stack's nginx (Authenticated Origin
+    Pulls); ``health --origin`` presents it too. The key never reaches a repr or a message."""
+
+    certificate: str = field(repr=False)
+    private_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     stack: str
     environment: Environment
@@ -96,6 +105,8 @@ class StackOutputs:
     backup_replica_key: SpacesKeyPair | None = field(default=None, repr=False)
     backup_drill_key: SpacesKeyPair | None = field(default=None, repr=False)
     backup_repository: RepositorySecrets | None = field(default=None, repr=False)
+    # None when absent (a stack without a server) or read without --show-secrets.
+    origin_pull_client: OriginPullClient | None = field(default=None, repr=False)
 
 
 def _json_type(value: Any) -> str:
@@ -304,6 +315,17 @@ def _repository(r: _Reader) -> RepositorySecrets | None:
     return RepositorySecrets(raw["cipher_pass"], raw["uploads_password"]) if raw and not bad else None
 
 
+def _origin_pull_client(r: _Reader) -> OriginPullClient | None:
+    """Like the repositories' keys: PEM checks only, and only JSON types ever reach a message."""
+    value, keys = r.get("origin_pull_client"), ("certificate", "private_key")
+    raw = None if value == REDACTED else r.obj("origin_pull_client", value, keys, nullable=True)
+    markers = {"certificate": "-----BEGIN CERTIFICATE-----", "private_key": "PRIVATE KEY-----"}
+    bad = [k for k in keys if raw is not None and not (isinstance(raw[k], str) and markers[k] in raw[k])]
+    for key in bad:
+        r.fail(f"origin_pull_client.{key}", "a PEM string", raw[key] if raw else None)
+    return OriginPullClient(raw["certificate"], raw["private_key"]) if raw and not bad else None
+
+
 def _deploy_key(r: _Reader, show_secrets: bool) -> str | None:
     value = r.get("deploy_private_key")
     if value == REDACTED and not show_secrets:
@@ -344,6 +366,7 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         backup_replica_key=_key_pair(r, "backup_replica_key"),
         backup_drill_key=_key_pair(r, "backup_drill_key"),
         backup_repository=_repository(r),
+        origin_pull_client=_origin_pull_client(r),
     )
     if r.problems:
         raise OutputsError("\n".join(r.problems))

@@ -247,11 +247,7 @@ def render_bundle(
         **({ORIGIN_PULL_CA_FILE: pull_ca} if pull_ca is not None else {}),
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
         **host_files.render_host_files(settings),
-        # who may reach the droplet (issue 12): the host firewall's sources and the named operators
-        host_access.FIREWALL_ALLOW_PATH: host_access.render_firewall_allow(
-            settings.server.ssh_allowed_cidrs, cloudflare
-        ),
-        host_access.OPERATORS_PATH: host_access.render_operators(settings.server.operators),
+        **host_access.render_host_access_files(settings, cloudflare),  # issue 12: who reaches the host
         backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),
         # --- uploads backups (issue 11): backup/uploads.json and the 5-minute timer ---
         **uploads_backup.uploads_files(settings, secrets),

@@ -20,6 +20,7 @@ from typing import Final
 
 from bankflow_infra import catalog
 from bankflow_infra.render.model import BundleInputError, CloudflareRanges
+from bankflow_infra.settings import Settings
 from bankflow_infra.settings.model import OperatorAccount
 
 FIREWALL_ALLOW_PATH: Final = "host/firewall-allow"
@@ -48,3 +49,11 @@ def render_operators(operators: Sequence[OperatorAccount]) -> str:
     lines = ["# Installed by BankFlow (bankflow_infra/render/host_access.py): NAME PUBLIC-KEY"]
     lines += [f"{operator.name} {operator.public_key}" for operator in operators]
     return "\n".join(lines) + "\n"
+
+
+def render_host_access_files(settings: Settings, cloudflare: CloudflareRanges) -> dict[str, str]:
+    """Bundle path -> text: the host firewall's sources and the named operators."""
+    return {
+        FIREWALL_ALLOW_PATH: render_firewall_allow(settings.server.ssh_allowed_cidrs, cloudflare),
+        OPERATORS_PATH: render_operators(settings.server.operators),
+    }
