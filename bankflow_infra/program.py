@@ -16,9 +16,11 @@ import pulumi_digitalocean as do
 from bankflow_infra.catalog import SSH_PORT, SSH_USER, AppService, app_services
 from bankflow_infra.components.backups import BackupAccess, BackupBucket, BackupReplica, backup_replica_args
 from bankflow_infra.components.credentials import Credentials
-from bankflow_infra.components.edge import Edge
+from bankflow_infra.components.edge import Edge, zone_id_of
+from bankflow_infra.components.edge_rules import ZoneSecurity
 from bankflow_infra.components.monitoring import Monitoring, MonitoringArgs
 from bankflow_infra.components.origin_cert import OriginCertificate, OriginCertificateArgs
+from bankflow_infra.components.origin_pull import OriginPullCa, OriginPullClient, OriginPulls
 from bankflow_infra.components.remote_deploy import RESOURCE_NAME as REMOTE_DEPLOY_NAME
 from bankflow_infra.components.remote_deploy import RemoteDeploy
 from bankflow_infra.components.server import DataVolume, Server
@@ -27,9 +29,13 @@ from bankflow_infra.components.stack_args import (
     backup_bucket_args,
     data_volume_args,
     edge_args,
+    origin_pull_ca_args,
+    origin_pulls_args,
     remote_deploy_args,
     server_args,
+    zone_security_args,
 )
+from bankflow_infra.components.stack_refs import OriginStack, RepositoryKeys, repository_keys
 from bankflow_infra.contract.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
 from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
 from bankflow_infra.settings import (
@@ -108,72 +114,14 @@ class Built:
     bundle: pulumi.Output[Bundle] | None
 
 
-class OriginStackError(ValueError):
-    """The stack named by bankflow:edge.originStack has no usable server address."""
-
-
-def origin_address(value: object, version: int, stack: str) -> str:
-    """The referenced stack's droplet address, or one clear error: DNS must never get "None"."""
-    key = "origin_ip" if version == 4 else "origin_ipv6"
-    try:
-        address = ipaddress.ip_address(str(value))
-    except ValueError:
-        address = None
-    if value is None or address is None or address.version != version:
-        raise OriginStackError(
-            f"bankflow:edge.originStack: stack {stack!r} has no usable {key} output (got {value!r}); "
-            f"is its server layer on and deployed (pulumi up -s {stack})?"
-        )
-    return str(address)
-
-
-def _stack_reference_name(stack: str) -> str:
-    # Fully qualified so it works on Pulumi Cloud and on a self-managed (s3://) backend alike.
-    return stack if "/" in stack else f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
-
-
-@dataclass(frozen=True)
-class _RepositoryKeys:
-    """The keys of the backup repositories in this server's bucket (None: no bucket to use)."""
-
-    cipher_pass: pulumi.Input[str | None] = None
-    uploads_password: pulumi.Input[str | None] = None
-
-
-def _repository_keys(settings: Settings, own: BackupBucket | None) -> _RepositoryKeys:
-    """This stack's own bucket's keys, or -- a rebuild stack writing to its environment's original
-    bucket -- that stack's, through a StackReference: a new random key could not open backups
-    made with the old one (pgBackRest and restic repositories have one key each)."""
-    if own is not None:
-        return _RepositoryKeys(own.cipher_pass, own.uploads_password)
-    if settings.backups.bucket_stack == settings.stack:
-        return _RepositoryKeys()
-    reference = pulumi.StackReference(_stack_reference_name(settings.backups.bucket_stack))
-    source = settings.backups.bucket_stack
-    repository = reference.get_output("backup_repository")
-    return _RepositoryKeys(
-        repository.apply(lambda v: repository_key(v, "cipher_pass", source)),
-        repository.apply(lambda v: repository_key(v, "uploads_password", source)),
-    )
-
-
-def repository_key(value: Any, key: str, source: str) -> str:
-    """One key of another stack's `backup_repository` output; an error names the stack, never a value."""
-    if not isinstance(value, dict) or not isinstance(value.get(key), str) or not value[key]:
-        raise ValueError(
-            f"stack {source!r} has no output backup_repository.{key}: has it been `pulumi up`-ed with "
-            "the current program (its bucket generates the backup repositories' keys)?"
-        )
-    return str(value[key])
-
-
 def _render(
     settings: Settings,
     credentials: Credentials,
     certificate: OriginCertificate,
     ranges: pulumi.Output[CloudflareRanges],
     backup_access: BackupAccess,
-    repository: _RepositoryKeys,
+    repository: RepositoryKeys,
+    origin_pull: _OriginPullInputs,
 ) -> pulumi.Output[Bundle]:
     registry_password = pulumi.Config(NAMESPACE).get_secret("registryPassword")
     alerts_webhook_url = pulumi.Config(NAMESPACE).get_secret("alertsWebhookUrl")
@@ -191,6 +139,10 @@ def _render(
         alerts_webhook_url=alerts_webhook_url,
         spaces_access_key=backup_access.access_key,
         spaces_secret_key=backup_access.secret_key,
+        origin_pull_ca_pem=origin_pull.ca_pem,
+        # Not used by the renderer: the bundle (and so the deploy that ships an nginx requiring
+        # Cloudflare's client certificate) waits until AOP is on for every hostname.
+        origin_pulls_ready=origin_pull.ready,
     )
 
     def render(v: dict[str, Any]) -> Bundle:
@@ -208,7 +160,11 @@ def _render(
             uploads_repo_password=v["uploads_repo_password"],
         )
         return render_bundle(
-            settings, secrets, cloudflare=v["cloudflare"], origin_certificate_pem=v["origin_certificate_pem"]
+            settings,
+            secrets,
+            cloudflare=v["cloudflare"],
+            origin_certificate_pem=v["origin_certificate_pem"],
+            origin_pull_ca_pem=v["origin_pull_ca_pem"],
         )
 
     return inputs.apply(render)
@@ -241,7 +197,18 @@ def _contract_outputs(settings: Settings, services: tuple[AppService, ...]) -> d
         "backup_replica_key": None,
         "backup_drill_key": None,
         "backup_repository": None,
+        "origin_pull_client": None,
     }
+
+
+@dataclass(frozen=True)
+class _OriginPullInputs:
+    """What the bundle takes from Authenticated Origin Pulls: the CA nginx trusts, and what it
+    must wait for (the hostname associations, when this stack's edge serves this droplet)."""
+
+    ca_pem: pulumi.Output[str]
+    ready: list[pulumi.Output[str]]
+    client: OriginPullClient  # exported (secret) for an edge on another stack to upload
 
 
 @dataclass
@@ -270,6 +237,7 @@ def _server_layer(
     ranges: pulumi.Output[CloudflareRanges],
     volume: do.Volume | None,
     backups: BackupBucket | None,
+    origin_pull: _OriginPullInputs,
 ) -> _ServerLayer:
     """Credentials, droplet, certificate, monitoring, the Spaces key and the remote deploy."""
     credentials = Credentials("credentials")
@@ -290,8 +258,8 @@ def _server_layer(
     Monitoring("monitoring", MonitoringArgs(stack=settings.stack, alerts=settings.alerts), server.stack_tag)
     own_bucket = backups.bucket if backups else None
     backup_access = BackupAccess("backup-access", backup_access_args(settings), own_bucket)
-    repository = _repository_keys(settings, backups)
-    bundle = _render(settings, credentials, certificate, ranges, backup_access, repository)
+    repository = repository_keys(settings, backups)
+    bundle = _render(settings, credentials, certificate, ranges, backup_access, repository, origin_pull)
     deploy = RemoteDeploy(REMOTE_DEPLOY_NAME, remote_deploy_args(settings), server, credentials, bundle)
     outputs = {
         "origin_ip": server.ipv4,
@@ -306,22 +274,12 @@ def _server_layer(
         "release": deploy.release,
         "origin_certificate": certificate.certificate_pem,
         "origin_cert_expires_on": certificate.expires_on,
+        "origin_pull_client": {
+            "certificate": origin_pull.client.certificate_pem,
+            "private_key": origin_pull.client.private_key_pem,
+        },
     }
     return _ServerLayer(server, bundle, outputs, deploy)
-
-
-def _edge_origin(settings: Settings, own: Server | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
-    """The addresses the DNS records point at: another stack's droplet or this stack's own."""
-    if settings.edge.origin_stack is not None:
-        reference = pulumi.StackReference(_stack_reference_name(settings.edge.origin_stack))
-        origin = settings.edge.origin_stack
-        return (
-            reference.get_output("origin_ip").apply(lambda v: origin_address(v, 4, origin)),
-            reference.get_output("origin_ipv6").apply(lambda v: origin_address(v, 6, origin)),
-        )
-    # Settings validation guarantees an origin: this stack's server or edge.originStack.
-    assert own is not None
-    return own.ipv4, own.ipv6
 
 
 def _project(settings: Settings, urns: list[pulumi.Output[str]]) -> None:
@@ -359,19 +317,20 @@ def build(settings: Settings) -> Built:
         project_urns.append(volume.volume_urn)
     # The bucket first: this stack's own Spaces key is granted on it and must wait for it.
     backups = BackupBucket("backups", backup_bucket_args(settings)) if settings.edge.enabled else None
+    origin = OriginStack(settings.edge.origin_stack) if backups and settings.edge.origin_stack else None
+    pull_ca = OriginPullCa("origin-pull", origin_pull_ca_args(settings)) if settings.server.enabled else None
+    pulls = _origin_pulls(settings, pull_ca, origin) if backups is not None else None
     layer: _ServerLayer | None = None
-    if settings.server.enabled:
+    if pull_ca is not None:
         own_bucket = backups if backups and settings.backups.bucket_stack == settings.stack else None
-        layer = _server_layer(settings, ranges, volume, own_bucket)
+        ready = pulls.ready if pulls is not None and origin is None else []
+        pull_inputs = _OriginPullInputs(pull_ca.ca_certificate_pem, ready, pull_ca.client)
+        layer = _server_layer(settings, ranges, volume, own_bucket, pull_inputs)
         project_urns += layer.server.resource_urns
         outputs |= layer.outputs
 
     if backups is not None:
-        origin_ipv4, origin_ipv6 = _edge_origin(settings, layer.server if layer else None)
-        # Own droplet: the records move to a (replacement) droplet only once it was bootstrapped
-        # and serves the release; before, Cloudflare would send customers to an empty host.
-        after = [layer.deploy.deploy_command] if layer and settings.edge.origin_stack is None else []
-        Edge("edge", edge_args(settings, services), origin_ipv4, origin_ipv6, after)
+        _edge(settings, services, origin, layer)
         project_urns.append(backups.bucket.bucket_urn)
         outputs["backup_bucket"] = {
             "name": backups.name,
@@ -389,6 +348,37 @@ def build(settings: Settings) -> Built:
     if project_urns:
         _project(settings, project_urns)
     return Built(outputs=outputs, bundle=layer.bundle if layer else None)
+
+
+def _edge(
+    settings: Settings,
+    services: tuple[AppService, ...],
+    origin: OriginStack | None,
+    layer: _ServerLayer | None,
+) -> None:
+    """DNS (and the rest of Edge) pointing at edge.originStack's droplet or this stack's own, and
+    the zone-wide rules where this stack owns the zone."""
+    if origin is not None:
+        origin_ipv4, origin_ipv6 = origin.addresses()
+    else:
+        # Settings validation guarantees an origin: this stack's server or edge.originStack.
+        assert layer is not None
+        origin_ipv4, origin_ipv6 = layer.server.ipv4, layer.server.ipv6
+    # Own droplet: the records move to a (replacement) droplet only once it was bootstrapped
+    # and serves the release; before, Cloudflare would send customers to an empty host.
+    after = [layer.deploy.deploy_command] if layer and origin is None else []
+    edge = Edge("edge", edge_args(settings, services), origin_ipv4, origin_ipv6, after)
+    if settings.edge.zone_settings:
+        ZoneSecurity("zone-security", zone_security_args(settings), edge.zone_id)
+
+
+def _origin_pulls(settings: Settings, own: OriginPullCa | None, origin: OriginStack | None) -> OriginPulls:
+    """AOP on this stack's hostnames with the client certificate of the droplet that serves them:
+    edge.originStack's (read from its outputs) or this stack's own."""
+    client: OriginPullClient | None = origin.origin_pull_client() if origin else (own.client if own else None)
+    assert client is not None  # settings validation: a server of its own or edge.originStack
+    zone_id = zone_id_of(settings.edge.zone)
+    return OriginPulls("origin-pulls", origin_pulls_args(settings), zone_id, client)
 
 
 def export(built: Built) -> None:

@@ -71,7 +71,19 @@ def uptime_notifications(alerts: AlertSettings) -> list[do.UptimeAlertNotificati
     return [do.UptimeAlertNotificationArgs(emails=list(alerts.emails) or None, slacks=slacks)]
 
 
+def zone_id_of(zone: str, parent: pulumi.Resource | None = None) -> pulumi.Output[str]:
+    """The zone's id (one lookup per caller; the zone must exist on the token's account)."""
+    found = cloudflare.get_zone_output(
+        filter=cloudflare.GetZoneFilterArgs(name=zone, match="all"),
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    )
+    return found.id
+
+
 class Edge(pulumi.ComponentResource):
+    zone_id: pulumi.Output[str]
+
+
     def __init__(
         self,
         name: str,
@@ -86,11 +98,7 @@ class Edge(pulumi.ComponentResource):
         super().__init__("bankflow:index:Edge", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         record_options = pulumi.ResourceOptions(parent=self, depends_on=list(records_after))
-        zone = cloudflare.get_zone_output(
-            filter=cloudflare.GetZoneFilterArgs(name=args.zone, match="all"),
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
-        zone_id = zone.id
+        zone_id = self.zone_id = zone_id_of(args.zone, self)
         comment = record_comment(args.project, args.stack)
         for hostname in args.hostnames:
             for record_type, content in (("A", origin_ipv4), ("AAAA", origin_ipv6)):

@@ -36,7 +36,12 @@ from bankflow_infra.contract.layout import AGENT_BIN, DATA_VOLUME_MOUNT, STATE_D
 from bankflow_infra.render import Bundle
 from bankflow_infra.render.host_files import FILES_DIR
 from bankflow_infra.render.payloads import digest_of
-from bankflow_infra.render.remote_payloads import bootstrap_payload, deploy_payload
+from bankflow_infra.render.remote_payloads import (
+    GROW_DATA_FILESYSTEM_SCRIPT,
+    RELEASE_DATA_VOLUME_SCRIPT,
+    bootstrap_payload,
+    deploy_payload,
+)
 
 # The component's type token and resource name predate this module's name (it was the "Host"
 # component): they are the resources' URNs in every stack's state, so they stay as they are.
@@ -51,8 +56,6 @@ RELEASE_DIAL_ERROR_LIMIT: Final = 6
 # Where the deploy command keeps the agent's output on the droplet (root only, 0600): never in
 # pulumi-command's error message, which would print it on the runner.
 DEPLOY_OUTPUT_LOG: Final = f"{STATE_DIR}/pulumi-deploy.log"
-RELEASE_DATA_VOLUME_SCRIPT: Final = "volume/release-data-volume.sh"
-GROW_DATA_FILESYSTEM_SCRIPT: Final = "volume/grow-data-filesystem.sh"
 
 
 @dataclass(frozen=True)

@@ -122,10 +122,10 @@ class Server(pulumi.ComponentResource):
             public_key=credentials.deploy_public_key,
             opts=child,
         )
-        # Admin keys (server.adminSshKeys) are NOT DigitalOcean SSH keys: the droplet's
+        # Operators' keys (server.operators) are NOT DigitalOcean SSH keys: the droplet's
         # `ssh_keys` list replaces the droplet when it changes, and DigitalOcean refuses the same
-        # public key twice per account (staging, production and a rebuild share admins). The
-        # host bootstrap installs them into root's authorized_keys on every run instead.
+        # public key twice per account (staging, production and a rebuild share operators). The
+        # host bootstrap creates their named accounts on every run instead.
 
         self.volume = volume
         # The stack's tag exists before the droplet and the firewall that selects it.

@@ -3,9 +3,11 @@ from config to components)."""
 
 from __future__ import annotations
 
-from bankflow_infra.catalog import AppService
+from bankflow_infra.catalog import CLIENT_PORT_HEADER, AppService
 from bankflow_infra.components.backups import BackupAccessArgs, BackupBucketArgs
 from bankflow_infra.components.edge import EdgeArgs, UptimeTarget
+from bankflow_infra.components.edge_rules import ZoneSecurityArgs
+from bankflow_infra.components.origin_pull import OriginPullCaArgs, OriginPullsArgs
 from bankflow_infra.components.remote_deploy import RemoteDeployArgs
 from bankflow_infra.components.server import DataVolumeArgs, ServerArgs
 from bankflow_infra.settings import Settings, advanced_certificate_hosts
@@ -84,3 +86,26 @@ def backup_bucket_args(settings: Settings) -> BackupBucketArgs:
 
 def backup_access_args(settings: Settings) -> BackupAccessArgs:
     return BackupAccessArgs(key_name=settings.resource_name("backup-key"), bucket=settings.backup_bucket_name)
+
+
+def origin_pull_ca_args(settings: Settings) -> OriginPullCaArgs:
+    return OriginPullCaArgs(stack=settings.stack)
+
+
+def origin_pulls_args(settings: Settings) -> OriginPullsArgs:
+    return OriginPullsArgs(hostnames=settings.all_hostnames, zone_toggle=settings.edge.zone_settings)
+
+
+def zone_security_args(settings: Settings) -> ZoneSecurityArgs:
+    edge = settings.edge
+    # CAA violation reports go where the alerts go unless edge.caaIodef names another address.
+    iodef = edge.caa_iodef or (f"mailto:{settings.alerts.emails[0]}" if settings.alerts.emails else None)
+    return ZoneSecurityArgs(
+        zone=edge.zone,
+        plan=edge.plan,
+        site_hostnames=tuple(settings.hostnames["site"]),
+        rate_limit_paths=edge.rate_limit_paths,
+        rate_limit_requests=edge.rate_limit_requests,
+        caa_iodef=iodef,
+        client_port_header=CLIENT_PORT_HEADER,
+    )

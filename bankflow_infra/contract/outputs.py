@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
+from .output_specs import OUTPUT_NAMES as OUTPUT_NAMES
+from .output_specs import OUTPUTS as OUTPUTS
+from .output_specs import SECRET_OUTPUTS as SECRET_OUTPUTS
+from .output_specs import OutputSpec as OutputSpec
+from .output_specs import readme_table as readme_table
 from .services import APP_SERVICES, ENVIRONMENTS, Environment
 
 # What `pulumi stack output --json` prints for a secret output without --show-secrets.
@@ -25,60 +30,8 @@ _MISSING: Final = object()
 # Outputs added after stacks were deployed (issue 11): absent means "not deployed yet", not an error.
 _ADDED_LATER: Final = frozenset(
     {"backup_replica", "backup_replica_key", "backup_drill_key", "backup_repository"}
+    | {"origin_pull_client"}  # issue 12
 )
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    name: str
-    json_type: str  # as the README states it
-    secret: bool
-    meaning: str
-
-
-OUTPUTS: Final = (
-    OutputSpec("environment", "string", False, "`staging` or `production`"),
-    OutputSpec("origin_ip", "string or null", False,
-               "this stack's own droplet IPv4 (null when `server.enabled` is false)"),
-    OutputSpec("origin_ipv6", "string or null", False, "this stack's own droplet IPv6"),
-    OutputSpec("ssh", "object or null", False,
-               "`{host, port, user, host_public_key}` of this stack's droplet; "
-               "the host key is the pinned one"),
-    OutputSpec("deploy_private_key", "secret string or null", True,
-               "the generated deploy key (OpenSSH format)"),
-    OutputSpec("urls", "object", False, "service → `https://` URL (`site`, `saas`, `api`)"),
-    OutputSpec("health", "list", False, "`{service, url, host, path}` per public service, for health probes"),
-    OutputSpec("release", "string or null", False,
-               "sha256 of the deployed host bundle; its first 12 hex digits are the release id that "
-               "`releases` lists on the host"),
-    OutputSpec("origin_stack", "string", False,
-               "the stack whose droplet serves this stack's edge (itself unless `edge.originStack`)"),
-    OutputSpec("backup_bucket", "object or null", False,
-               "`{name, region, endpoint}` of the environment's Spaces bucket for backups"),
-    OutputSpec("backup_replica", "object or null", False,
-               "`{name, region, endpoint}` of its replica in another region (no droplet key reaches it)"),
-    OutputSpec("backup_replica_key", "secret object or null", True,
-               "`{access_key, secret_key}` of the replication workflow "
-               "(reads the bucket, writes the replica)"),
-    OutputSpec("backup_drill_key", "secret object or null", True,
-               "`{access_key, secret_key}` of the restore drill (reads both buckets, writes nothing)"),
-    OutputSpec("backup_repository", "secret object or null", True,
-               "`{cipher_pass, uploads_password}` of the backups in the bucket (pgBackRest, restic): "
-               "a rebuild stack and the restore drill read them"),
-    OutputSpec("origin_certificate", "string or null", False,
-               "the Origin CA certificate (PEM), to pin when probing the origin directly"),
-    OutputSpec("origin_cert_expires_on", "string or null", False,
-               "its expiry (Origin CA certificates are not renewed automatically)"),
-)
-OUTPUT_NAMES: Final = tuple(spec.name for spec in OUTPUTS)
-SECRET_OUTPUTS: Final = frozenset(spec.name for spec in OUTPUTS if spec.secret)
-
-
-def readme_table() -> str:
-    """The README's "Stack outputs" table, as a test compares it."""
-    rows = ["| output | type | meaning |", "|---|---|---|"]
-    rows += [f"| `{s.name}` | {s.json_type} | {s.meaning} |" for s in OUTPUTS]
-    return "\n".join(rows) + "\n"
 
 
 class OutputsError(Exception):
@@ -123,6 +76,15 @@ class RepositorySecrets:
 
 
 @dataclass(frozen=True)
+class OriginPullClient:
+    """The client certificate Cloudflare presents to this stack's nginx (Authenticated Origin
+    Pulls); ``health --origin`` presents it too. The key never reaches a repr or a message."""
+
+    certificate: str = field(repr=False)
+    private_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     stack: str
     environment: Environment
@@ -143,6 +105,8 @@ class StackOutputs:
     backup_replica_key: SpacesKeyPair | None = field(default=None, repr=False)
     backup_drill_key: SpacesKeyPair | None = field(default=None, repr=False)
     backup_repository: RepositorySecrets | None = field(default=None, repr=False)
+    # None when absent (a stack without a server) or read without --show-secrets.
+    origin_pull_client: OriginPullClient | None = field(default=None, repr=False)
 
 
 def _json_type(value: Any) -> str:
@@ -351,6 +315,17 @@ def _repository(r: _Reader) -> RepositorySecrets | None:
     return RepositorySecrets(raw["cipher_pass"], raw["uploads_password"]) if raw and not bad else None
 
 
+def _origin_pull_client(r: _Reader) -> OriginPullClient | None:
+    """Like the repositories' keys: PEM checks only, and only JSON types ever reach a message."""
+    value, keys = r.get("origin_pull_client"), ("certificate", "private_key")
+    raw = None if value == REDACTED else r.obj("origin_pull_client", value, keys, nullable=True)
+    markers = {"certificate": "-----BEGIN CERTIFICATE-----", "private_key": "PRIVATE KEY-----"}
+    bad = [k for k in keys if raw is not None and not (isinstance(raw[k], str) and markers[k] in raw[k])]
+    for key in bad:
+        r.fail(f"origin_pull_client.{key}", "a PEM string", raw[key] if raw else None)
+    return OriginPullClient(raw["certificate"], raw["private_key"]) if raw and not bad else None
+
+
 def _deploy_key(r: _Reader, show_secrets: bool) -> str | None:
     value = r.get("deploy_private_key")
     if value == REDACTED and not show_secrets:
@@ -391,6 +366,7 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         backup_replica_key=_key_pair(r, "backup_replica_key"),
         backup_drill_key=_key_pair(r, "backup_drill_key"),
         backup_repository=_repository(r),
+        origin_pull_client=_origin_pull_client(r),
     )
     if r.problems:
         raise OutputsError("\n".join(r.problems))

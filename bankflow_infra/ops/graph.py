@@ -32,6 +32,9 @@ LAYER_OF_COMPONENT: Final[Mapping[str, str]] = {
     "bankflow:index:Edge": "edge",
     "bankflow:index:BackupBucket": "edge",
     "bankflow:index:BackupReplica": "edge",
+    "bankflow:index:OriginPullCa": "server",
+    "bankflow:index:OriginPulls": "edge",
+    "bankflow:index:ZoneSecurity": "edge",
 }
 LAYER_TITLES: Final = {"server": "server layer", "edge": "edge layer", "stack": "stack-wide"}
 MARKER: Final = "<!-- bankflow-infra plan --graph -->"

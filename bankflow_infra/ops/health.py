@@ -122,7 +122,7 @@ def check_health(
     if pinned:
         assert outputs.origin_certificate is not None  # plan_probes checked it
         try:
-            context = pinned_context(outputs.origin_certificate)
+            context = pinned_context(outputs.origin_certificate, outputs.origin_pull_client)
         except ssl.SSLError as error:
             raise OutputsError(
                 f"stack output 'origin_certificate' of stack {outputs.stack!r}: "

@@ -156,6 +156,11 @@ class PlanMocks(pulumi.runtime.Mocks):
         self.referenced_outputs = referenced_outputs or {
             "origin_ip": MOCK_REFERENCED_IPV4,
             "origin_ipv6": MOCK_REFERENCED_IPV6,
+            # What an edge with edge.originStack uploads to Cloudflare (stand-in PEMs).
+            "origin_pull_client": {
+                "certificate": _pem("CERTIFICATE", f"{seed}/referenced-origin-pull"),
+                "private_key": _pem("PRIVATE KEY", f"{seed}/referenced-origin-pull"),
+            },
             # What a rebuild stack reads from its environment's bucket stack (stand-in values).
             "backup_repository": {
                 "cipher_pass": "mockcipher" + _token(seed, "referenced-cipher", length=54),
@@ -177,6 +182,11 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "publicKeyOpenssh": _fake_openssh_public_key(name) + "\n",
                 "publicKeyPem": _pem("PUBLIC KEY", name),
             }
+        elif typ in (
+            "tls:index/selfSignedCert:SelfSignedCert",
+            "tls:index/locallySignedCert:LocallySignedCert",
+        ):
+            computed = {"certPem": _pem("CERTIFICATE", name)}
         elif typ == "tls:index/certRequest:CertRequest":
             computed = {"certRequestPem": _pem("CERTIFICATE REQUEST", name)}
         elif typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":

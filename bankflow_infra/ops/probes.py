@@ -8,6 +8,8 @@ Two ways in:
   service's hostname and the certificate *pinned*: the TLS context trusts exactly the
   ``origin_certificate`` output (Cloudflare Origin CA certificates are not publicly trusted, and
   trusting their issuer would accept any other Origin CA certificate). Verification is never off.
+  The origin requires Cloudflare's client certificate (Authenticated Origin Pulls): the probe
+  presents the ``origin_pull_client`` output's, as Cloudflare does (outputs read with secrets).
 
 Each probe has a per-request timeout and retries with exponential backoff, but only for what a
 retry can fix (connection errors, timeouts, 5xx); everything stops at one overall deadline.
@@ -29,19 +31,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from bankflow_infra.catalog import HTTPS_PORT
-from bankflow_infra.contract.outputs import OutputsError, StackOutputs
+from bankflow_infra.contract.outputs import OriginPullClient, OutputsError, StackOutputs
 
 _T = TypeVar("_T")
 Mode = Literal["edge", "origin"]
@@ -133,14 +138,30 @@ def _require_origin(outputs: StackOutputs) -> None:
                                f"{elsewhere}")
 
 
-def pinned_context(certificate_pem: str) -> ssl.SSLContext:
-    """A client context that trusts exactly ``certificate_pem`` (and checks the hostname)."""
+def pinned_context(certificate_pem: str, client: OriginPullClient | None = None) -> ssl.SSLContext:
+    """A client context that trusts exactly ``certificate_pem`` (and checks the hostname) and,
+    with ``client``, presents the origin-pull client certificate, as Cloudflare does: the origin
+    answers 400 to anyone without it (Authenticated Origin Pulls)."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=certificate_pem)
     # The Origin CA certificate is a leaf, not a self-signed root: without PARTIAL_CHAIN OpenSSL
     # would only accept it as a trust anchor if it could build a chain to a root we do not trust.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client is not None:
+        _load_client_certificate(context, client)
     return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, client: OriginPullClient) -> None:
+    """ssl reads a certificate chain from files only: a private 0700 directory, the key written
+    0600, removed as soon as OpenSSL has read both (before any connection)."""
+    with tempfile.TemporaryDirectory(prefix="bankflow-origin-pull-") as directory:
+        cert, key = Path(directory) / "client.pem", Path(directory) / "client.key"
+        cert.write_text(client.certificate)
+        descriptor = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(client.private_key)
+        context.load_cert_chain(cert, key)
 
 
 def edge_context() -> ssl.SSLContext:

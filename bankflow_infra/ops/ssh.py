@@ -113,8 +113,11 @@ def ssh_argv(
     known_hosts: Path,
     ssh: str = "ssh",
     extra_options: Sequence[str] = (),
+    login: str | None = None,
 ) -> list[str]:
-    """argv of ``ssh`` to the stack's server running ``remote`` (a login shell when None)."""
+    """argv of ``ssh`` to the stack's server running ``remote`` (a login shell when None), as the
+    outputs' user (root: the deploy key, whose forced command runs only the agent) or as
+    ``login``, an operator's own account (server.operators) with the operator's own keys."""
     endpoint = _endpoint(outputs)
     argv = [ssh]
     options = [
@@ -137,7 +140,7 @@ def ssh_argv(
         argv += ["-i", str(identity)]
     argv += ["-p", str(endpoint.port), "-t" if tty else "-T"]
     # `--` ends ssh's options: nothing after the destination is parsed as one.
-    argv += ["--", f"{endpoint.user}@{endpoint.host}"]
+    argv += ["--", f"{login or endpoint.user}@{endpoint.host}"]
     if remote is not None:
         argv.append(shlex.join(remote))
     return argv
@@ -219,17 +222,20 @@ class SshSession:
         """
         return self._run(self.agent_argv(args, tty=tty), stdin=stdin, capture=capture, tty=tty)
 
-    def shell(self, command: Sequence[str] | None) -> int:
-        """``ssh STACK`` (a login shell) or ``ssh STACK -- CMD`` (CMD's words, each quoted)."""
+    def shell(self, command: Sequence[str] | None, login: str | None = None) -> int:
+        """``ssh STACK`` (a login shell) or ``ssh STACK -- CMD`` (CMD's words, each quoted).
+        ``login``: an operator's own account, with the operator's own keys (never the deploy key,
+        which root admits only for the agent's commands)."""
         tty = command is None or (sys.stdin.isatty() and sys.stdout.isatty())
         argv = ssh_argv(
             self.outputs,
             command,
             tty=tty,
-            identity=self.identity,
+            identity=None if login else self.identity,
             known_hosts=self.known_hosts,
             ssh=self.ssh,
             extra_options=self.extra_options,
+            login=login,
         )
         return self._run(argv, stdin=None, capture=False, tty=tty, inherit_stdin=True).returncode
 

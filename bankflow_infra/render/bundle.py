@@ -14,7 +14,15 @@ from typing import Any, Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract.release import APP_PROJECT_PREFIX, BASE_PROJECT, MANIFEST_NAME, MANIFEST_SCHEMA
-from bankflow_infra.render import alerts, backup, compose, container_secrets, host_files, uploads_backup
+from bankflow_infra.render import (
+    alerts,
+    backup,
+    compose,
+    container_secrets,
+    host_access,
+    host_files,
+    uploads_backup,
+)
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import (
     FILE_MODE,
@@ -253,6 +261,7 @@ def render_bundle(
         **({ORIGIN_PULL_CA_FILE: pull_ca} if pull_ca is not None else {}),
         **{f"{NGINX_DIR}/{name}": text for name, text in nginx_files.items()},
         **host_files.render_host_files(settings),
+        **host_access.render_host_access_files(settings, cloudflare),  # issue 12: who reaches the host
         backup.BACKUP_CONFIG_FILE: backup.render_backup_config(settings),
         # --- uploads backups (issue 11): backup/uploads.json and the 5-minute timer ---
         **uploads_backup.uploads_files(settings, secrets),

@@ -18,13 +18,15 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Final
 
+from bankflow_infra import catalog
 from bankflow_infra.render.model import BundleInputError, CloudflareRanges
+from bankflow_infra.settings import Settings
 from bankflow_infra.settings.model import OperatorAccount
 
 FIREWALL_ALLOW_PATH: Final = "host/firewall-allow"
 OPERATORS_PATH: Final = "host/operators"
-SSH_PORT: Final = 22
-WEB_PORTS: Final = (80, 443)
+SSH_PORT: Final = catalog.SSH_PORT
+WEB_PORTS: Final = (catalog.HTTP_PORT, catalog.HTTPS_PORT)
 
 
 def render_firewall_allow(ssh_allowed_cidrs: Sequence[str], cloudflare: CloudflareRanges) -> str:
@@ -47,3 +49,11 @@ def render_operators(operators: Sequence[OperatorAccount]) -> str:
     lines = ["# Installed by BankFlow (bankflow_infra/render/host_access.py): NAME PUBLIC-KEY"]
     lines += [f"{operator.name} {operator.public_key}" for operator in operators]
     return "\n".join(lines) + "\n"
+
+
+def render_host_access_files(settings: Settings, cloudflare: CloudflareRanges) -> dict[str, str]:
+    """Bundle path -> text: the host firewall's sources and the named operators."""
+    return {
+        FIREWALL_ALLOW_PATH: render_firewall_allow(settings.server.ssh_allowed_cidrs, cloudflare),
+        OPERATORS_PATH: render_operators(settings.server.operators),
+    }

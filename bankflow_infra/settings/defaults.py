@@ -55,6 +55,18 @@ def default_replica_region(primary_region: str) -> str:
     return next(region for region in REPLICA_REGION_CHOICES if region != primary_region)
 
 
+# Zone-wide edge security (issue 12), applied by the zone's owner stack only (edge.zoneSettings):
+# WAF custom rules, managed rules where the plan allows, a rate limit, DNSSEC, CAA. "free" allows
+# no managed rules and one rate-limiting rule on the path only (docs/PROVIDERS.md "Edge rules").
+EDGE_SECURITY_DEFAULTS: Final[dict[str, Any]] = {
+    "plan": "free",
+    "caaIodef": None,  # None: mailto: the first alerts e-mail
+    # Login and token endpoints of the saas and api apps: a credential-stuffing target.
+    "rateLimitPaths": ["/login", "/auth/", "/api/auth/", "/oauth/token"],
+    "rateLimitRequests": 20,
+}
+
+
 def defaults(environment: str) -> dict[str, Any]:
     production = environment == "production"
     return {
@@ -84,6 +96,7 @@ def defaults(environment: str) -> dict[str, Any]:
             # zone (app.qa.<zone>) get an advanced certificate pack; Universal SSL covers only
             # the apex and *.<zone>.
             "advancedCertificates": False,
+            **EDGE_SECURITY_DEFAULTS,
         },
         "alerts": {
             "emails": [],
@@ -99,8 +112,7 @@ def defaults(environment: str) -> dict[str, Any]:
             "images": {s: f"bankflow-{s}" for s in APP_SERVICES},
             "registryUsername": None,
             "migrateCommand": ["/app/migrate"],
-            "healthCommands": {},
-            "digests": {}, "requireDigests": False,  # issue 12: images by digest (settings/release.py)
+            "healthCommands": {}, "digests": {}, "requireDigests": False,  # digests: issue 12, release.py
         },
         "backups": {
             "region": "nyc3",

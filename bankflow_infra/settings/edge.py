@@ -3,17 +3,33 @@ certificate's validity (``bankflow:originCert``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from bankflow_infra.contract import grammar
 from bankflow_infra.contract.services import APP_SERVICES, ENVIRONMENTS, Environment
-from bankflow_infra.settings.checks import HOSTNAME_RE, Problems, check, flag, merged, string_list, typed
+from bankflow_infra.settings.checks import (
+    HOSTNAME_RE,
+    Problems,
+    check,
+    flag,
+    int_range,
+    merged,
+    string_list,
+    typed,
+)
 from bankflow_infra.settings.defaults import defaults
 from bankflow_infra.settings.model import EdgeSettings
 
 # Cloudflare Origin CA accepts only these validity periods (days).
 ORIGIN_CERT_VALIDITIES: Final = (7, 30, 90, 365, 730, 1095, 5475)
+# Cloudflare's plans, lowest first: what the zone's WAF and rate limiting allow (docs/PROVIDERS.md).
+CLOUDFLARE_PLANS: Final = ("free", "pro", "business", "enterprise")
+# A rate-limited path goes into a Rules-language string literal: a plain absolute URL path only
+# (no quote, backslash or space that could end the literal or change the expression).
+_RATE_LIMIT_PATH_RE: Final = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+_IODEF_RE: Final = re.compile(r"^(mailto:[^@\s\"]+@[^@\s\"]+\.[a-z]{2,63}|https://[^\s\"]+)$")
 
 
 def parse_environment(raw: Any, problems: Problems) -> Environment:
@@ -87,7 +103,43 @@ def parse_edge(raw: Any, env: str, stack: str, problems: Problems) -> EdgeSettin
         zone_settings=flag(problems, "edge.zoneSettings", v["zoneSettings"], False),
         uptime_checks=flag(problems, "edge.uptimeChecks", v["uptimeChecks"], default["uptimeChecks"]),
         advanced_certificates=flag(problems, "edge.advancedCertificates", v["advancedCertificates"], False),
+        plan=_plan(v["plan"], problems),
+        caa_iodef=_caa_iodef(v["caaIodef"], problems),
+        rate_limit_paths=_rate_limit_paths(v["rateLimitPaths"], problems),
+        # Cloudflare counts per 10 s on every plan; 1..10000 keeps a typo (0, 1e9) from disabling it.
+        rate_limit_requests=int_range(problems, "edge.rateLimitRequests", v["rateLimitRequests"], 1, 10000),
     )
+
+
+def _plan(value: Any, problems: Problems) -> str:
+    if value not in CLOUDFLARE_PLANS:
+        plans = ", ".join(CLOUDFLARE_PLANS)
+        problems.add("edge.plan", f"must be one of {plans} (the zone's Cloudflare plan), got {value!r}")
+        return CLOUDFLARE_PLANS[0]
+    return str(value)
+
+
+def _caa_iodef(value: Any, problems: Problems) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _IODEF_RE.fullmatch(value):
+        problems.add("edge.caaIodef", "must be a mailto: address or an https:// URL (where certificate "
+                     f"authorities report refused requests, RFC 8659), or null; got {value!r}")
+        return None
+    return value
+
+
+def _rate_limit_paths(value: Any, problems: Problems) -> tuple[str, ...]:
+    paths = string_list(problems, "edge.rateLimitPaths", value)
+    if isinstance(value, list) and not paths:
+        problems.add("edge.rateLimitPaths", "must list at least one path prefix (e.g. /login)")
+    for index, path in enumerate(paths):
+        if not _RATE_LIMIT_PATH_RE.fullmatch(path):
+            problems.add(
+                f"edge.rateLimitPaths[{index}]",
+                f"{path!r} is not an absolute URL path (starts with /; no quotes, spaces or backslashes)",
+            )
+    return tuple(p for p in paths if _RATE_LIMIT_PATH_RE.fullmatch(p))
 
 
 def below_universal_ssl(hostname: str, zone: str) -> bool:

@@ -55,6 +55,11 @@ class EdgeSettings:
     zone_settings: bool
     uptime_checks: bool
     advanced_certificates: bool  # the zone has Advanced Certificate Manager (hostnames below *.zone)
+    # Zone-wide security (issue 12): created only by the stack that owns the zone (zone_settings).
+    plan: str  # the zone's Cloudflare plan (free, pro, business, enterprise): what its WAF allows
+    caa_iodef: str | None  # where CAs report refused requests (mailto:/https:); None: the alert e-mail
+    rate_limit_paths: tuple[str, ...]  # path prefixes (login, auth) rate-limited per client IP
+    rate_limit_requests: int  # requests per 10 s per IP and Cloudflare data centre before a block
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ _SSH_KEY_RE: Final = re.compile(
 
 # Linux account names host-setup.sh may create (useradd's portable subset, lower case); system
 # accounts an operator must never become (they exist on every Ubuntu droplet, or are ours).
-_OPERATOR_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+OPERATOR_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 RESERVED_ACCOUNT_NAMES: Final = frozenset(
     {"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
      "www-data", "backup", "list", "irc", "nobody", "ubuntu", "sshd", "syslog", "messagebus",
@@ -126,7 +126,7 @@ def _operator(index: int, entry: Any, problems: Problems) -> OperatorAccount | N
         problems.add(key, "must be a mapping with exactly the keys name and publicKey")
         return None
     name, public_key = entry["name"], entry["publicKey"]
-    if not isinstance(name, str) or not _OPERATOR_NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not OPERATOR_NAME_RE.fullmatch(name):
         problems.add(
             f"{key}.name",
             f"{name!r} is not an account name: 1-32 of a-z 0-9 _ -, starting with a letter (e.g. ana)",

@@ -32,6 +32,8 @@ def rig(tmp_path: Path) -> HostSetupRig:
     require_root()  # chown to the service uids
     rig = HostSetupRig(tmp_path)
     for tool in ("useradd", "groupadd"):
+        # the real account tools (the rig records stand-ins for them by default)
+        (rig.standins / tool).unlink(missing_ok=True)
         (rig.real_bin / tool).symlink_to(require_tool(tool))
     etc = rig.path("/etc")
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")

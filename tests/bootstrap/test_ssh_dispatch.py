@@ -24,8 +24,6 @@ import pytest
 
 from bankflow_infra.components.remote_deploy import (
     DEPLOY_OUTPUT_LOG,
-    GROW_DATA_FILESYSTEM_SCRIPT,
-    RELEASE_DATA_VOLUME_SCRIPT,
     WAIT_CLOUD_INIT_COMMAND,
     RemoteDeployArgs,
     bootstrap_command,
@@ -34,6 +32,7 @@ from bankflow_infra.components.remote_deploy import (
 )
 from bankflow_infra.contract.layout import AGENT_BIN
 from bankflow_infra.render.host_files import FILES_DIR
+from bankflow_infra.render.remote_payloads import GROW_DATA_FILESYSTEM_SCRIPT, RELEASE_DATA_VOLUME_SCRIPT
 from tests.support.sshd import SshServer, generate_ed25519_key
 
 DISPATCH = Path(__file__).resolve().parents[2] / "files" / "ssh" / "bankflow-ssh-dispatch"

@@ -21,6 +21,7 @@ def test_the_names_are_unique_and_only_the_keys_are_secret() -> None:
         "backup_replica_key",
         "backup_drill_key",
         "backup_repository",
+        "origin_pull_client",
     } == outputs.SECRET_OUTPUTS
 
 

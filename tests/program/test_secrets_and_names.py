@@ -98,13 +98,14 @@ def test_two_stacks_never_claim_the_same_name_or_hostname():
 
 
 
-def test_admin_keys_reach_authorized_keys_not_the_account():
+def test_operator_keys_reach_the_host_not_the_account():
+    # Issue 12 item 7: personal keys are server.operators accounts (adminSshKeys is refused).
     key = "ssh-ed25519 " + "A" * 68 + " ana@bankflow"
 
-    def with_admin(config):
-        config["bankflow:server"]["adminSshKeys"] = [key]
+    def with_operator(config):
+        config["bankflow:server"]["operators"] = [{"name": "ana", "publicKey": key}]
 
-    result = run_stack("staging", with_admin)
+    result = run_stack("staging", with_operator)
     ssh_keys = [inputs(r)["name"] for r in result.recorder.of_type("digitalocean:index/sshKey:SshKey")]
     assert ssh_keys == ["bankflow-staging-deploy"]  # a shared admin key would be a 422 per stack
 

@@ -45,6 +45,8 @@ LAYOUT = {
     "host/bankflow-maintenance.service",  # the weekly maintenance window (issue 12)
     "host/bankflow-maintenance.timer",
     "host/bankflow-maintenance-resume.service",
+    "host/firewall-allow",  # the host firewall's sources, as the cloud firewall's (issue 12)
+    "host/operators",  # named operator accounts (issue 12)
     "backup/backup.json",  # where the host agent uploads dumps (render/backup.py)
 }
 

@@ -60,8 +60,9 @@ def make_certs(openssl: str, directory: Path, hostnames: list[str]) -> Certs:
              "-subj", "/CN=Test Origin CA", "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     extensions = directory / "leaf.ext"
+    # clientAuth too: a leaf also stands in for an origin-pull client certificate
     extensions.write_text(f"{san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                          "extendedKeyUsage=serverAuth\n")
+                          "extendedKeyUsage=serverAuth,clientAuth\n")
 
     def leaf(name: str) -> Pair:
         pair = Pair(directory / f"{name}.pem", directory / f"{name}.key")
@@ -90,7 +91,9 @@ class Behaviour:
 class LocalHttps:
     """A threaded HTTPS server on 127.0.0.1 presenting ``pair``; start with ``with``."""
 
-    def __init__(self, pair: Pair, behaviours: dict[str, Behaviour]) -> None:
+    def __init__(
+        self, pair: Pair, behaviours: dict[str, Behaviour], client_ca: Path | None = None
+    ) -> None:
         self.behaviours = {host.lower(): b for host, b in behaviours.items()}
         self.lock = threading.Condition()
         self.stopping = threading.Event()
@@ -102,6 +105,9 @@ class LocalHttps:
         self.handshake_errors: list[str] = []
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(pair.cert, pair.key)
+        if client_ca is not None:  # as nginx with ssl_verify_client on (Authenticated Origin Pulls)
+            self.context.verify_mode = ssl.CERT_REQUIRED
+            self.context.load_verify_locations(client_ca)
         self.context.sni_callback = self._record_sni
         self.server = _Server(("127.0.0.1", 0), _Handler, self)
         self.port: int = self.server.server_address[1]

@@ -71,6 +71,7 @@ def outputs_document(
         "backup_replica_key": REDACTED,
         "backup_drill_key": REDACTED,
         "backup_repository": REDACTED,
+        "origin_pull_client": REDACTED if server else None,
     }
     assert tuple(document) == OUTPUT_NAMES or set(document) == set(OUTPUT_NAMES)
     return document

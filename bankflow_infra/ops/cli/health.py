@@ -41,7 +41,8 @@ def register(commands: Any) -> None:
         "--origin",
         action="store_true",
         help="probe the droplet directly (origin_ip:443, Host/SNI = hostname, certificate "
-        "pinned to the origin_certificate output) instead of through Cloudflare",
+        "pinned to the origin_certificate output, presenting the origin_pull_client certificate "
+        "as Cloudflare does; reads the outputs with secrets) instead of through Cloudflare",
     )
     health.add_argument(
         "--wait", action="store_true", help="poll until every service is healthy or the deadline passes (CI)"
@@ -90,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace, policy: Policy, resolve: dict[str, Address]) -> int:
-    # The deploy key is needed only to ask the droplet about backups over SSH.
-    outputs = session.load(args, show_secrets=args.backups)
+    # Secrets only when needed: the deploy key to ask the droplet about backups over SSH; the
+    # origin-pull client certificate to get past the origin's Authenticated Origin Pulls check.
+    outputs = session.load(args, show_secrets=args.backups or args.origin)
     newest = _newest_backup(outputs) if args.backups else None
     what = "waiting until every service is healthy" if args.wait else "probing every service"
     with session.spinner(f"health of {outputs.stack}: {what} (deadline {policy.deadline:.0f} s)"):

@@ -1,6 +1,6 @@
 """The day-2 commands that drive the host agent over SSH (transport: ops/ssh.py).
 
-    bankflow-infra ssh STACK [-- CMD...]                      a shell (or CMD) on the stack's droplet
+    bankflow-infra ssh STACK [--user NAME] [-- CMD...]        a shell (or CMD) on the stack's droplet
     bankflow-infra logs STACK [SERVICE] [--tail N] [--follow] the serving containers' logs
     bankflow-infra releases STACK [--json]                    kept releases, current marked
     bankflow-infra rollback STACK [RELEASE] [--yes]           switch back (default: the previous)
@@ -31,6 +31,7 @@ from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
 from bankflow_infra.ops.ssh import RemoteError, SshSession
 from bankflow_infra.ops.status_inputs import InputError, release_argument
+from bankflow_infra.settings.server import OPERATOR_NAME_RE as OPERATOR_NAME
 
 
 def catalog_services() -> tuple[str, ...]:
@@ -56,10 +57,19 @@ def _register_ssh(commands: Any) -> None:
         "ssh",
         help="a shell, or one command, on the stack's droplet (pinned host key)",
         description="Open a login shell on the stack's droplet, or run CMD there: "
-        "`bankflow-infra ssh staging -- docker ps`. CMD's words are quoted one by one, so shell "
-        "syntax needs an explicit shell: `-- sh -c 'docker ps | grep api'`.",
+        "`bankflow-infra ssh staging --user ana -- sudo docker ps`. CMD's words are quoted one by "
+        "one, so shell syntax needs an explicit shell: `-- sh -c 'docker ps | grep api'`. "
+        "root admits only the stack's deploy key, whose forced command runs the host agent and "
+        "nothing else: a shell or any other command needs your own operator account "
+        "(bankflow:server.operators) with --user and your own key (ssh-agent or ~/.ssh).",
     )
     add_outputs_arguments(ssh)
+    ssh.add_argument(
+        "--user",
+        type=_operator_name,
+        default=None,
+        help="log in as this operator account with your own keys (default: root with the deploy key)",
+    )
     # REMAINDER keeps CMD's own options (`-- ls -la`) away from argparse; _split_ssh_rest takes
     # our options back when they were written after STACK.
     ssh.add_argument("remote", nargs=argparse.REMAINDER, metavar="-- CMD", help="command to run instead")
@@ -134,6 +144,7 @@ def _our_options(words: list[str]) -> argparse.Namespace | None:
     parser = argparse.ArgumentParser(prog="bankflow-infra ssh STACK", add_help=False, exit_on_error=False)
     parser.add_argument("--outputs", type=Path, default=None)
     parser.add_argument("--project-dir", type=Path, default=None)
+    parser.add_argument("--user", default=None)  # checked by run_ssh, with its own message
     try:
         parsed, extras = parser.parse_known_args(words)
     except argparse.ArgumentError:
@@ -160,7 +171,23 @@ def run_ssh(args: argparse.Namespace) -> int:
             return exit_codes.USAGE
         args.outputs = parsed.outputs or args.outputs
         args.project_dir = parsed.project_dir or args.project_dir
-    return _remote(args, "ssh", lambda ssh: ssh.shell(command or None))
+        if parsed.user is not None:
+            try:
+                args.user = _operator_name(parsed.user)
+            except argparse.ArgumentTypeError as problem:
+                session.error("ssh", f"--user: {problem}")
+                return exit_codes.USAGE
+    return _remote(args, "ssh", lambda ssh: ssh.shell(command or None, args.user))
+
+
+def _operator_name(value: str) -> str:
+    """An operator account name as server.operators accepts it (checked before connecting)."""
+    if not OPERATOR_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an operator account name (lowercase letter first, then lowercase "
+            "letters, digits, - or _, at most 32; see bankflow:server.operators)"
+        )
+    return value
 
 
 def run_logs(args: argparse.Namespace) -> int:

@@ -95,6 +95,37 @@ def test_origin_presenting_another_certificate_fails_the_pin(certs: Certs, prese
     assert sorted(s for s in server.sni if s) == sorted(hostnames())
 
 
+def _with_origin_pull_client(certs: Certs, client: Pair) -> StackOutputs:
+    document = outputs_document(origin_certificate=certs.origin.pem) | {
+        "origin_pull_client": {"certificate": client.pem, "private_key": client.key.read_text()}
+    }
+    return parse_outputs("staging", document, show_secrets=True)
+
+
+def test_origin_mode_presents_the_origin_pull_client_certificate(certs: Certs) -> None:
+    # The origin requires a client certificate from the stack's origin-pull CA (issue 12): the
+    # probe presents the one Cloudflare presents (output origin_pull_client).
+    with LocalHttps(certs.origin, _all(), client_ca=certs.ca.cert) as server:
+        resolve = {host: ("127.0.0.1", server.port) for host in hostnames()}
+        with_client = check_health(_with_origin_pull_client(certs, certs.sibling), "origin", FAST, resolve)
+        without = check_health(_outputs(certs), "origin", FAST, resolve)
+        foreign = check_health(_with_origin_pull_client(certs, certs.self_signed), "origin", FAST, resolve)
+    assert with_client.healthy, format_table(with_client)
+    assert not without.healthy
+    assert not foreign.healthy  # a certificate from no trusted CA gets no further than without one
+    assert all(r.status is None for r in (*without.results, *foreign.results))
+
+
+def test_an_origin_pull_client_that_is_not_pem_is_refused_without_its_value(certs: Certs) -> None:
+    document = outputs_document(origin_certificate=certs.origin.pem) | {
+        "origin_pull_client": {"certificate": certs.origin.pem, "private_key": "hunter2-not-a-key"}
+    }
+    expected = r"origin_pull_client\.private_key.*expected a PEM string"
+    with pytest.raises(OutputsError, match=expected) as raised:
+        parse_outputs("staging", document, show_secrets=True)
+    assert "hunter2" not in str(raised.value)
+
+
 def test_origin_mode_needs_the_origin_outputs(certs: Certs) -> None:
     document = outputs_document(origin_ip=None) | {"origin_stack": "production-r1"}
     outputs = parse_outputs("staging", document)

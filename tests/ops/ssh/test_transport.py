@@ -96,6 +96,19 @@ def test_ssh_argv_without_a_command_is_a_login_shell() -> None:
     assert argv[-3:] == ["-t", "--", "root@203.0.113.10"]
 
 
+def test_an_operator_login_uses_their_account_and_own_keys_never_the_deploy_key() -> None:
+    # root admits the deploy key only with its forced command (the agent): a shell is an
+    # operator's own account, authenticated by the operator's own keys (issue 12, item 7)
+    deploy_key = Path("/tmp/deploy_key")
+    argv = ssh_argv(outputs(), None, known_hosts=KNOWN, tty=True, identity=None, login="ana")
+    assert argv[-3:] == ["-t", "--", "ana@203.0.113.10"]
+    assert "-i" not in argv
+    assert "IdentitiesOnly=yes" not in argv
+    assert argv[1 : 1 + len(PINNED)] == PINNED  # the host key stays pinned
+    as_root = ssh_argv(outputs(), None, known_hosts=KNOWN, tty=True, identity=deploy_key)
+    assert as_root[-1] == "root@203.0.113.10"
+
+
 def test_known_hosts_line_names_host_and_port_as_ssh_looks_them_up() -> None:
     assert known_hosts_line(outputs(host_public_key=HOST_KEY + " comment")) == f"203.0.113.10 {HOST_KEY}"
     assert known_hosts_line(outputs(port=2222)) == f"[203.0.113.10]:2222 {HOST_KEY}"

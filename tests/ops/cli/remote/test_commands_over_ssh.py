@@ -272,6 +272,14 @@ def test_ssh_with_an_unknown_option_after_the_stack(
     assert "put the remote command after `--`" in err
 
 
+def test_ssh_refuses_a_user_that_is_no_operator_name_before_connecting(
+    agent_host: RemoteHost, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["ssh", "staging", "--user", "Root;x", "--", "true"], capfd)
+    assert code == 2
+    assert "'Root;x' is not an operator account name" in err
+
+
 # --------------------------------------------------------------------------- refused
 
 
