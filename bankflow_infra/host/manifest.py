@@ -14,9 +14,9 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from ..contract.release import (
     BASE_PROJECT,
@@ -82,6 +82,9 @@ class Manifest:
     compose_app: str
     nginx_dir: str
     upstreams_file: str
+    # Issue 12: secret file name (in the live secrets dir) -> the uid of the one container that
+    # reads it (compose ignores uid/gid/mode of file secrets outside Swarm: the agent chowns).
+    container_secrets: Mapping[str, int] = field(default_factory=dict)
 
     def app_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.app_services)
@@ -167,6 +170,26 @@ def _project(data: Mapping[str, Any], problems: list[str]) -> str:
     return project
 
 
+_SECRET_FILE_RE: Final = re.compile(r"^[a-z0-9_-]+\.[a-z0-9_]+$")
+
+
+def _container_secrets(raw: object, problems: list[str]) -> dict[str, int]:
+    """``container_secrets``: absent in bundles before issue 12 (nothing to chown)."""
+    if raw is None:
+        return {}
+    owners: dict[str, int] = {}
+    for name, uid in raw.items() if isinstance(raw, dict) else [("", None)]:
+        if not (isinstance(name, str) and _SECRET_FILE_RE.match(name)) or not _is_uid(uid):
+            problems.append("container_secrets: expected an object of secret file name -> uid (1-65535)")
+            return {}
+        owners[name] = uid
+    return owners
+
+
+def _is_uid(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
 def parse_manifest(data: object, source: str = MANIFEST_NAME) -> Manifest:
     """A validated :class:`Manifest`, or :class:`ManifestError` naming every problem."""
     if not isinstance(data, dict):
@@ -218,6 +241,7 @@ def parse_manifest(data: object, source: str = MANIFEST_NAME) -> Manifest:
         compose_app=_relative_path(compose.get("app"), "compose.app", problems),
         nginx_dir=_relative_path(data.get("nginx_dir"), "nginx_dir", problems),
         upstreams_file=_relative_path(data.get("upstreams_file"), "upstreams_file", problems),
+        container_secrets=_container_secrets(data.get("container_secrets"), problems),
     )
     if problems:
         raise ManifestError(source, problems)

@@ -23,7 +23,7 @@ from ..contract.release import (
 )
 from . import state as st
 from .files import check_free_space, tree_size
-from .manifest import Manifest
+from .manifest import Manifest, load_manifest
 from .runtime import Project
 
 # Bind-mounted as single files (nginx's key, postgres's pgbackrest.conf): rewritten in place, so
@@ -71,4 +71,18 @@ def install_live_files(paths: HostPaths, bundle: Path) -> None:
         # archive_command runs pgbackrest as the image's postgres user (uid 70) inside the
         # container: it must read its config (0600 stays: nobody else can).
         os.chown(pgbackrest, POSTGRES_UID, POSTGRES_UID)
+    hand_secrets_to_containers(paths, bundle)
     st.mirror_files(bundle / "tls", paths.tls, 0o644)
+
+
+def hand_secrets_to_containers(paths: HostPaths, bundle: Path) -> None:
+    """Each container's own copy of a secret (compose ``secrets:``, a bind mount of the file)
+    becomes its reader's: the services run as their own uids and the files stay 0600 (issue 12).
+    Before a revert's snapshot restore nothing is needed: the snapshot's hard links keep owners."""
+    if os.geteuid() != 0:
+        return  # tests run as a user: every file is already theirs
+    manifest = load_manifest(bundle)
+    for name, uid in manifest.container_secrets.items():
+        path = paths.secrets / name
+        if path.is_file() and not path.is_symlink():
+            os.chown(path, uid, uid, follow_symlinks=False)

@@ -105,6 +105,9 @@ readonly BACKUP_PACKAGES=(rclone)
 readonly UPLOADS_BACKUP_PACKAGES=(restic)
 # postgres:15-alpine runs PostgreSQL as uid/gid 70; its data dir must be that user's, mode 0700.
 readonly POSTGRES_UID=70
+# The uploads tree's group (catalog.UPLOADS_GID, checked by a test): saas and api both write it as
+# their own uids with this group (issue 12: no container runs as root).
+readonly UPLOADS_GID=10000
 readonly DATA_VOLUME_FS=ext4
 readonly DATA_VOLUME_OPTIONS=defaults,nofail,discard
 # issue 12: per-service log directories and the access-log shipping (render/host_files.py)
@@ -1130,6 +1133,25 @@ step_maintenance_units() {
   fi
 }
 
+step_uploads_group() {
+  # The apps write uploads as their own uids with group UPLOADS_GID: the tree is root:UPLOADS_GID,
+  # directories setgid (new files keep the group) and group-writable, 2770. After step_uploads_on_volume:
+  # UPLOADS_DIR may be the symlink to the volume's tree (root's own, in root's 0755 home), so the
+  # real directory is resolved once; inside the tree, -P/-h never follow a link a container planted.
+  local dir
+  dir=$(readlink -f -- "$(target "$UPLOADS_DIR")")
+  [[ -d $dir ]] || die "uploads directory $UPLOADS_DIR is missing (step_directories creates it)"
+  if [[ $(stat -c '%g %a' -- "$dir") == "$UPLOADS_GID 2770" ]]; then
+    ok "uploads tree: group $UPLOADS_GID, 2770"
+    return
+  fi
+  # once, on the first run after the change: the files written by root-run containers before it
+  chown -R -h -P ":$UPLOADS_GID" -- "$dir"
+  find "$dir" -xdev -type d -exec chmod 2770 {} +
+  find "$dir" -xdev -type f -exec chmod g+rw {} +
+  changed "uploads tree: group $UPLOADS_GID, directories 2770, files group-writable"
+}
+
 step_uploads_on_volume() {
   # Uploads are data: on a stack with a data volume they live on it. The agent moves an existing
   # root-disk tree once (copy, verify every file by size and sha256, switch; resumable, the old
@@ -1355,6 +1377,7 @@ step_swap
 step_time_sync
 step_agent
 step_uploads_on_volume
+step_uploads_group
 step_verify_docker
 
 if ((changes == 0)); then

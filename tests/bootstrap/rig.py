@@ -35,7 +35,7 @@ STANDIN_COMMANDS = (
 )  # fmt: skip
 REAL_TOOLS = (
     "bash", "cat", "cmp", "stat", "mkdir", "mktemp", "chmod", "chown", "mv", "rm", "cp", "dirname", "id",
-    "grep", "awk", "sed", "flock", "find", "sort", "sha256sum", "cut", "tr", "basename",
+    "grep", "awk", "sed", "flock", "find", "sort", "sha256sum", "cut", "tr", "basename", "readlink",
 )  # fmt: skip
 
 DAEMON_JSON = {"log-driver": "local", "log-opts": {"max-size": "10m", "max-file": "5"}}

@@ -17,7 +17,7 @@ from bankflow_infra.render import host_files
 from tests.bootstrap.rig import HostSetupRig, mode_of, owner_of
 from tests.host.logs.rig import require_root
 from tests.render.helpers import load_settings
-from tests.support.tools import require_tool
+from tests.support.tools import REPO, require_tool
 
 ISSUE_12_FILES = (
     host_files.SERVICE_LOG_DIRS,
@@ -97,3 +97,30 @@ def test_a_bundle_without_the_issue_12_files_leaves_the_logs_as_they_were(rig: H
     assert run.returncode == 0, run.stderr
     assert "ok: per-service log directories (not in this bundle)" in run.lines
     assert "ok: access-log shipping (not in this bundle)" in run.lines
+
+
+def test_the_uploads_tree_becomes_the_apps_shared_group_once(rig: HostSetupRig) -> None:
+    # saas and api write uploads as their own uids with group catalog.UPLOADS_GID (issue 12):
+    # files a root-run container wrote before the change become group-writable, once; a link a
+    # container planted in the tree is never followed.
+    uploads = rig.path(layout.UPLOADS_DIR)
+    (uploads / "2026").mkdir(parents=True)
+    (uploads / "2026" / "statement.ofx").write_text("OFXHEADER:100\n")
+    outside = rig.path("/etc/outside")
+    outside.write_text("root only\n")
+    (uploads / "planted").symlink_to(outside)
+    run = rig.run()
+    assert run.returncode == 0, run.stderr
+    assert "uploads tree: group" in run.stdout
+    for path in (uploads, uploads / "2026"):
+        assert (path.stat().st_gid, path.stat().st_mode & 0o7777) == (catalog.UPLOADS_GID, 0o2770)
+    statement = (uploads / "2026" / "statement.ofx").stat()
+    assert (statement.st_gid, statement.st_mode & 0o060) == (catalog.UPLOADS_GID, 0o060)
+    assert (outside.stat().st_gid, outside.stat().st_mode & 0o777) == (0, 0o644)  # never followed
+    again = rig.run()
+    assert f"ok: uploads tree: group {catalog.UPLOADS_GID}, 2770" in again.stdout
+
+
+def test_host_setup_uses_the_catalogs_uploads_group() -> None:
+    script = (REPO / "files" / "bootstrap" / "host-setup.sh").read_text()
+    assert f"readonly UPLOADS_GID={catalog.UPLOADS_GID}\n" in script

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bankflow_infra.contract.layout import HostPaths
 from bankflow_infra.contract.release import BASE_PROJECT
 from bankflow_infra.host.manifest import ManifestError, bundle_release_id, parse_manifest
+from bankflow_infra.host.release_dir import install_live_files
 from tests.host.fixtures import HostEnv
+from tests.host.logs.rig import require_root
 from tests.host.standin import LocalProcessRuntime
 
 
@@ -70,3 +73,37 @@ def test_bundle_release_id_is_the_override_the_hex_dir_name_or_the_digest(tmp_pa
     assert len(bundle_release_id(other)) == 12
     with pytest.raises(ManifestError, match="--release"):
         bundle_release_id(other, "XYZ")
+
+
+@pytest.mark.parametrize(
+    "owners",
+    [{"../app.key": 10002}, {"saas.database_url": 0}, {"saas.database_url": True}, ["saas.x"]],
+)
+def test_container_secret_owners_must_be_plain_file_names_and_real_uids(
+    tmp_path: Path, owners: object
+) -> None:
+    data = {**manifest_data(tmp_path), "container_secrets": owners}
+    with pytest.raises(ManifestError) as error:
+        parse_manifest(data)
+    assert [p.split(":")[0] for p in error.value.problems] == ["container_secrets"]
+
+
+def test_each_container_secret_goes_to_its_readers_uid_and_stays_0600(tmp_path: Path) -> None:
+    # Issue 12: the services run as their own uids; compose bind-mounts each one's own copy of a
+    # secret, which only that uid may read (compose ignores uid/gid/mode outside Swarm).
+    require_root()
+    env = HostEnv(tmp_path, tmp_path, tmp_path, 1, LocalProcessRuntime(tmp_path, "nginx", tmp_path / "c"))
+    bundle = env.bundle("v1")
+    (bundle / "secrets").mkdir(exist_ok=True)
+    for name in ("saas.database_url", "api.jwt_secret", "app.env"):
+        (bundle / "secrets" / name).write_text(f"value of {name}\n")
+    data = json.loads((bundle / "release.json").read_text())
+    data["container_secrets"] = {"saas.database_url": 10002, "api.jwt_secret": 10003}
+    (bundle / "release.json").write_text(json.dumps(data))
+    paths = HostPaths(tmp_path / "home")
+    paths.ensure()
+    install_live_files(paths, bundle)
+    owners = {p.name: (p.stat().st_uid, p.stat().st_mode & 0o777) for p in paths.secrets.iterdir()}
+    assert owners["saas.database_url"] == (10002, 0o600)
+    assert owners["api.jwt_secret"] == (10003, 0o600)
+    assert owners["app.env"] == (0, 0o600)  # the agent's own: root's
