@@ -7,12 +7,14 @@ dev dependency (pyproject): like a missing tool, its absence skips locally and f
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 
 from bankflow_infra.host.runtime import Completed
@@ -56,10 +58,19 @@ def moto_s3() -> Iterator[S3]:
         aws_secret_access_key="test",  # noqa: S106 - moto accepts any key
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
     )
+    reset_moto(endpoint)
     try:
         yield S3(endpoint, client)
     finally:
+        reset_moto(endpoint)
         server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    """moto's backends are global to the process: every moto server in one pytest worker shares
+    its buckets. Each rig starts and leaves it empty, so no test sees another module's objects."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=10)
 
 
 @dataclass

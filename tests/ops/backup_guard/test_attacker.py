@@ -25,6 +25,7 @@ from bankflow_infra.contract.outputs import BackupBucket, SpacesKeyPair
 from bankflow_infra.ops.workflow import replicate
 from tests.ops.backup_guard.spaces_model import key_policy
 from tests.support.ports import free_port
+from tests.support.s3 import reset_moto
 from tests.support.tools import require_tool
 
 PRIMARY = "bankflow-production-backups"
@@ -94,6 +95,7 @@ def spaces() -> Iterator[Spaces]:
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    reset_moto(endpoint)  # moto's state is the process's: start from no bucket at all
     try:
         setup = SpacesKeyPair("setup", "setup")  # moto accepts any key until auth is switched on
         root = _client(boto3, endpoint, setup)
@@ -125,6 +127,7 @@ def spaces() -> Iterator[Spaces]:
         )
     finally:
         requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf", timeout=10)
+        reset_moto(endpoint)
         server.stop()
 
 
