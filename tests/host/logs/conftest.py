@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.host.logs.ship_rig import BUCKET
+from tests.support.s3 import S3, moto_s3
+
 
 @pytest.fixture
 def host_root() -> Iterator[Path]:
@@ -16,3 +19,11 @@ def host_root() -> Iterator[Path]:
     root.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def s3() -> Iterator[S3]:
+    """moto on loopback (empty: moto_s3 resets moto's process-wide store) with the stack's bucket."""
+    with moto_s3() as server:
+        server.client.create_bucket(Bucket=BUCKET)
+        yield server

@@ -7,8 +7,6 @@ import argparse
 import io
 import json
 import os
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +23,10 @@ from bankflow_infra.render.backup import render_backup_config, render_rclone_con
 from tests.host.logs.ship_rig import BUCKET, PREFIX, access_line, bucket_texts, write_rotated
 from tests.render.helpers import load_settings
 from tests.support.ports import free_port
-from tests.support.s3 import S3, moto_s3
+from tests.support.s3 import S3
 
 RELEASE = "abc123def456"
 
-
-@pytest.fixture
-def s3() -> Iterator[S3]:
-    with moto_s3() as server:
-        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback moto server
-        server.client.create_bucket(Bucket=BUCKET)
-        yield server
 
 
 def _host(tmp_path: Path, endpoint: str) -> HostPaths:

@@ -13,11 +13,7 @@ import http.client
 import json
 import subprocess
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bankflow_infra import catalog
 from bankflow_infra.host.access_logs_ship import ship_access_logs
@@ -25,7 +21,7 @@ from bankflow_infra.render.host_files import render_access_logrotate
 from tests.host.logs.rig import host_tree, require_root, run_logrotate
 from tests.host.logs.ship_rig import BUCKET, PREFIX, open_test_bucket
 from tests.support.ports import free_port
-from tests.support.s3 import S3, moto_s3
+from tests.support.s3 import S3
 from tests.support.tools import require_tool
 
 LOG_FORMAT = (
@@ -35,14 +31,6 @@ LOG_FORMAT = (
     "\"bytes\":$body_bytes_sent,\"request_time\":$request_time}';"
 )
 
-
-@pytest.fixture
-def s3() -> Iterator[S3]:
-    with moto_s3() as server:
-        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback moto server
-        server.client.create_bucket(Bucket=BUCKET)
-        yield server
 
 
 def _start_nginx(root: Path, log: Path, port: int) -> subprocess.Popen[bytes]:

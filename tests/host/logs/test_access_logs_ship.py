@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,21 +28,12 @@ from tests.host.logs.ship_rig import (
     write_rotated,
 )
 from tests.support.ports import free_port
-from tests.support.s3 import S3, Recorder, moto_s3
+from tests.support.s3 import S3, Recorder
 from tests.support.tools import REPO
 
 LOG = catalog.ACCESS_LOG_NAME
 STAMPS = ("20261130T010000", "20261130T020000", "20261130T030000")
 
-
-@pytest.fixture
-def s3() -> Iterator[S3]:
-    with moto_s3() as server:
-        # moto keeps one in-process store for every server: start from an empty one
-        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")  # noqa: S310
-        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 - our loopback moto server
-        server.client.create_bucket(Bucket=BUCKET)
-        yield server
 
 
 @pytest.fixture
