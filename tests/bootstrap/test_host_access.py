@@ -18,7 +18,7 @@ from bankflow_infra.render.host_access import render_firewall_allow, render_oper
 from bankflow_infra.render.model import BundleInputError, CloudflareRanges
 from bankflow_infra.settings.model import OperatorAccount
 from tests.bootstrap.rig import HostSetupRig, Run, mode_of
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, unavailable
 
 DISPATCH = "/usr/local/sbin/bankflow-ssh-dispatch"
 DEPLOY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJhbmtmbG93LXRlc3QtZGVwbG95LWtleS0wMDAwMDAwMA deploy"
@@ -87,7 +87,7 @@ def test_without_the_dispatcher_root_keys_are_left_alone(rig: HostSetupRig) -> N
 
 def test_effective_root_login_must_be_forced_commands_only(rig: HostSetupRig) -> None:
     if rig.real_sshd is None:
-        pytest.skip("needs the real sshd")
+        unavailable("needs the real sshd")
     # An earlier-sorting drop-in that re-opens root logins with any key fails the setup.
     rig.path("/etc/ssh/sshd_config.d/10-weaker.conf").write_text("PermitRootLogin prohibit-password\n")
     _failed(rig, "expected 'permitrootlogin forced-commands-only'")
@@ -124,7 +124,7 @@ def test_penalties_drop_in_only_where_sshd_knows_the_keyword(rig: HostSetupRig) 
 
 def test_real_sshd_of_this_machine_gets_no_penalties_file_unless_it_knows_them(rig: HostSetupRig) -> None:
     if rig.real_sshd is None:
-        pytest.skip("needs the real sshd")
+        unavailable("needs the real sshd")
     import subprocess
 
     knows = "persourcepenalties" in subprocess.run(

@@ -34,6 +34,7 @@ from bankflow_infra.contract.layout import AGENT_BIN
 from bankflow_infra.render.host_files import FILES_DIR
 from bankflow_infra.render.remote_payloads import GROW_DATA_FILESYSTEM_SCRIPT, RELEASE_DATA_VOLUME_SCRIPT
 from tests.support.sshd import SshServer, generate_ed25519_key
+from tests.support.tools import unavailable
 
 DISPATCH = Path(__file__).resolve().parents[2] / "files" / "ssh" / "bankflow-ssh-dispatch"
 
@@ -259,7 +260,7 @@ def test_live_sftp_and_forwarding_are_refused(restricted: Any, tmp_path: Path) -
     server, live = restricted
     sftp = shutil.which("sftp")
     if sftp is None:
-        pytest.skip("no sftp client")
+        unavailable("no sftp client")
     argv = server.ssh_argv("true")
     options = argv[argv.index("-F") : argv.index("-p")]  # the same pinned, key-only options
     batch = tmp_path / "batch"

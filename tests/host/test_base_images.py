@@ -17,11 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import NGINX_IMAGE, POSTGRES_IMAGE, HostEnv, Load
-from tests.support.tools import REPO, find_tool, require_tool
+from tests.support.tools import REPO, find_tool, require_tool, unavailable
 
 TAIL_SECONDS = 0.5
 NEW_NGINX = "nginx:1.28.1-alpine"
@@ -86,7 +84,7 @@ def test_with_the_port_holders_sysctl_no_request_fails_across_replacements(tmp_p
     nginx = require_tool("nginx")
     namespace = private_network_namespace()
     if namespace is None:
-        pytest.skip("no private network namespace here (unshare --net refused)")
+        unavailable("no private network namespace here (unshare --net refused)")
     ip = find_tool("ip")
     script = (
         f"{ip} link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -31,8 +32,12 @@ def require_tool(name: str) -> str:
     """Path of a real tool; skip locally when missing, fail in CI (nothing is skipped there)."""
     path = find_tool(name)
     if path is None:
-        message = f"{name} is not installed: run scripts/install-test-tools"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed: run scripts/install-test-tools")
     return path
+
+
+def unavailable(message: str) -> NoReturn:
+    """What a test cannot run without is missing: skip locally with the reason, fail in CI."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -14,11 +14,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from bankflow_infra import catalog
 from bankflow_infra.contract import layout
-from tests.support.tools import require_tool
+from tests.support.tools import require_tool, unavailable
 
 NSS_WRAPPER_LIBS = (
     "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
@@ -30,9 +28,7 @@ def require_root() -> None:
     """logrotate's `su` and the chown to service uids need root: skip locally, fail in CI."""
     if os.geteuid() != 0:
         message = "needs root (logrotate su, chown to the service uids)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
 
 
 @dataclass(frozen=True)
@@ -97,9 +93,7 @@ def nss_wrapper() -> str:
         if Path(path).is_file():
             return path
     message = "libnss-wrapper is not installed: run scripts/install-test-tools"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(message)
 
 
 def run_logrotate(
