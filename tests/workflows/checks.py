@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,19 @@ def step(workflow: Workflow, job: str, step_id: str) -> Step:
 
 def run_text(candidate: Step) -> str:
     return str(candidate.get("run") or "")
+
+
+def run_step(candidate: Step, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A step's `run:` as GitHub runs it (bash -eo pipefail, no profile), bounded."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", run_text(candidate)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def commands(candidate: Step) -> str:

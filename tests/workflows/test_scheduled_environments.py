@@ -130,15 +130,7 @@ def _run_gate(tmp_path: Path, name: str, answer: str, branch_rules: str) -> subp
         "ENVIRONMENT": name,
         "GH_TOKEN": "not-a-real-token",
     }
-    return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", checks.run_text(_gate_step())],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return checks.run_step(_gate_step(), checkout, env)
 
 
 def test_the_gate_step_lets_a_main_only_environment_through(tmp_path: Path) -> None:
