@@ -198,6 +198,7 @@ def _contract_outputs(settings: Settings, services: tuple[AppService, ...]) -> d
         "backup_drill_key": None,
         "backup_repository": None,
         "origin_pull_client": None,
+        **{"origin_ips": None, "load_balancer_ip": None, "database": None},  # issue 13
     }
 
 
@@ -278,6 +279,10 @@ def _server_layer(
             "certificate": origin_pull.client.certificate_pem,
             "private_key": origin_pull.client.private_key_pem,
         },
+        "origin_ips": [
+            {"name": settings.resource_name("server"), "ipv4": server.ipv4, "ipv6": server.ipv6,
+             "host_public_key": credentials.host_public_key}
+        ],
     }
     return _ServerLayer(server, bundle, outputs, deploy)
 

@@ -51,6 +51,14 @@ OUTPUTS: Final = (
     OutputSpec("origin_pull_client", "secret object or null", True,
                "`{certificate, private_key}` Cloudflare presents to this stack's nginx "
                "(Authenticated Origin Pulls); an edge with `edge.originStack` uploads it"),
+    OutputSpec("origin_ips", "list or null", False,
+               "`{name, ipv4, ipv6, host_public_key}` of every app droplet, in roll order "
+               "(the first is the one `ssh` names)"),
+    OutputSpec("load_balancer_ip", "string or null", False,
+               "the load balancer's IPv4 when `server.count` > 1 (the DNS records point at it)"),
+    OutputSpec("database", "object or null", False,
+               "`{cluster, host, port, pool_port, database}` of the managed PostgreSQL cluster "
+               "(private host, no secret); null when PostgreSQL runs on the droplet"),
 )
 OUTPUT_NAMES: Final = tuple(spec.name for spec in OUTPUTS)
 SECRET_OUTPUTS: Final = frozenset(spec.name for spec in OUTPUTS if spec.secret)

@@ -21,6 +21,9 @@ from .output_specs import OUTPUTS as OUTPUTS
 from .output_specs import SECRET_OUTPUTS as SECRET_OUTPUTS
 from .output_specs import OutputSpec as OutputSpec
 from .output_specs import readme_table as readme_table
+from .outputs_fleet import FLEET_OUTPUTS, parse_database, parse_load_balancer_ip, parse_origin_ips
+from .outputs_fleet import ManagedDatabaseEndpoint as ManagedDatabaseEndpoint
+from .outputs_fleet import OriginDroplet as OriginDroplet
 from .services import APP_SERVICES, ENVIRONMENTS, Environment
 
 # What `pulumi stack output --json` prints for a secret output without --show-secrets.
@@ -31,6 +34,7 @@ _MISSING: Final = object()
 _ADDED_LATER: Final = frozenset(
     {"backup_replica", "backup_replica_key", "backup_drill_key", "backup_repository"}
     | {"origin_pull_client"}  # issue 12
+    | FLEET_OUTPUTS  # issue 13
 )
 
 
@@ -107,6 +111,11 @@ class StackOutputs:
     backup_repository: RepositorySecrets | None = field(default=None, repr=False)
     # None when absent (a stack without a server) or read without --show-secrets.
     origin_pull_client: OriginPullClient | None = field(default=None, repr=False)
+    # Issue 13. Every app droplet in roll order (one for a single-droplet stack; () when the
+    # stack has no server, or was deployed before issue 13: then `ssh`/`origin_ip` name the one).
+    origin_ips: tuple[OriginDroplet, ...] = ()
+    load_balancer_ip: str | None = None  # null: no load balancer (one droplet)
+    database: ManagedDatabaseEndpoint | None = None  # null: PostgreSQL runs on the droplet
 
 
 def _json_type(value: Any) -> str:
@@ -367,6 +376,9 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         backup_drill_key=_key_pair(r, "backup_drill_key"),
         backup_repository=_repository(r),
         origin_pull_client=_origin_pull_client(r),
+        origin_ips=parse_origin_ips(r),
+        load_balancer_ip=parse_load_balancer_ip(r),
+        database=parse_database(r),
     )
     if r.problems:
         raise OutputsError("\n".join(r.problems))

@@ -45,6 +45,9 @@ class ServerSettings:
     resize_disk: bool  # grow the disk on a size change (permanent: no way back to a smaller size)
     # Named accounts with sudo (issue 12): root logs in only with the deploy key's forced command.
     operators: tuple[OperatorAccount, ...] = ()
+    # App droplets behind a DigitalOcean load balancer (issue 13). 1 (the default): one droplet,
+    # no load balancer, exactly as before. More needs the managed database, cache and shared uploads.
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,51 @@ class NginxSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceWindow:
+    """When DigitalOcean may patch a managed cluster (UTC): a weekday and an hour."""
+
+    day: str  # monday .. sunday (the provider's spelling)
+    hour: str  # "HH:MM:SS", UTC
+
+
+@dataclass(frozen=True)
+class ManagedDatabaseSettings:
+    """A DigitalOcean managed PostgreSQL 15 cluster (``database.managed``), instead of the
+    PostgreSQL container on the droplet."""
+
+    size: str  # a DigitalOcean database size slug, e.g. db-s-2vcpu-4gb
+    nodes: int  # 1 = primary only; 2 or 3 = primary + standby(s) (production: at least 2)
+    maintenance: MaintenanceWindow
+
+
+@dataclass(frozen=True)
+class ManagedCacheSettings:
+    """A DigitalOcean managed Valkey cluster (``cache.managed``), instead of the redis container."""
+
+    size: str
+    nodes: int
+    maintenance: MaintenanceWindow
+
+
+@dataclass(frozen=True)
+class SharedUploadsSettings:
+    """Uploads on a DigitalOcean Network File Storage share (``uploads.shared``), mounted on every
+    app droplet, instead of the droplet's data volume."""
+
+    size_gb: int
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """The managed building blocks of a stack that outgrew one droplet (issue 13); each None is
+    today's single-droplet piece (the container on the droplet, the droplet's own disk/volume)."""
+
+    database: ManagedDatabaseSettings | None = None
+    cache: ManagedCacheSettings | None = None
+    uploads: SharedUploadsSettings | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     stack: str
@@ -117,6 +165,12 @@ class Settings:
     backups: BackupSettings
     nginx: NginxSettings
     origin_cert_validity_days: int
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
+
+    @property
+    def load_balanced(self) -> bool:
+        """More than one app droplet: a load balancer in front, rolling deploys."""
+        return self.server.enabled and self.server.count > 1
 
     @property
     def is_production(self) -> bool:

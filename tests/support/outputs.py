@@ -72,6 +72,10 @@ def outputs_document(
         "backup_drill_key": REDACTED,
         "backup_repository": REDACTED,
         "origin_pull_client": REDACTED if server else None,
+        "origin_ips": [{"name": f"bankflow-{stack}-server", "ipv4": origin_ip, "ipv6": "2001:db8::10",
+                        "host_public_key": HOST_PUBLIC_KEY}] if server else None,
+        "load_balancer_ip": None,
+        "database": None,
     }
     assert tuple(document) == OUTPUT_NAMES or set(document) == set(OUTPUT_NAMES)
     return document
