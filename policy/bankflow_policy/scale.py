@@ -155,15 +155,22 @@ def check_no_database_port_published(args: ResourceValidationArgs, report: Repor
 
 
 def _guarded_clusters(firewalls: list[PolicyResource]) -> set[str]:
-    """URNs (and ids) of the clusters some database firewall points at."""
+    """URNs (and ids) of the clusters some database firewall points at: the engine gives a stack
+    policy each resource's dependencies; the id is a fallback once both exist."""
     guarded: set[str] = set()
     for firewall in firewalls:
         guarded |= {r.urn for r in firewall.property_dependencies.get("clusterId", [])}
         guarded |= {r.urn for r in firewall.dependencies}
-        cluster_id = reveal(field(firewall.props, "clusterId"))
+        cluster_id = reveal(known(firewall.props, "clusterId")) if "clusterId" in firewall.props else None
         if isinstance(cluster_id, str) and cluster_id:
             guarded.add(cluster_id)
     return guarded
+
+
+def _known_id(resource: PolicyResource) -> str | None:
+    """The resource's id when its outputs carry one (after an update; unknown in a first preview)."""
+    value = reveal(known(resource.props, "id")) if "id" in resource.props else None
+    return value if isinstance(value, str) and value else None
 
 
 def check_every_database_cluster_has_a_firewall(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -173,8 +180,7 @@ def check_every_database_cluster_has_a_firewall(args: StackValidationArgs, repor
     for cluster in args.resources:
         if cluster.resource_type != DATABASE_CLUSTER:
             continue
-        cluster_id = reveal(field(cluster.props, "id"))
-        if cluster.urn not in guarded and not (isinstance(cluster_id, str) and cluster_id in guarded):
+        if cluster.urn not in guarded and _known_id(cluster) not in guarded:
             report(
                 f"database cluster '{cluster.name}' has no DatabaseFirewall: it accepts connections from "
                 "any address that has the password; add one trusting the stack's droplet tag",

@@ -8,6 +8,7 @@ tests register the resources the way the program must, with the provider's own a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -215,3 +216,14 @@ def test_the_cache_cluster_need_not_be_protected():
         reg.protect = False
 
     assert with_changed("cache-cluster", unprotect) == []
+
+
+def test_a_firewall_is_matched_to_its_cluster_by_id_when_no_dependency_is_recorded():
+    resources = scaled_resources()
+    for index, reg in enumerate(resources):
+        if reg.type == scale.DATABASE_FIREWALL:
+            resources[index] = dataclasses.replace(reg, dependencies=())
+    assert violations(resources) == []
+    database = next(r for r in resources if r.name == "database-cluster")
+    database.state["id"] = "another-id"  # the firewall now points at nothing of this stack
+    assert reported(violations(resources)) == {("database-clusters-firewalled", "database-cluster")}
