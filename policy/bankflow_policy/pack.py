@@ -82,9 +82,10 @@ def policies() -> list[Policy]:
             validate=rules.check_spaces_keys_cannot_reach_the_replica,
             enforcement_level=mandatory,
         ),
-        ResourceValidationPolicy(
+        StackValidationPolicy(
             name="droplet-replaced-only-by-rebuild",
-            description="Production's droplet is protected: only `rebuild`/`cutover` replace it.",
+            description="Production's droplet is protected: only `rebuild`/`cutover` replace it "
+            "(droplets behind the stack's load balancer: `rebuild --droplet N`).",
             validate=rules.check_production_droplet_replaced_only_by_rebuild,
             enforcement_level=mandatory,
         ),

@@ -35,6 +35,7 @@ SPACES_KEY: Final = "digitalocean:index/spacesKey:SpacesKey"
 # Issue 13: the managed PostgreSQL cluster (engine "pg") and the uploads share hold production data.
 DATABASE_CLUSTER: Final = "digitalocean:index/databaseCluster:DatabaseCluster"
 NFS: Final = "digitalocean:index/nfs:Nfs"
+LOAD_BALANCER: Final = "digitalocean:index/loadBalancer:LoadBalancer"
 # The second copy of a backups bucket, in another region: bankflow-<stack>-backups-replica.
 REPLICA_SUFFIX: Final = "-backups-replica"
 # The only Spaces grants that name one bucket; `fullaccess` is every bucket of the account.
@@ -73,10 +74,14 @@ def stack_of(urn: str) -> str:
     return urn.removeprefix("urn:pulumi:").split("::", 1)[0]
 
 
-def is_production(args: ResourceValidationArgs) -> bool:
-    if PRODUCTION_STACK.fullmatch(stack_of(args.urn)):
+def is_production_resource(urn: str, props: Mapping[str, Any]) -> bool:
+    if PRODUCTION_STACK.fullmatch(stack_of(urn)):
         return True
-    return PRODUCTION_TAG in known_items(field(args.props, "tags"))
+    return PRODUCTION_TAG in known_items(field(props, "tags"))
+
+
+def is_production(args: ResourceValidationArgs) -> bool:
+    return is_production_resource(args.urn, args.props)
 
 
 # --------------------------------------------------------------------------- protection
@@ -135,20 +140,27 @@ def check_spaces_keys_cannot_reach_the_replica(args: ResourceValidationArgs, rep
 
 
 def check_production_droplet_replaced_only_by_rebuild(
-    args: ResourceValidationArgs, report: ReportViolation
+    args: StackValidationArgs, report: ReportViolation
 ) -> None:
     """A policy never sees the step (create/update/replace), so the guard is `protect`: the engine
     refuses to delete, and therefore to replace, a protected droplet; planned replacements go
-    through `bankflow-infra rebuild` and `cutover`, which build a new stack beside it."""
-    if args.resource_type != DROPLET or not is_production(args):
+    through `bankflow-infra rebuild` and `cutover`, which build a new stack beside it.
+
+    A stack check because of issue 13: droplets behind the stack's load balancer (more than one)
+    hold no data (settings refuse a data volume with server.count > 1) and serve beside each other,
+    and `rebuild STACK --droplet N` replaces one of them with `pulumi up --replace`, which `protect`
+    would refuse; they need not be protected. The one droplet of today's shape still must be."""
+    droplets = [r for r in args.resources if r.resource_type == DROPLET]
+    if len(droplets) > 1 and any(r.resource_type == LOAD_BALANCER for r in args.resources):
         return
-    if not args.opts.protect:
-        report(
-            f"production droplet '{args.name}' is not protected: a change that forces a replacement "
-            "would delete the running server in an `up`. Set `protect=True`; replace it with "
-            "`bankflow-infra rebuild` and `cutover`",
-            None,
-        )
+    for droplet in droplets:
+        if is_production_resource(droplet.urn, droplet.props) and not droplet.opts.protect:
+            report(
+                f"production droplet '{droplet.name}' is not protected: a change that forces a "
+                "replacement would delete the running server in an `up`. Set `protect=True`; replace it "
+                "with `bankflow-infra rebuild` and `cutover`",
+                droplet.urn,
+            )
 
 
 # --------------------------------------------------------------------------- firewall

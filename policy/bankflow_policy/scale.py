@@ -20,9 +20,8 @@ from pulumi_policy import PolicyResource, ReportViolation, ResourceValidationArg
 
 from bankflow_policy.markers import UNKNOWN, field, known, known_items, reveal
 from bankflow_policy.network import inbound_rules, normalised, outside, parse_network
-from bankflow_policy.rules import DATABASE_CLUSTER, FIREWALL, cloudflare_ranges, stack_of
+from bankflow_policy.rules import DATABASE_CLUSTER, FIREWALL, LOAD_BALANCER, cloudflare_ranges, stack_of
 
-LOAD_BALANCER: Final = "digitalocean:index/loadBalancer:LoadBalancer"
 DATABASE_FIREWALL: Final = "digitalocean:index/databaseFirewall:DatabaseFirewall"
 
 # PostgreSQL, redis/Valkey, and DigitalOcean's managed PostgreSQL (direct) / pool ports: nothing

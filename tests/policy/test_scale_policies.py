@@ -227,3 +227,32 @@ def test_a_firewall_is_matched_to_its_cluster_by_id_when_no_dependency_is_record
     database = next(r for r in resources if r.name == "database-cluster")
     database.state["id"] = "another-id"  # the firewall now points at nothing of this stack
     assert reported(violations(resources)) == {("database-clusters-firewalled", "database-cluster")}
+
+
+# --------------------------------------------------------------------------- droplets of a fleet
+
+
+def droplet(number: int, protect: bool) -> Registration:
+    name = "server-droplet" if number == 1 else f"server-droplet-{number}"
+    inputs = {"size": "s-4vcpu-8gb", "tags": ["bankflow", "env-production", STACK_TAG]}
+    return registration(rules.DROPLET, name, inputs, protect=protect)
+
+
+def test_droplets_behind_the_load_balancer_may_be_replaced_one_at_a_time():
+    # `rebuild --droplet N` is `pulumi up --replace <urn>`, which protect would refuse; they hold no data.
+    fleet = [droplet(n, protect=False) for n in (1, 2, 3)]
+    assert violations([*scaled_resources(), *fleet]) == []
+
+
+def test_a_lone_production_droplet_must_be_protected_even_beside_a_load_balancer():
+    found = violations([*scaled_resources(), droplet(1, protect=False)])
+    assert reported(found) == {("droplet-replaced-only-by-rebuild", "server-droplet")}
+
+
+def test_several_production_droplets_without_a_load_balancer_must_be_protected():
+    resources = [r for r in scaled_resources() if r.type != scale.LOAD_BALANCER]
+    found = violations([*resources, droplet(1, protect=False), droplet(2, protect=False)])
+    assert reported(found) == {
+        ("droplet-replaced-only-by-rebuild", "server-droplet"),
+        ("droplet-replaced-only-by-rebuild", "server-droplet-2"),
+    }
