@@ -188,7 +188,8 @@ def _check_data_volume(env: str, server: ServerSettings, scale: ScaleSettings, p
             "server.volumeSizeGb",
             f"must be 0 with server.count {server.count}: a data volume attaches to one droplet only. "
             f"Move its PostgreSQL and uploads first ({RUNBOOK}), keep the volume until the move is "
-            "verified, then set volumeSizeGb: 0 with count 1, and only then raise the count",
+            "verified, then set volumeSizeGb: 0 with count 1 (production's volume is protected: the "
+            "runbook unprotects it on purpose), and only then raise the count",
         )
     both_moved = scale.database is not None and scale.uploads is not None
     if env == "production" and server.enabled and volume == 0 and not both_moved:
