@@ -52,7 +52,7 @@ RUNBOOK: Final = "docs/RUNBOOK-managed-database.md"
 
 def maintenance_window(key: str, value: Any, problems: Problems) -> MaintenanceWindow:
     """``"<weekday> HH:MM"`` (UTC) -> MaintenanceWindow(day, "HH:MM:00")."""
-    found = _WINDOW_RE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
+    found = _WINDOW_RE.fullmatch(value.lower()) if isinstance(value, str) else None
     if found is None or found.group(1) not in WEEKDAYS:
         problems.add(key, f'must be "<weekday> HH:MM" in UTC (e.g. "sunday 04:00"), got {value!r}')
         return MaintenanceWindow(day="sunday", hour="04:00:00")

@@ -247,6 +247,7 @@ def _set(path: str, value: Any) -> Edit:
             "sunday 04:00",
         ),
         (_set("cache.managed.maintenanceWindow", 4), "cache.managed.maintenanceWindow", "got 4"),
+        (_set("cache.managed.maintenanceWindow", "sunday 04:30\n"), "cache.managed.maintenanceWindow", "UTC"),
         (_set("database.managed.pitrDays", 14), "database.managed.pitrDays", "unknown key"),
         (_set("database.managed", "yes"), "database.managed", "true, false or a mapping"),
         (_set("database", {"managed": True, "engine": "mysql"}), "database", "the one key managed"),
