@@ -27,19 +27,21 @@ import pulumi_command.local as local
 
 from bankflow_infra.catalog import SSH_PORT, SSH_USER
 from bankflow_infra.components.server import Machine
+from bankflow_infra.contract.release import release_id
 from bankflow_infra.contract.roll import ROLL_COMMAND, RollRequest, RollTarget, render_roll_request
 
 RESOURCE_NAME: Final = "roll"
 
 
 def roll_request_text(
-    stack: str, release: str, targets: Sequence[tuple[str, str, str]], private_key: str
+    stack: str, digest: str, targets: Sequence[tuple[str, str, str]], private_key: str
 ) -> str:
-    """The request on the roll's stdin; ``targets``: (name, ipv4, host public key) in roll order."""
+    """The request on the roll's stdin; ``digest``: the bundle's sha256 (the request names its
+    release id); ``targets``: (name, ipv4, host public key) in roll order."""
     return render_roll_request(
         RollRequest(
             stack=stack,
-            release=release,
+            release=release_id(digest),
             targets=tuple(RollTarget(name, host, SSH_PORT, SSH_USER, key) for name, host, key in targets),
             private_key=private_key,
         )
@@ -48,7 +50,7 @@ def roll_request_text(
 
 def roll_command(
     stack: str,
-    release: pulumi.Output[str],
+    release: pulumi.Output[str],  # the bundle digest every stage received
     machines: Sequence[Machine],
     private_key: pulumi.Output[str],
     stages: Sequence[pulumi.Resource],

@@ -210,15 +210,7 @@ class Server(pulumi.ComponentResource):
             for index in range(1, args.count + 1)
         )
         self.droplet = self.machines[0].droplet
-        droplet_id = self.droplet.id.apply(int)
-        self.volume_attachment: do.VolumeAttachment | None = None
-        if self.volume is not None:
-            self.volume_attachment = do.VolumeAttachment(
-                f"{name}-data-attachment",
-                droplet_id=droplet_id,
-                volume_id=self.volume.id,
-                opts=child,
-            )
+        self.volume_attachment = self._attach_volume(name) if self.volume is not None else None
 
         self.ipv4 = self.machines[0].ipv4
         self.ipv6 = self.machines[0].ipv6
@@ -226,6 +218,16 @@ class Server(pulumi.ComponentResource):
         if self.load_balancer is not None:
             self.resource_urns.append(self.load_balancer.balancer.load_balancer_urn)
         self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6})
+
+    def _attach_volume(self, name: str) -> do.VolumeAttachment:
+        """The data volume on droplet 1 (a load balanced stack has none)."""
+        assert self.volume is not None
+        return do.VolumeAttachment(
+            f"{name}-data-attachment",
+            droplet_id=self.droplet.id.apply(int),
+            volume_id=self.volume.id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _firewall(
         self,
