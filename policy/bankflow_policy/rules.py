@@ -32,6 +32,9 @@ VOLUME: Final = "digitalocean:index/volume:Volume"
 BUCKET: Final = "digitalocean:index/spacesBucket:SpacesBucket"
 FIREWALL: Final = "digitalocean:index/firewall:Firewall"
 SPACES_KEY: Final = "digitalocean:index/spacesKey:SpacesKey"
+# Issue 13: the managed PostgreSQL cluster (engine "pg") and the uploads share hold production data.
+DATABASE_CLUSTER: Final = "digitalocean:index/databaseCluster:DatabaseCluster"
+NFS: Final = "digitalocean:index/nfs:Nfs"
 # The second copy of a backups bucket, in another region: bankflow-<stack>-backups-replica.
 REPLICA_SUFFIX: Final = "-backups-replica"
 # The only Spaces grants that name one bucket; `fullaccess` is every bucket of the account.
@@ -79,9 +82,17 @@ def is_production(args: ResourceValidationArgs) -> bool:
 # --------------------------------------------------------------------------- protection
 
 
+def holds_data(args: ResourceValidationArgs) -> bool:
+    """The data volume, a bucket, the uploads share, the PostgreSQL cluster (not the cache)."""
+    if args.resource_type == DATABASE_CLUSTER:
+        return str(reveal(field(args.props, "engine"))) == "pg"
+    return args.resource_type in (VOLUME, BUCKET, NFS)
+
+
 def check_production_data_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """Production's data volume and backup bucket refuse `pulumi destroy` and replacement."""
-    if args.resource_type not in (VOLUME, BUCKET) or not is_production(args):
+    """Production's data volume, backup buckets, database cluster and uploads share refuse
+    `pulumi destroy` and replacement."""
+    if not holds_data(args) or not is_production(args):
         return
     if not args.opts.protect:
         report(
@@ -163,8 +174,14 @@ def cloudflare_ranges(args: ResourceValidationArgs) -> tuple[str, ...]:
     return tuple(configured) if configured else CLOUDFLARE_RANGES
 
 
+# A droplet behind the stack's load balancer (issue 13) admits 443 from that load balancer only;
+# the load balancer's own firewall admits exactly Cloudflare (policy load-balancer-cloudflare-only).
+LOAD_BALANCER_SOURCE: Final = "sourceLoadBalancerUids"
+
+
 def check_web_only_from_cloudflare(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """80/443 are open to exactly Cloudflare's published ranges and to nothing else."""
+    """80/443 are open to exactly Cloudflare's published ranges (or to the stack's load balancer,
+    itself Cloudflare-only) and to nothing else."""
     if args.resource_type != FIREWALL:
         return
     allowed = normalised(cloudflare_ranges(args))
@@ -176,11 +193,11 @@ def check_web_only_from_cloudflare(args: ResourceValidationArgs, report: ReportV
         stray = outside(sources, allowed)
         if stray:
             report(f"{where} admits {', '.join(stray)}, which is not Cloudflare's", None)
-        others = sorted({name for r in opening for name in r.other_sources})
+        others = sorted({name for r in opening for name in r.other_sources} - {LOAD_BALANCER_SOURCE})
         if others:
             report(f"{where} admits {', '.join(others)} sources; only Cloudflare may reach it", None)
         missing = sorted(str(n) for n in allowed - normalised(sources))
-        if opening and missing:
+        if sources and missing:
             report(
                 f"{where} leaves out Cloudflare ranges {', '.join(missing)}: the allowed sources "
                 "must be exactly Cloudflare's published list (policy config cloudflareRanges)",
