@@ -31,9 +31,12 @@ DATABASE_NAME: Final = "bankflow"
 APP_ROLE: Final = "bankflow_app"  # the apps' role, as on a single droplet (host/database_roles.py)
 POOL_NAME: Final = "bankflow-app"
 # Transaction pooling: a server connection is held only for one transaction, so N droplets x
-# their app workers share few PostgreSQL backends. The pool's server connections count against
-# the cluster's connection limit (it grows with the node size); 20 fits the smallest size with
-# room left for the direct connections of migrations and the nightly dump.
+# their app workers share few PostgreSQL backends. DigitalOcean gives a cluster 25 backend
+# connections per GiB of RAM, 3 of them reserved ("How to Manage Connection Pools for PostgreSQL
+# Database Clusters", docs.digitalocean.com): 22 on the smallest size. 20 fits every size and
+# leaves room for the direct connections of migrations and the nightly dump. A constant, not
+# derived from the size: every pool argument is ForceNew and the name is unique per cluster, so a
+# size-derived pool would make a cluster resize replace the pool (create under the same name fails).
 POOL_MODE: Final = "transaction"
 POOL_SIZE: Final = 20
 
