@@ -128,6 +128,7 @@ def deploy_fleet(
             machine=machine,
             uploads_nfs_source=nfs_source,
             after=pieces.ready(),
+            database=pieces.database if machine.index == 1 else None,
         )
         for machine in server.machines
     ]

@@ -31,11 +31,26 @@ DATABASE_NAME: Final = "bankflow"
 APP_ROLE: Final = "bankflow_app"  # the apps' role, as on a single droplet (host/database_roles.py)
 POOL_NAME: Final = "bankflow-app"
 # Transaction pooling: a server connection is held only for one transaction, so N droplets x
-# their app workers share few PostgreSQL backends. The pool's server connections count against
-# the cluster's connection limit (it grows with the node size); 20 fits the smallest size with
-# room left for the direct connections of migrations and the nightly dump.
+# their app workers share few PostgreSQL backends. DigitalOcean gives a cluster 25 backend
+# connections per GiB of RAM, 3 of them reserved ("How to Manage Connection Pools for PostgreSQL
+# Database Clusters", docs.digitalocean.com): 22 on the smallest size. 20 fits every size and
+# leaves room for the direct connections of migrations and the nightly dump. A constant, not
+# derived from the size: every pool argument is ForceNew and the name is unique per cluster, so a
+# size-derived pool would make a cluster resize replace the pool (create under the same name fails).
 POOL_MODE: Final = "transaction"
 POOL_SIZE: Final = 20
+
+
+def app_role_ownership_sql(database: str = DATABASE_NAME, role: str = APP_ROLE) -> str:
+    """Run once as the cluster's admin (``doadmin``): the app role becomes the database's owner.
+
+    DigitalOcean creates the database owned by ``doadmin`` and the role (DatabaseUser) with no
+    privilege in it, and PostgreSQL 15 grants CREATE on schema ``public`` to the database owner
+    only (``pg_database_owner``): without this the migrations (run as the app role) cannot create
+    a table. Changing an owner needs membership in the new owner role; the admin has CREATEROLE,
+    which in PostgreSQL 15 may grant any non-superuser role. Idempotent: granting a membership
+    held already is a notice, and so is an unchanged owner."""
+    return f"GRANT {role} TO CURRENT_USER;\nALTER DATABASE {database} OWNER TO {role};\n"
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,10 @@ class ManagedPostgres(pulumi.ComponentResource):
     cluster: do.DatabaseCluster
     firewall: do.DatabaseFirewall
     pool: do.DatabaseConnectionPool
+    database: do.DatabaseDb
+    user: do.DatabaseUser
     endpoint: pulumi.Output[ManagedDatabase]  # secret: it holds the app role's password
+    ca_pem: pulumi.Output[str]
 
     def __init__(
         self,
@@ -111,10 +129,14 @@ class ManagedPostgres(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.cluster = _cluster(name, args, "pg", POSTGRES_VERSION, vpc_id, self)
         self.firewall = _firewall(name, self.cluster, droplet_tag, self)
-        database = do.DatabaseDb(f"{name}-db", cluster_id=self.cluster.id, name=DATABASE_NAME, opts=child)
+        self.database = database = do.DatabaseDb(
+            f"{name}-db", cluster_id=self.cluster.id, name=DATABASE_NAME, opts=child
+        )
         # DigitalOcean generates the role's password (the provider's `password` output, secret):
         # it is the apps' password, nobody types one.
-        user = do.DatabaseUser(f"{name}-user", cluster_id=self.cluster.id, name=APP_ROLE, opts=child)
+        self.user = user = do.DatabaseUser(
+            f"{name}-user", cluster_id=self.cluster.id, name=APP_ROLE, opts=child
+        )
         self.pool = do.DatabaseConnectionPool(
             f"{name}-pool",
             cluster_id=self.cluster.id,
@@ -125,6 +147,7 @@ class ManagedPostgres(pulumi.ComponentResource):
             user=user.name,
             opts=child,
         )
+        self.ca_pem = _ca_certificate(self.cluster)
         self.endpoint = pulumi.Output.secret(
             pulumi.Output.all(
                 self.cluster.private_host,
@@ -134,7 +157,7 @@ class ManagedPostgres(pulumi.ComponentResource):
                 database.name,
                 user.name,
                 user.password,
-                _ca_certificate(self.cluster),
+                self.ca_pem,
             ).apply(lambda v: ManagedDatabase(v[0], int(v[1]), int(v[2]), v[3], v[4], v[5], v[6], v[7]))
         )
         self.register_outputs({})

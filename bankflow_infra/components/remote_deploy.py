@@ -35,6 +35,8 @@ import pulumi_command.remote as remote
 from bankflow_infra.catalog import SSH_PORT, SSH_USER
 from bankflow_infra.components.backups import DATA_VOLUME_LABEL
 from bankflow_infra.components.credentials import Credentials
+from bankflow_infra.components.database_owner import database_owner_step
+from bankflow_infra.components.managed_data import ManagedPostgres
 from bankflow_infra.components.server import Machine, Server
 from bankflow_infra.contract.layout import AGENT_BIN, DATA_VOLUME_MOUNT, STATE_DIR, bootstrap_environment
 from bankflow_infra.render import Bundle
@@ -201,9 +203,12 @@ class RemoteDeploy(pulumi.ComponentResource):
         machine: Machine | None = None,
         uploads_nfs_source: pulumi.Output[str] | None = None,
         after: list[pulumi.Resource] | None = None,
+        database: ManagedPostgres | None = None,
     ) -> None:
         """``machine``: the droplet (default droplet 1); ``after``: what the bootstrap waits for
-        besides the droplet (the shared uploads' attachment, the managed clusters' firewalls)."""
+        besides the droplet (the shared uploads' attachment, the managed clusters' firewalls);
+        ``database``: a managed PostgreSQL whose ownership step runs here (droplet 1), before the
+        deploy or stage."""
         super().__init__(COMPONENT_TYPE, name, None, opts)
         machine = machine or server.machines[0]
         self._droplet = machine.droplet
@@ -215,6 +220,32 @@ class RemoteDeploy(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             opts=self._on_droplet([machine.droplet]),
         )
+        volume = [server.volume_attachment] if server.volume_attachment and machine.index == 1 else []
+        bootstrap = self._bootstrap(
+            name, args, connection, bundle, credentials, uploads_nfs_source, [wait, *volume, *(after or [])]
+        )
+        self.release = pulumi.Output.unsecret(bundle.apply(lambda b: b.digest))
+        self.database_owner = (
+            database_owner_step(f"{name}-database-owner", self, machine, connection, database, [bootstrap])
+            if database is not None
+            else None
+        )
+        ready: list[pulumi.Resource] = [bootstrap, *([self.database_owner] if self.database_owner else [])]
+        self.deploy_command = self._deploy(name, args, connection, bundle, ready)
+        if server.volume is not None and server.volume_attachment is not None and machine.index == 1:
+            self._data_volume_steps(name, args, server, credentials, bootstrap)
+        self.register_outputs({"release": self.release})
+
+    def _bootstrap(
+        self,
+        name: str,
+        args: RemoteDeployArgs,
+        connection: remote.ConnectionArgs,
+        bundle: pulumi.Output[Bundle],
+        credentials: Credentials,
+        uploads_nfs_source: pulumi.Output[str] | None,
+        depends_on: list[pulumi.Resource],
+    ) -> remote.Command:
         bootstrap_text = pulumi.Output.all(bundle, credentials.deploy_public_key).apply(
             lambda v: bootstrap_payload(args.admin_ssh_keys, v[0], v[1])
         )
@@ -227,21 +258,15 @@ class RemoteDeploy(pulumi.ComponentResource):
             if uploads_nfs_source is not None
             else bootstrap_command(args)
         )
-        volume = [server.volume_attachment] if server.volume_attachment and machine.index == 1 else []
-        bootstrap = remote.Command(
+        return remote.Command(
             f"{name}-bootstrap",
             connection=connection,
             create=create,
             stdin=bootstrap_text,
             triggers=[bootstrap_digest],
             add_previous_output_in_env=False,
-            opts=self._on_droplet([wait, *volume, *(after or [])]),
+            opts=self._on_droplet(depends_on),
         )
-        self.release = pulumi.Output.unsecret(bundle.apply(lambda b: b.digest))
-        self.deploy_command = self._deploy(name, args, connection, bundle, bootstrap)
-        if server.volume is not None and server.volume_attachment is not None and machine.index == 1:
-            self._data_volume_steps(name, args, server, credentials, bootstrap)
-        self.register_outputs({"release": self.release})
 
     def _data_volume_steps(
         self,
@@ -297,7 +322,7 @@ class RemoteDeploy(pulumi.ComponentResource):
         args: RemoteDeployArgs,
         connection: remote.ConnectionArgs,
         bundle: pulumi.Output[Bundle],
-        bootstrap: remote.Command,
+        ready: list[pulumi.Resource],
     ) -> remote.Command:
         payload: pulumi.Output[str] = bundle.apply(deploy_payload)
         deploy_text: pulumi.Output[str] = pulumi.Output.secret(payload)
@@ -311,5 +336,5 @@ class RemoteDeploy(pulumi.ComponentResource):
             # whatever the agent prints out of the state in plain text.
             logging=remote.Logging.NONE,
             add_previous_output_in_env=False,
-            opts=self._on_droplet([bootstrap], secret_output=True),
+            opts=self._on_droplet(ready, secret_output=True),
         )
