@@ -49,7 +49,7 @@ def test_plan_of_the_scaled_stack_shows_the_load_balanced_graph(tmp_path: Path) 
     document = json.loads(done.stdout)
     tag = f"stack-{STACK}"
     droplets = _of_type(document, "digitalocean:index/droplet:Droplet")
-    assert [d["name"] for d in droplets] == ["server-droplet", "server-droplet-2", "server-droplet-3"]
+    assert sorted(d["name"] for d in droplets) == ["server-droplet", "server-droplet-2", "server-droplet-3"]
     assert all(tag in d["inputs"]["tags"] for d in droplets)
     (balancer,) = _of_type(document, "digitalocean:index/loadBalancer:LoadBalancer")
     assert balancer["inputs"]["dropletTag"] == tag
