@@ -16,6 +16,7 @@ from typing import Any, Final
 from bankflow_infra.contract.alerts import BACKUP_MAX_AGE_SECONDS
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops import health_backups as recovery
+from bankflow_infra.ops.health_fleet import LOAD_BALANCER_TARGET
 from bankflow_infra.ops.probes import (
     Address,
     Mode,
@@ -161,6 +162,7 @@ def report_document(report: HealthReport) -> dict[str, Any]:
         "probes": [
             {
                 "service": r.service,
+                "target": r.target,  # null for a single-droplet stack
                 "url": r.url,
                 "connect": r.connect,
                 "healthy": r.healthy,
@@ -180,10 +182,12 @@ def report_document(report: HealthReport) -> dict[str, Any]:
 
 def format_table(report: HealthReport) -> str:
     via = "through Cloudflare" if report.mode == "edge" else "direct to the origin (pinned certificate)"
-    header = ("SERVICE", "URL", "STATUS", "LATENCY_MS", "ERROR")
+    fleet = any(r.target is not None for r in report.results)
+    header = ("SERVICE", *(("TARGET",) if fleet else ()), "URL", "STATUS", "LATENCY_MS", "ERROR")
     rows = [
         (
             r.service,
+            *((r.target or "-",) if fleet else ()),
             r.url + (f" via {r.connect}" if r.connect else ""),
             str(r.status) if r.status is not None else "-",
             f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",
@@ -200,12 +204,7 @@ def format_table(report: HealthReport) -> str:
         lines.append(
             "  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]])
         )
-    failing = [r.service for r in report.results if not r.healthy]
-    lines.append(
-        f"UNHEALTHY: {', '.join(failing)}"
-        if failing
-        else f"healthy: {len(report.results)}/{len(report.results)} services"
-    )
+    lines.append(summary_line(report.results))
     if report.backup is not None:
         lines.append(format_backup(report.backup))
     if report.pitr is not None:
@@ -215,6 +214,19 @@ def format_table(report: HealthReport) -> str:
     if report.certificate_warning is not None:
         lines.append(report.certificate_warning)
     return "\n".join(lines) + "\n"
+
+
+def summary_line(results: tuple[ProbeResult, ...]) -> str:
+    """``healthy: n/n services`` (one droplet), or per target in a load-balanced stack."""
+    targets = list(dict.fromkeys(r.target for r in results if r.target is not None))
+    failing = [r.service + (f"@{r.target}" if r.target else "") for r in results if not r.healthy]
+    if failing:
+        return f"UNHEALTHY: {', '.join(failing)}"
+    if not targets:
+        return f"healthy: {len(results)}/{len(results)} services"
+    droplets = [t for t in targets if t != LOAD_BALANCER_TARGET]
+    balancer = " and the load balancer" if LOAD_BALANCER_TARGET in targets else ""
+    return f"healthy: {len(results)}/{len(results)} probes on {len(droplets)} droplets{balancer}"
 
 
 def format_backup(backup: BackupAge) -> str:

@@ -42,7 +42,9 @@ def register(commands: Any) -> None:
         action="store_true",
         help="probe the droplet directly (origin_ip:443, Host/SNI = hostname, certificate "
         "pinned to the origin_certificate output, presenting the origin_pull_client certificate "
-        "as Cloudflare does; reads the outputs with secrets) instead of through Cloudflare",
+        "as Cloudflare does; reads the outputs with secrets) instead of through Cloudflare; a "
+        "load-balanced stack: every droplet of origin_ips (with a PROXY protocol line, as the load "
+        "balancer sends) and load_balancer_ip, one row per service and target",
     )
     health.add_argument(
         "--wait", action="store_true", help="poll until every service is healthy or the deadline passes (CI)"
