@@ -57,6 +57,17 @@ class PitrConfig:
 
 
 @dataclass(frozen=True)
+class ManagedDatabase:
+    """backup.json's ``managed`` object: a managed PostgreSQL cluster the nightly dump reaches over
+    TLS verify-full (issue 13; host/backups/managed_dump.py). Paths are inside the release dir."""
+
+    host: str  # the cluster's private hostname (VPC); its certificate must name it
+    port: int  # the direct port (not the connection pool's: pg_dump needs a session)
+    ca_file: str  # DigitalOcean's CA certificate (PEM), e.g. "managed/ca.pem"
+    password_file: str  # the dump role's password, a 0600 secret, e.g. "secrets/backup.database_password"
+
+
+@dataclass(frozen=True)
 class BackupConfig:
     stack: str
     bucket: str
@@ -66,7 +77,8 @@ class BackupConfig:
     user: str
     service: str
     remote: str
-    pitr: PitrConfig | None = None  # None: a schema 1 file (a release rendered before PITR)
+    pitr: PitrConfig | None = None  # None: a schema 1 file (a release rendered before PITR), or managed
+    managed: ManagedDatabase | None = None  # None: the database is the release's postgres service
 
 
 def parse_config(document: Any, source: str) -> BackupConfig:
@@ -89,17 +101,57 @@ def parse_config(document: Any, source: str) -> BackupConfig:
         local_days=0,
         database=text("database", _IDENT_RE),
         user=text("user", _IDENT_RE),
-        service=text("service", _SERVICE_RE),
+        # a managed database has no postgres service on the droplet
+        service=text("service", _SERVICE_RE) if doc.get("managed") is None else "",
         remote=text("remote", _REMOTE_RE),
     )
     days = doc.get("local_days")
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
         problems.append(f"local_days: expected a whole number of days in 1..3650, got {days!r}")
         days = 1
-    pitr = _parse_pitr(doc, problems)
+    managed = _parse_managed(doc.get("managed"), problems)
+    if managed is not None:
+        _check_no_pitr(doc, problems)
+    pitr = _parse_pitr(doc, problems) if managed is None else None
     if problems:
         raise BackupUsageError(f"invalid backup configuration {source}: " + "; ".join(problems))
-    return BackupConfig(**{**config.__dict__, "local_days": days, "pitr": pitr})
+    return BackupConfig(**{**config.__dict__, "local_days": days, "pitr": pitr, "managed": managed})
+
+
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_RE: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+_RELATIVE_RE: Final = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._/-]{0,200}$")
+
+
+def _parse_managed(raw: Any, problems: list[str]) -> ManagedDatabase | None:
+    """Absent or null: the release's own postgres. Else every field checked (paths stay inside
+    the release dir: relative, no ``..``)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append("managed: expected an object {host, port, ca_file, password_file} or null")
+        return None
+    host, port = raw.get("host"), raw.get("port")
+    files = {key: raw.get(key) for key in ("ca_file", "password_file")}
+    before = len(problems)
+    if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
+        problems.append(f"managed.host: expected a lower-case hostname, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        problems.append(f"managed.port: expected a port in 1..65535, got {port!r}")
+    for key, value in files.items():
+        if not isinstance(value, str) or not _RELATIVE_RE.fullmatch(value) or ".." in value.split("/"):
+            problems.append(f"managed.{key}: expected a path inside the release dir, got {value!r}")
+    if len(problems) > before:
+        return None
+    return ManagedDatabase(str(host), int(str(port)), str(files["ca_file"]), str(files["password_file"]))
+
+
+def _check_no_pitr(doc: dict[str, Any], problems: list[str]) -> None:
+    """A managed database has DigitalOcean's backups, never pgBackRest on the droplet."""
+    if doc.get("schema") not in (1, 2):
+        problems.append(f"schema: expected 1 or 2, got {doc.get('schema')!r}")
+    if doc.get("pitr") is not None:
+        problems.append("pitr: must be null with a managed database (no pgBackRest on the droplet)")
 
 
 _DIR_RE: Final = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
@@ -179,7 +231,7 @@ def load_live_database(ctx: Context) -> LiveDatabase:
     except ValueError as exc:
         raise BackupUsageError(f"{path}: not JSON ({exc})") from None
     config = parse_config(document, str(path))
-    if config.service not in manifest.base_services:
+    if config.managed is None and config.service not in manifest.base_services:
         raise BackupUsageError(f"{path}: service {config.service!r} is not a base service of the release")
     _, base = projects(ctx.paths, current.release, manifest)
     app_manifest = load_manifest(ctx.paths.release_dir(current.app_release))
