@@ -20,7 +20,7 @@ So ``restore STACK --to-time T`` on a stack whose outputs name a managed ``datab
    cluster's (set again if DigitalOcean dropped them).
 
 The live cluster receives GETs only. Pointing the stack at the fork is a deliberate second step
-(docs/RUNBOOK-managed-database.md, "Point the stack at a fork"), printed by the command.
+(docs/RUNBOOK-managed-database.md, "Bring a fork's data into service"), printed by the command.
 """
 
 from __future__ import annotations
