@@ -55,6 +55,8 @@ class HealthReport:
     certificate_warning: str | None = None  # the origin certificate expires soon (or is unreadable)
     pitr: recovery.PitrReport | None = None  # --backups: newest pgBackRest backup, WAL archive lag
     drill: recovery.DrillReport | None = None  # --backups: the last restore drill
+    # --backups on a managed database: its cluster (point in time is DigitalOcean's, not pgBackRest)
+    managed_cluster: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -112,6 +114,7 @@ def check_health(
     newest_backup: NewestBackup | None = None,
     pitr_status: recovery.PitrStatus | None = None,
     drill_runs: recovery.DrillRuns | None = None,
+    managed_cluster: str | None = None,
 ) -> HealthReport:
     """Probe the stack's services; ``trust`` replaces the edge trust roots (tests only).
 
@@ -136,7 +139,7 @@ def check_health(
     return HealthReport(
         outputs.stack, mode, results, rounds, backup, certificate_warning(outputs.origin_cert_expires_on),
         recovery.pitr_report(pitr_status) if pitr_status is not None else None,
-        recovery.drill_report(drill_runs) if drill_runs is not None else None,
+        recovery.drill_report(drill_runs) if drill_runs is not None else None, managed_cluster,
     )  # fmt: skip
 
 
@@ -175,7 +178,8 @@ def report_document(report: HealthReport) -> dict[str, Any]:
         ],
         "backup": backup,
         "certificate_warning": report.certificate_warning,
-        "pitr": recovery.pitr_document(report.pitr) if report.pitr is not None else None,
+        "pitr": recovery.pitr_document(report.pitr) if report.pitr is not None
+        else ({"managed_cluster": report.managed_cluster} if report.managed_cluster else None),
         "drill": recovery.drill_document(report.drill) if report.drill is not None else None,
     }
 
@@ -209,6 +213,9 @@ def format_table(report: HealthReport) -> str:
         lines.append(format_backup(report.backup))
     if report.pitr is not None:
         lines += recovery.pitr_lines(report.pitr)
+    if report.managed_cluster is not None:
+        lines.append(f"point in time: DigitalOcean's, of the managed cluster {report.managed_cluster} (daily "
+                     "backups kept 7 days; `restore --to-time` forks it)")
     if report.drill is not None:
         lines += recovery.drill_lines(report.drill)
     if report.certificate_warning is not None:

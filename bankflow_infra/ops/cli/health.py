@@ -100,10 +100,12 @@ def _probe(args: argparse.Namespace, policy: Policy, resolve: dict[str, Address]
     what = "waiting until every service is healthy" if args.wait else "probing every service"
     with session.spinner(f"health of {outputs.stack}: {what} (deadline {policy.deadline:.0f} s)"):
         mode: Mode = "origin" if args.origin else "edge"
+        # A managed database has no pgBackRest on the droplet: its point in time is DigitalOcean's.
+        managed = outputs.database.cluster if args.backups and outputs.database is not None else None
         report = check_health(
             outputs, mode, policy, resolve, newest_backup=newest,
-            pitr_status=_pitr_status(outputs) if args.backups else None,
-            drill_runs=(lambda: fetch_drill_runs()) if args.backups else None,
+            pitr_status=_pitr_status(outputs) if args.backups and managed is None else None,
+            drill_runs=(lambda: fetch_drill_runs()) if args.backups else None, managed_cluster=managed,
         )  # fmt: skip
     if args.json:
         print(json.dumps(report_document(report), indent=2))
