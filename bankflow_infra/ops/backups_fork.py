@@ -15,7 +15,9 @@ So ``restore STACK --to-time T`` on a stack whose outputs name a managed ``datab
    restore from), or a fork name that is taken -- before anything is created;
 3. creates the fork: the live cluster's engine, version, region, size, node count, VPC, tags
    and trusted sources (``rules``: a cluster without any accepts connections from anywhere, and
-   this one holds the money data), restored at T (``--latest``: no timestamp, the newest);
+   this one holds the money data), restored at T (``--latest``: no timestamp; the API then
+   takes the most recent daily backup, pydo create_cluster: "The most recent backup will be used
+   if excluded" -- up to a day old, so for "just now" give ``--to-time``);
 4. waits (bounded) until it is ``online`` and checks its trusted sources are the live
    cluster's (set again if DigitalOcean dropped them).
 
@@ -60,7 +62,7 @@ class DatabasesApi(Protocol):
 class ForkPlan:
     source: Mapping[str, Any]  # the live cluster, as GET /v2/databases lists it
     fork_name: str
-    target: datetime | None  # None: the newest DigitalOcean has (--latest)
+    target: datetime | None  # None (--latest): DigitalOcean's most recent daily backup
     oldest_backup: datetime
     rules: tuple[Mapping[str, Any], ...]  # the live cluster's trusted sources (type, value)
 

@@ -109,7 +109,8 @@ def _plan(api: PydoDatabases, cluster: str, target: dt.datetime | None, name: st
 
 def plan_text(stack: str, plan: ForkPlan) -> str:
     source = plan.source
-    when = f"{plan.target:%Y-%m-%d %H:%M:%SZ}" if plan.target else "the newest point DigitalOcean has"
+    when = (f"{plan.target:%Y-%m-%d %H:%M:%SZ}" if plan.target
+            else "its most recent daily backup (up to a day old; --to-time for a later moment)")
     return "\n".join([
         f"Fork of stack {stack}'s managed database {source['name']} as of {when}",
         f"  new cluster: {plan.fork_name} ({source.get('size')}, {source.get('num_nodes')} node(s), "
