@@ -124,11 +124,13 @@ def test_a_failed_replacement_says_what_to_run_to_resume(rig: Rig, monkeypatch: 
 @pytest.mark.parametrize("urn_list", URN_LISTS, ids=lambda path: path.stem)
 def test_the_droplet_urns_are_the_programs(urn_list: Path) -> None:
     # The committed URN lists are what the program declares (tests/program/test_urns.py): every
-    # droplet there must be the URN `rebuild --droplet N` replaces, in order.
+    # droplet there must be the URN `rebuild --droplet N` replaces, in order. The stack and the
+    # project come from the URNs themselves (a list's file name need not be its stack's).
     lines = urn_list.read_text().splitlines()
     droplets = [line for line in lines if "digitalocean:index/droplet:Droplet" in line]
-    stack = urn_list.stem
+    assert droplets, f"{urn_list.name} lists no droplet"
+    stack, project = droplets[0].split("::")[0].removeprefix("urn:pulumi:"), droplets[0].split("::")[1]
     names = [line.rsplit("::", 1)[-1] for line in droplets]
     numbers = [1 if name == "server-droplet" else int(name.rsplit("-", 1)[-1]) for name in names]
-    assert sorted(droplets) == sorted(droplet_urn("bankflow", stack, n) for n in numbers)
+    assert sorted(droplets) == sorted(droplet_urn(project, stack, n) for n in numbers)
     assert sorted(numbers) == list(range(1, len(numbers) + 1))
