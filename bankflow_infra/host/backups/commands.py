@@ -27,7 +27,7 @@ from .config import (
     check_endpoint,
     load_live_database,
 )
-from .dump import run_backup
+from .dump import BackupSkipped, run_backup
 from .restore import DEFAULT_DEADLINE, HEALTH_TIMEOUT, RestoreFailed, RestoreRequest, run_restore
 from .storage import open_bucket
 
@@ -38,6 +38,9 @@ def cmd_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None =
             result = run_backup(ctx)
     except BackupLocked as exc:
         return _refuse(ctx, "backup", str(exc), LOCKED)
+    except BackupSkipped as exc:  # several droplets: another one takes the stack's dump
+        ctx.say(f"backup: {exc}")
+        return OK
     except (BackupFailed, RuntimeFailure, OSError) as exc:
         message = f"backup: failed: {_describe_failure(exc)}"
         ctx.complain(message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..context import Context
 from .archive import DUMP_MAGIC, checksum_text, digest_file, dump_name, local_prune_plan
 from .config import BackupFailed, LiveDatabase, ensure_private_dir, load_live_database
 from .database import DUMP_TIMEOUT
-from .managed_dump import MANAGED_GLOBALS, dump_managed
+from .managed_dump import MANAGED_GLOBALS, dump_managed, skip_reason
 from .storage import open_bucket, verify_remote
 
 
@@ -37,9 +38,16 @@ def _dump_into(ctx: Context, live: LiveDatabase, argv: Sequence[str], partial: P
         partial.unlink(missing_ok=True)
 
 
+class BackupSkipped(Exception):
+    """Not this droplet's job (several droplets: only backup_droplet dumps); exit 0, said why."""
+
+
 def run_backup(ctx: Context, now: dt.datetime | None = None) -> DumpResult:
     live = load_live_database(ctx)
     config = live.config
+    skipped = skip_reason(config, socket.gethostname())
+    if skipped is not None:
+        raise BackupSkipped(skipped)
     when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     name = dump_name(config.stack, when)
     directory = ctx.paths.backups
@@ -71,7 +79,7 @@ def _dump_database(ctx: Context, live: LiveDatabase, dump: Path, globals_sql: Pa
         where = f"{config.managed.host}:{config.managed.port}"
         ctx.say(f"backup: pg_dump -Fc of database {config.database} on the managed cluster {where} "
                 "(TLS verify-full)")
-        dump_managed(config, ctx.paths.release_dir(live.release), directory / f".{dump.name}.partial", dump)
+        dump_managed(config, directory / f".{dump.name}.partial", dump)
     else:
         ctx.say(f"backup: pg_dump -Fc of database {config.database} ({config.service} of release "
                 f"{live.release})")
