@@ -74,25 +74,35 @@ def psql_file(
     return subprocess.run(argv, env=cluster.env(), capture_output=True, text=True, timeout=300, check=check)
 
 
-def release_dir(tmp_path: Path, ca: Path) -> Path:
-    """The deployed release's files the restore block reads: the CA and the password file."""
-    release = tmp_path / "release"
-    (release / "managed").mkdir(parents=True)
-    (release / "secrets").mkdir()
-    shutil.copy(ca, release / "managed" / "ca.pem")
-    (release / "secrets" / "backup.database_password").write_text(PASSWORD + "\n")
-    os.chmod(release / "secrets" / "backup.database_password", 0o600)
-    return release
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def host_files(tmp_path: Path, ca: Path) -> dict[str, str]:
+    """What the deployed release installed on the droplet: the CA under tls/, the pgpass (as
+    render/managed.py writes it: host:port:*:user:password, escaped) under secrets/."""
+    tls, secrets = tmp_path / "tls", tmp_path / "secrets"
+    tls.mkdir(exist_ok=True)
+    secrets.mkdir(exist_ok=True)
+    shutil.copy(ca, tls / "managed-database-ca.pem")
+    fields = ("private-bankflow-db.example", "25060", "*", "bankflow", PASSWORD)
+    (secrets / "managed-database.pgpass").write_text(":".join(_pgpass_field(f) for f in fields) + "\n")
+    os.chmod(secrets / "managed-database.pgpass", 0o600)
+    return {"TLS_DIR": str(tls), "SECRETS_DIR": str(secrets)}
 
 
 def run_restore_block(
-    managed: PgCluster, release: Path, dump: Path, tmp_path: Path
+    managed: PgCluster, files: dict[str, str], dump: Path, tmp_path: Path
 ) -> subprocess.CompletedProcess[str]:
     pg_bin = str(Path(managed.client("pg_restore")).parent)
-    env = {"PATH": f"{pg_bin}:/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TMPDIR": str(tmp_path),
-           "DB_HOST": HOST, "DB_PORT": str(managed.port), "RELEASE": str(release), "DUMP": str(dump)}
-    return subprocess.run([require_tool("bash"), "-c", blocks()["restore"]], env=env, capture_output=True,
+    work = tmp_path / "tmpdir"
+    work.mkdir(exist_ok=True)
+    env = {"PATH": f"{pg_bin}:/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TMPDIR": str(work), **files,
+           "DB_HOST": HOST, "DB_PORT": str(managed.port), "DUMP": str(dump), "IMAGE": "unused-here"}
+    done = subprocess.run([require_tool("bash"), "-c", blocks()["restore"]], env=env, capture_output=True,
                           text=True, timeout=300, check=False)  # fmt: skip
+    assert list(work.iterdir()) == []  # the pgpass copy is removed, whatever happened
+    return done
 
 
 def dump_droplet(droplet: PgCluster, tmp_path: Path) -> Path:
@@ -127,10 +137,9 @@ def test_freeze_dump_restore_verify_unfreeze(
     assert "read-only transaction" in refused.stderr
 
     dump = dump_droplet(droplet_db, tmp_path)
-    done = run_restore_block(managed_db, release_dir(tmp_path, tls_files.ca), dump, tmp_path)
+    done = run_restore_block(managed_db, host_files(tmp_path, tls_files.ca), dump, tmp_path)
     assert done.returncode == 0, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
-    assert not list(tmp_path.glob("tmp.*/pgpass"))  # the pgpass file is removed
 
     assert verify(managed_db, tmp_path) == before  # every row, every sequence position
     # the new cluster is writable (the freeze is a database setting pg_restore does not carry)
@@ -145,7 +154,7 @@ def test_a_wrong_ca_is_refused_and_the_cluster_is_unchanged(
 ) -> None:
     empty = verify(managed_db, tmp_path)
     dump = dump_droplet(droplet_db, tmp_path)
-    done = run_restore_block(managed_db, release_dir(tmp_path, tls_files.other_ca), dump, tmp_path)
+    done = run_restore_block(managed_db, host_files(tmp_path, tls_files.other_ca), dump, tmp_path)
     assert done.returncode != 0
     assert "certificate verify failed" in done.stderr
     assert verify(managed_db, tmp_path) == empty
@@ -158,6 +167,6 @@ def test_a_restore_that_fails_halfway_changes_nothing(
     dump = dump_droplet(droplet_db, tmp_path)
     truncated = tmp_path / "truncated.dump"
     truncated.write_bytes(dump.read_bytes()[: dump.stat().st_size * 2 // 3])
-    done = run_restore_block(managed_db, release_dir(tmp_path, tls_files.ca), truncated, tmp_path)
+    done = run_restore_block(managed_db, host_files(tmp_path, tls_files.ca), truncated, tmp_path)
     assert done.returncode != 0
     assert verify(managed_db, tmp_path) == empty  # one transaction: all or nothing
