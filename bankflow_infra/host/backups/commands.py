@@ -21,13 +21,14 @@ from .archive import backup_rows, format_age
 from .config import (
     BackupFailed,
     BackupLocked,
+    BackupSkipped,
     BackupUsageError,
     backup_lock,
     check_bucket,
     check_endpoint,
     load_live_database,
 )
-from .dump import BackupSkipped, run_backup
+from .dump import run_backup
 from .restore import DEFAULT_DEADLINE, HEALTH_TIMEOUT, RestoreFailed, RestoreRequest, run_restore
 from .storage import open_bucket
 

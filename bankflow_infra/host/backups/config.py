@@ -40,6 +40,18 @@ class BackupUsageError(ValueError):
     """Bad input (exit 2); a ValueError so the agent's main reports it like its own usage errors."""
 
 
+class BackupSkipped(Exception):
+    """Not this droplet's job: several droplets, and backups run on ``backup_droplet`` only (exit 0)."""
+
+
+def skip_reason(backup_droplet: str | None, hostname: str) -> str | None:
+    """Why this droplet does not take the stack's backups; None when it does (or there is one)."""
+    if backup_droplet is None or backup_droplet == hostname:
+        return None
+    return (f"this droplet ({hostname}) is not {backup_droplet}, which takes the stack's backups: "
+            "nothing to do here")
+
+
 class BackupLocked(Exception):
     """Another backup or restore holds the backup lock (exit 3)."""
 

@@ -14,9 +14,16 @@ from pathlib import Path
 from .. import state as st
 from ..context import Context
 from .archive import DUMP_MAGIC, checksum_text, digest_file, dump_name, local_prune_plan
-from .config import BackupFailed, LiveDatabase, ensure_private_dir, load_live_database
+from .config import (
+    BackupFailed,
+    BackupSkipped,
+    LiveDatabase,
+    ensure_private_dir,
+    load_live_database,
+    skip_reason,
+)
 from .database import DUMP_TIMEOUT
-from .managed_dump import MANAGED_GLOBALS, dump_managed, skip_reason
+from .managed_dump import MANAGED_GLOBALS, dump_managed
 from .storage import open_bucket, verify_remote
 
 
@@ -38,14 +45,10 @@ def _dump_into(ctx: Context, live: LiveDatabase, argv: Sequence[str], partial: P
         partial.unlink(missing_ok=True)
 
 
-class BackupSkipped(Exception):
-    """Not this droplet's job (several droplets: only backup_droplet dumps); exit 0, said why."""
-
-
 def run_backup(ctx: Context, now: dt.datetime | None = None) -> DumpResult:
     live = load_live_database(ctx)
     config = live.config
-    skipped = skip_reason(config, socket.gethostname())
+    skipped = skip_reason(config.backup_droplet, socket.gethostname())
     if skipped is not None:
         raise BackupSkipped(skipped)
     when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)

@@ -17,7 +17,7 @@ cannot carry pg_dump's snapshot session).
   pg_dump writes ``.<name>.partial``, removed on any failure, renamed only after pg_dump
   succeeded; the upload starts only after that (dump.py), the checksum file last.
 - Several droplets: only ``backup_droplet`` (droplet 1, by hostname) dumps; the others' timers
-  skip (:func:`skip_reason`), so one dump a night reaches the bucket.
+  skip (config.skip_reason), so one dump a night reaches the bucket.
 """
 
 from __future__ import annotations
@@ -41,14 +41,6 @@ MANAGED_GLOBALS: Final = (
     "-- bankflow: managed PostgreSQL (DigitalOcean). Roles belong to the cluster and are created by\n"
     "-- the stack (DatabaseUser); nothing to restore from here.\n"
 )
-
-
-def skip_reason(config: BackupConfig, hostname: str) -> str | None:
-    """Why this droplet does not take the stack's dump; None when it does."""
-    if config.backup_droplet is None or config.backup_droplet == hostname:
-        return None
-    return (f"this droplet ({hostname}) is not {config.backup_droplet}, which takes the stack's "
-            "backups: nothing to do here")
 
 
 def dump_environment(managed: ManagedDatabase) -> dict[str, str]:
