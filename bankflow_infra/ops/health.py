@@ -16,6 +16,7 @@ from typing import Any, Final
 from bankflow_infra.contract.alerts import BACKUP_MAX_AGE_SECONDS
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops import health_backups as recovery
+from bankflow_infra.ops.health_fleet import LOAD_BALANCER_TARGET
 from bankflow_infra.ops.probes import (
     Address,
     Mode,
@@ -54,6 +55,8 @@ class HealthReport:
     certificate_warning: str | None = None  # the origin certificate expires soon (or is unreadable)
     pitr: recovery.PitrReport | None = None  # --backups: newest pgBackRest backup, WAL archive lag
     drill: recovery.DrillReport | None = None  # --backups: the last restore drill
+    # --backups on a managed database: its cluster (point in time is DigitalOcean's, not pgBackRest)
+    managed_cluster: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -111,6 +114,7 @@ def check_health(
     newest_backup: NewestBackup | None = None,
     pitr_status: recovery.PitrStatus | None = None,
     drill_runs: recovery.DrillRuns | None = None,
+    managed_cluster: str | None = None,
 ) -> HealthReport:
     """Probe the stack's services; ``trust`` replaces the edge trust roots (tests only).
 
@@ -135,7 +139,7 @@ def check_health(
     return HealthReport(
         outputs.stack, mode, results, rounds, backup, certificate_warning(outputs.origin_cert_expires_on),
         recovery.pitr_report(pitr_status) if pitr_status is not None else None,
-        recovery.drill_report(drill_runs) if drill_runs is not None else None,
+        recovery.drill_report(drill_runs) if drill_runs is not None else None, managed_cluster,
     )  # fmt: skip
 
 
@@ -161,6 +165,7 @@ def report_document(report: HealthReport) -> dict[str, Any]:
         "probes": [
             {
                 "service": r.service,
+                "target": r.target,  # null for a single-droplet stack
                 "url": r.url,
                 "connect": r.connect,
                 "healthy": r.healthy,
@@ -173,17 +178,20 @@ def report_document(report: HealthReport) -> dict[str, Any]:
         ],
         "backup": backup,
         "certificate_warning": report.certificate_warning,
-        "pitr": recovery.pitr_document(report.pitr) if report.pitr is not None else None,
+        "pitr": recovery.pitr_document(report.pitr) if report.pitr is not None
+        else ({"managed_cluster": report.managed_cluster} if report.managed_cluster else None),
         "drill": recovery.drill_document(report.drill) if report.drill is not None else None,
     }
 
 
 def format_table(report: HealthReport) -> str:
     via = "through Cloudflare" if report.mode == "edge" else "direct to the origin (pinned certificate)"
-    header = ("SERVICE", "URL", "STATUS", "LATENCY_MS", "ERROR")
+    fleet = any(r.target is not None for r in report.results)
+    header = ("SERVICE", *(("TARGET",) if fleet else ()), "URL", "STATUS", "LATENCY_MS", "ERROR")
     rows = [
         (
             r.service,
+            *((r.target or "-",) if fleet else ()),
             r.url + (f" via {r.connect}" if r.connect else ""),
             str(r.status) if r.status is not None else "-",
             f"{r.latency_ms:.0f}" if r.latency_ms is not None else "-",
@@ -200,21 +208,32 @@ def format_table(report: HealthReport) -> str:
         lines.append(
             "  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]])
         )
-    failing = [r.service for r in report.results if not r.healthy]
-    lines.append(
-        f"UNHEALTHY: {', '.join(failing)}"
-        if failing
-        else f"healthy: {len(report.results)}/{len(report.results)} services"
-    )
+    lines.append(summary_line(report.results))
     if report.backup is not None:
         lines.append(format_backup(report.backup))
     if report.pitr is not None:
         lines += recovery.pitr_lines(report.pitr)
+    if report.managed_cluster is not None:
+        lines.append(f"point in time: DigitalOcean's, of the managed cluster {report.managed_cluster} (daily "
+                     "backups kept 7 days; `restore --to-time` forks it)")
     if report.drill is not None:
         lines += recovery.drill_lines(report.drill)
     if report.certificate_warning is not None:
         lines.append(report.certificate_warning)
     return "\n".join(lines) + "\n"
+
+
+def summary_line(results: tuple[ProbeResult, ...]) -> str:
+    """``healthy: n/n services`` (one droplet), or per target in a load-balanced stack."""
+    targets = list(dict.fromkeys(r.target for r in results if r.target is not None))
+    failing = [r.service + (f"@{r.target}" if r.target else "") for r in results if not r.healthy]
+    if failing:
+        return f"UNHEALTHY: {', '.join(failing)}"
+    if not targets:
+        return f"healthy: {len(results)}/{len(results)} services"
+    droplets = [t for t in targets if t != LOAD_BALANCER_TARGET]
+    balancer = " and the load balancer" if LOAD_BALANCER_TARGET in targets else ""
+    return f"healthy: {len(results)}/{len(results)} probes on {len(droplets)} droplets{balancer}"
 
 
 def format_backup(backup: BackupAge) -> str:

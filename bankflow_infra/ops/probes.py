@@ -14,6 +14,7 @@ Two ways in:
 Each probe has a per-request timeout and retries with exponential backoff, but only for what a
 retry can fix (connection errors, timeouts, 5xx); everything stops at one overall deadline.
 With ``Policy.wait`` the probes poll until every service is healthy or the deadline passes.
+A load-balanced stack's ``--origin`` probes every droplet and the load balancer (ops/health_fleet.py).
 
 The connect address of a hostname can be overridden (``resolve``), in both modes: that is how
 tests aim the probes at servers on 127.0.0.1, and the CLI exposes it only through the
@@ -47,6 +48,8 @@ import httpx
 
 from bankflow_infra.catalog import HTTPS_PORT
 from bankflow_infra.contract.outputs import OriginPullClient, OutputsError, StackOutputs
+from bankflow_infra.ops.health_fleet import fleet_targets, is_fleet
+from bankflow_infra.ops.health_proxy import proxy_protocol_client
 
 _T = TypeVar("_T")
 Mode = Literal["edge", "origin"]
@@ -74,6 +77,8 @@ class Probe:
     host: str  # Host header and TLS SNI (and the name the certificate must cover)
     path: str
     connect: Address | None  # where to connect; None: the URL's host through DNS (Cloudflare)
+    target: str | None = None  # a load-balanced stack: the droplet's name or "load-balancer"
+    proxy_protocol: bool = False  # send a PROXY v1 line first (ops/health_proxy.py)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class ProbeResult:
     latency_ms: float | None  # of the last attempt: until response headers, or until it failed
     attempts: int
     error: str | None
-
+    target: str | None = None  # a load-balanced stack: which droplet, or "load-balancer"
 
 
 # --------------------------------------------------------------------------- planning (pure)
@@ -118,6 +123,11 @@ def plan_probes(
     origin: Address | None = None
     if mode == "origin":
         _require_origin(outputs)
+        if is_fleet(outputs):  # every droplet and the load balancer (ops/health_fleet.py)
+            return tuple(
+                Probe(t.service, t.url, t.host, t.path, f.address, f.name, f.proxy_protocol)
+                for f in fleet_targets(outputs, resolve) for t in outputs.health
+            )
         assert outputs.origin_ip is not None
         origin = (outputs.origin_ip, HTTPS_PORT)
     return tuple(
@@ -129,10 +139,8 @@ def plan_probes(
 def _require_origin(outputs: StackOutputs) -> None:
     for name, value in (("origin_ip", outputs.origin_ip), ("origin_certificate", outputs.origin_certificate)):
         if value is None:
-            elsewhere = (
-                f"; its edge is served by stack {outputs.origin_stack!r}: probe that one with --origin"
-                if outputs.origin_stack != outputs.stack else ""
-            )
+            elsewhere = (f"; its edge is served by stack {outputs.origin_stack!r}: probe that one with "
+                         "--origin") if outputs.origin_stack != outputs.stack else ""
             raise OutputsError(f"stack output {name!r} of stack {outputs.stack!r} is null: the stack has no "
                                f"server (bankflow:server.enabled is false), so there is no origin to probe"
                                f"{elsewhere}")
@@ -306,7 +314,9 @@ def _dns_error(error: BaseException, probe: Probe, timeout: float, cut: bool) ->
     return f"DNS: {probe.host}: {reason}"
 
 
-def _client(context: ssl.SSLContext) -> httpx.AsyncClient:
+def _client(context: ssl.SSLContext, proxy_protocol: bool = False) -> httpx.AsyncClient:
+    if proxy_protocol:
+        return proxy_protocol_client(context)
     # One client per probe and no keep-alive: every attempt makes a fresh TLS handshake with
     # this probe's SNI (a pooled connection keyed by IP could carry another hostname's SNI).
     # trust_env off: proxies from the environment would not reach the origin directly.
@@ -318,7 +328,7 @@ async def probe_with_retries(probe: Probe, context: ssl.SSLContext, policy: Poli
                              pinned: bool) -> ProbeResult:
     attempt: _Attempt | None = None
     count = 0
-    async with _client(context) as client:
+    async with _client(context, probe.proxy_protocol) as client:
         while count < policy.attempts:
             remaining = deadline_at - time.monotonic()
             if remaining <= 0:
@@ -334,9 +344,10 @@ async def probe_with_retries(probe: Probe, context: ssl.SSLContext, policy: Poli
             await asyncio.sleep(delay)
     connect = f"{probe.connect[0]}:{probe.connect[1]}" if probe.connect else None
     if attempt is None:
-        return ProbeResult(probe.service, probe.url, connect, False, None, None, 0, "deadline reached")
+        return ProbeResult(probe.service, probe.url, connect, False, None, None, 0, "deadline reached",
+                           probe.target)
     return ProbeResult(probe.service, probe.url, connect, attempt.healthy, attempt.status,
-                       round(attempt.latency_ms, 1), count, attempt.error)
+                       round(attempt.latency_ms, 1), count, attempt.error, probe.target)
 
 
 async def probe_all(probes: Sequence[Probe], context: ssl.SSLContext, policy: Policy, deadline_at: float,

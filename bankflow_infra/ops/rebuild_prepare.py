@@ -56,6 +56,7 @@ class Request:
     name: str | None = None  # rebuild --name
     vpc_cidr: str | None = None  # rebuild --vpc-cidr
     to: str | None = None  # cutover --to
+    droplet: int | None = None  # rebuild --droplet N: replace one droplet in place (ops/rebuild_droplet.py)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ class Prepared:
 
 def rerun_line(request: Request, new: str | None = None) -> str:
     argv = [OPS_PROGRAM, request.command, request.stack]
-    if request.command == "rebuild":
+    if request.command == "rebuild" and request.droplet is not None:
+        argv += ["--droplet", str(request.droplet)]
+    elif request.command == "rebuild":
         argv += ["--name", new or str(request.name)]
         if request.vpc_cidr:
             argv += ["--vpc-cidr", request.vpc_cidr]

@@ -21,6 +21,7 @@ from .archive import backup_rows, format_age
 from .config import (
     BackupFailed,
     BackupLocked,
+    BackupSkipped,
     BackupUsageError,
     backup_lock,
     check_bucket,
@@ -38,6 +39,9 @@ def cmd_backup(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None =
             result = run_backup(ctx)
     except BackupLocked as exc:
         return _refuse(ctx, "backup", str(exc), LOCKED)
+    except BackupSkipped as exc:  # several droplets: another one takes the stack's dump
+        ctx.say(f"backup: {exc}")
+        return OK
     except (BackupFailed, RuntimeFailure, OSError) as exc:
         message = f"backup: failed: {_describe_failure(exc)}"
         ctx.complain(message)

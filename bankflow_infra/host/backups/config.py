@@ -40,6 +40,18 @@ class BackupUsageError(ValueError):
     """Bad input (exit 2); a ValueError so the agent's main reports it like its own usage errors."""
 
 
+class BackupSkipped(Exception):
+    """Not this droplet's job: several droplets, and backups run on ``backup_droplet`` only (exit 0)."""
+
+
+def skip_reason(backup_droplet: str | None, hostname: str) -> str | None:
+    """Why this droplet does not take the stack's backups; None when it does (or there is one)."""
+    if backup_droplet is None or backup_droplet == hostname:
+        return None
+    return (f"this droplet ({hostname}) is not {backup_droplet}, which takes the stack's backups: "
+            "nothing to do here")
+
+
 class BackupLocked(Exception):
     """Another backup or restore holds the backup lock (exit 3)."""
 
@@ -56,6 +68,23 @@ class PitrConfig:
     owns_repository: bool = True  # False: another stack's repository (a rebuild): no stanza-create
 
 
+# backup.json of a stack whose database is DigitalOcean's managed cluster (issue 13, rendered by
+# render/backup.py render_managed_backup_config): its own schema, so an older agent refuses it.
+MANAGED_SCHEMA: Final = 3
+
+
+@dataclass(frozen=True)
+class ManagedDatabase:
+    """backup.json's ``managed_database`` (schema 3): the cluster the nightly dump reaches over TLS
+    verify-full (host/backups/managed_dump.py). Files are host paths the agent installed."""
+
+    host: str  # the cluster's private hostname (VPC); its certificate must name it
+    port: int  # the direct port (not the connection pool's: pg_dump needs a session)
+    ca_file: str  # DigitalOcean's CA certificate (PEM), under layout.TLS_DIR
+    passfile: str  # libpq's password file (0600), under layout.SECRETS_DIR
+    client_image: str  # the postgres image whose pg_dump runs (the droplet has no client)
+
+
 @dataclass(frozen=True)
 class BackupConfig:
     stack: str
@@ -66,7 +95,9 @@ class BackupConfig:
     user: str
     service: str
     remote: str
-    pitr: PitrConfig | None = None  # None: a schema 1 file (a release rendered before PITR)
+    pitr: PitrConfig | None = None  # None: a schema 1 file (a release rendered before PITR), or managed
+    managed: ManagedDatabase | None = None  # None: the database is the release's postgres service
+    backup_droplet: str | None = None  # several droplets: only this one (its hostname) backs up
 
 
 def parse_config(document: Any, source: str) -> BackupConfig:
@@ -88,18 +119,69 @@ def parse_config(document: Any, source: str) -> BackupConfig:
         endpoint=text("endpoint", _ENDPOINT_RE),
         local_days=0,
         database=text("database", _IDENT_RE),
-        user=text("user", _IDENT_RE),
-        service=text("service", _SERVICE_RE),
+        # DigitalOcean's user names may hold '-' (render/managed.py); a managed schema has no service
+        user=text("user", _IDENT_RE if doc.get("schema") != MANAGED_SCHEMA else _ROLE_RE),
+        service=text("service", _SERVICE_RE) if doc.get("schema") != MANAGED_SCHEMA else "",
         remote=text("remote", _REMOTE_RE),
     )
     days = doc.get("local_days")
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
         problems.append(f"local_days: expected a whole number of days in 1..3650, got {days!r}")
         days = 1
-    pitr = _parse_pitr(doc, problems)
+    managed, droplet, pitr = None, None, None
+    if doc.get("schema") == MANAGED_SCHEMA:
+        managed, droplet = _parse_managed(doc, problems), _parse_backup_droplet(doc, problems)
+    else:
+        pitr = _parse_pitr(doc, problems)
     if problems:
         raise BackupUsageError(f"invalid backup configuration {source}: " + "; ".join(problems))
-    return BackupConfig(**{**config.__dict__, "local_days": days, "pitr": pitr})
+    return BackupConfig(**{**config.__dict__, "local_days": days, "pitr": pitr, "managed": managed,
+                           "backup_droplet": droplet})
+
+
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_RE: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+_ROLE_RE: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+_ABSOLUTE_RE: Final = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
+_IMAGE_RE: Final = re.compile(r"^[a-z0-9][a-z0-9./_:-]{0,200}(?:@sha256:[0-9a-f]{64})?$")
+
+
+def _parse_managed(doc: dict[str, Any], problems: list[str]) -> ManagedDatabase | None:
+    """Schema 3: ``managed_database`` checked field by field; no pgBackRest (``pitr`` null)."""
+    if doc.get("pitr") is not None:
+        problems.append("pitr: must be null with a managed database (no pgBackRest on the droplet)")
+    raw = doc.get("managed_database")
+    if not isinstance(raw, dict):
+        problems.append("managed_database: expected an object {host, port, sslmode, ca_file, passfile, "
+                        "client_image}")
+        return None
+    host, port, image = raw.get("host"), raw.get("port"), raw.get("client_image")
+    before = len(problems)
+    if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
+        problems.append(f"managed_database.host: expected a lower-case hostname, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        problems.append(f"managed_database.port: expected a port in 1..65535, got {port!r}")
+    if raw.get("sslmode") != "verify-full":  # the only mode that checks the host name too
+        problems.append(f"managed_database.sslmode: expected 'verify-full', got {raw.get('sslmode')!r}")
+    for key in ("ca_file", "passfile"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not _ABSOLUTE_RE.fullmatch(value) or ".." in value.split("/"):
+            problems.append(f"managed_database.{key}: expected an absolute host path, got {value!r}")
+    if not isinstance(image, str) or not _IMAGE_RE.fullmatch(image):
+        problems.append(f"managed_database.client_image: expected an image reference, got {image!r}")
+    if len(problems) > before:
+        return None
+    return ManagedDatabase(str(host), int(str(port)), str(raw["ca_file"]), str(raw["passfile"]), str(image))
+
+
+def _parse_backup_droplet(doc: dict[str, Any], problems: list[str]) -> str | None:
+    value = doc.get("backup_droplet")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HOST_RE.fullmatch(value):
+        problems.append(f"backup_droplet: expected a droplet's hostname or null, got {value!r}")
+        return None
+    return value
 
 
 _DIR_RE: Final = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
@@ -179,7 +261,7 @@ def load_live_database(ctx: Context) -> LiveDatabase:
     except ValueError as exc:
         raise BackupUsageError(f"{path}: not JSON ({exc})") from None
     config = parse_config(document, str(path))
-    if config.service not in manifest.base_services:
+    if config.managed is None and config.service not in manifest.base_services:
         raise BackupUsageError(f"{path}: service {config.service!r} is not a base service of the release")
     _, base = projects(ctx.paths, current.release, manifest)
     app_manifest = load_manifest(ctx.paths.release_dir(current.app_release))

@@ -153,6 +153,10 @@ def run_restore(ctx: Context, request: RestoreRequest) -> RestoreResult:
     work_deadline = started + max(request.deadline - request.health_timeout, 1.0)
     live = load_live_database(ctx)
     config = live.config
+    if config.managed is not None:  # no postgres container to restore into; the live cluster is DO's
+        raise BackupUsageError("the database is managed by DigitalOcean: restore a point in time as a fork "
+                               "(bankflow-infra restore STACK --to-time T), or a dump by hand "
+                               "(docs/RUNBOOK-managed-database.md)")
     bucket = open_bucket(ctx, config, request.bucket_name, request.endpoint)
     bucket.deadline = work_deadline
     directory = ctx.paths.backups

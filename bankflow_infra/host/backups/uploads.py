@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from ...contract.uploads import UPLOADS_TAG
 from ..context import Context
 from ..files import fsync_dir
-from .config import BackupFailed, BackupUsageError
+from .config import BackupFailed, BackupSkipped, BackupUsageError, skip_reason
 from .uploads_restic import Restic, Snapshot, UploadsConfig, load_uploads_config, open_restic
 
 _RESTORING = "restoring"  # .<uploads>-restoring-<id>: restic's scratch target, removed when done
@@ -59,6 +60,9 @@ class PreparedUploads:
 def backup_uploads(ctx: Context) -> UploadsBackup:
     """One snapshot of the uploads tree (the repository is created on first use)."""
     config = load_uploads_config(ctx)
+    skipped = skip_reason(config.backup_droplet, socket.gethostname())
+    if skipped is not None:  # the NFS share several droplets mount: one backs it up
+        raise BackupSkipped(skipped)
     _require_tree(config)
     restic = open_restic(ctx, config)
     created = restic.ensure_repository()

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Final
 from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from ..context import Context
 from ..runtime import RuntimeFailure
-from .config import BackupFailed, BackupLocked, BackupUsageError, backup_lock
+from .config import BackupFailed, BackupLocked, BackupSkipped, BackupUsageError, backup_lock
 from .uploads import backup_uploads, check_uploads, snapshot_rows, uploads_status
 from .uploads_migrate import migrate_uploads
 
@@ -40,6 +40,9 @@ def cmd_uploads_backup(ctx: Context, _args: argparse.Namespace, _stdin: BinaryIO
             result = backup_uploads(ctx)
     except BackupLocked as exc:
         return _end(ctx, "uploads-backup", "refused", str(exc), LOCKED)
+    except BackupSkipped as exc:  # several droplets on one share: another one backs it up
+        ctx.say(f"uploads-backup: {exc}")
+        return OK
     except BackupUsageError as exc:
         return _end(ctx, "uploads-backup", "refused", str(exc), USAGE)
     except (BackupFailed, OSError) as exc:

@@ -30,6 +30,7 @@ LIST_TIMEOUT: Final = 300.0
 _REPO_RE: Final = re.compile(
     r"^s3:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/uploads$"
 )
+_DROPLET_RE: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # a droplet's hostname
 _NO_REPO: Final = "Is there a repository at the following location?"
 _WRONG_PASSWORD: Final = "wrong password or no key found"  # noqa: S105 - restic message
 _TIME_RE: Final = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
@@ -41,6 +42,7 @@ class UploadsConfig:
     repository: str  # s3:<endpoint>/<bucket>/uploads, no secret
     uploads_dir: Path  # the real tree (on the data volume when the stack has one)
     on_data_volume: bool
+    backup_droplet: str | None = None  # a share several droplets mount: only this one backs it up
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,13 @@ def parse_uploads_config(document: Any, source: str) -> UploadsConfig:
         problems.append(f"uploads_dir: refused {where!r} (want an absolute path)")
     if not isinstance(doc.get("on_data_volume"), bool):
         problems.append(f"on_data_volume: expected true or false, got {doc.get('on_data_volume')!r}")
+    droplet = doc.get("backup_droplet")
+    if droplet is not None and (not isinstance(droplet, str) or not _DROPLET_RE.fullmatch(droplet)):
+        problems.append(f"backup_droplet: expected a droplet's hostname or null, got {droplet!r}")
     if problems:
         raise BackupUsageError(f"invalid uploads backup configuration {source}: " + "; ".join(problems))
-    return UploadsConfig(str(stack), str(repo), Path(str(where)), bool(doc["on_data_volume"]))
+    return UploadsConfig(str(stack), str(repo), Path(str(where)), bool(doc["on_data_volume"]),
+                         str(droplet) if droplet is not None else None)
 
 
 def load_uploads_config(ctx: Context) -> UploadsConfig:

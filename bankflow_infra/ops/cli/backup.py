@@ -42,7 +42,7 @@ from bankflow_infra.contract import exit_codes
 from bankflow_infra.contract.backups import dump_stack
 from bankflow_infra.contract.outputs import OutputsError, StackOutputs
 from bankflow_infra.ops.backups import parse_rows
-from bankflow_infra.ops.cli import backup_pitr, session
+from bankflow_infra.ops.cli import backup_fork, backup_pitr, session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
 from bankflow_infra.ops.cli.status import notify_if_configured
 from bankflow_infra.ops.health import check_health, format_table
@@ -107,6 +107,7 @@ def register(commands: Any) -> None:
         help="allow a dump of another stack (its data replaces this stack's)",
     )
     backup_pitr.add_restore_arguments(restore)
+    backup_fork.add_fork_arguments(restore)
     restore.set_defaults(handler=run_restore)
 
 
@@ -175,7 +176,8 @@ def run_backups(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     if backup_pitr.is_pitr_restore(args):
-        return _run_pitr_restore(args)
+        # A managed database (output `database`) is restored by a DigitalOcean fork (backup_fork.py).
+        return session.guarded("restore", lambda: _route_point_in_time(args))
     if not args.yes and not session.has_terminal():
         # Before anything else: a script must say --yes; nothing is sent to the host otherwise.
         session.error("restore", "not a terminal: refusing to replace the database without --yes")
@@ -193,6 +195,11 @@ def run_restore(args: argparse.Namespace) -> int:
     dumps_of = args.source_stack or args.stack
 
     def action(outputs: StackOutputs, ssh: SshSession) -> int:
+        if outputs.database is not None:
+            session.error("restore", "the database is managed by DigitalOcean: restore a point in time "
+                          "with --to-time/--latest (a fork), or a nightly dump by hand "
+                          f"({backup_fork.RUNBOOK}); nothing changed")
+            return exit_codes.USAGE
         refused = other_stack_refusal(args, source[2] == outputs.environment if source else None)
         if refused is not None:  # --source-stack of another environment
             session.error("restore", refused)
@@ -240,6 +247,13 @@ def pitr_source_refusal(source: StackOutputs, target: StackOutputs) -> str | Non
             f"a point-in-time restore reads only {target.stack!r}'s repository"
         )
     return None
+
+
+def _route_point_in_time(args: argparse.Namespace) -> int:
+    outputs = session.load(args)  # without secrets: is the database managed?
+    if outputs.database is not None:
+        return backup_fork.run_fork_restore(args, outputs)
+    return _run_pitr_restore(args)
 
 
 def _run_pitr_restore(args: argparse.Namespace) -> int:

@@ -42,7 +42,9 @@ def register(commands: Any) -> None:
         action="store_true",
         help="probe the droplet directly (origin_ip:443, Host/SNI = hostname, certificate "
         "pinned to the origin_certificate output, presenting the origin_pull_client certificate "
-        "as Cloudflare does; reads the outputs with secrets) instead of through Cloudflare",
+        "as Cloudflare does; reads the outputs with secrets) instead of through Cloudflare; a "
+        "load-balanced stack: every droplet of origin_ips (with a PROXY protocol line, as the load "
+        "balancer sends) and load_balancer_ip, one row per service and target",
     )
     health.add_argument(
         "--wait", action="store_true", help="poll until every service is healthy or the deadline passes (CI)"
@@ -98,10 +100,12 @@ def _probe(args: argparse.Namespace, policy: Policy, resolve: dict[str, Address]
     what = "waiting until every service is healthy" if args.wait else "probing every service"
     with session.spinner(f"health of {outputs.stack}: {what} (deadline {policy.deadline:.0f} s)"):
         mode: Mode = "origin" if args.origin else "edge"
+        # A managed database has no pgBackRest on the droplet: its point in time is DigitalOcean's.
+        managed = outputs.database.cluster if args.backups and outputs.database is not None else None
         report = check_health(
             outputs, mode, policy, resolve, newest_backup=newest,
-            pitr_status=_pitr_status(outputs) if args.backups else None,
-            drill_runs=(lambda: fetch_drill_runs()) if args.backups else None,
+            pitr_status=_pitr_status(outputs) if args.backups and managed is None else None,
+            drill_runs=(lambda: fetch_drill_runs()) if args.backups else None, managed_cluster=managed,
         )  # fmt: skip
     if args.json:
         print(json.dumps(report_document(report), indent=2))

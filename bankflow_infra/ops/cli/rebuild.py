@@ -34,6 +34,7 @@ from bankflow_infra.ops.rebuild import (
     format_plan,
     stop_message,
 )
+from bankflow_infra.ops.rebuild_droplet import prepare_replace_droplet
 from bankflow_infra.ops.rebuild_prepare import PREPARE, NothingToDo, Prepared, Request
 from bankflow_infra.ops.stack_access import PulumiMissing, Runner, StackAccess
 
@@ -82,6 +83,9 @@ def register(commands: Any) -> None:
                          help="the new stack's name (default: STACK-rN, first free N)")
     rebuild.add_argument("--vpc-cidr", metavar="CIDR",
                          help="VPC range for NEW (default: the first free /20 from 10.130.0.0)")
+    rebuild.add_argument("--droplet", type=_droplet_number, metavar="N",
+                         help="a load-balanced stack: replace only its droplet N (1 = the first of "
+                         "origin_ips) in place, the others keep serving; no new stack")
     _common(rebuild)
     rebuild.set_defaults(handler=lambda args: run_command(args, Runners.default(args.project_dir)))
 
@@ -108,17 +112,24 @@ def register(commands: Any) -> None:
 # --------------------------------------------------------------------------- running
 
 
+def _droplet_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a droplet number (1, 2, ... in roll order)")
+    return int(text)
+
+
 def request_of(args: argparse.Namespace) -> Request:
     return Request(command=args.command, stack=args.stack, dry_run=args.dry_run, project_dir=args.project_dir,
                    name=getattr(args, "name", None), vpc_cidr=getattr(args, "vpc_cidr", None),
-                   to=getattr(args, "to", None))
+                   to=getattr(args, "to", None), droplet=getattr(args, "droplet", None))
 
 
 def run_command(args: argparse.Namespace, runners: Runners) -> int:
     """Prepare (all checks, nothing changed), print, confirm, run. The one flow of all three."""
     request = request_of(args)
     try:
-        prepared = PREPARE[request.command](request, StackAccess(runners.pulumi, request.project_dir))
+        prepare = prepare_replace_droplet if request.droplet is not None else PREPARE[request.command]
+        prepared = prepare(request, StackAccess(runners.pulumi, request.project_dir))
     except NothingToDo as done:
         print(done)
         return exit_codes.OK
@@ -146,7 +157,7 @@ def run_command(args: argparse.Namespace, runners: Runners) -> int:
         print(line + clock, flush=True)
 
     failure = execute(prepared.steps, lambda step: _run_step(step, runners, request.project_dir), progress)
-    if request.command == "rebuild":
+    if request.command == "rebuild" and request.droplet is None:
         outcome = {"rebuild": "failure" if failure is not None else "success"}
         notice = rebuild_finished(request.stack, _new_stack(prepared), outcome, RunContext.from_env())
         notify_if_configured(notice)

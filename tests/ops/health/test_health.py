@@ -267,8 +267,9 @@ def test_json_document_shape(certs: Certs) -> None:
         "staging", "origin", False, None)
     assert [p["service"] for p in document["probes"]] == list(APP_SERVICES)
     for probe in document["probes"]:
-        assert set(probe) == {"service", "url", "connect", "healthy", "status", "latency_ms", "attempts",
-                              "error"}
+        assert set(probe) == {"service", "target", "url", "connect", "healthy", "status", "latency_ms",
+                              "attempts", "error"}
+        assert probe["target"] is None  # one droplet: no per-droplet targets (tests/ops/health/test_fleet.py)
     assert document["probes"][0]["status"] == 500
 
 
