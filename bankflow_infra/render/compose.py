@@ -257,7 +257,8 @@ def base_service_definitions(
             definitions[service.name] = _redis(service)
         elif service.name == "nginx":
             definitions[service.name] = _nginx(service, params)
-            holder = edge_ports.port_holder(params, _EDGE, service.restart, _logging())
+            balanced = settings.load_balanced
+            holder = edge_ports.port_holder(params, _EDGE, service.restart, _logging(), balanced)
             definitions[edge_ports.PORT_HOLDER] = holder
         else:  # pragma: no cover - the catalog and this module change together
             raise ValueError(f"no compose definition for base service {service.name!r}")
