@@ -72,8 +72,9 @@ DATABASE_PGPASS_FILE: Final = "secrets/managed-database.pgpass"
 _LABEL: Final = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})+$")
 _IDENT_RE: Final = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")  # DigitalOcean database, pool and user names
-# Generated passwords: printable, no whitespace (DigitalOcean's are "AVNS_" + letters and digits).
-# They are percent-encoded into URLs and escaped in the pgpass file, so '@', ':' or '/' are safe.
+# DigitalOcean generates these passwords and does not promise an alphabet: anything printable
+# without whitespace is accepted, percent-encoded into URLs and escaped in the pgpass file, so
+# '@', ':' or '/' cannot change a URL's or a line's meaning (tests/render/test_managed_tls_live.py).
 _PASSWORD_RE: Final = re.compile(r"^[\x21-\x7e]{8,256}$")
 # NFS source: "<host or IPv4>:/<path>" (the share's mount_path behind its VPC address).
 _NFS_RE: Final = re.compile(r"^[A-Za-z0-9.-]{1,253}:/[A-Za-z0-9._/-]{0,255}$")
