@@ -3,7 +3,6 @@ that the ops CLI and the workflows read -- see README "Stack outputs")."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,18 @@ from bankflow_infra.components.backups import BackupAccess, BackupBucket, Backup
 from bankflow_infra.components.credentials import Credentials
 from bankflow_infra.components.edge import Edge, zone_id_of
 from bankflow_infra.components.edge_rules import ZoneSecurity
+from bankflow_infra.components.fleet import (
+    Fleet,
+    deploy_fleet,
+    fleet_outputs,
+    managed_pieces,
+    origin_addresses,
+    render_with_managed,
+)
 from bankflow_infra.components.monitoring import Monitoring, MonitoringArgs
 from bankflow_infra.components.origin_cert import OriginCertificate, OriginCertificateArgs
 from bankflow_infra.components.origin_pull import OriginPullCa, OriginPullClient, OriginPulls
-from bankflow_infra.components.remote_deploy import RESOURCE_NAME as REMOTE_DEPLOY_NAME
-from bankflow_infra.components.remote_deploy import RemoteDeploy
-from bankflow_infra.components.server import DataVolume, Server
+from bankflow_infra.components.server import DataVolume, Server, sorted_ranges
 from bankflow_infra.components.stack_args import (
     backup_access_args,
     backup_bucket_args,
@@ -31,13 +36,13 @@ from bankflow_infra.components.stack_args import (
     edge_args,
     origin_pull_ca_args,
     origin_pulls_args,
-    remote_deploy_args,
     server_args,
     zone_security_args,
 )
 from bankflow_infra.components.stack_refs import OriginStack, RepositoryKeys, repository_keys
 from bankflow_infra.contract.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
-from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges, render_bundle
+from bankflow_infra.render import Bundle, BundleSecrets, CloudflareRanges
+from bankflow_infra.render.managed import ManagedServices
 from bankflow_infra.settings import (
     NAMESPACE,
     SECRET_KEYS,
@@ -122,6 +127,7 @@ def _render(
     backup_access: BackupAccess,
     repository: RepositoryKeys,
     origin_pull: _OriginPullInputs,
+    managed: pulumi.Output[ManagedServices] | None,
 ) -> pulumi.Output[Bundle]:
     registry_password = pulumi.Config(NAMESPACE).get_secret("registryPassword")
     alerts_webhook_url = pulumi.Config(NAMESPACE).get_secret("alertsWebhookUrl")
@@ -143,6 +149,7 @@ def _render(
         # Not used by the renderer: the bundle (and so the deploy that ships an nginx requiring
         # Cloudflare's client certificate) waits until AOP is on for every hostname.
         origin_pulls_ready=origin_pull.ready,
+        managed=managed,
     )
 
     def render(v: dict[str, Any]) -> Bundle:
@@ -159,9 +166,10 @@ def _render(
             backup_cipher_pass=v["backup_cipher_pass"],
             uploads_repo_password=v["uploads_repo_password"],
         )
-        return render_bundle(
+        return render_with_managed(
             settings,
             secrets,
+            v["managed"],
             cloudflare=v["cloudflare"],
             origin_certificate_pem=v["origin_certificate_pem"],
             origin_pull_ca_pem=v["origin_pull_ca_pem"],
@@ -217,20 +225,8 @@ class _ServerLayer:
     server: Server
     bundle: pulumi.Output[Bundle]
     outputs: dict[str, Any]
-    deploy: RemoteDeploy
-
-
-def _network_order(cidr: str) -> tuple[int, int, int]:
-    network = ipaddress.ip_network(cidr, strict=False)
-    return (network.version, int(network.network_address), network.prefixlen)
-
-
-def sorted_ranges(ipv4: list[str], ipv6: list[str]) -> CloudflareRanges:
-    """Cloudflare's ranges in address order: the API's order is not stable, and a re-ordered list
-    would be a new host bundle (a new release) and a firewall update for nothing."""
-    return CloudflareRanges(
-        ipv4=tuple(sorted(ipv4, key=_network_order)), ipv6=tuple(sorted(ipv6, key=_network_order))
-    )
+    fleet: Fleet
+    project_urns: list[pulumi.Output[str]]
 
 
 def _server_layer(
@@ -240,8 +236,9 @@ def _server_layer(
     backups: BackupBucket | None,
     origin_pull: _OriginPullInputs,
 ) -> _ServerLayer:
-    """Credentials, droplet, certificate, monitoring, the Spaces key and the remote deploy."""
-    credentials = Credentials("credentials")
+    """Credentials, droplets (and their load balancer), the managed data pieces, certificate,
+    monitoring, the Spaces key and the remote deploys (with the roll across droplets)."""
+    credentials = Credentials("credentials", host_count=server_args(settings).count)
     server = Server(
         "server",
         server_args(settings),
@@ -260,8 +257,12 @@ def _server_layer(
     own_bucket = backups.bucket if backups else None
     backup_access = BackupAccess("backup-access", backup_access_args(settings), own_bucket)
     repository = repository_keys(settings, backups)
-    bundle = _render(settings, credentials, certificate, ranges, backup_access, repository, origin_pull)
-    deploy = RemoteDeploy(REMOTE_DEPLOY_NAME, remote_deploy_args(settings), server, credentials, bundle)
+    pieces = managed_pieces(settings, server)
+    managed = pieces.services() if pieces.any else None
+    bundle = _render(
+        settings, credentials, certificate, ranges, backup_access, repository, origin_pull, managed
+    )
+    fleet = deploy_fleet(settings, server, credentials, bundle, pieces)
     outputs = {
         "origin_ip": server.ipv4,
         "origin_ipv6": server.ipv6,
@@ -272,19 +273,16 @@ def _server_layer(
             "host_public_key": credentials.host_public_key,
         },
         "deploy_private_key": credentials.deploy_private_key,
-        "release": deploy.release,
+        "release": fleet.release,
         "origin_certificate": certificate.certificate_pem,
         "origin_cert_expires_on": certificate.expires_on,
         "origin_pull_client": {
             "certificate": origin_pull.client.certificate_pem,
             "private_key": origin_pull.client.private_key_pem,
         },
-        "origin_ips": [
-            {"name": settings.resource_name("server"), "ipv4": server.ipv4, "ipv6": server.ipv6,
-             "host_public_key": credentials.host_public_key}
-        ],
+        **fleet_outputs(server, pieces),
     }
-    return _ServerLayer(server, bundle, outputs, deploy)
+    return _ServerLayer(server, bundle, outputs, fleet, [*server.resource_urns, *pieces.project_urns()])
 
 
 def _project(settings: Settings, urns: list[pulumi.Output[str]]) -> None:
@@ -331,7 +329,7 @@ def build(settings: Settings) -> Built:
         ready = pulls.ready if pulls is not None and origin is None else []
         pull_inputs = _OriginPullInputs(pull_ca.ca_certificate_pem, ready, pull_ca.client)
         layer = _server_layer(settings, ranges, volume, own_bucket, pull_inputs)
-        project_urns += layer.server.resource_urns
+        project_urns += layer.project_urns
         outputs |= layer.outputs
 
     if backups is not None:
@@ -368,10 +366,11 @@ def _edge(
     else:
         # Settings validation guarantees an origin: this stack's server or edge.originStack.
         assert layer is not None
-        origin_ipv4, origin_ipv6 = layer.server.ipv4, layer.server.ipv6
+        origin_ipv4, origin_ipv6 = origin_addresses(layer.server)
     # Own droplet: the records move to a (replacement) droplet only once it was bootstrapped
-    # and serves the release; before, Cloudflare would send customers to an empty host.
-    after = [layer.deploy.deploy_command] if layer and origin is None else []
+    # and serves the release; before, Cloudflare would send customers to an empty host. Behind
+    # a load balancer: once the roll switched every droplet.
+    after = [layer.fleet.serving] if layer and origin is None else []
     edge = Edge("edge", edge_args(settings, services), origin_ipv4, origin_ipv6, after)
     if settings.edge.zone_settings:
         ZoneSecurity("zone-security", zone_security_args(settings), edge.zone_id)

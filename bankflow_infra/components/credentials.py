@@ -6,6 +6,7 @@ generated here, kept as Pulumi secrets, and changes only when its resource is re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import pulumi
@@ -23,6 +24,14 @@ KEPT_PASSWORD_ARGUMENTS: Final = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class HostKey:
+    """One droplet's generated SSH host key: installed by cloud-init, pinned by every client."""
+
+    private_key: pulumi.Output[str]  # secret
+    public_key: pulumi.Output[str]
+
+
 class Credentials(pulumi.ComponentResource):
     postgres_password: pulumi.Output[str]
     redis_password: pulumi.Output[str]
@@ -33,7 +42,9 @@ class Credentials(pulumi.ComponentResource):
     host_private_key: pulumi.Output[str]
     host_public_key: pulumi.Output[str]
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    host_keys: tuple[HostKey, ...]  # one per app droplet, in roll order; the first is host_*_key
+
+    def __init__(self, name: str, host_count: int = 1, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("bankflow:index:Credentials", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -50,9 +61,22 @@ class Credentials(pulumi.ComponentResource):
         self.database_app_password = password("database-app-password", 40)
 
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
-        host_key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=child)
         self.deploy_private_key = pulumi.Output.secret(deploy_key.private_key_openssh)
         self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
-        self.host_private_key = pulumi.Output.secret(host_key.private_key_openssh)
-        self.host_public_key = host_key.public_key_openssh.apply(str.strip)
+        # Droplet 1 keeps the key (and the resource name) it always had; droplets 2..N of a load
+        # balanced stack get their own, so one leaked droplet key impersonates no other droplet.
+        self.host_keys = tuple(
+            self._host_key(f"{name}-host-key" if index == 1 else f"{name}-host-key-{index}", child)
+            for index in range(1, host_count + 1)
+        )
+        self.host_private_key = self.host_keys[0].private_key
+        self.host_public_key = self.host_keys[0].public_key
         self.register_outputs({"host_public_key": self.host_public_key})
+
+    @staticmethod
+    def _host_key(resource_name: str, opts: pulumi.ResourceOptions) -> HostKey:
+        key = tls.PrivateKey(resource_name, algorithm="ED25519", opts=opts)
+        return HostKey(
+            private_key=pulumi.Output.secret(key.private_key_openssh),
+            public_key=key.public_key_openssh.apply(str.strip),
+        )

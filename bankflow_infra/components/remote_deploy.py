@@ -8,6 +8,10 @@ Three remote commands, in order, each re-run only when its own payload digest ch
 3. ``deploy``: the release bundle (secrets included) on stdin; the host agent switches to it
    behind its health gate and exits non-zero -- failing ``pulumi up`` -- when it rolls back.
 
+Behind a load balancer (``server.count`` > 1) each droplet has its own ``RemoteDeploy`` (droplet
+1 keeps the name ``host`` and its URNs, then ``host-2`` ...), and step 3 only stages the release
+(``receive --stdin`` without ``--deploy``): the switch is the roll's (``components/rolling.py``).
+
 With a data volume, two more: ``grow-data-filesystem`` (resize2fs when the volume grows) and
 ``release-data-volume``, a step whose only command is its ``delete``: it stops PostgreSQL and
 unmounts the volume, and Pulumi deletes it before the VolumeAttachment (it depends on it).
@@ -31,7 +35,9 @@ import pulumi_command.remote as remote
 from bankflow_infra.catalog import SSH_PORT, SSH_USER
 from bankflow_infra.components.backups import DATA_VOLUME_LABEL
 from bankflow_infra.components.credentials import Credentials
-from bankflow_infra.components.server import Server
+from bankflow_infra.components.database_owner import database_owner_step
+from bankflow_infra.components.managed_data import ManagedPostgres
+from bankflow_infra.components.server import Machine, Server
 from bankflow_infra.contract.layout import AGENT_BIN, DATA_VOLUME_MOUNT, STATE_DIR, bootstrap_environment
 from bankflow_infra.render import Bundle
 from bankflow_infra.render.host_files import FILES_DIR
@@ -70,6 +76,8 @@ class RemoteDeployArgs:
     # until `restore --source-stack` brings that one back, and the backup would hold the lock the
     # restore needs (rebuild step 8).
     backup_after_deploy: bool = True
+    # Behind a load balancer: receive the release without switching (the roll switches).
+    stage_only: bool = False
 
 
 # cloud-init exits 2 when it finished "degraded" (a non-fatal module warning): still done.
@@ -79,19 +87,27 @@ WAIT_CLOUD_INIT_COMMAND: Final = (
 )
 
 
-def bootstrap_variables(args: RemoteDeployArgs) -> dict[str, str]:
+UPLOADS_NFS_SOURCE_VARIABLE: Final = "BANKFLOW_UPLOADS_NFS_SOURCE"
+
+
+def bootstrap_variables(args: RemoteDeployArgs, uploads_nfs_source: str | None = None) -> dict[str, str]:
     """The host setup's environment: the host layout (the script has no default for it), swap,
-    and with a data volume its label and mount point (mounted before PostgreSQL starts)."""
+    with a data volume its label and mount point (mounted before PostgreSQL starts), and with
+    shared uploads the NFS share (``<host>:<path>``, no secret) mounted at the uploads path."""
     variables = {**bootstrap_environment(), "BANKFLOW_SWAP_GB": str(args.swap_gb)}
     if args.data_volume:
         variables["BANKFLOW_DATA_VOLUME_LABEL"] = DATA_VOLUME_LABEL
         variables["BANKFLOW_DATA_VOLUME_MOUNT"] = DATA_VOLUME_MOUNT
+    if uploads_nfs_source is not None:
+        variables[UPLOADS_NFS_SOURCE_VARIABLE] = uploads_nfs_source
     return variables
 
 
-def bootstrap_command(args: RemoteDeployArgs) -> str:
+def bootstrap_command(args: RemoteDeployArgs, uploads_nfs_source: str | None = None) -> str:
     """Unpack the stdin payload into a private temp dir and run the host setup from it."""
-    assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in bootstrap_variables(args).items())
+    assignments = " ".join(
+        f"{key}={shlex.quote(value)}" for key, value in bootstrap_variables(args, uploads_nfs_source).items()
+    )
     return (
         "set -eu; work=$(mktemp -d); trap 'rm -rf \"$work\"' EXIT; "
         'base64 -d | tar -xz --no-same-owner -C "$work"; '
@@ -134,6 +150,21 @@ def deploy_command(
     )
 
 
+def stage_command(args: RemoteDeployArgs, agent: str = AGENT_BIN, log: str = DEPLOY_OUTPUT_LOG) -> str:
+    """Receive the bundle as a release directory without switching to it (a load balanced stack:
+    the roll switches the droplets one at a time). Output handled as in :func:`deploy_command`."""
+    receive = f"{shlex.quote(agent)} --actor pulumi:{args.stack} receive --stdin"
+    out = shlex.quote(log)
+    return (
+        f"umask 077; rc=0; {receive} >{out} 2>&1 || rc=$?; "
+        'if [ "$rc" -ne 0 ]; then '
+        f'echo "staging the release failed: bankflow-agent exited $rc (nothing was switched); its '
+        f"output is on the droplet in {log}: bankflow-infra ssh {args.stack} -- "
+        f'cat {log}" >&2; fi; '
+        'exit "$rc"'
+    )
+
+
 def volume_script_command(script: str, mount: str = DATA_VOLUME_MOUNT) -> str:
     """Run a ``files/`` script (no secret in it) over SSH: its text travels in the command."""
     text = (FILES_DIR / script).read_text(encoding="utf-8")
@@ -141,14 +172,14 @@ def volume_script_command(script: str, mount: str = DATA_VOLUME_MOUNT) -> str:
 
 
 def ssh_connection(
-    server: Server, credentials: Credentials, dial_error_limit: int = DIAL_ERROR_LIMIT
+    machine: Machine, credentials: Credentials, dial_error_limit: int = DIAL_ERROR_LIMIT
 ) -> remote.ConnectionArgs:
     return remote.ConnectionArgs(
-        host=server.ipv4,  # the droplet's own address, never a proxied hostname
+        host=machine.ipv4,  # the droplet's own address, never a proxied hostname
         port=SSH_PORT,
         user=SSH_USER,
         private_key=credentials.deploy_private_key,
-        host_key=credentials.host_public_key,  # pinned: nothing else is accepted
+        host_key=machine.host_public_key,  # pinned: nothing else is accepted
         dial_error_limit=dial_error_limit,
         per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
     )
@@ -158,6 +189,7 @@ class RemoteDeploy(pulumi.ComponentResource):
     """The droplet's bootstrap and each release's deploy, as remote commands over SSH."""
 
     release: pulumi.Output[str]
+    deploy_command: remote.Command  # the deploy (one droplet) or the stage (load balanced)
 
     def __init__(
         self,
@@ -167,37 +199,74 @@ class RemoteDeploy(pulumi.ComponentResource):
         credentials: Credentials,
         bundle: pulumi.Output[Bundle],
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        machine: Machine | None = None,
+        uploads_nfs_source: pulumi.Output[str] | None = None,
+        after: list[pulumi.Resource] | None = None,
+        database: ManagedPostgres | None = None,
     ) -> None:
+        """``machine``: the droplet (default droplet 1); ``after``: what the bootstrap waits for
+        besides the droplet (the shared uploads' attachment, the managed clusters' firewalls);
+        ``database``: a managed PostgreSQL whose ownership step runs here (droplet 1), before the
+        deploy or stage."""
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        self._droplet = server.droplet
-        connection = ssh_connection(server, credentials)
+        machine = machine or server.machines[0]
+        self._droplet = machine.droplet
+        connection = ssh_connection(machine, credentials)
         wait = remote.Command(
             f"{name}-wait-cloud-init",
             connection=connection,
             create=WAIT_CLOUD_INIT_COMMAND,
             add_previous_output_in_env=False,
-            opts=self._on_droplet([server.droplet]),
+            opts=self._on_droplet([machine.droplet]),
         )
+        volume = [server.volume_attachment] if server.volume_attachment and machine.index == 1 else []
+        bootstrap = self._bootstrap(
+            name, args, connection, bundle, credentials, uploads_nfs_source, [wait, *volume, *(after or [])]
+        )
+        self.release = pulumi.Output.unsecret(bundle.apply(lambda b: b.digest))
+        self.database_owner = (
+            database_owner_step(f"{name}-database-owner", self, machine, connection, database, [bootstrap])
+            if database is not None
+            else None
+        )
+        ready: list[pulumi.Resource] = [bootstrap, *([self.database_owner] if self.database_owner else [])]
+        self.deploy_command = self._deploy(name, args, connection, bundle, ready)
+        if server.volume is not None and server.volume_attachment is not None and machine.index == 1:
+            self._data_volume_steps(name, args, server, credentials, bootstrap)
+        self.register_outputs({"release": self.release})
+
+    def _bootstrap(
+        self,
+        name: str,
+        args: RemoteDeployArgs,
+        connection: remote.ConnectionArgs,
+        bundle: pulumi.Output[Bundle],
+        credentials: Credentials,
+        uploads_nfs_source: pulumi.Output[str] | None,
+        depends_on: list[pulumi.Resource],
+    ) -> remote.Command:
         bootstrap_text = pulumi.Output.all(bundle, credentials.deploy_public_key).apply(
             lambda v: bootstrap_payload(args.admin_ssh_keys, v[0], v[1])
         )
         # The host files carry no secret; the digest is shown in previews so a reviewer sees
         # that the host setup will run again.
         bootstrap_digest = pulumi.Output.unsecret(bootstrap_text.apply(digest_of))
-        bootstrap = remote.Command(
+        # The share's address changes the command text (an update re-runs the bootstrap).
+        create: pulumi.Input[str] = (
+            uploads_nfs_source.apply(lambda source: bootstrap_command(args, source))
+            if uploads_nfs_source is not None
+            else bootstrap_command(args)
+        )
+        return remote.Command(
             f"{name}-bootstrap",
             connection=connection,
-            create=bootstrap_command(args),
+            create=create,
             stdin=bootstrap_text,
             triggers=[bootstrap_digest],
             add_previous_output_in_env=False,
-            opts=self._on_droplet([wait, *([server.volume_attachment] if server.volume_attachment else [])]),
+            opts=self._on_droplet(depends_on),
         )
-        self.release = pulumi.Output.unsecret(bundle.apply(lambda b: b.digest))
-        self.deploy_command = self._deploy(name, args, connection, bundle, bootstrap)
-        if server.volume is not None and server.volume_attachment is not None:
-            self._data_volume_steps(name, args, server, credentials, bootstrap)
-        self.register_outputs({"release": self.release})
 
     def _data_volume_steps(
         self,
@@ -211,7 +280,7 @@ class RemoteDeploy(pulumi.ComponentResource):
         assert server.volume_attachment is not None
         remote.Command(
             f"{name}-grow-data-filesystem",
-            connection=ssh_connection(server, credentials),
+            connection=ssh_connection(server.machines[0], credentials),
             create=volume_script_command(GROW_DATA_FILESYSTEM_SCRIPT),
             # A larger volume (resized in place by DigitalOcean) re-runs resize2fs.
             triggers=[args.volume_size_gb],
@@ -220,7 +289,7 @@ class RemoteDeploy(pulumi.ComponentResource):
         )
         remote.Command(
             f"{name}-release-data-volume",
-            connection=ssh_connection(server, credentials, RELEASE_DIAL_ERROR_LIMIT),
+            connection=ssh_connection(server.machines[0], credentials, RELEASE_DIAL_ERROR_LIMIT),
             # Nothing on create; on delete, before the attachment goes (it depends on it):
             # PostgreSQL stopped and the volume unmounted, so a detach loses no write.
             delete=volume_script_command(RELEASE_DATA_VOLUME_SCRIPT),
@@ -253,19 +322,19 @@ class RemoteDeploy(pulumi.ComponentResource):
         args: RemoteDeployArgs,
         connection: remote.ConnectionArgs,
         bundle: pulumi.Output[Bundle],
-        bootstrap: remote.Command,
+        ready: list[pulumi.Resource],
     ) -> remote.Command:
         payload: pulumi.Output[str] = bundle.apply(deploy_payload)
         deploy_text: pulumi.Output[str] = pulumi.Output.secret(payload)
         return remote.Command(
             f"{name}-deploy",
             connection=connection,
-            create=deploy_command(args),
+            create=stage_command(args) if args.stage_only else deploy_command(args),
             stdin=deploy_text,
             triggers=[self.release],
             # The bundle carries the database password and the TLS key: log nothing, keep
             # whatever the agent prints out of the state in plain text.
             logging=remote.Logging.NONE,
             add_previous_output_in_env=False,
-            opts=self._on_droplet([bootstrap], secret_output=True),
+            opts=self._on_droplet(ready, secret_output=True),
         )

@@ -7,9 +7,12 @@ from bankflow_infra.catalog import CLIENT_PORT_HEADER, AppService
 from bankflow_infra.components.backups import BackupAccessArgs, BackupBucketArgs
 from bankflow_infra.components.edge import EdgeArgs, UptimeTarget
 from bankflow_infra.components.edge_rules import ZoneSecurityArgs
+from bankflow_infra.components.load_balancer import LoadBalancerArgs
+from bankflow_infra.components.managed_data import ManagedClusterArgs
 from bankflow_infra.components.origin_pull import OriginPullCaArgs, OriginPullsArgs
 from bankflow_infra.components.remote_deploy import RemoteDeployArgs
-from bankflow_infra.components.server import DataVolumeArgs, ServerArgs
+from bankflow_infra.components.server import DataVolumeArgs, ServerArgs, droplet_tags
+from bankflow_infra.components.shared_uploads import SharedUploadsArgs
 from bankflow_infra.settings import Settings, advanced_certificate_hosts
 
 
@@ -27,6 +30,55 @@ def server_args(settings: Settings) -> ServerArgs:
         resource_name=settings.resource_name,
         resize_disk=server.resize_disk,
         production=settings.is_production,
+        count=server.count if settings.load_balanced else 1,
+        load_balancer=(
+            LoadBalancerArgs(name=settings.resource_name("lb"), region=server.region)
+            if settings.load_balanced
+            else None
+        ),
+    )
+
+
+def database_args(settings: Settings) -> ManagedClusterArgs | None:
+    managed = settings.scale.database
+    if managed is None:
+        return None
+    return ManagedClusterArgs(
+        name=settings.resource_name("db"),
+        region=settings.server.region,
+        size=managed.size,
+        nodes=managed.nodes,
+        maintenance=managed.maintenance,
+        tags=tuple(droplet_tags(settings.environment, settings.stack)[:-1]),
+        protect=settings.is_production,
+    )
+
+
+def cache_args(settings: Settings) -> ManagedClusterArgs | None:
+    managed = settings.scale.cache
+    if managed is None:
+        return None
+    return ManagedClusterArgs(
+        name=settings.resource_name("cache"),
+        region=settings.server.region,
+        size=managed.size,
+        nodes=managed.nodes,
+        maintenance=managed.maintenance,
+        tags=tuple(droplet_tags(settings.environment, settings.stack)[:-1]),
+        protect=False,  # sessions and cache: rebuilt by use, no data to keep
+    )
+
+
+def shared_uploads_args(settings: Settings) -> SharedUploadsArgs | None:
+    shared = settings.scale.uploads
+    if shared is None:
+        return None
+    return SharedUploadsArgs(
+        name=settings.resource_name("uploads"),
+        region=settings.server.region,
+        size_gb=shared.size_gb,
+        tags=tuple(droplet_tags(settings.environment, settings.stack)[:-1]),
+        protect=settings.is_production,
     )
 
 
@@ -47,7 +99,8 @@ def remote_deploy_args(settings: Settings) -> RemoteDeployArgs:
         data_volume=settings.server.volume_size_gb > 0,
         admin_ssh_keys=settings.server.admin_ssh_keys,
         volume_size_gb=settings.server.volume_size_gb,
-        backup_after_deploy=settings.backups.bucket_stack == settings.stack,
+        backup_after_deploy=settings.backups.bucket_stack == settings.stack and not settings.load_balanced,
+        stage_only=settings.load_balanced,
     )
 
 

@@ -51,6 +51,25 @@ MOCK_IPV4: Final = "203.0.113.10"
 MOCK_IPV6: Final = "2001:db8::10"
 MOCK_REFERENCED_IPV4: Final = "203.0.113.20"
 MOCK_REFERENCED_IPV6: Final = "2001:db8::20"
+# Issue 13: droplets 2..N (server.count <= 10) get .11 .. .19 (droplet 1 keeps MOCK_IPV4), the
+# load balancer .30; managed services answer on VPC addresses (10.x) and DigitalOcean's ports.
+MOCK_LOAD_BALANCER_IPV4: Final = "203.0.113.30"
+MOCK_LOAD_BALANCER_IPV6: Final = "2001:db8::30"
+MOCK_DATABASE_PORT: Final = 25060  # DigitalOcean's direct PostgreSQL port
+MOCK_POOL_PORT: Final = 25061  # its PgBouncer (connection pool) port
+MOCK_VALKEY_PORT: Final = 25061
+MOCK_NFS_HOST: Final = "10.130.0.50"
+SCALE_OUT_TYPES: Final = (
+    "digitalocean:index/loadBalancer",
+    "digitalocean:index/database",
+    "digitalocean:index/nfs",
+)
+
+
+def _droplet_number(name: str) -> int:
+    """1 for ``server-droplet``, N for ``server-droplet-N``."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 1
 
 
 def _token(*parts: str, length: int = 40) -> str:
@@ -194,12 +213,15 @@ class PlanMocks(pulumi.runtime.Mocks):
             expires = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=days)
             computed = {"certificate": _pem("CERTIFICATE", name), "expiresOn": expires.isoformat()}
         elif typ == "digitalocean:index/droplet:Droplet":
-            resource_id = "100000001"
+            number = _droplet_number(args.name)
+            resource_id = str(100000000 + number)
             computed = {
-                "ipv4Address": MOCK_IPV4,
-                "ipv6Address": MOCK_IPV6,
+                "ipv4Address": MOCK_IPV4 if number == 1 else f"203.0.113.{10 + number - 1}",
+                "ipv6Address": MOCK_IPV6 if number == 1 else f"2001:db8::1{number - 1}",
                 "dropletUrn": f"do:droplet:{resource_id}",
             }
+        elif typ.startswith(SCALE_OUT_TYPES):
+            computed = _managed_state(typ, name, resource_id, args.inputs)
         elif typ == "digitalocean:index/volume:Volume":
             computed = {"volumeUrn": f"do:volume:{resource_id}"}
         elif typ == "digitalocean:index/spacesBucket:SpacesBucket":
@@ -230,7 +252,40 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "ipv6Cidrs": list(CLOUDFLARE_IPV6_SNAPSHOT),
             }
             return ranges, no_failures
+        if args.token == "digitalocean:index/getDatabaseCa:getDatabaseCa":
+            cluster = str(args.args.get("clusterId", ""))
+            ca = {"certificate": _pem("CERTIFICATE", f"{cluster}/ca"), "clusterId": cluster, "id": cluster}
+            return ca, no_failures
         return {}, no_failures
+
+
+def _managed_state(typ: str, name: str, resource_id: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What DigitalOcean computes for the scale-out resources (issue 13)."""
+    if typ == "digitalocean:index/loadBalancer:LoadBalancer":
+        return {
+            "ip": MOCK_LOAD_BALANCER_IPV4,
+            "ipv6": MOCK_LOAD_BALANCER_IPV6,
+            "loadBalancerUrn": f"do:loadbalancer:{resource_id}",
+        }
+    if typ == "digitalocean:index/databaseCluster:DatabaseCluster":
+        engine = str(inputs.get("engine", "pg"))
+        host = f"{inputs.get('name', 'cluster')}-do-user-0.db.ondigitalocean.com"
+        return {
+            "host": host,
+            "privateHost": f"private-{host}",
+            "port": MOCK_DATABASE_PORT if engine == "pg" else MOCK_VALKEY_PORT,
+            "user": "doadmin" if engine == "pg" else "default",
+            "password": "mockdb" + _token(name, "admin", length=26),
+            "database": "defaultdb",
+            "clusterUrn": f"do:dbaas:{resource_id}",
+        }
+    if typ == "digitalocean:index/databaseUser:DatabaseUser":
+        return {"password": "mockuser" + _token(name, "user", length=24), "role": "normal"}
+    if typ == "digitalocean:index/databaseConnectionPool:DatabaseConnectionPool":
+        return {"port": MOCK_POOL_PORT, "host": "pool-host", "privateHost": "private-pool-host"}
+    if typ == "digitalocean:index/nfs:Nfs":
+        return {"host": MOCK_NFS_HOST, "mountPath": f"/{_token(name, 'nfs', length=8)}/{resource_id}"}
+    return {}
 
 
 def map_secrets(value: Any, on_secret: Callable[[Any], Any]) -> Any:

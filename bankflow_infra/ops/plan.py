@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,11 +115,13 @@ def run_program(
     secret_keys: list[str] | None = None,
     referenced_outputs: dict[str, Any] | None = None,
     project_dir: Path | None = None,
+    adjust: Callable[[Settings], Settings] | None = None,
 ) -> PlanResult:
     """Run ``program.build`` under mocks with this config; raise SettingsError on bad config.
 
     ``project_dir`` holds the project's other stack files, which the program checks this one
-    against (as ``pulumi up`` does from the project directory); default the working directory."""
+    against (as ``pulumi up`` does from the project directory); default the working directory.
+    ``adjust`` (tests only) changes the validated settings before the build."""
     from bankflow_infra import program  # imported late: it needs the mocks configured first
 
     recorder = Recorder()
@@ -141,7 +143,8 @@ def run_program(
         holder["bundle"] = await built.bundle.future() if built.bundle is not None else None
 
     def body() -> pulumi.Output[None]:
-        holder["settings"] = program.load_settings(project_dir)
+        loaded = program.load_settings(project_dir)
+        holder["settings"] = adjust(loaded) if adjust is not None else loaded
         built = program.build(holder["settings"])
         return pulumi.Output.from_input(asyncio.ensure_future(resolve(built)))
 

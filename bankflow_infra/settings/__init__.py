@@ -11,6 +11,7 @@ Imports nothing from pulumi so the renderers, the ops CLI and the tests can use 
 - ``defaults``: every default (``defaults(environment)``), the namespace and the top-level keys
 - ``checks``: the problem collector and the typed checks the parsers share
 - ``server`` / ``edge`` / ``release`` / ``operations``: one parser per config section
+- ``scale``: ``database`` / ``cache`` / ``uploads`` (issue 13) and the checks across them and the server
 - ``parse``: ``parse_settings`` and the checks across sections
 """
 
@@ -33,11 +34,16 @@ from bankflow_infra.settings.model import (
     AlertSettings,
     BackupSettings,
     EdgeSettings,
+    MaintenanceWindow,
+    ManagedCacheSettings,
+    ManagedDatabaseSettings,
     NginxSettings,
     ReleaseSettings,
+    ScaleSettings,
     ServerSettings,
     Settings,
     SettingsError,
+    SharedUploadsSettings,
 )
 from bankflow_infra.settings.parse import environment_of_stack_name, parse_settings
 from bankflow_infra.settings.server import DO_RESERVED_RANGES
@@ -58,11 +64,16 @@ __all__ = [
     "BackupSettings",
     "EdgeSettings",
     "Environment",
+    "MaintenanceWindow",
+    "ManagedCacheSettings",
+    "ManagedDatabaseSettings",
     "NginxSettings",
     "ReleaseSettings",
+    "ScaleSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "SharedUploadsSettings",
     "advanced_certificate_hosts",
     "below_universal_ssl",
     "defaults",

@@ -34,6 +34,11 @@ TOP_LEVEL_KEYS: Final = (
     "backups",
     "nginx",
     "originCert",
+    # Issue 13: managed building blocks; absent or `managed: false` / `shared: false` is today's
+    # piece on the droplet (settings/scale.py).
+    "database",
+    "cache",
+    "uploads",
 )
 
 
@@ -67,6 +72,11 @@ EDGE_SECURITY_DEFAULTS: Final[dict[str, Any]] = {
 }
 
 
+# Cloudflare's maximum (15 years): an Origin CA certificate is never renewed by itself, and it is
+# re-issued anyway whenever the hostname set changes (a new CSR).
+ORIGIN_CERT_VALIDITY_DAYS: Final = 5475
+
+
 def defaults(environment: str) -> dict[str, Any]:
     production = environment == "production"
     return {
@@ -85,6 +95,8 @@ def defaults(environment: str) -> dict[str, Any]:
             # DigitalOcean's default (true) grows the disk with a larger size, which makes the
             # resize permanent: no way back to a smaller size. Opt in per stack.
             "resizeDisk": False,
+            # App droplets; more than one puts a load balancer in front (settings/server.py).
+            "count": 1,
         },
         "edge": {
             "enabled": True,
@@ -123,11 +135,36 @@ def defaults(environment: str) -> dict[str, Any]:
             "replicaRegion": None,  # None: default_replica_region(region); never the primary's
         },
         "nginx": {"clientMaxBodySize": "25m", "proxyTimeoutSeconds": 60, "hstsMaxAge": 63072000},
-        # Cloudflare's maximum (15 years): an Origin CA certificate is never renewed by itself, and
-        # it is re-issued anyway whenever the hostname set changes (a new CSR).
-        "originCert": {"validityDays": 5475},
+        "originCert": {"validityDays": ORIGIN_CERT_VALIDITY_DAYS},
     }
 
 # The weekly maintenance window (issue 12, item 6: files/systemd/bankflow-maintenance.timer, Sundays,
 # UTC): after the 03:15 backup and at 01:30 in Brazil, the quietest hour of the week.
 MAINTENANCE_WINDOW_UTC: Final = "04:30"
+
+
+# --------------------------------------------------------------------------- scale-out (issue 13)
+
+# App droplets behind one load balancer: 1 (today's shape) to MAX_APP_DROPLETS. The bound refuses a
+# typo (30 for 3) and keeps a deploy short: the roll takes one droplet at a time, each waiting
+# drain_wait_seconds() + its switch behind the health gate + rejoin_wait_seconds() (about a minute
+# and a half), and every droplet's apps hold connections in the one database pool. Raise it in a
+# reviewed commit after sizing the pool (database.managed.size) and the deploy's timeout.
+MAX_APP_DROPLETS: Final = 10
+
+
+# What `database: {managed: true}` / `cache: {managed: true}` / `uploads: {shared: true}` mean; a
+# mapping overlays these. The windows follow the project's Sunday maintenance (MAINTENANCE_WINDOW_UTC
+# above): after the 03:15 backup, the quietest hours of the week in Brazil. Production's database
+# gets a standby (2 nodes): DigitalOcean fails over to it (docs/PROVIDERS.md).
+def scale_defaults(environment: str) -> dict[str, dict[str, Any]]:
+    production = environment == "production"
+    return {
+        "database": {
+            "size": "db-s-2vcpu-4gb",
+            "nodes": 2 if production else 1,
+            "maintenanceWindow": "sunday 04:00",
+        },
+        "cache": {"size": "db-s-1vcpu-2gb", "nodes": 1, "maintenanceWindow": "sunday 04:30"},
+        "uploads": {"sizeGb": 100},
+    }

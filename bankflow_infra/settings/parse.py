@@ -21,6 +21,7 @@ from bankflow_infra.settings.edge import (
 from bankflow_infra.settings.model import Settings, SettingsError
 from bankflow_infra.settings.operations import parse_alerts, parse_backups, parse_nginx
 from bankflow_infra.settings.release import parse_release
+from bankflow_infra.settings.scale import check_scale, parse_scale
 from bankflow_infra.settings.server import parse_server
 
 # A stack named after an environment, or an emergency rebuild of one (`rebuild` names them
@@ -48,6 +49,7 @@ def _check_environment_matches_stack(stack: str, environment: Any, problems: Pro
 def _cross_checks(settings: Settings, problems: Problems) -> None:
     check_edge_certificates(dict(settings.hostnames), settings.edge, problems)
     server, edge = settings.server, settings.edge
+    check_scale(settings.environment, server, settings.scale, problems)
     if edge.enabled and settings.backups.bucket_stack != settings.stack:
         problems.add(
             "backups.bucketStack",
@@ -102,6 +104,7 @@ def parse_settings(
         backups=parse_backups(values.get("backups"), env, stack, problems),
         nginx=parse_nginx(values.get("nginx"), env, problems),
         origin_cert_validity_days=parse_origin_cert(values.get("originCert"), env, problems),
+        scale=parse_scale(values, env, problems),
     )
     _cross_checks(settings, problems)
     if problems.items:

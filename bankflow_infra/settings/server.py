@@ -1,4 +1,4 @@
-"""``bankflow:server``: the droplet, its VPC, who may reach SSH, the data volume and swap."""
+"""``bankflow:server``: the droplet(s), its VPC, who may reach SSH, the data volume and swap."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bankflow_infra.settings.checks import (
     string_list,
     typed,
 )
-from bankflow_infra.settings.defaults import DROPLET_IMAGE, defaults
+from bankflow_infra.settings.defaults import DROPLET_IMAGE, MAX_APP_DROPLETS, defaults
 from bankflow_infra.settings.model import OperatorAccount, ServerSettings
 from bankflow_infra.settings.slugs import DROPLET_REGIONS, DROPLET_SIZES, HOW_TO_ADD_A_SLUG
 
@@ -198,9 +198,8 @@ def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
     operators = _operators(v["operators"], problems)
     backups = flag(problems, "server.backups", v["backups"], False)
     resize_disk = flag(problems, "server.resizeDisk", v["resizeDisk"], False)
+    # Production's "volume required" rule depends on database/uploads: settings/scale.py check_scale.
     volume = int_range(problems, "server.volumeSizeGb", v["volumeSizeGb"], 0, 16384)
-    if env == "production" and volume == 0 and enabled:
-        problems.add("server.volumeSizeGb", "production keeps PostgreSQL on a data volume: set 1 to 16384")
     swap = int_range(problems, "server.swapGb", v["swapGb"], 0, 16)
     return ServerSettings(
         enabled=enabled,
@@ -215,4 +214,5 @@ def parse_server(raw: Any, env: str, problems: Problems) -> ServerSettings:
         swap_gb=swap,
         resize_disk=resize_disk,
         operators=operators,
+        count=int_range(problems, "server.count", v["count"], 1, MAX_APP_DROPLETS),
     )

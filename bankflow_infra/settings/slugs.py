@@ -68,3 +68,60 @@ SPACES_REGIONS: Final = (
     "tor1",
     "atl1",
 )
+
+# --------------------------------------------------------------------------- managed services (issue 13)
+
+HOW_TO_ADD_A_DATABASE_SLUG: Final = (
+    "To use a new one, check it with `doctl databases options slugs --engine pg` (or `valkey`) / "
+    "`doctl databases options regions` and add it to DATABASE_SIZES / MANAGED_DATABASE_REGIONS in "
+    "bankflow_infra/settings/slugs.py in a reviewed commit"
+)
+
+# DigitalOcean managed database node sizes, as GET /v2/databases/options lists them per engine
+# (`layouts[].sizes`; https://docs.digitalocean.com/reference/api/digitalocean/#tag/Databases/operation/databases_list_options,
+# which terraform-provider-digitalocean's `digitalocean_database_cluster.size` points to). The same
+# slugs serve PostgreSQL and Valkey. Basic (shared CPU) and General Purpose (dedicated CPU) plans.
+DATABASE_SIZES: Final = (
+    "db-s-1vcpu-1gb",
+    "db-s-1vcpu-2gb",
+    "db-s-2vcpu-4gb",
+    "db-s-4vcpu-8gb",
+    "db-s-6vcpu-16gb",
+    "db-s-8vcpu-32gb",
+    "db-s-16vcpu-64gb",
+    "gd-2vcpu-8gb",
+    "gd-4vcpu-16gb",
+    "gd-8vcpu-32gb",
+    "gd-16vcpu-64gb",
+)
+# "Standby nodes can be added to an existing cluster at any time, with the exception of the
+# smallest plan of single node clusters" (https://docs.digitalocean.com/products/databases/).
+SINGLE_NODE_ONLY_SIZES: Final = ("db-s-1vcpu-1gb",)
+
+# Regions with managed PostgreSQL and Valkey (GET /v2/databases/options, `regions` per engine).
+# The cluster joins the stack's VPC, so it must be in the droplets' region (server.region).
+MANAGED_DATABASE_REGIONS: Final = (
+    "nyc1",
+    "nyc3",
+    "sfo2",
+    "sfo3",
+    "ams3",
+    "sgp1",
+    "lon1",
+    "fra1",
+    "tor1",
+    "blr1",
+    "syd1",
+)
+
+# Regions with Network File Storage (digitalocean_nfs). Neither the provider nor the API validates
+# the region before the create call, so a wrong one fails only at `pulumi up`. Listed only where a
+# source shows a share: atl1 (every acceptance test of terraform-provider-digitalocean
+# digitalocean/nfs/*_test.go creates its share there) and nyc1 (the provider's documented example,
+# docs/resources/nfs.md). Add a region after creating a share there in the control panel.
+NFS_REGIONS: Final = ("atl1", "nyc1")
+# digitalocean_nfs `size`: validation.IntAtLeast(50) (resource_nfs.go), no step; the API ("size_gib
+# ... Must be >= 50", pydo nfs.create). A share only grows: CustomizeDiff refuses a smaller size.
+NFS_MIN_SIZE_GB: Final = 50
+# The provider sets no maximum; ours refuses a typo (a 0 too many) at block volumes' 16 TiB.
+NFS_MAX_SIZE_GB: Final = 16384

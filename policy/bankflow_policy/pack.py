@@ -12,7 +12,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from bankflow_policy import rules
+from bankflow_policy import rules, scale
 from bankflow_policy.cloudflare import CLOUDFLARE_RANGES
 
 PACK_NAME: Final = "bankflow"
@@ -82,10 +82,49 @@ def policies() -> list[Policy]:
             validate=rules.check_spaces_keys_cannot_reach_the_replica,
             enforcement_level=mandatory,
         ),
-        ResourceValidationPolicy(
+        StackValidationPolicy(
             name="droplet-replaced-only-by-rebuild",
-            description="Production's droplet is protected: only `rebuild`/`cutover` replace it.",
+            description="Production's droplet is protected: only `rebuild`/`cutover` replace it "
+            "(droplets behind the stack's load balancer: `rebuild --droplet N`).",
             validate=rules.check_production_droplet_replaced_only_by_rebuild,
+            enforcement_level=mandatory,
+        ),
+        *_scale_policies(mandatory),
+    ]
+
+
+def _scale_policies(mandatory: EnforcementLevel) -> list[Policy]:
+    """Issue 13: the load balancer and the managed clusters."""
+    return [
+        ResourceValidationPolicy(
+            name="load-balancer-cloudflare-only",
+            description="The load balancer's firewall allows exactly Cloudflare's published ranges.",
+            validate=scale.check_load_balancer_admits_cloudflare_only,
+            enforcement_level=mandatory,
+            config_schema=CLOUDFLARE_CONFIG,
+        ),
+        ResourceValidationPolicy(
+            name="load-balancer-tcp-443-only",
+            description="The load balancer forwards TCP 443 to 443 only (TLS passes through to nginx).",
+            validate=scale.check_load_balancer_forwards_443_tcp_only,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="database-firewall-stack-tag-only",
+            description="A managed database trusts the stack's droplet tag and nothing else.",
+            validate=scale.check_database_firewall_admits_only_the_stack_tag,
+            enforcement_level=mandatory,
+        ),
+        StackValidationPolicy(
+            name="database-clusters-firewalled",
+            description="Every managed database cluster has a DatabaseFirewall.",
+            validate=scale.check_every_database_cluster_has_a_firewall,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="no-database-port-published",
+            description="No firewall rule opens 5432, 6379, 25060 or 25061.",
+            validate=scale.check_no_database_port_published,
             enforcement_level=mandatory,
         ),
     ]

@@ -32,6 +32,10 @@ VOLUME: Final = "digitalocean:index/volume:Volume"
 BUCKET: Final = "digitalocean:index/spacesBucket:SpacesBucket"
 FIREWALL: Final = "digitalocean:index/firewall:Firewall"
 SPACES_KEY: Final = "digitalocean:index/spacesKey:SpacesKey"
+# Issue 13: the managed PostgreSQL cluster (engine "pg") and the uploads share hold production data.
+DATABASE_CLUSTER: Final = "digitalocean:index/databaseCluster:DatabaseCluster"
+NFS: Final = "digitalocean:index/nfs:Nfs"
+LOAD_BALANCER: Final = "digitalocean:index/loadBalancer:LoadBalancer"
 # The second copy of a backups bucket, in another region: bankflow-<stack>-backups-replica.
 REPLICA_SUFFIX: Final = "-backups-replica"
 # The only Spaces grants that name one bucket; `fullaccess` is every bucket of the account.
@@ -70,18 +74,30 @@ def stack_of(urn: str) -> str:
     return urn.removeprefix("urn:pulumi:").split("::", 1)[0]
 
 
-def is_production(args: ResourceValidationArgs) -> bool:
-    if PRODUCTION_STACK.fullmatch(stack_of(args.urn)):
+def is_production_resource(urn: str, props: Mapping[str, Any]) -> bool:
+    if PRODUCTION_STACK.fullmatch(stack_of(urn)):
         return True
-    return PRODUCTION_TAG in known_items(field(args.props, "tags"))
+    return PRODUCTION_TAG in known_items(field(props, "tags"))
+
+
+def is_production(args: ResourceValidationArgs) -> bool:
+    return is_production_resource(args.urn, args.props)
 
 
 # --------------------------------------------------------------------------- protection
 
 
+def holds_data(args: ResourceValidationArgs) -> bool:
+    """The data volume, a bucket, the uploads share, the PostgreSQL cluster (not the cache)."""
+    if args.resource_type == DATABASE_CLUSTER:
+        return str(reveal(field(args.props, "engine"))) == "pg"
+    return args.resource_type in (VOLUME, BUCKET, NFS)
+
+
 def check_production_data_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """Production's data volume and backup bucket refuse `pulumi destroy` and replacement."""
-    if args.resource_type not in (VOLUME, BUCKET) or not is_production(args):
+    """Production's data volume, backup buckets, database cluster and uploads share refuse
+    `pulumi destroy` and replacement."""
+    if not holds_data(args) or not is_production(args):
         return
     if not args.opts.protect:
         report(
@@ -124,20 +140,27 @@ def check_spaces_keys_cannot_reach_the_replica(args: ResourceValidationArgs, rep
 
 
 def check_production_droplet_replaced_only_by_rebuild(
-    args: ResourceValidationArgs, report: ReportViolation
+    args: StackValidationArgs, report: ReportViolation
 ) -> None:
     """A policy never sees the step (create/update/replace), so the guard is `protect`: the engine
     refuses to delete, and therefore to replace, a protected droplet; planned replacements go
-    through `bankflow-infra rebuild` and `cutover`, which build a new stack beside it."""
-    if args.resource_type != DROPLET or not is_production(args):
+    through `bankflow-infra rebuild` and `cutover`, which build a new stack beside it.
+
+    A stack check because of issue 13: droplets behind the stack's load balancer (more than one)
+    hold no data (settings refuse a data volume with server.count > 1) and serve beside each other,
+    and `rebuild STACK --droplet N` replaces one of them with `pulumi up --replace`, which `protect`
+    would refuse; they need not be protected. The one droplet of today's shape still must be."""
+    droplets = [r for r in args.resources if r.resource_type == DROPLET]
+    if len(droplets) > 1 and any(r.resource_type == LOAD_BALANCER for r in args.resources):
         return
-    if not args.opts.protect:
-        report(
-            f"production droplet '{args.name}' is not protected: a change that forces a replacement "
-            "would delete the running server in an `up`. Set `protect=True`; replace it with "
-            "`bankflow-infra rebuild` and `cutover`",
-            None,
-        )
+    for droplet in droplets:
+        if is_production_resource(droplet.urn, droplet.props) and not droplet.opts.protect:
+            report(
+                f"production droplet '{droplet.name}' is not protected: a change that forces a "
+                "replacement would delete the running server in an `up`. Set `protect=True`; replace it "
+                "with `bankflow-infra rebuild` and `cutover`",
+                droplet.urn,
+            )
 
 
 # --------------------------------------------------------------------------- firewall
@@ -163,8 +186,14 @@ def cloudflare_ranges(args: ResourceValidationArgs) -> tuple[str, ...]:
     return tuple(configured) if configured else CLOUDFLARE_RANGES
 
 
+# A droplet behind the stack's load balancer (issue 13) admits 443 from that load balancer only;
+# the load balancer's own firewall admits exactly Cloudflare (policy load-balancer-cloudflare-only).
+LOAD_BALANCER_SOURCE: Final = "sourceLoadBalancerUids"
+
+
 def check_web_only_from_cloudflare(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """80/443 are open to exactly Cloudflare's published ranges and to nothing else."""
+    """80/443 are open to exactly Cloudflare's published ranges (or to the stack's load balancer,
+    itself Cloudflare-only) and to nothing else."""
     if args.resource_type != FIREWALL:
         return
     allowed = normalised(cloudflare_ranges(args))
@@ -176,11 +205,11 @@ def check_web_only_from_cloudflare(args: ResourceValidationArgs, report: ReportV
         stray = outside(sources, allowed)
         if stray:
             report(f"{where} admits {', '.join(stray)}, which is not Cloudflare's", None)
-        others = sorted({name for r in opening for name in r.other_sources})
+        others = sorted({name for r in opening for name in r.other_sources} - {LOAD_BALANCER_SOURCE})
         if others:
             report(f"{where} admits {', '.join(others)} sources; only Cloudflare may reach it", None)
         missing = sorted(str(n) for n in allowed - normalised(sources))
-        if opening and missing:
+        if sources and missing:
             report(
                 f"{where} leaves out Cloudflare ranges {', '.join(missing)}: the allowed sources "
                 "must be exactly Cloudflare's published list (policy config cloudflareRanges)",

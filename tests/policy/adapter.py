@@ -70,10 +70,15 @@ def _outputs(reg: Registration) -> dict[str, Any]:
 
 
 def stack_args(recorder: Recorder) -> StackValidationArgs:
+    """Every resource with its outputs and, as the engine gives them, the resources it depends on
+    (``dependencies``; the mock records no per-property dependencies, so those stay empty)."""
     resources = [
         PolicyResource(r.type, checked(_outputs(r)), r.urn, r.name, options(r), None, None, [], {})
         for r in recorder.resources
     ]
+    by_urn = {resource.urn: resource for resource in resources}
+    for resource, reg in zip(resources, recorder.resources, strict=True):
+        resource.dependencies = [by_urn[urn] for urn in reg.dependencies if urn in by_urn]
     return StackValidationArgs(resources)
 
 

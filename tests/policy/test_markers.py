@@ -96,7 +96,8 @@ def test_an_unknown_firewall_rule_cannot_pass_silently(marking):
     # The SDK turns UnknownValueError into an advisory "can't run during preview" diagnostic; the
     # `up` runs the rule again with every input known.
     found = analyze({"inboundRules": UNKNOWN_STRING_VALUE}, rules.FIREWALL)
-    assert {p for p, _ in found} == {"no-internet-ssh", "web-only-from-cloudflare"}
+    rules_reading_the_rules = {"no-internet-ssh", "web-only-from-cloudflare", "no-database-port-published"}
+    assert {p for p, _ in found} == rules_reading_the_rules
     assert all("during preview" in m for _, m in found)
 
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
 
 from bankflow_infra.ops.mocks import Registration, unwrap
 from bankflow_infra.ops.plan import PlanResult, read_stack, run_program
+from bankflow_infra.settings import Settings
+from bankflow_infra.settings.model import (
+    MaintenanceWindow,
+    ManagedCacheSettings,
+    ManagedDatabaseSettings,
+    ScaleSettings,
+    SharedUploadsSettings,
+)
 from tests.support.tools import REPO
 
 Config = dict[str, Any]
@@ -25,12 +34,29 @@ def run_stack(
     *,
     base: str | None = None,
     referenced_outputs: dict[str, Any] | None = None,
+    adjust: Callable[[Settings], Settings] | None = None,
 ) -> PlanResult:
     """Plan ``stack`` using ``Pulumi.<base or stack>.yaml``'s config after ``edit``."""
     config = stack_config(base or stack)
     if edit is not None:
         edit(config)
-    return run_program("bankflow", stack, config, [], referenced_outputs)
+    return run_program("bankflow", stack, config, [], referenced_outputs, adjust=adjust)
+
+
+SCALED_COUNT = 3
+
+
+def scaled_out(settings: Settings) -> Settings:
+    """Production's settings in the scaled shape of issue 13 (as tests/fixtures/scaled-stack.yaml
+    states it in config): 3 droplets, no data volume, managed PostgreSQL (primary + standby) and
+    Valkey, uploads on an NFS share."""
+    server = dataclasses.replace(settings.server, count=SCALED_COUNT, volume_size_gb=0)
+    scale = ScaleSettings(
+        database=ManagedDatabaseSettings("db-s-2vcpu-4gb", 2, MaintenanceWindow("sunday", "04:00:00")),
+        cache=ManagedCacheSettings("db-s-1vcpu-2gb", 1, MaintenanceWindow("sunday", "04:30:00")),
+        uploads=SharedUploadsSettings(size_gb=100),
+    )
+    return dataclasses.replace(settings, server=server, scale=scale)
 
 
 def rebuild_shaped(config: Config) -> None:
@@ -54,6 +80,10 @@ BUCKET = "digitalocean:index/spacesBucket:SpacesBucket"
 DNS = "cloudflare:index/dnsRecord:DnsRecord"
 ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
 COMMAND = "command:remote:Command"
+LOCAL_COMMAND = "command:local:Command"
+LOAD_BALANCER = "digitalocean:index/loadBalancer:LoadBalancer"
+DATABASE_CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster"
+DATABASE_FIREWALL = "digitalocean:index/databaseFirewall:DatabaseFirewall"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
 STAGING_HOSTS = {"qa.conciliaextrato.com", "app.qa.conciliaextrato.com", "api.qa.conciliaextrato.com"}
@@ -79,6 +109,11 @@ def production() -> PlanResult:
 @functools.cache
 def rebuild() -> PlanResult:
     return run_stack("production-r1", rebuild_shaped, base="production")
+
+
+@functools.cache
+def scaled() -> PlanResult:
+    return run_stack("production", adjust=scaled_out)
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bankflow_infra import program
+from bankflow_infra.components import fleet
 from bankflow_infra.render.model import BundleSecrets
 from tests.program.options import recorded_options
 from tests.program.stacks import inputs, rebuild_shaped, run_stack
@@ -21,18 +21,18 @@ NEVER_REPLACED = ("backups-cipher-pass", "backups-uploads-password")
 @pytest.fixture(scope="module")
 def planned() -> tuple[Any, dict[str, Any], list[BundleSecrets]]:
     seen: list[BundleSecrets] = []
-    original = program.render_bundle
+    original = fleet.render_bundle
 
     def recording(settings, secrets, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(secrets)
         return original(settings, secrets, **kwargs)
 
-    program.render_bundle = recording  # type: ignore[assignment]
+    fleet.render_bundle = recording  # type: ignore[assignment]
     try:
         with recorded_options() as options:
             result = run_stack("production")
     finally:
-        program.render_bundle = original  # type: ignore[assignment]
+        fleet.render_bundle = original  # type: ignore[assignment]
     return result, dict(options), seen
 
 
@@ -92,7 +92,7 @@ def test_a_rebuild_stack_uses_its_environment_buckets_keys_not_new_ones() -> Non
         "uploads_password": "referenced-uploads-0123456789",
     }
     seen: list[BundleSecrets] = []
-    original = program.render_bundle
+    original = fleet.render_bundle
 
     def recording(settings, secrets, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(secrets)
@@ -102,13 +102,13 @@ def test_a_rebuild_stack_uses_its_environment_buckets_keys_not_new_ones() -> Non
         rebuild_shaped(config)
         config["bankflow:backups"]["bucketStack"] = "production"
 
-    program.render_bundle = recording  # type: ignore[assignment]
+    fleet.render_bundle = recording  # type: ignore[assignment]
     try:
         result = run_stack(
             "production-r1", rebuild, base="production", referenced_outputs={"backup_repository": referenced}
         )
     finally:
-        program.render_bundle = original  # type: ignore[assignment]
+        fleet.render_bundle = original  # type: ignore[assignment]
     assert not [r for r in result.recorder.of_type(PASSWORD) if r.name in NEVER_REPLACED]
     assert seen
     assert seen[-1].backup_cipher_pass == referenced["cipher_pass"]

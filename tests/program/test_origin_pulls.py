@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bankflow_infra import program
+from bankflow_infra.components import fleet
 from bankflow_infra.contract.outputs import SECRET_OUTPUTS
 from bankflow_infra.ops.mocks import without_secrets
 from bankflow_infra.ops.plan import PlanResult
@@ -117,13 +117,13 @@ def test_the_deploy_waits_until_aop_is_on_for_every_hostname(plan) -> None:
 
 def test_the_bundle_gets_the_ca_nginx_must_trust(monkeypatch) -> None:
     seen: list[str] = []
-    real = program.render_bundle
+    real = fleet.render_bundle
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         seen.append(kwargs["origin_pull_ca_pem"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(program, "render_bundle", recording)
+    monkeypatch.setattr(fleet, "render_bundle", recording)
     result = run_stack("staging")
     ca_pem = only(result, CA).state["certPem"]
     assert seen == [ca_pem]

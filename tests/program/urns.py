@@ -8,12 +8,21 @@ Regenerate after an intended change (then add `aliases` so the old URN maps to t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.program.stacks import run_stack
+from bankflow_infra.ops.plan import PlanResult
+from tests.program.stacks import run_stack, scaled_out
 
 URN_DIR = Path(__file__).parent / "urns"
-STACKS = ("staging", "production")
+# Each committed list and the plan it comes from; `production-scaled` is production in the scaled
+# shape of issue 13 (3 droplets, load balancer, managed database/cache, NFS uploads).
+PLANS: dict[str, Callable[[], PlanResult]] = {
+    "staging": lambda: run_stack("staging"),
+    "production": lambda: run_stack("production"),
+    "production-scaled": lambda: run_stack("production", adjust=scaled_out),
+}
+STACKS = tuple(PLANS)
 
 
 def urn_file(stack: str) -> Path:
@@ -22,7 +31,7 @@ def urn_file(stack: str) -> Path:
 
 def planned_urns(stack: str) -> list[str]:
     """Every URN the stack's offline plan registers or reads, sorted."""
-    return sorted(r.urn for r in run_stack(stack).recorder.resources)
+    return sorted(r.urn for r in PLANS[stack]().recorder.resources)
 
 
 def committed_urns(stack: str) -> list[str]:
