@@ -28,6 +28,7 @@ from tests.render.managed_helpers import (
     scaled_settings,
 )
 from tests.render.test_compose import SCHEMA_PATH
+from tests.settings.scaled import scaled_settings as fixture_settings
 
 ALL_SECRETS = {
     "spaces_access_key": "DO00MANAGEDACCESSKEY1",
@@ -247,3 +248,14 @@ def test_a_private_key_is_refused_as_ca(origin_cert: OriginCert) -> None:
     services = ManagedServices(managed_database(ca_pem=key), others.cache, others.uploads)
     with pytest.raises(BundleInputError, match=r"managed\.database\.ca_pem"):
         _render(origin_cert, services=services)
+
+
+def test_the_committed_scaled_stack_renders_through_the_settings_parser(origin_cert: OriginCert) -> None:
+    # tests/fixtures/scaled-stack.yaml as `pulumi up` reads it (settings/parse.py), not a hand-built Settings
+    settings = fixture_settings()
+    assert settings.load_balanced
+    bundle = _render(origin_cert, settings)
+    manifest = _manifest(bundle)
+    assert manifest["base_services"] == ["nginx"]
+    assert [manifest[key] for key in ("managed_database", "managed_cache", "shared_uploads")] == [True] * 3
+    assert json.loads(bundle.file("backup/backup.json").text)["backup_droplet"] == "bankflow-scaled-server"
