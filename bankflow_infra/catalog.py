@@ -81,6 +81,13 @@ def require_pinned(image: str, what: str) -> str:
 
 # Secret environment variables of the app services: their values come from the 0600 env file.
 SECRET_ENV_NAMES: Final = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+# The app service whose image runs the release's migrate command (release.migrateCommand).
+MIGRATE_SERVICE: Final = "api"
+# With a managed database (issue 13) the apps connect through its connection pool, in transaction
+# mode: session state such as the advisory lock migration tools hold for the whole run does not
+# survive between transactions there. The migrate command connects to the cluster directly, with
+# this URL (only MIGRATE_SERVICE reads it; the agent points DATABASE_URL_FILE at it for migrate).
+MIGRATE_DATABASE_URL: Final = "DATABASE_MIGRATE_URL"
 
 
 @dataclass(frozen=True)
@@ -167,9 +174,14 @@ def default_health_command(service: str) -> tuple[str, ...]:
     return ("CMD", "curl", "-fsS", f"http://localhost:{_PORTS[service]}{HEALTH_PATH}")
 
 
-def secret_env_of(service: str) -> tuple[str, ...]:
-    """The secret values an app service reads (the same in every stack)."""
-    return SECRET_ENV_NAMES if _NEEDS_DATA[service] else ()
+def secret_env_of(service: str, managed_database: bool = False) -> tuple[str, ...]:
+    """The secret values an app service reads (the same in every single-droplet stack; with a
+    managed database the migrate service also reads :data:`MIGRATE_DATABASE_URL`)."""
+    if not _NEEDS_DATA[service]:
+        return ()
+    if managed_database and service == MIGRATE_SERVICE:
+        return (*SECRET_ENV_NAMES, MIGRATE_DATABASE_URL)
+    return SECRET_ENV_NAMES
 
 
 def image_ref(settings: Settings, service: str) -> str:
@@ -196,7 +208,7 @@ def app_service(settings: Settings, name: str) -> AppService:
         hostnames=hostnames,
         environment=environment,
         calls=_CALLS.get(name, {}),
-        secret_env=secret_env_of(name),
+        secret_env=secret_env_of(name, settings.scale.database is not None),
         # each service its own log directory, never the parent LOGS_DIR (issue 12, item 3)
         volumes=(
             *((_UPLOADS_VOLUME,) if _NEEDS_DATA[name] else ()),
@@ -228,16 +240,21 @@ def _public_image(settings: Settings, image: str, service: str) -> str:
 
 
 def base_services(settings: Settings) -> tuple[BaseService, ...]:
+    """postgres, redis, nginx; without postgres when the stack's database is DigitalOcean's managed
+    cluster, without redis when its cache is the managed Valkey cluster (issue 13)."""
     env = settings.environment
     restart = RESTART_POLICY[env]
-    # postgres is ours, tagged by its Dockerfile's content (which pins its base by digest)
-    redis = _public_image(settings, REDIS_IMAGE, "redis")
+    services = []
+    if settings.scale.database is None:
+        # postgres is ours, tagged by its Dockerfile's content (which pins its base by digest)
+        postgres = postgres_image(settings)
+        services.append(BaseService("postgres", postgres, POSTGRES_PORT, LIMITS[env]["postgres"], restart))
+    if settings.scale.cache is None:
+        redis = _public_image(settings, REDIS_IMAGE, "redis")
+        services.append(BaseService("redis", redis, REDIS_PORT, LIMITS[env]["redis"], restart))
     nginx = _public_image(settings, NGINX_IMAGE, "nginx")
-    return (
-        BaseService("postgres", postgres_image(settings), POSTGRES_PORT, LIMITS[env]["postgres"], restart),
-        BaseService("redis", redis, REDIS_PORT, LIMITS[env]["redis"], restart),
-        BaseService("nginx", nginx, None, LIMITS[env]["nginx"], restart),
-    )
+    services.append(BaseService("nginx", nginx, None, LIMITS[env]["nginx"], restart))
+    return tuple(services)
 
 
 POSTGRES_CONTAINER_DATA: Final = "/var/lib/postgresql/data"  # PGDATA in the postgres image

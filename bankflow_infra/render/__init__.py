@@ -5,6 +5,7 @@ Never imports pulumi (a test enforces it): the Pulumi components, the ops CLI's 
 """
 
 from bankflow_infra.render.bundle import render_bundle
+from bankflow_infra.render.managed import ManagedCache, ManagedDatabase, ManagedServices, SharedUploads
 from bankflow_infra.render.model import (
     Bundle,
     BundleFile,
@@ -20,6 +21,10 @@ __all__ = [
     "BundleInputError",
     "BundleSecrets",
     "CloudflareRanges",
+    "ManagedCache",
+    "ManagedDatabase",
+    "ManagedServices",
     "NginxParams",
+    "SharedUploads",
     "render_bundle",
 ]

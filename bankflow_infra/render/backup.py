@@ -22,6 +22,7 @@ from typing import Final
 
 from bankflow_infra import catalog
 from bankflow_infra.contract import release
+from bankflow_infra.render import managed
 from bankflow_infra.settings import Settings
 
 BACKUP_CONFIG_FILE: Final = release.BACKUP_CONFIG_FILE
@@ -35,8 +36,52 @@ def spaces_endpoint(region: str) -> str:
     return f"https://{region}.digitaloceanspaces.com"
 
 
-def render_backup_config(settings: Settings) -> str:
+# Issue 13: a managed database. No container, no pgBackRest (DigitalOcean's daily backups and PITR
+# cover the cluster); the nightly logical dump connects to the cluster's direct port with TLS
+# verify-full. Its own schema, so an agent that knows only 1-2 refuses it instead of looking for a
+# postgres container. (The host agent reads the number too: it belongs beside BACKUP_CONFIG_SCHEMA
+# in contract/release.py; kept here until that file takes it.)
+MANAGED_BACKUP_CONFIG_SCHEMA: Final = 3
+
+
+def backup_droplet(settings: Settings) -> str:
+    """The droplet that runs the stack-wide backups when there are several (issue 13): droplet 1,
+    by its DigitalOcean name, which DigitalOcean also makes its hostname. The others skip them."""
+    return settings.resource_name("server")
+
+
+def render_managed_backup_config(settings: Settings, database: managed.ManagedDatabase) -> str:
+    """``backup/backup.json`` (schema 3) of a stack whose database is the managed cluster."""
+    config = {
+        "schema": MANAGED_BACKUP_CONFIG_SCHEMA,
+        "stack": settings.stack,
+        "bucket": settings.backup_bucket_name,
+        "endpoint": spaces_endpoint(settings.backups.region),
+        "local_days": settings.backups.local_days,
+        "database": database.database,
+        "user": database.user,  # the app role: it owns every object of the app's database
+        "service": None,  # no postgres container
+        "remote": RCLONE_REMOTE,
+        "pitr": None,  # DigitalOcean's own PITR (restore = fork the cluster), not pgBackRest
+        "backup_droplet": backup_droplet(settings),
+        "managed_database": {
+            "host": database.host,
+            "port": database.port,  # direct, not the pool: pg_dump needs a session
+            "sslmode": "verify-full",
+            "ca_file": managed.host_tls_path(managed.DATABASE_CA_FILE),
+            "passfile": managed.host_secret_path(managed.DATABASE_PGPASS_FILE),
+            # pg_dump of the server's major version (15), pinned by digest: run as a one-off
+            # container with ca_file and passfile mounted read-only (the droplet has no client).
+            "client_image": catalog.POSTGRES_BASE_IMAGE,
+        },
+    }
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def render_backup_config(settings: Settings, database: managed.ManagedDatabase | None = None) -> str:
     """``backup/backup.json``: never holds a secret."""
+    if database is not None:
+        return render_managed_backup_config(settings, database)
     config = {
         "schema": BACKUP_CONFIG_SCHEMA,
         "stack": settings.stack,

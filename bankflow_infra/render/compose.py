@@ -41,7 +41,7 @@ from bankflow_infra.contract.release import (
     release_alias,
     secret_path,
 )
-from bankflow_infra.render import container_secrets, edge_ports
+from bankflow_infra.render import container_secrets, edge_ports, managed
 from bankflow_infra.render.lockdown import lockdown
 from bankflow_infra.render.model import NginxParams
 from bankflow_infra.settings import Settings
@@ -257,7 +257,8 @@ def base_service_definitions(
             definitions[service.name] = _redis(service)
         elif service.name == "nginx":
             definitions[service.name] = _nginx(service, params)
-            holder = edge_ports.port_holder(params, _EDGE, service.restart, _logging())
+            balanced = settings.load_balanced
+            holder = edge_ports.port_holder(params, _EDGE, service.restart, _logging(), balanced)
             definitions[edge_ports.PORT_HOLDER] = holder
         else:  # pragma: no cover - the catalog and this module change together
             raise ValueError(f"no compose definition for base service {service.name!r}")
@@ -270,8 +271,10 @@ def base_compose(
     # The digest label changes exactly when what the service depends on changes (including mounted
     # files such as the TLS key), so `compose up -d` recreates that container and no other.
     services = {name: {**body, "labels": {DIGEST_LABEL: digests[name]}} for name, body in definitions.items()}
-    volumes: dict[str, Any] = {"redis-data": {"name": "bankflow-redis-data"}}
-    if catalog.postgres_data_dir(settings) is None:
+    volumes: dict[str, Any] = {}
+    if "redis" in definitions:  # not with the managed Valkey cluster
+        volumes["redis-data"] = {"name": "bankflow-redis-data"}
+    if "postgres" in definitions and catalog.postgres_data_dir(settings) is None:
         volumes["postgres-data"] = {"name": "bankflow-postgres-data"}
     return {
         "name": BASE_PROJECT,
@@ -297,9 +300,23 @@ def sibling_url(service: str) -> str:
     return f"http://{release_alias(service, RELEASE_VAR)}:{catalog.port_of(service)}"
 
 
-def _app(service: catalog.AppService) -> dict[str, Any]:
+def managed_ca_mounts(settings: Settings) -> dict[str, str]:
+    """Host path -> container path of each managed cluster's CA (public, layout.TLS_DIR where the
+    agent copies the bundle's tls/), for the app services that connect to the clusters."""
+    wanted = (
+        (settings.scale.database is not None, managed.DATABASE_CA_FILE, managed.DATABASE_CA_CONTAINER_PATH),
+        (settings.scale.cache is not None, managed.CACHE_CA_FILE, managed.CACHE_CA_CONTAINER_PATH),
+    )
+    return {managed.host_tls_path(bundle_path): inside for on, bundle_path, inside in wanted if on}
+
+
+def _app(service: catalog.AppService, settings: Settings) -> dict[str, Any]:
+    ca_mounts = managed_ca_mounts(settings) if service.secret_env else {}
+    managed_cache = settings.scale.cache is not None
+    cache_ca = {managed.CACHE_CA_ENV: managed.CACHE_CA_CONTAINER_PATH} if managed_cache else {}
     values = {
         **service.environment,
+        **(cache_ca if service.secret_env else {}),
         **{key: sibling_url(sibling) for key, sibling in service.calls.items()},
         **container_secrets.file_variables(service.secret_env),  # the app images read *_FILE
     }
@@ -313,9 +330,12 @@ def _app(service: catalog.AppService) -> dict[str, Any]:
         "environment": environment,
         **_secrets(service.name, service.secret_env),
     }
-    if service.volumes:
+    if service.volumes or ca_mounts:
         # must exist: a directory Docker created would be root's, unwritable by the service's uid
-        body["volumes"] = [_bind(source, target, must_exist=True) for source, target in service.volumes]
+        body["volumes"] = [
+            *(_bind(source, target, must_exist=True) for source, target in service.volumes),
+            *(_bind(source, target, read_only=True, must_exist=True) for source, target in ca_mounts.items()),
+        ]
     if depends:
         body["depends_on"] = {name: {"condition": "service_healthy"} for name in sorted(depends)}
     body["networks"] = networks
@@ -325,7 +345,7 @@ def _app(service: catalog.AppService) -> dict[str, Any]:
 
 
 def app_service_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
-    return {service.name: _app(service) for service in catalog.app_services(settings)}
+    return {service.name: _app(service, settings) for service in catalog.app_services(settings)}
 
 
 def app_compose(definitions: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -103,9 +103,15 @@ def owners(readers: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
     }
 
 
-def readers() -> dict[str, tuple[str, ...]]:
-    """Every service that reads secrets -> the names it reads (app services, postgres, redis)."""
-    found = {name: catalog.secret_env_of(name) for name in APP_SERVICES if catalog.secret_env_of(name)}
-    for base in ("postgres", "redis"):
+def readers(managed_database: bool = False, managed_cache: bool = False) -> dict[str, tuple[str, ...]]:
+    """Every service that reads secrets -> the names it reads (app services, postgres, redis).
+    A managed database or cache (issue 13) has no container on the droplet, so no secret copy."""
+    found = {
+        name: catalog.secret_env_of(name, managed_database)
+        for name in APP_SERVICES
+        if catalog.secret_env_of(name)
+    }
+    bases = (("postgres", managed_database), ("redis", managed_cache))
+    for base in (name for name, is_managed in bases if not is_managed):
         found[base] = service_secret_names(base)
     return found

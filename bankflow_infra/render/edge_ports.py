@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.fleet import LB_HEALTH_PORT
 from bankflow_infra.contract.upstreams import CANDIDATE_PORT
 from bankflow_infra.render import nginx as nginx_conf
 from bankflow_infra.render.model import NginxParams
@@ -29,9 +30,13 @@ PAUSE_USER: Final = "65535:65535"  # the pause image's own non-root user
 _PORT_HOLDER_LIMITS: Final = {"cpus": "0.05", "memory": "16M"}  # it sleeps
 
 
-def published_ports(params: NginxParams) -> list[dict[str, Any]]:
-    """80 and 443 to nginx's listeners; the verify listener on the host's loopback only."""
+def published_ports(params: NginxParams, load_balanced: bool = False) -> list[dict[str, Any]]:
+    """80 and 443 to nginx's listeners; the verify listener on the host's loopback only; behind a
+    load balancer (issue 13) also its health check listener, on every address: the load balancer
+    checks the droplet's VPC address (the firewalls admit the VPC / the load balancer only)."""
     tcp = {"protocol": "tcp", "mode": "host"}
+    health = {"target": params.lb_health_port, "published": str(LB_HEALTH_PORT), **tcp}
+    extra = [health] if load_balanced else []
     return [
         {"target": params.http_port, "published": str(catalog.HTTP_PORT), **tcp},
         {"target": params.https_port, "published": str(catalog.HTTPS_PORT), **tcp},
@@ -43,6 +48,7 @@ def published_ports(params: NginxParams) -> list[dict[str, Any]]:
             "protocol": "tcp",
             "mode": "host",
         },
+        *extra,
     ]
 
 
@@ -52,7 +58,7 @@ def nginx_networking() -> dict[str, Any]:
 
 
 def port_holder(
-    params: NginxParams, edge_network: str, restart: str, logging: dict[str, Any]
+    params: NginxParams, edge_network: str, restart: str, logging: dict[str, Any], load_balanced: bool = False
 ) -> dict[str, Any]:
     return {
         "image": PORT_HOLDER_IMAGE,
@@ -62,7 +68,7 @@ def port_holder(
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "pids_limit": 4,  # /pause alone (issue 12, item 5: every container has a pids limit)
-        "ports": published_ports(params),
+        "ports": published_ports(params, load_balanced),
         "networks": [edge_network],  # nginx reaches the app containers' aliases through it
         "sysctls": {"net.ipv4.tcp_migrate_req": "1"},
         "logging": logging,

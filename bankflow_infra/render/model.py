@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.fleet import LB_HEALTH_PORT
 from bankflow_infra.contract.release import digest_files, release_id
 from bankflow_infra.contract.upstreams import CANDIDATE_PORT
 
@@ -185,6 +186,9 @@ class NginxParams:
     listen_addresses: tuple[str, ...] = ("",)  # "" = all addresses; e.g. "127.0.0.1", "[::1]"
     health_port: int = catalog.NGINX_HEALTH_PORT  # always bound to 127.0.0.1 only
     verify_port: int = CANDIDATE_PORT  # the verify listener (published on the host's loopback only)
+    # The load balancer's health check listener (issue 13; load-balanced stacks only): plain HTTP,
+    # published on the host (the host and cloud firewalls admit the VPC / the load balancer only).
+    lb_health_port: int = LB_HEALTH_PORT
     config_dir: str = catalog.NGINX_CONFIG_DIR  # holds the bundle's nginx/ files
     cert_path: str = f"{catalog.NGINX_TLS_DIR}/origin.pem"
     key_path: str = catalog.NGINX_KEY_PATH
@@ -199,7 +203,7 @@ class NginxParams:
     limits: ClientLimits = ClientLimits()
 
     def validate(self) -> None:
-        ports = (self.http_port, self.https_port, self.health_port, self.verify_port)
+        ports = (self.http_port, self.https_port, self.health_port, self.verify_port, self.lb_health_port)
         if not all(1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
             raise BundleInputError(f"nginx ports must be distinct and in 1-65535, got {ports}")
         if not self.listen_addresses:

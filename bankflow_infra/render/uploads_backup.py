@@ -37,8 +37,9 @@ from bankflow_infra.contract.uploads import (
     UPLOADS_SCHEDULE,
     UPLOADS_SECRET_ENV,
 )
-from bankflow_infra.render.backup import spaces_endpoint
+from bankflow_infra.render.backup import backup_droplet, spaces_endpoint
 from bankflow_infra.render.host_files import fill_template
+from bankflow_infra.render.managed import SharedUploads
 from bankflow_infra.render.model import BundleSecrets
 from bankflow_infra.settings import Settings
 
@@ -57,14 +58,24 @@ def restic_repository(settings: Settings) -> str:
     return f"s3:{endpoint}/{settings.backup_bucket_name}/{UPLOADS_REPOSITORY_PATH}"
 
 
-def render_uploads_config(settings: Settings) -> str:
+def _shared_keys(settings: Settings, shared: SharedUploads) -> dict[str, object]:
+    """Issue 13: the uploads are the NFS share every droplet mounts; one droplet backs it up."""
+    return {
+        "shared": True,
+        "nfs_source": shared.nfs_source,
+        "backup_droplet": backup_droplet(settings),
+        "note": f"on the shared NFS share {shared.nfs_source}, mounted at {UPLOADS_DIR} on every droplet",
+    }
+
+
+def render_uploads_config(settings: Settings, shared: SharedUploads | None = None) -> str:
     """``backup/uploads.json``: never holds a secret."""
-    on_volume = settings.server.volume_size_gb > 0
+    on_volume = settings.server.volume_size_gb > 0 and shared is None
     config = {
         "schema": UPLOADS_CONFIG_SCHEMA,
         "stack": settings.stack,
         "repository": restic_repository(settings),
-        "uploads_dir": uploads_dir(settings),
+        "uploads_dir": UPLOADS_DIR if shared is not None else uploads_dir(settings),
         "on_data_volume": on_volume,
         # said where people look: a stack without a volume keeps its uploads on the droplet disk
         "note": "on the data volume"
@@ -72,6 +83,7 @@ def render_uploads_config(settings: Settings) -> str:
         else "on the droplet's root disk: this stack has no data volume (server.volumeSizeGb 0)",
         "schedule": UPLOADS_SCHEDULE,
         "rpo_seconds": UPLOADS_RPO_SECONDS,
+        **(_shared_keys(settings, shared) if shared is not None else {}),
     }
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
@@ -86,12 +98,14 @@ def enabled(secrets: BundleSecrets) -> bool:
     return secrets.uploads_repo_password is not None and secrets.has_spaces_key
 
 
-def uploads_files(settings: Settings, secrets: BundleSecrets) -> dict[str, str]:
+def uploads_files(
+    settings: Settings, secrets: BundleSecrets, shared: SharedUploads | None = None
+) -> dict[str, str]:
     """Bundle path -> text of the plain files (config and units); none when not enabled."""
     if not enabled(secrets):
         return {}
     return {
-        UPLOADS_CONFIG_FILE: render_uploads_config(settings),
+        UPLOADS_CONFIG_FILE: render_uploads_config(settings, shared),
         UPLOADS_SERVICE: fill_template("systemd/bankflow-uploads-backup.service", {"AGENT_BIN": AGENT_BIN}),
         UPLOADS_TIMER: fill_template("systemd/bankflow-uploads-backup.timer", {"SCHEDULE": UPLOADS_SCHEDULE}),
     }

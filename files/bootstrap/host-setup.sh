@@ -50,6 +50,12 @@
 #                        /etc/fstab, with postgres/ (0700, uid 70); the uploads move onto it
 #                        (bankflow-agent uploads-migrate: BANKFLOW_UPLOADS_DIR becomes a symlink to
 #                        <mount>/uploads; the root disk's tree is kept as uploads.root-disk)
+#   BANKFLOW_UPLOADS_NFS_SOURCE  "<host>:/<path>" of the stack's Network File Storage share (issue 13:
+#                        uploads.shared; several app droplets write the same uploads): mounted at
+#                        BANKFLOW_UPLOADS_DIR through /etc/fstab, before any container, and Docker
+#                        requires that mount (a droplet whose share is missing runs no app, so no
+#                        upload is ever written to its own disk). Unset: the uploads stay as before
+#                        (the root disk, or the data volume)
 #   BANKFLOW_SSHD_DROPIN, BANKFLOW_HOST_FILES, BANKFLOW_AUTHORIZED_KEYS, BANKFLOW_AGENT_DIR,
 #   BANKFLOW_SSH_DISPATCH, BANKFLOW_OPERATORS, BANKFLOW_FIREWALL_ALLOW
 #                        override the payload paths above; BANKFLOW_HOST_FILES=none skips host files
@@ -92,6 +98,9 @@ readonly OPERATOR_NAME_RE='^[a-z][a-z0-9_-]{0,31}$'
 # Docker-published ports skip ufw's INPUT chain (Docker DNATs them in PREROUTING and FORWARDs):
 # the web ports are filtered again in DOCKER-USER by this chain and unit (step_ufw).
 readonly WEB_INGRESS_CHAIN=BANKFLOW-WEB-INGRESS
+# The load balancer's health check listener (contract/fleet.py LB_HEALTH_PORT; a test checks they
+# agree): published by Docker on a load-balanced droplet, admitted from the VPC range only.
+readonly LB_HEALTH_PORT=8404
 readonly WEB_INGRESS_UNIT=bankflow-web-ingress.service
 readonly WEB_INGRESS_SCRIPT=/usr/local/sbin/bankflow-web-ingress
 readonly FIREWALL_APPLIED=/etc/bankflow/ufw-allow.applied
@@ -108,6 +117,15 @@ readonly POSTGRES_UID=70
 # The uploads tree's group (catalog.UPLOADS_GID, checked by a test): saas and api both write it as
 # their own uids with this group (issue 12: no container runs as root).
 readonly UPLOADS_GID=10000
+# issue 13: the shared uploads (NFS). hard: an outage blocks writes until the share is back instead
+# of failing them halfway (a soft mount may return EIO mid-file); _netdev: mounted once the
+# network is up; nofail: a missing share never stops the droplet from booting (sshd stays
+# reachable) -- Docker's RequiresMountsFor drop-in keeps the apps down instead.
+readonly UPLOADS_NFS_FS=nfs
+readonly UPLOADS_NFS_OPTIONS=vers=4.1,hard,noatime,_netdev,nofail
+readonly UPLOADS_NFS_PACKAGES=(nfs-common)
+readonly DOCKER_UPLOADS_DROPIN=/etc/systemd/system/docker.service.d/bankflow-uploads-share.conf
+readonly NFS_SOURCE_RE='^[A-Za-z0-9.-]{1,253}:/[A-Za-z0-9._/-]{0,255}$'
 readonly DATA_VOLUME_FS=ext4
 readonly DATA_VOLUME_OPTIONS=defaults,nofail,discard
 # issue 12: per-service log directories and the access-log shipping (render/host_files.py)
@@ -158,6 +176,12 @@ BACKUPS_DIR=$BANKFLOW_BACKUPS_DIR
 SWAP_GB=${BANKFLOW_SWAP_GB:-2}
 DATA_VOLUME_LABEL=${BANKFLOW_DATA_VOLUME_LABEL:-}
 DATA_VOLUME_MOUNT=${BANKFLOW_DATA_VOLUME_MOUNT:-}
+UPLOADS_NFS_SOURCE=${BANKFLOW_UPLOADS_NFS_SOURCE:-}
+if [[ -n $UPLOADS_NFS_SOURCE && ! $UPLOADS_NFS_SOURCE =~ $NFS_SOURCE_RE ]]; then
+  echo "host-setup: error: BANKFLOW_UPLOADS_NFS_SOURCE='$UPLOADS_NFS_SOURCE' is not '<host>:/<path>'" \
+    "(the Network File Storage share's address and mount path)" >&2
+  exit 2
+fi
 
 first_existing() {
   local candidate
@@ -451,8 +475,8 @@ firewall_rules() {
   while IFS= read -r line || [[ -n $line ]]; do
     [[ -z $line || $line == \#* ]] && continue
     read -r port cidr <<<"$line"
-    [[ $port =~ ^(22|80|443)/tcp$ ]] ||
-      die "$FIREWALL_ALLOW: '$line': the port must be 22/tcp, 80/tcp or 443/tcp"
+    [[ $port =~ ^(22|80|443|$LB_HEALTH_PORT)/tcp$ ]] ||
+      die "$FIREWALL_ALLOW: '$line': the port must be 22/tcp, 80/tcp, 443/tcp or $LB_HEALTH_PORT/tcp"
     [[ $cidr =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ || $cidr =~ ^[0-9a-fA-F:]+:[0-9a-fA-F:]*/[0-9]{1,3}$ ]] ||
       die "$FIREWALL_ALLOW: '$line': '$cidr' is not an IPv4 or IPv6 CIDR"
     [[ $cidr != 0.0.0.0/0 && $cidr != ::/0 ]] || die "$FIREWALL_ALLOW: '$line' opens the port to everyone"
@@ -537,7 +561,7 @@ web_ingress_rules() {
   printf -- '-A %s -i docker0 -j RETURN\n-A %s -i br-+ -j RETURN\n' "$WEB_INGRESS_CHAIN" "$WEB_INGRESS_CHAIN"
   while read -r cidr; do
     printf -- '-A %s -s %s -j RETURN\n' "$WEB_INGRESS_CHAIN" "$cidr"
-  done < <(awk '($1 == 80 || $1 == 443) && $2 ~ /^[0-9.]+\/[0-9]+$/ { print $2 }' <<<"$1" | LC_ALL=C sort -u)
+  done < <(awk '$1 != 22 && $2 ~ /^[0-9.]+\/[0-9]+$/ { print $2 }' <<<"$1" | LC_ALL=C sort -u)
   printf -- '-A %s -j DROP\nCOMMIT\n' "$WEB_INGRESS_CHAIN"
 }
 
@@ -551,10 +575,15 @@ step_web_ingress() {
     ok "web ingress filter (no host/firewall-allow in payload)"
     return
   fi
-  local rules_file script_file did=() port
+  local rules_file script_file did=() port rules web_ports="80 443"
+  rules=$(firewall_rules)
   rules_file=$(target "/etc/bankflow/web-ingress.rules")
-  web_ingress_rules "$(firewall_rules)" | sync_text "$rules_file" 0644
+  web_ingress_rules "$rules" | sync_text "$rules_file" 0644
   local rules_changed=$FILE_CHANGED
+  # Behind a load balancer (issue 13) Docker also publishes its health check port: filtered alike.
+  if awk -v p="$LB_HEALTH_PORT" '$1 == p { found = 1 } END { exit !found }' <<<"$rules"; then
+    web_ports+=" $LB_HEALTH_PORT"
+  fi
   script_file=$(target "$WEB_INGRESS_SCRIPT")
   sync_text "$script_file" 0755 <<EOF
 #!/bin/sh
@@ -562,7 +591,7 @@ step_web_ingress() {
 set -eu
 iptables -w -S DOCKER-USER >/dev/null 2>&1 || iptables -w -N DOCKER-USER
 iptables-restore -w --noflush /etc/bankflow/web-ingress.rules
-for port in 80 443; do
+for port in $web_ports; do
   iptables -w -C DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "\$port" -j $WEB_INGRESS_CHAIN 2>/dev/null ||
     iptables -w -I DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "\$port" -j $WEB_INGRESS_CHAIN
 done
@@ -598,7 +627,7 @@ EOF
     iptables-restore -w --noflush "$rules_file"
     did+=("chain $WEB_INGRESS_CHAIN")
   fi
-  for port in 80 443; do
+  for port in $web_ports; do
     if ! iptables -w -C DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "$port" -j "$WEB_INGRESS_CHAIN" 2>/dev/null; then
       iptables -w -I DOCKER-USER -p tcp -m conntrack --ctstate NEW --ctorigdstport "$port" -j "$WEB_INGRESS_CHAIN"
       did+=("DOCKER-USER -> $WEB_INGRESS_CHAIN for $port")
@@ -1157,6 +1186,10 @@ step_uploads_on_volume() {
   # root-disk tree once (copy, verify every file by size and sha256, switch; resumable, the old
   # copy kept) and makes BANKFLOW_UPLOADS_DIR a symlink to the volume's tree. Without a volume the
   # uploads stay on the root disk (said here and in the release's backup/uploads.json).
+  if [[ -n $UPLOADS_NFS_SOURCE ]]; then
+    ok "uploads on the shared NFS share ($UPLOADS_NFS_SOURCE at $UPLOADS_DIR; never moved onto a volume)"
+    return
+  fi
   if [[ -z $DATA_VOLUME_LABEL ]]; then
     ok "uploads on the droplet's root disk ($UPLOADS_DIR; this stack has no data volume)"
     return
@@ -1173,6 +1206,71 @@ step_uploads_on_volume() {
     ok "uploads on the data volume ($DATA_VOLUME_MOUNT/uploads)"
   else
     changed "uploads on the data volume: ${output//$'\n'/; }"
+  fi
+}
+
+# uploads_share_fstab: /etc/fstab with exactly one line for UPLOADS_DIR, the share's (any other
+# line for the same mount point is dropped). FILE_CHANGED as sync_file; call it as a plain command.
+uploads_share_fstab() {
+  local fstab line staged
+  FILE_CHANGED=0
+  fstab=$(target /etc/fstab)
+  line="$UPLOADS_NFS_SOURCE $UPLOADS_DIR $UPLOADS_NFS_FS $UPLOADS_NFS_OPTIONS 0 0"
+  if grep -qxF -- "$line" "$fstab" 2>/dev/null &&
+    [[ $(awk -v dir="$UPLOADS_DIR" '$2 == dir' "$fstab" | grep -c .) -eq 1 ]]; then
+    return 0
+  fi
+  staged=$(mktemp -- "$work/fstab.XXXXXX")
+  [[ ! -f $fstab ]] || awk -v dir="$UPLOADS_DIR" '$2 == dir { next } { print }' "$fstab" >"$staged"
+  printf '%s\n' "$line" >>"$staged"
+  sync_file "$staged" "$fstab" 0644
+}
+
+step_uploads_share() {
+  # Issue 13: several app droplets, one set of uploads: the Network File Storage share, mounted
+  # at the uploads path before any container runs. The apps must never write an upload to the
+  # droplet's own disk: a failed mount stops this run (so `pulumi up` fails), and Docker requires
+  # the mount (RequiresMountsFor): after a reboot without the share Docker stays down, the droplet
+  # fails its load-balancer check and the others serve.
+  if [[ -z $UPLOADS_NFS_SOURCE ]]; then
+    ok "uploads share (none: BANKFLOW_UPLOADS_NFS_SOURCE unset)"
+    return
+  fi
+  local did=() missing=() package dir mounted
+  for package in "${UPLOADS_NFS_PACKAGES[@]}"; do installed "$package" || missing+=("$package"); done
+  if ((${#missing[@]})); then
+    apt_install "${missing[@]}"
+    did+=("installed ${missing[*]}")
+  fi
+  uploads_share_fstab
+  if ((FILE_CHANGED)); then did+=("fstab entry"); fi
+  sync_text "$(target "$DOCKER_UPLOADS_DROPIN")" 0644 <<EOF
+# Installed by BankFlow host-setup.sh: no container before the uploads share is mounted (issue 13).
+[Unit]
+RequiresMountsFor=$UPLOADS_DIR
+EOF
+  if ((FILE_CHANGED)); then
+    systemctl daemon-reload
+    did+=("docker requires the mount")
+  fi
+  dir=$(target "$UPLOADS_DIR")
+  if ! findmnt --mountpoint "$dir" >/dev/null 2>&1; then
+    # Files here would vanish under the share (and are on this droplet only): move them first.
+    if [[ -n $(find "$dir" -mindepth 1 -maxdepth 1 -print -quit 2>/dev/null) ]]; then
+      die "$UPLOADS_DIR holds files on this droplet's own disk: copy them onto the share ($UPLOADS_NFS_SOURCE)" \
+        "and empty the directory first (README: moving a stack to the scaled shape); nothing was mounted"
+    fi
+    mount -- "$dir" || die "cannot mount the uploads share $UPLOADS_NFS_SOURCE at $UPLOADS_DIR: is it" \
+      "attached to this droplet's VPC (NfsAttachment)? The apps must not write uploads to the local disk"
+    did+=("mounted")
+  fi
+  mounted=$(findmnt --mountpoint "$dir" -n -o SOURCE 2>/dev/null || true)
+  [[ $mounted == "$UPLOADS_NFS_SOURCE" ]] ||
+    die "$UPLOADS_DIR has '${mounted:-nothing}' mounted, not the uploads share $UPLOADS_NFS_SOURCE"
+  if ((${#did[@]} == 0)); then
+    ok "uploads share $UPLOADS_NFS_SOURCE at $UPLOADS_DIR"
+  else
+    changed "uploads share $UPLOADS_NFS_SOURCE at $UPLOADS_DIR: $(joined "${did[@]}")"
   fi
 }
 
@@ -1359,6 +1457,7 @@ step_backup_client
 step_uploads_backup_client
 step_data_volume
 step_directories
+step_uploads_share
 step_service_log_dirs
 step_ufw
 step_metadata_block

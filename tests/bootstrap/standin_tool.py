@@ -355,7 +355,11 @@ def dpkg(state: dict[str, Any], args: list[str]) -> int:
 def findmnt(state: dict[str, Any], args: list[str]) -> int:
     mountpoint = _host_path(args[args.index("--mountpoint") + 1])
     if mountpoint in state.get("mounts", []):
-        print(f"TARGET SOURCE FSTYPE\n{mountpoint} /dev/sda ext4")
+        source = state.get("mount_sources", {}).get(mountpoint, "/dev/sda")
+        if args[-2:] == ["-o", "SOURCE"]:  # `findmnt --mountpoint DIR -n -o SOURCE`
+            print(source)
+        else:
+            print(f"TARGET SOURCE FSTYPE\n{mountpoint} {source} ext4")
         return 0
     return 1
 
@@ -366,6 +370,14 @@ def mount(state: dict[str, Any], args: list[str]) -> int:
     fstab = Path(os.environ["BANKFLOW_ROOTFS"], "etc/fstab")
     for line in fstab.read_text().splitlines():
         fields = line.split()
+        if len(fields) >= 2 and fields[1] == mountpoint and not fields[0].startswith("LABEL="):
+            # an NFS share ("<host>:/<path>"): mountable when the state lists it as reachable
+            if fields[0] not in state.get("nfs_shares", []):
+                print(f"mount.nfs: access denied by server while mounting {fields[0]}", file=sys.stderr)
+                return 32
+            _add(state, "mounts", mountpoint)
+            state.setdefault("mount_sources", {})[mountpoint] = fields[0]
+            return 0
         if len(fields) >= 2 and fields[1] == mountpoint:
             label = fields[0].removeprefix("LABEL=")
             if label not in state.get("volume_labels", []):

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from bankflow_infra.contract.fleet import LB_HEALTH_PORT
 from bankflow_infra.render.host_access import render_firewall_allow, render_operators
 from bankflow_infra.render.model import BundleInputError, CloudflareRanges
 from bankflow_infra.settings.model import OperatorAccount
-from tests.bootstrap.rig import HostSetupRig, Run, mode_of
+from tests.bootstrap.rig import SCRIPT, HostSetupRig, Run, mode_of
 from tests.support.tools import require_tool, unavailable
 
 DISPATCH = "/usr/local/sbin/bankflow-ssh-dispatch"
@@ -31,6 +32,7 @@ BRUNO = OperatorAccount(
 SSH_CIDRS = ("203.0.113.0/24", "2001:db8:1::/48")
 CLOUDFLARE = CloudflareRanges(ipv4=("173.245.48.0/20", "103.21.244.0/22"), ipv6=("2400:cb00::/32",))
 WEB_INGRESS = "BANKFLOW-WEB-INGRESS"
+VPC = "10.130.16.0/20"
 
 
 @pytest.fixture
@@ -270,7 +272,7 @@ def test_ufw_drops_a_range_that_left_the_settings(rig: HostSetupRig) -> None:
     [
         ("80/tcp 173.245.48.0/20\n", "admits no address to 22/tcp"),
         ("22/tcp 0.0.0.0/0\n", "opens the port to everyone"),
-        ("22/tcp 203.0.113.0/24\n5432/tcp 10.0.0.0/8\n", "the port must be 22/tcp, 80/tcp or 443/tcp"),
+        ("22/tcp 203.0.113.0/24\n5432/tcp 10.0.0.0/8\n", "must be 22/tcp, 80/tcp, 443/tcp or 8404/tcp"),
         ("22/tcp 203.0.113.0/24;reboot\n", "is not an IPv4 or IPv6 CIDR"),
     ],
     ids=["no-ssh", "everyone", "other-port", "injection"],
@@ -305,6 +307,38 @@ def test_docker_published_web_ports_are_filtered_in_docker_user(rig: HostSetupRi
     again = _ok(rig)
     assert not any(c[0] == "iptables-restore" for c in again.commands)
     assert again.mutating() == []
+
+
+def test_load_balanced_host_admits_443_and_the_health_port_from_the_vpc_only(rig: HostSetupRig) -> None:
+    # issue 13: the load balancer connects from the VPC; Docker publishes 80, 443 and the health port
+    _host_file(rig, "firewall-allow", render_firewall_allow(SSH_CIDRS, CLOUDFLARE, VPC))
+    run = _ok(rig)
+    rules = set(rig.state()["ufw"]["rules"])
+    assert rules == {f"proto tcp from {cidr} to any port 22" for cidr in SSH_CIDRS} | {
+        f"proto tcp from {VPC} to any port {port}" for port in (443, LB_HEALTH_PORT)
+    }
+    chain = [rule for chain, rule in rig.state()["rules"] if chain == WEB_INGRESS]
+    assert chain == ["-i docker0 -j RETURN", "-i br-+ -j RETURN", f"-s {VPC} -j RETURN", "-j DROP"]
+    jumps = [rule for chain, rule in rig.state()["rules"] if chain == "DOCKER-USER" and WEB_INGRESS in rule]
+    assert sorted(jumps) == sorted(
+        f"-p tcp -m conntrack --ctstate NEW --ctorigdstport {port} -j {WEB_INGRESS}"
+        for port in (80, 443, LB_HEALTH_PORT)
+    )
+    script = rig.path("/usr/local/sbin/bankflow-web-ingress").read_text()
+    assert f"for port in 80 443 {LB_HEALTH_PORT}; do" in script
+    assert _ok(rig).mutating() == []
+    assert "changed: ufw" in "\n".join(run.lines)
+
+
+def test_single_droplet_web_ingress_script_is_as_before(rig: HostSetupRig) -> None:
+    _host_file(rig, "firewall-allow", render_firewall_allow(SSH_CIDRS, CLOUDFLARE))
+    _ok(rig)
+    assert "for port in 80 443; do" in rig.path("/usr/local/sbin/bankflow-web-ingress").read_text()
+
+
+def test_the_scripts_health_port_is_the_contracts() -> None:
+    script = SCRIPT.read_text()
+    assert f"readonly LB_HEALTH_PORT={LB_HEALTH_PORT}\n" in script
 
 
 # ------------------------------------------------------------------------------ the renderer
