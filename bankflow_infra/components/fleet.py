@@ -8,7 +8,6 @@ one droplet.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +86,7 @@ def render_with_managed(
     call is exactly today's, so its bundle does not change)."""
     if managed is None:
         return render_bundle(settings, secrets, **options)
-    # TODO(issue 13 merge): render_bundle's `managed=` parameter arrives with the bundle work
-    # (render/bundle.py); until it is merged the scaled shape renders the single-droplet bundle.
-    # Remove this check at the merge: the call must always pass `managed=`.
-    if "managed" not in inspect.signature(render_bundle).parameters:
-        return render_bundle(settings, secrets, **options)
-    return render_bundle(settings, secrets, managed=managed, **options)  # type: ignore[call-arg,unused-ignore]
+    return render_bundle(settings, secrets, managed=managed, **options)
 
 
 @dataclass

@@ -233,9 +233,12 @@ def format_tree(result: PlanResult) -> str:
     """The human view: a note on placeholders, resources under their parents with every input in
     full, then the outputs."""
     rows = result.resource_rows()
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for row in rows:
-        children.setdefault(row["parent"], []).append(row)
+    # Keyed by URN, not name: a component and its resource may share a name (load-balancer).
+    urns = {r.urn for r in result.recorder.resources}
+    children: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
+    for resource, row in zip(result.recorder.resources, rows, strict=True):
+        parent = resource.parent if resource.parent in urns else None
+        children.setdefault(parent, []).append((resource.urn, row))
     lines = [
         PLACEHOLDER_NOTE,
         f"Stack {result.project}/{result.stack}: {len(rows)} resources to create",
@@ -243,10 +246,10 @@ def format_tree(result: PlanResult) -> str:
     ]
 
     def walk(parent: str | None, depth: int) -> None:
-        for row in children.get(parent, []):
+        for urn, row in children.get(parent, []):
             lines.append(f"{'  ' * depth}+ {row['type']}  {row['name']}")
             lines.extend(format_values(row["inputs"], "  " * depth + "    "))
-            walk(row["name"], depth + 1)
+            walk(urn, depth + 1)
 
     walk(None, 0)
     lines += ["", "Outputs:", *format_values(result.shown_outputs(), "  ")]
