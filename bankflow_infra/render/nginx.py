@@ -14,6 +14,8 @@ path:
 - ``security-headers.conf``  HSTS + OWASP headers, included by every server (``always``)
 - ``proxy.conf``             what the apps are told (every client-identity header set by nginx or
                              removed), keepalive and timeouts, included by every proxy location
+- ``lb-health.conf``         load-balanced bundles only: the load balancer health listener's answer
+                             (serving; the agent's drain rewrites the live copy, host/lb_health.py)
 - ``sites.conf``             the servers: health (loopback), defaults that refuse, one per hostname,
                              and the verify listener: the same server per hostname on
                              ``contract.upstreams.CANDIDATE_PORT`` (published on the host's
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.fleet import LB_HEALTH_INCLUDE, render_lb_health
 from bankflow_infra.contract.release import MAINTENANCE_LISTEN, MAINTENANCE_RETRY_AFTER
 from bankflow_infra.contract.upstreams import (
     CANDIDATE_SUFFIX,
@@ -52,6 +55,7 @@ from bankflow_infra.render.nginx_client import (
     render_realip,
 )
 from bankflow_infra.render.nginx_headers import CSP_FILE, HEADERS_FILE, render_csp, render_security_headers
+from bankflow_infra.render.nginx_lb import lb_health_server
 from bankflow_infra.settings import Settings
 
 __all__ = [  # the split modules' names, still importable from here
@@ -337,6 +341,8 @@ def maintenance_server(address: str = MAINTENANCE_LISTEN) -> list[str]:
 def render_sites(settings: Settings, params: NginxParams, origin_pull: bool = False) -> str:
     maintenance = maintenance_server(maintenance_address(params))
     blocks = [_health_server(params), maintenance, _default_servers(params)]
+    if settings.load_balanced:
+        blocks.insert(1, lb_health_server(params))
     for service in catalog.app_services(settings):
         for hostname in service.hostnames:
             servers = _hostname_servers(hostname, service.upstream, params, origin_pull)
@@ -360,7 +366,9 @@ def render_nginx_files(
 ) -> dict[str, str]:
     """File name (inside the nginx dir) -> text. ``origin_pull``: the public HTTPS servers require
     Cloudflare's client certificate (``params.client_ca_path`` holds the CA)."""
+    lb_health = {LB_HEALTH_INCLUDE: render_lb_health(draining=False)} if settings.load_balanced else {}
     return {
+        **lb_health,
         MAIN_FILE: render_main(settings, params),
         CSP_FILE: render_csp(settings),
         UPSTREAMS_FILE: render_placeholder_upstreams(settings),
