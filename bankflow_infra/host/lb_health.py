@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import socket
+import time
 import urllib.parse
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ from .runtime import RuntimeFailure
 LB_HEALTH_URL_ENV: Final = "BANKFLOW_LB_HEALTH_URL"
 # nginx's health listener as seen from the droplet itself (the port is published on the host).
 DEFAULT_LB_HEALTH_URL: Final = f"http://127.0.0.1:{LB_HEALTH_PORT}{LB_HEALTH_PATH}"
+ANSWER_WAIT: Final = 5.0  # seconds for nginx's new workers to answer with the new include
 _STATUS_RE: Final = re.compile(r"^HTTP/1\.[01] ([0-9]{3}) ")
 
 
@@ -48,8 +50,10 @@ def read_draining(ctx: Context) -> bool | None:
         return None
 
 
-def cmd_set_draining(ctx: Context, draining: bool) -> int:
-    """Write the include for ``draining`` and reload nginx; nothing when it already says so."""
+def cmd_set_draining(ctx: Context, draining: bool, url: str) -> int:
+    """Write the include for ``draining``, reload nginx, and wait until the listener at ``url``
+    answers accordingly (a graceful reload hands over to new workers within a moment); nothing
+    when the include already says so."""
     action = "drain" if draining else "undrain"
     path = ctx.paths.nginx / LB_HEALTH_INCLUDE
     if not path.is_file():
@@ -74,11 +78,30 @@ def cmd_set_draining(ctx: Context, draining: bool) -> int:
         ctx.complain(message)
         ctx.audit(action, None, "failed", message)
         return FAILED
+    expected = 503 if draining else 200
+    status = _wait_for(ctx, url, expected)
+    if status != expected:
+        answer = f"HTTP {status}" if status else "no answer"
+        message = (
+            f"{action}: nginx reloaded, but {url} answered {answer} after {ANSWER_WAIT:g}s, not {expected}"
+        )
+        ctx.complain(message)
+        ctx.audit(action, None, "failed", message)
+        return FAILED
     what = "503 (the load balancer takes this droplet out)" if draining else "200 (back in rotation)"
     message = f"{action}: the load balancer health check now answers {what}"
     ctx.say(message)
     ctx.audit(action, None, "ok", message)
     return OK
+
+
+def _wait_for(ctx: Context, url: str, expected: int) -> int:
+    deadline = time.monotonic() + ANSWER_WAIT
+    status = probe(url)
+    while status != expected and time.monotonic() < deadline:
+        ctx.sleep(0.1)
+        status = probe(url)
+    return status
 
 
 def probe(url: str, timeout: float = 3.0) -> int:
@@ -115,22 +138,27 @@ def cmd_lb_health(ctx: Context, url: str) -> int:
 
 
 def register(sub: Any) -> None:
-    sub.add_parser("drain", help="fail the load balancer's health check on purpose (503), reload nginx")
-    sub.add_parser("undrain", help="pass the load balancer's health check again (200), reload nginx")
-    check = sub.add_parser("lb-health", help="the drain state and the health listener's answer")
-    check.add_argument(
-        "--url",
-        default=os.environ.get(LB_HEALTH_URL_ENV) or DEFAULT_LB_HEALTH_URL,
-        help=f"the health listener (default: ${LB_HEALTH_URL_ENV} or {DEFAULT_LB_HEALTH_URL})",
+    drain = sub.add_parser(
+        "drain", help="fail the load balancer's health check on purpose (503), reload nginx"
     )
+    undrain = sub.add_parser(
+        "undrain", help="pass the load balancer's health check again (200), reload nginx"
+    )
+    check = sub.add_parser("lb-health", help="the drain state and the health listener's answer")
+    for parser in (drain, undrain, check):
+        parser.add_argument(
+            "--url",
+            default=os.environ.get(LB_HEALTH_URL_ENV) or DEFAULT_LB_HEALTH_URL,
+            help=f"the health listener (default: ${LB_HEALTH_URL_ENV} or {DEFAULT_LB_HEALTH_URL})",
+        )
 
 
-def _drain(ctx: Context, _args: argparse.Namespace, _stdin: object) -> int:
-    return cmd_set_draining(ctx, True)
+def _drain(ctx: Context, args: argparse.Namespace, _stdin: object) -> int:
+    return cmd_set_draining(ctx, True, args.url)
 
 
-def _undrain(ctx: Context, _args: argparse.Namespace, _stdin: object) -> int:
-    return cmd_set_draining(ctx, False)
+def _undrain(ctx: Context, args: argparse.Namespace, _stdin: object) -> int:
+    return cmd_set_draining(ctx, False, args.url)
 
 
 # drain/undrain change nginx: under the deploy lock, never interleaved with a switch's reloads

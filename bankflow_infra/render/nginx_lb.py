@@ -2,13 +2,28 @@
 single-droplet bundle renders exactly as before).
 
 - the load balancer's health listener (:func:`lb_health_server`): plain HTTP on
-  ``contract.fleet.LB_HEALTH_PORT``, answering the agent's ``lb-health.conf`` include.
+  ``contract.fleet.LB_HEALTH_PORT``, answering the agent's ``lb-health.conf`` include;
+- who the visitor is behind the load balancer (:func:`render_lb_realip`): the load balancer
+  forwards TCP (443 pass-through: nginx keeps terminating TLS and checking Cloudflare's client
+  certificate) with the PROXY protocol, so the TCP peer is the load balancer and the address it
+  was connected from -- Cloudflare's edge -- arrives in the PROXY header. nginx's realip takes
+  ONE header per request, so it takes the PROXY one (trusted from the VPC only: the load
+  balancer's private side), and CF-Connecting-IP is believed in a map, only when that PROXY
+  address is one of Cloudflare's ranges: ``$bankflow_client_addr``, which the proxy headers,
+  the access log and the per-client limits use instead of ``$remote_addr`` (nginx_client.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Final
+
 from bankflow_infra.contract.fleet import LB_HEALTH_INCLUDE, LB_HEALTH_PATH, LB_HEALTH_PORT
 from bankflow_infra.render.model import NginxParams
+from bankflow_infra.render.nginx_client import HEADER, LB_CLIENT, client_port_map, peer_maps
+
+# An address as CF-Connecting-IP carries it (IPv4 or IPv6 text): anything else is not believed.
+_ADDRESS_RE: Final = "[0-9A-Fa-f:.]{2,45}"
 
 
 def listen_lines(params: NginxParams, port: int, suffix: str = "") -> list[str]:
@@ -53,3 +68,31 @@ def lb_health_server(params: NginxParams) -> list[str]:
         "    }",
         "}",
     ]
+
+
+def render_lb_realip(ranges: Sequence[str], lb_sources: Sequence[str]) -> str:
+    """``cloudflare-realip.conf`` of a load-balanced bundle. ``lb_sources``: where the load
+    balancer connects from (the stack's VPC range); only from there is a PROXY header believed."""
+    lines = [
+        HEADER.rstrip("\n"),
+        "# Behind the load balancer (PROXY protocol): the TCP peer is the load balancer, the address",
+        "# it was connected from arrives in the PROXY header, believed from the VPC only.",
+        *(f"set_real_ip_from {network};" for network in lb_sources),
+        "real_ip_header proxy_protocol;",
+        "",
+        "# 1 when the load balancer's peer (the PROXY address) is in Cloudflare's ranges.",
+        "geo $proxy_protocol_addr $bankflow_peer_is_cloudflare {",
+        "    default 0;",
+        *(f"    {network} 1;" for network in ranges),
+        "}",
+        "",
+        "# The visitor: CF-Connecting-IP when that peer is Cloudflare, else the peer itself.",
+        f'map "$bankflow_peer_is_cloudflare:$http_cf_connecting_ip" {LB_CLIENT} {{',
+        "    default $remote_addr;",
+        f'    "~^1:(?<bankflow_cf_client>{_ADDRESS_RE})$" $bankflow_cf_client;',
+        "}",
+        "",
+        *client_port_map("$remote_port"),
+        *peer_maps(),
+    ]
+    return "\n".join(lines) + "\n"

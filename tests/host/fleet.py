@@ -68,8 +68,11 @@ class Droplet:
 
 
 def fleet_settings(count: int = 3) -> Any:
+    """staging with ``count`` droplets; its VPC is loopback here: haproxy connects from 127.0.0.1,
+    as DigitalOcean's load balancer connects from the stack's VPC (nginx believes PROXY headers
+    only from there)."""
     settings = helpers.load_settings("staging")
-    return replace(settings, server=replace(settings.server, count=count))
+    return replace(settings, server=replace(settings.server, count=count, vpc_cidr="127.0.0.0/8"))
 
 
 def make_droplet(root: Path, index: int, nginx: str) -> Droplet:
@@ -171,7 +174,7 @@ class LocalTransport:
             raise TargetUnreachable(f"ssh to {target.host}: Connection refused")
         aliases = self._aliases(droplet)
         argv = [aliases.get(arg, arg) for arg in args]
-        if argv and argv[0] == "lb-health":
+        if argv and argv[0] in ("drain", "undrain", "lb-health"):
             argv += ["--url", droplet.lb_url]
         code, out, err = droplet.host.agent(*argv)
         for logical, own in aliases.items():

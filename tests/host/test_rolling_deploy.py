@@ -78,7 +78,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         for droplet in droplets:
             code, out, err = receive(droplet, render_payload(droplet, "v1", cert), deploy=True)
             assert code == 0, out + err
-        lb = start_haproxy(haproxy, droplets, tmp_path, proxy_protocol=False)
+        lb = start_haproxy(haproxy, droplets, tmp_path, proxy_protocol=True)
         time.sleep(TIMINGS.rejoin_wait)  # haproxy's first checks pass every droplet
         yield Fleet(droplets, lb, cert, LocalTransport({d.name: d for d in droplets}))
     finally:
