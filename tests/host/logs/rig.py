@@ -74,13 +74,16 @@ def host_tree(root: Path) -> HostTree:
 def _with_service_accounts(source: str, target: Path, kind: str) -> None:
     text = Path(source).read_text()
     known = {line.split(":")[2] for line in text.splitlines() if line.count(":") >= 3}
-
     def entry(name: str, uid: int) -> str:
         if kind == "passwd":
             return f"bankflow-{name}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin"
         return f"bankflow-{name}:x:{uid}:"
 
-    extra = [entry(name, uid) for name, uid in catalog.SERVICE_UIDS.items() if str(uid) not in known]
+    extra = [
+        entry(name, uid)
+        for name, uid in catalog.SERVICE_UIDS.items()
+        if str(uid) not in known
+    ]
     target.write_text(text + "".join(f"{line}\n" for line in extra))
 
 

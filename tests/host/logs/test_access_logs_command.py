@@ -28,6 +28,7 @@ from tests.support.s3 import S3
 RELEASE = "abc123def456"
 
 
+
 def _host(tmp_path: Path, endpoint: str) -> HostPaths:
     paths = HostPaths(tmp_path / "home")
     paths.ensure()

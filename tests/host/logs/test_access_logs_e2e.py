@@ -25,11 +25,12 @@ from tests.support.s3 import S3
 from tests.support.tools import require_tool
 
 LOG_FORMAT = (
-    'log_format bankflow_access escape=json \'{"time":"$time_iso8601","msec":"$msec",'
-    '"client_ip":"$remote_addr","client_port":"$http_x_client_source_port","cf_ray":"$http_cf_ray",'
-    '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
-    '"bytes":$body_bytes_sent,"request_time":$request_time}\';'
+    "log_format bankflow_access escape=json '{\"time\":\"$time_iso8601\",\"msec\":\"$msec\","
+    "\"client_ip\":\"$remote_addr\",\"client_port\":\"$http_x_client_source_port\",\"cf_ray\":\"$http_cf_ray\","
+    "\"host\":\"$host\",\"method\":\"$request_method\",\"uri\":\"$request_uri\",\"status\":$status,"
+    "\"bytes\":$body_bytes_sent,\"request_time\":$request_time}';"
 )
+
 
 
 def _start_nginx(root: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
@@ -42,7 +43,7 @@ def _start_nginx(root: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
         f"daemon off; pid {run}/nginx.pid; error_log {run}/error.log warn; worker_processes 2;\n"
         f"events {{ worker_connections 64; }}\nhttp {{ {temp}\n  {LOG_FORMAT}\n"
         f"  access_log {log} bankflow_access;\n"
-        f'  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }} }}\n'
+        f"  server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
     )
     process = subprocess.Popen([nginx, "-c", str(conf), "-e", str(run / "error.log")])
     for _ in range(100):

@@ -35,6 +35,7 @@ LOG = catalog.ACCESS_LOG_NAME
 STAMPS = ("20261130T010000", "20261130T020000", "20261130T030000")
 
 
+
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:
     directory = tmp_path / "logs" / "nginx"
