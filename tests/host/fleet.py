@@ -29,7 +29,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,20 @@ from bankflow_infra.contract.fleet import LB_HEALTH_PATH, LB_HEALTHY_THRESHOLD, 
 from bankflow_infra.contract.release import digest_files, release_id
 from bankflow_infra.contract.roll import RollTarget
 from bankflow_infra.host import agent
-from bankflow_infra.ops.roll import AgentAnswer, TargetUnreachable
+from bankflow_infra.ops.roll import AgentAnswer, RollTimings, TargetUnreachable
 from bankflow_infra.render import nginx_lb
-from tests.host.fixtures import HostEnv, make_host
+from tests.host.fixtures import HostEnv, Load, make_host
 from tests.render import helpers
 from tests.support.ports import free_port
 
 CHECK_INTERVAL_MS = 300  # DigitalOcean's minimum is 3 s (contract/fleet.py): shorter on loopback
 CHECK_TIMEOUT_MS = 300
+INTERVAL, TIMEOUT = CHECK_INTERVAL_MS / 1000, CHECK_TIMEOUT_MS / 1000
+# the contract's formulas (contract/fleet.py) with this load balancer's shorter timings
+TIMINGS = RollTimings(
+    drain_wait=LB_UNHEALTHY_THRESHOLD * (INTERVAL + TIMEOUT) + 0.5,
+    rejoin_wait=LB_HEALTHY_THRESHOLD * INTERVAL + 0.5,
+)
 
 
 @dataclass
@@ -245,3 +251,49 @@ def start_haproxy(haproxy: str, droplets: Sequence[Droplet], run: Path, proxy_pr
         time.sleep(0.05)
     process.kill()
     raise AssertionError(f"haproxy did not listen on 127.0.0.1:{port}: {(run / 'haproxy.log').read_text()}")
+
+
+# --------------------------------------------------------------------------- the whole rig
+
+
+@dataclass
+class Fleet:
+    droplets: list[Droplet]
+    lb: LoadBalancer
+    cert: helpers.OriginCert
+    transport: LocalTransport
+
+    def stage(self, tag: str, markers: dict[str, tuple[str, ...]] | None = None) -> str:
+        """Every droplet receives ``tag`` without switching; the roll's release id."""
+        for droplet in self.droplets:
+            payload = render_payload(droplet, tag, self.cert, (markers or {}).get(droplet.name, ()))
+            code, out, err = receive(droplet, payload)
+            assert code == 0, out + err
+        return self.droplets[0].releases[tag]
+
+    def currents(self) -> list[str | None]:
+        return [d.host.current() for d in self.droplets]
+
+    def load(self, workers: int = 4) -> Load:
+        hosts = fleet_settings().all_hostnames
+        return Load(self.lb.port, workers=workers, max_seconds=120, hosts=hosts, tls=True)
+
+
+@contextlib.contextmanager
+def running_fleet(root: Path, nginx: str, openssl: str, haproxy: str) -> Iterator[Fleet]:
+    """Three droplets serving release ``v1`` behind haproxy; everything stopped on exit."""
+    droplets = [make_droplet(root, index, nginx) for index in (1, 2, 3)]
+    cert = helpers.make_cert(openssl, root / "cert", fleet_settings().all_hostnames)
+    lb = None
+    try:
+        for droplet in droplets:
+            code, out, err = receive(droplet, render_payload(droplet, "v1", cert), deploy=True)
+            assert code == 0, out + err
+        lb = start_haproxy(haproxy, droplets, root, proxy_protocol=True)
+        time.sleep(TIMINGS.rejoin_wait)  # haproxy's first checks pass every droplet
+        yield Fleet(droplets, lb, cert, LocalTransport({d.name: d for d in droplets}))
+    finally:
+        if lb is not None:
+            lb.stop()
+        for droplet in droplets:
+            droplet.host.runtime.shutdown()

@@ -8,84 +8,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bankflow_infra.contract.fleet import LB_HEALTHY_THRESHOLD, LB_UNHEALTHY_THRESHOLD
+from bankflow_infra.contract.fleet import LB_UNHEALTHY_THRESHOLD
 from bankflow_infra.contract.roll import RollTarget
-from bankflow_infra.ops.roll import RollTimings, roll, roll_step
-from tests.host.fixtures import Load
+from bankflow_infra.ops.roll import roll, roll_step
 from tests.host.fleet import (
-    CHECK_INTERVAL_MS,
-    CHECK_TIMEOUT_MS,
+    INTERVAL,
+    TIMEOUT,
+    TIMINGS,
     Droplet,
-    LoadBalancer,
-    LocalTransport,
-    fleet_settings,
+    Fleet,
     kill_droplet,
-    make_droplet,
-    receive,
-    render_payload,
-    start_haproxy,
+    running_fleet,
 )
-from tests.render import helpers
 from tests.support.tools import require_tool
-
-INTERVAL, TIMEOUT = CHECK_INTERVAL_MS / 1000, CHECK_TIMEOUT_MS / 1000
-# the contract's formulas (contract/fleet.py) with this load balancer's shorter timings
-TIMINGS = RollTimings(
-    drain_wait=LB_UNHEALTHY_THRESHOLD * (INTERVAL + TIMEOUT) + 0.5,
-    rejoin_wait=LB_HEALTHY_THRESHOLD * INTERVAL + 0.5,
-)
-
-
-@dataclass
-class Fleet:
-    droplets: list[Droplet]
-    lb: LoadBalancer
-    cert: helpers.OriginCert
-    transport: LocalTransport
-
-    def stage(self, tag: str, markers: dict[str, tuple[str, ...]] | None = None) -> str:
-        """Every droplet receives ``tag`` without switching; the roll's release id."""
-        for droplet in self.droplets:
-            payload = render_payload(droplet, tag, self.cert, (markers or {}).get(droplet.name, ()))
-            code, out, err = receive(droplet, payload)
-            assert code == 0, out + err
-        return self.droplets[0].releases[tag]
-
-    def currents(self) -> list[str | None]:
-        return [d.host.current() for d in self.droplets]
-
-    def load(self) -> Load:
-        hosts = fleet_settings().all_hostnames
-        return Load(self.lb.port, workers=4, max_seconds=120, hosts=hosts, tls=True)
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    nginx, openssl, haproxy = require_tool("nginx"), require_tool("openssl"), require_tool("haproxy")
-    droplets = [make_droplet(tmp_path, index, nginx) for index in (1, 2, 3)]
-    cert_dir = tmp_path / "cert"
-    helpers.make_cert(openssl, cert_dir, fleet_settings().all_hostnames)
-    cert = helpers.OriginCert(
-        (cert_dir / "origin.pem").read_text(), (cert_dir / "origin.key").read_text(), cert_dir / "origin.pem"
-    )
-    lb = None
-    try:
-        for droplet in droplets:
-            code, out, err = receive(droplet, render_payload(droplet, "v1", cert), deploy=True)
-            assert code == 0, out + err
-        lb = start_haproxy(haproxy, droplets, tmp_path, proxy_protocol=True)
-        time.sleep(TIMINGS.rejoin_wait)  # haproxy's first checks pass every droplet
-        yield Fleet(droplets, lb, cert, LocalTransport({d.name: d for d in droplets}))
-    finally:
-        if lb is not None:
-            lb.stop()
-        for droplet in droplets:
-            droplet.host.runtime.shutdown()
+    tools = (require_tool("nginx"), require_tool("openssl"), require_tool("haproxy"))
+    with running_fleet(tmp_path, *tools) as running:
+        yield running
 
 
 def targets(fleet: Fleet) -> list[RollTarget]:
