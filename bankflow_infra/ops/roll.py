@@ -186,11 +186,11 @@ def roll(
     *,
     timings: RollTimings | None = None,
     say: Callable[[str], None] = lambda _text: None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> RollResult:
     """Take ``step`` on every droplet in order (see the module docstring); never raises for a
-    droplet's failure: the result names it, and what was put back."""
-    state = _Roll(transport, step, timings or RollTimings(), say, sleep)
+    droplet's failure: the result names it, and what was put back. ``sleep``: time.sleep."""
+    state = _Roll(transport, step, timings or RollTimings(), say, sleep or time.sleep)
     result = RollResult(step.action)
     try:
         for target in targets:  # every droplet answers before anything changes

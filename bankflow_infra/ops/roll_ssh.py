@@ -16,6 +16,15 @@ from bankflow_infra.ops.roll import AgentAnswer, TargetUnreachable
 from bankflow_infra.ops.ssh import RemoteError, ssh_session
 
 
+def fleet_targets(outputs: StackOutputs) -> tuple[RollTarget, ...]:
+    """The stack's app droplets in roll order (``origin_ips``), each with its pinned host key;
+    the SSH port and user are the stack's (``ssh``)."""
+    if outputs.ssh is None:
+        return ()
+    port, user = outputs.ssh.port, outputs.ssh.user
+    return tuple(RollTarget(d.name, d.ipv4, port, user, d.host_public_key) for d in outputs.origin_ips)
+
+
 def target_outputs(stack: str, target: RollTarget, private_key: str) -> StackOutputs:
     """What the SSH session reads of a stack's outputs, for one droplet of the roll: its
     address, its pinned host key and the deploy key (nothing else is used by ops/ssh)."""
