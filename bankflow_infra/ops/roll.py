@@ -142,9 +142,13 @@ class _Roll:
         raise _Stop(f"{target.name}: not back in rotation: {_last_line(answer)}", switched)
 
     def one(self, target: RollTarget) -> None:
-        self.say(f"{self.step.action} {target.name}: drain, wait {self.timings.drain_wait:g}s")
-        self.must(target, ["drain"], "drain")
-        self.sleep(self.timings.drain_wait)
+        if self.before.get(target.name) is None:
+            # a new droplet: nothing serves there, so the load balancer sends it nothing yet
+            self.say(f"{self.step.action} {target.name}: serves nothing yet: its first release")
+        else:
+            self.say(f"{self.step.action} {target.name}: drain, wait {self.timings.drain_wait:g}s")
+            self.must(target, ["drain"], "drain")
+            self.sleep(self.timings.drain_wait)
         self.say(f"{self.step.action} {target.name}: {' '.join(self.step.args)}")
         answer = self.run(target, self.step.args, self.step.args[0])
         if answer.code != 0:
@@ -162,7 +166,12 @@ class _Roll:
         """The release ``target`` served before the roll, drained while it switches; a problem."""
         previous = self.before.get(target.name)
         if previous is None:
-            return f"{target.name}: served nothing before: left on the new release"
+            # nothing to go back to: out of rotation, so visitors see one release only
+            try:
+                self.must(target, ["drain"], "drain")
+            except _Stop as exc:
+                return f"{target.name}: served nothing before and could not be drained: {exc}"
+            return f"{target.name}: served nothing before: left drained on the new release"
         self.say(f"revert {target.name}: drain, rollback {previous}, undrain")
         try:
             self.must(target, ["drain"], "drain")

@@ -127,3 +127,12 @@ def test_a_rollback_across_droplets_uses_each_agents_previous_release() -> None:
     assert result.ok
     assert droplets.current == {"d1": OLD, "d2": OLD, "d3": OLD}
     assert not any(args[0] == "migrate" for _, args in droplets.calls)
+
+
+def test_a_new_droplet_gets_its_first_release_without_a_drain_and_is_drained_on_a_revert() -> None:
+    droplets = Droplets(current={"d1": OLD, "d2": OLD, "d3": None}, fail={("d2", "lb-health"): 1})
+    result = roll(TARGETS[::-1], roll_step(NEW), droplets, timings=NO_WAIT)  # d3 first
+    assert droplets.commands("d3")[:4] == ["status", "migrate", "switch-staged", "undrain"]
+    assert not result.ok
+    assert any("d3: served nothing before: left drained" in p for p in result.problems)
+    assert droplets.commands("d3")[-1] == "drain"
