@@ -39,6 +39,7 @@ LB_HEALTH_URL_ENV: Final = "BANKFLOW_LB_HEALTH_URL"
 # nginx's health listener as seen from the droplet itself (the port is published on the host).
 DEFAULT_LB_HEALTH_URL: Final = f"http://127.0.0.1:{LB_HEALTH_PORT}{LB_HEALTH_PATH}"
 ANSWER_WAIT: Final = 5.0  # seconds for nginx's new workers to answer with the new include
+ANSWERS_IN_A_ROW: Final = 3
 _STATUS_RE: Final = re.compile(r"^HTTP/1\.[01] ([0-9]{3}) ")
 
 
@@ -79,12 +80,10 @@ def cmd_set_draining(ctx: Context, draining: bool, url: str) -> int:
         ctx.audit(action, None, "failed", message)
         return FAILED
     expected = 503 if draining else 200
-    status = _wait_for(ctx, url, expected)
-    if status != expected:
-        answer = f"HTTP {status}" if status else "no answer"
-        message = (
-            f"{action}: nginx reloaded, but {url} answered {answer} after {ANSWER_WAIT:g}s, not {expected}"
-        )
+    steady, answers = _wait_for(ctx, url, expected)
+    if not steady:
+        seen = ", ".join(str(a) if a else "no answer" for a in answers)
+        message = f"{action}: nginx reloaded, but {url} did not answer {expected} steadily (last: {seen})"
         ctx.complain(message)
         ctx.audit(action, None, "failed", message)
         return FAILED
@@ -95,13 +94,19 @@ def cmd_set_draining(ctx: Context, draining: bool, url: str) -> int:
     return OK
 
 
-def _wait_for(ctx: Context, url: str, expected: int) -> int:
+def _wait_for(ctx: Context, url: str, expected: int) -> tuple[bool, list[int]]:
+    """Whether the listener answered ``expected`` ANSWERS_IN_A_ROW times before the deadline, and
+    its last answers: right after a graceful reload an old worker still holding its listening
+    socket (``reuseport``) may answer one more connection with the previous include."""
     deadline = time.monotonic() + ANSWER_WAIT
-    status = probe(url)
-    while status != expected and time.monotonic() < deadline:
+    answers: list[int] = []
+    while True:
+        answers = [*answers[-(ANSWERS_IN_A_ROW - 1) :], probe(url)]
+        if answers == [expected] * ANSWERS_IN_A_ROW:
+            return True, answers
+        if time.monotonic() >= deadline:
+            return False, answers
         ctx.sleep(0.1)
-        status = probe(url)
-    return status
 
 
 def probe(url: str, timeout: float = 3.0) -> int:
