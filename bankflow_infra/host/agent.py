@@ -5,12 +5,15 @@
     bankflow-agent receive --stdin [--deploy]          write a bundle sent as JSON on stdin (Pulumi),
                                                        then deploy it
     bankflow-agent rollback [RELEASE]                  the same switch towards a kept release
+    bankflow-agent switch-staged RELEASE               a received release, no migrations (a roll)
+    bankflow-agent drain | undrain                     fail / pass the load balancer's health check
+    bankflow-agent lb-health [--url URL]               the drain state and the listener's answer
     bankflow-agent releases [--json]                   kept releases, current marked
     bankflow-agent status [--json]                     current release and its services
     bankflow-agent logs [SERVICE] [--tail N] [--follow] logs of the current release's app services,
                                                        or of a base service (postgres, redis, nginx)
-    bankflow-agent migrate                             run the current release's migrate command
-                                                       again (the deploy's migrate step), audited
+    bankflow-agent migrate [--release ID]              run the current (or a received) release's
+                                                       migrate command (the deploy's step), audited
     bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
     bankflow-agent uploads-backup | uploads-snapshots | uploads-status | uploads-check | uploads-migrate
                                                        uploads (restic): ``backups/uploads_commands.py``
@@ -56,19 +59,20 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Final, TextIO
+from typing import Any, BinaryIO, Final, TextIO
 
 from ..contract import exit_codes
 from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
+from ..contract.release import is_release_id
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
-from . import access_logs_ship, database_roles, history, patching
+from . import access_logs_ship, database_roles, history, lb_health, patching
 from . import state as st
 from .backups import commands as backups
 from .backups import uploads_commands as uploads
 from .backups import watch as backup_watch
 from .context import Context, Options, UsageError, describe
-from .deploy import cmd_deploy, cmd_rollback
+from .deploy import cmd_deploy, cmd_rollback, cmd_switch_staged
 from .files import WriteFailed
 from .journal import Attempt, new_attempt_id
 from .logs import cmd_logs
@@ -91,7 +95,8 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "deploy": (lambda ctx, a, _: cmd_deploy(ctx, a.bundle, a.release), True),
     "receive": (lambda ctx, a, stdin: cmd_receive(ctx, stdin or sys.stdin.buffer, a.deploy), True),
     "rollback": (lambda ctx, a, _: cmd_rollback(ctx, a.release), True),
-    "migrate": (lambda ctx, _a, _: cmd_migrate(ctx), True),
+    "migrate": (lambda ctx, a, _: cmd_migrate(ctx, a.release), True),
+    "switch-staged": (lambda ctx, a, _: cmd_switch_staged(ctx, a.release), True),
     "releases": (lambda ctx, a, _: cmd_releases(ctx, a.json), False),
     "status": (lambda ctx, a, _: cmd_status(ctx, a.json), False),
     "logs": (lambda ctx, a, _: cmd_logs(ctx, a.service, a.tail, a.follow), False),
@@ -102,8 +107,10 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     **database_roles.COMMANDS,
     **patching.COMMANDS,
     **access_logs_ship.COMMANDS,
+    **lb_health.COMMANDS,
 }
-SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive")  # the ones taking the switch options
+# the ones taking the switch options
+SWITCH_COMMANDS: Final = ("deploy", "rollback", "receive", "switch-staged")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("service", nargs="?", help="one service (default: every app service)")
     logs.add_argument("--tail", type=tail_lines, default=LOG_TAIL_DEFAULT, help="lines per service")
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
-    sub.add_parser("migrate", help="run the current release's migrate command again")
+    _register_roll_steps(sub, switch)
     backups.register(sub)
     uploads.register(sub)
     backup_watch.register(sub)
@@ -161,7 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
     database_roles.register(sub)
     patching.register(sub)
     access_logs_ship.register(sub)
+    lb_health.register(sub)
     return parser
+
+
+def _register_roll_steps(sub: Any, switch: argparse.ArgumentParser) -> None:
+    """migrate (also a received release's, once before a roll) and switch-staged (issue 13)."""
+    migrate = sub.add_parser("migrate", help="run the current release's migrate command again")
+    migrate.add_argument(
+        "--release", type=_release_id, help="a received (staged) release's migrations instead (a roll)"
+    )
+    staged = sub.add_parser(
+        "switch-staged",
+        parents=[switch],
+        help="switch to a received release without running its migrations (a rolling deploy)",
+    )
+    staged.add_argument("release", type=_release_id)
+
+
+def _release_id(value: str) -> str:
+    if not is_release_id(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a release id (12 lowercase hex digits)")
+    return value
 
 
 def switch_options(args: argparse.Namespace) -> Options:
@@ -177,6 +205,7 @@ def switch_options(args: argparse.Namespace) -> Options:
         fresh=args.fresh,
         candidate_url=args.candidate_url,
         watch=args.watch,
+        skip_migrate=args.command == "switch-staged",
     )
 
 

@@ -39,6 +39,8 @@ class Options:
     fresh: bool = False  # start new app containers even when the app fingerprint is unchanged
     candidate_url: str = DEFAULT_CANDIDATE_URL  # nginx's loopback verify listener, seen from the host
     watch: float = 5.0  # seconds of checks after the public switch; a failure reverts
+    # a rolling deploy's switch (switch-staged): the roll ran the migrations once, before it began
+    skip_migrate: bool = False
 
 
 @dataclass

@@ -111,15 +111,22 @@ def _app_password(bundle: Path, ref: object, names: dict[str, str], where: str) 
     return _password(password or "", what)
 
 
+# release.json: true when the bundle uses a managed PostgreSQL cluster (render/bundle.py writes it)
+MANAGED_DATABASE_KEY: Final = "managed_database"
+
+
 def load_roles(bundle: Path) -> RolesSpec | None:
     """The release's roles (None when its manifest has no ``database`` entry), fully checked:
     names, both passwords, and that the apps' DATABASE_URL logs in as the app role."""
     where = str(bundle / MANIFEST_NAME)
     try:
-        entry = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8")).get("database")
+        manifest = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+        entry = manifest.get("database")
     except (OSError, ValueError, AttributeError) as exc:
         raise RolesError(f"{where}: unreadable: {type(exc).__name__}") from exc
-    if entry is None:
+    if entry is None or manifest.get(MANAGED_DATABASE_KEY) is True:
+        # a managed cluster (issue 13): DigitalOcean owns the roles; the app role and its password
+        # are the program's DatabaseUser, nothing runs on this droplet to apply them to
         return None
     if not isinstance(entry, dict):
         raise RolesError(f"{where}: database must be an object")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..contract.exit_codes import OK
+from ..contract.release import MANIFEST_NAME, is_release_id
 from . import state as st
 from .context import Context, UsageError
 from .database_roles import load_roles
@@ -36,6 +37,20 @@ def cmd_deploy(ctx: Context, bundle: Path, release_override: str | None, reconci
         return _already_current(ctx, "deploy", release)
     install_release(ctx.paths, bundle, release)
     return switch_release(ctx, "deploy", release, manifest, current)
+
+
+def cmd_switch_staged(ctx: Context, release: str) -> int:
+    """The rolling deploy's switch (issue 13): a release received earlier without ``--deploy``
+    (``receive --stdin``), behind the same health gate as a deploy. Run with the options'
+    ``skip_migrate``: the roll ran the migrations once, on the first droplet, before it began."""
+    bundle = ctx.paths.release_dir(release)
+    if not (bundle / MANIFEST_NAME).is_file():
+        staged = sorted(p.name for p in ctx.paths.releases.iterdir() if is_release_id(p.name))
+        raise UsageError(
+            f"switch-staged: release {release} was not received on this host "
+            f"(`receive --stdin` first); release dirs here: {', '.join(staged) or 'none'}"
+        )
+    return cmd_deploy(ctx, bundle, release)
 
 
 def cmd_rollback(ctx: Context, target: str | None) -> int:

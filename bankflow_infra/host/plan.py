@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ..contract.fleet import LB_HEALTH_INCLUDE
 from ..contract.release import app_project_name
 from ..contract.upstreams import CANDIDATE_UPSTREAMS_FILE
 from . import state as st
@@ -59,7 +60,8 @@ def stale_base(
 
 def nginx_files_kept(manifest: Manifest) -> frozenset[str]:
     """Live nginx files the agent writes itself: never copied from (or deleted for) a bundle."""
-    return frozenset({manifest.upstreams_file, CANDIDATE_UPSTREAMS_FILE})
+    # lb-health.conf: a droplet drained for a roll stays drained while it switches
+    return frozenset({manifest.upstreams_file, CANDIDATE_UPSTREAMS_FILE, LB_HEALTH_INCLUDE})
 
 
 def app_project(ctx: Context, app_release: str) -> tuple[Project, Manifest | None]:

@@ -311,6 +311,10 @@ def _remove_temp_files(ctx: Context, report: Report) -> None:
             if entry.name.startswith(".") and (INCOMING_MARK in entry.name or TEMP_MARK in entry.name):
                 _remove(entry)
                 removed.append(entry.name)
+            elif entry.is_dir():  # a release dir: its release.env is written in place (install_release)
+                for temp in entry.glob(f".*{TEMP_MARK}*"):
+                    _remove(temp)
+                    removed.append(str(temp.relative_to(paths.home)))
     for directory in (paths.nginx, paths.state, paths.secrets, paths.tls):
         if directory.is_dir():
             for entry in directory.rglob(f"*{TEMP_MARK}*"):

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..contract.exit_codes import FAILED, RESTORE_FAILED
+from ..contract.fleet import LB_HEALTH_INCLUDE
 from ..contract.upstreams import CANDIDATE_UPSTREAMS_FILE
 from . import journal, traffic
 from . import state as st
@@ -214,7 +215,7 @@ def _start_new_apps(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _
     if plan.reuse:
         ctx.say(f"app services unchanged: keeping the containers of release {plan.app_release} (no restart)")
         return
-    if plan.action == "deploy" and manifest.migrate is not None:
+    if plan.action == "deploy" and manifest.migrate is not None and not ctx.options.skip_migrate:
         progress.run("migrate", f"{manifest.migrate.service} {' '.join(manifest.migrate.command)}")
         ctx.runtime.run_once(plan.app, manifest.migrate.service, manifest.migrate.command)
     progress.run("start", plan.app.name + ("" if plan.first else " beside the running release"))
@@ -248,6 +249,11 @@ def _stage(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _Undo) -> 
     public = paths.nginx / manifest.upstreams_file
     if not public.is_file():  # before the first switch: the bundle's placeholder (nothing serves)
         st.write_atomic(public, (source / manifest.upstreams_file).read_bytes())
+    lb_health = paths.nginx / LB_HEALTH_INCLUDE
+    if not lb_health.is_file() and (source / LB_HEALTH_INCLUDE).is_file():
+        # the first load-balanced release: the bundle's include (serving); later ones keep the
+        # live file, which only drain/undrain write
+        st.write_atomic(lb_health, (source / LB_HEALTH_INCLUDE).read_bytes())
     if plan.verify_listener:
         traffic.write_candidate(ctx, manifest, plan.release, plan.app_release)
     undo.staged = True

@@ -14,6 +14,8 @@ path:
 - ``security-headers.conf``  HSTS + OWASP headers, included by every server (``always``)
 - ``proxy.conf``             what the apps are told (every client-identity header set by nginx or
                              removed), keepalive and timeouts, included by every proxy location
+- ``lb-health.conf``         load-balanced bundles only: the load balancer health listener's answer
+                             (serving; the agent's drain rewrites the live copy, host/lb_health.py)
 - ``sites.conf``             the servers: health (loopback), defaults that refuse, one per hostname,
                              and the verify listener: the same server per hostname on
                              ``contract.upstreams.CANDIDATE_PORT`` (published on the host's
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from bankflow_infra import catalog
+from bankflow_infra.contract.fleet import LB_HEALTH_INCLUDE, render_lb_health
 from bankflow_infra.contract.release import MAINTENANCE_LISTEN, MAINTENANCE_RETRY_AFTER
 from bankflow_infra.contract.upstreams import (
     CANDIDATE_SUFFIX,
@@ -52,6 +55,7 @@ from bankflow_infra.render.nginx_client import (
     render_realip,
 )
 from bankflow_infra.render.nginx_headers import CSP_FILE, HEADERS_FILE, render_csp, render_security_headers
+from bankflow_infra.render.nginx_lb import lb_health_server, render_lb_realip
 from bankflow_infra.settings import Settings
 
 __all__ = [  # the split modules' names, still importable from here
@@ -165,9 +169,9 @@ def render_main(settings: Settings, params: NginxParams) -> str:
         f"    client_max_body_size {settings.nginx.client_max_body_size};",
         *_temp_paths(params),
         "",
-        *(f"    {line}" for line in limit_zone_lines(params.limits)),
+        *(f"    {line}" for line in limit_zone_lines(params.limits, settings.load_balanced)),
         "",
-        *(f"    {line}" for line in access_log_lines(params.access_log)),
+        *(f"    {line}" for line in access_log_lines(params.access_log, settings.load_balanced)),
         "",
         *_tls_lines(params),
         "",
@@ -205,7 +209,7 @@ def _health_server(params: NginxParams) -> list[str]:
 # `reuseport` (once per address:port, on its default server): a replacement nginx (new image)
 # binds the same sockets beside the serving one in the port holder's network namespace, then the
 # old one quits gracefully; without it the second bind fails (issue 12, item 6; host/runtime_base.py).
-def _default_servers(params: NginxParams) -> list[str]:
+def _default_servers(params: NginxParams, proxy: str = "") -> list[str]:
     return [
         "# Unknown Host on port 80: close the connection without an answer.",
         "server {",
@@ -215,7 +219,7 @@ def _default_servers(params: NginxParams) -> list[str]:
         "",
         "# Unknown SNI: refuse the TLS handshake. Known SNI but unknown Host: 421 Misdirected Request.",
         "server {",
-        *_listen(params, params.https_port, " ssl default_server reuseport"),
+        *_listen(params, params.https_port, f" ssl{proxy} default_server reuseport"),
         "    ssl_reject_handshake on;",
         f"    {_include(params, HEADERS_FILE)}",
         "    return 421;",
@@ -236,13 +240,13 @@ def _sni_must_match(hostname: str) -> list[str]:
 
 
 def _proxied_server(
-    hostname: str, port: int, upstream: str, params: NginxParams, aop: list[str]
+    hostname: str, port: int, upstream: str, params: NginxParams, aop: list[str], proxy: str = ""
 ) -> list[str]:
     """One hostname's HTTPS server on ``port``: TLS (``aop``: the client-certificate lines), the
     SNI check, the per-client limits, the headers and the proxy to ``upstream``."""
     return [
         "server {",
-        *_listen(params, port, " ssl"),
+        *_listen(params, port, f" ssl{proxy}"),
         "    http2 on;",
         f"    server_name {hostname};",
         *aop,
@@ -287,7 +291,9 @@ def _verify_default(params: NginxParams) -> list[str]:
     ]
 
 
-def _hostname_servers(hostname: str, upstream: str, params: NginxParams, origin_pull: bool) -> list[str]:
+def _hostname_servers(
+    hostname: str, upstream: str, params: NginxParams, origin_pull: bool, proxy: str = ""
+) -> list[str]:
     aop = origin_pull_lines(params) if origin_pull else []
     return [
         "server {",
@@ -297,7 +303,7 @@ def _hostname_servers(hostname: str, upstream: str, params: NginxParams, origin_
         f"    return 301 {_https_url(hostname, params)}$request_uri;",
         "}",
         "",
-        *_proxied_server(hostname, params.https_port, upstream, params, aop),
+        *_proxied_server(hostname, params.https_port, upstream, params, aop, proxy),
     ]
 
 
@@ -336,10 +342,14 @@ def maintenance_server(address: str = MAINTENANCE_LISTEN) -> list[str]:
 
 def render_sites(settings: Settings, params: NginxParams, origin_pull: bool = False) -> str:
     maintenance = maintenance_server(maintenance_address(params))
-    blocks = [_health_server(params), maintenance, _default_servers(params)]
+    # behind the load balancer every public 443 connection starts with its PROXY header (nginx_lb.py)
+    proxy = " proxy_protocol" if settings.load_balanced else ""
+    blocks = [_health_server(params), maintenance, _default_servers(params, proxy)]
+    if settings.load_balanced:
+        blocks.insert(1, lb_health_server(params))
     for service in catalog.app_services(settings):
         for hostname in service.hostnames:
-            servers = _hostname_servers(hostname, service.upstream, params, origin_pull)
+            servers = _hostname_servers(hostname, service.upstream, params, origin_pull, proxy)
             blocks.append([f"# {hostname} -> {service.name}", *servers])
     blocks.append(_verify_default(params))
     for service in catalog.app_services(settings):
@@ -360,13 +370,17 @@ def render_nginx_files(
 ) -> dict[str, str]:
     """File name (inside the nginx dir) -> text. ``origin_pull``: the public HTTPS servers require
     Cloudflare's client certificate (``params.client_ca_path`` holds the CA)."""
+    lb_health = {LB_HEALTH_INCLUDE: render_lb_health(draining=False)} if settings.load_balanced else {}
     return {
+        **lb_health,
         MAIN_FILE: render_main(settings, params),
         CSP_FILE: render_csp(settings),
         UPSTREAMS_FILE: render_placeholder_upstreams(settings),
         CANDIDATE_UPSTREAMS_FILE: render_placeholder_upstreams(settings, CANDIDATE_SUFFIX),
-        REALIP_FILE: render_realip(ranges),
+        REALIP_FILE: render_lb_realip(ranges, (settings.server.vpc_cidr,))
+        if settings.load_balanced
+        else render_realip(ranges),
         HEADERS_FILE: render_security_headers(settings),
-        PROXY_FILE: render_proxy(settings),
+        PROXY_FILE: render_proxy(settings, settings.load_balanced),
         SITES_FILE: render_sites(settings, params, origin_pull),
     }

@@ -19,11 +19,22 @@ from bankflow_infra.settings import Settings
 
 REALIP_FILE: Final = "cloudflare-realip.conf"
 PROXY_FILE: Final = "proxy.conf"
-_HEADER = "# Rendered by bankflow_infra.render.nginx -- do not edit on the host; change the settings.\n"
+HEADER: Final = "# Rendered by bankflow_infra.render.nginx -- do not edit on the host; change the settings.\n"
 
 # A connect to a container on the same host either succeeds at once or the container is gone:
 # waiting as long as for a slow response would only hold the client.
 MAX_CONNECT_TIMEOUT_SECONDS: Final = 10
+
+
+# The visitor's address as nginx knows it: $remote_addr after realip on one droplet; behind the
+# load balancer (issue 13) realip can only take the PROXY header (Cloudflare's edge), so the
+# visitor is $bankflow_client_addr, mapped in cloudflare-realip.conf (render/nginx_lb.py).
+DIRECT_CLIENT: Final = "$remote_addr"
+LB_CLIENT: Final = "$bankflow_client_addr"
+
+
+def client_variable(behind_lb: bool) -> str:
+    return LB_CLIENT if behind_lb else DIRECT_CLIENT
 
 
 def _http_variable(header: str) -> str:
@@ -34,7 +45,7 @@ def _http_variable(header: str) -> str:
 # The values an app may believe, each set by nginx (see cloudflare-realip.conf for the $bankflow_*
 # ones: empty unless the peer is Cloudflare). Header names are case-insensitive: nginx replaces a
 # client's header of the same name, however spelled, and all of its copies.
-SET_HEADERS: Final[tuple[tuple[str, str], ...]] = (
+SETHEADERS: Final[tuple[tuple[str, str], ...]] = (
     ("Host", "$host"),
     ("X-Real-IP", "$remote_addr"),
     ("X-Forwarded-For", "$remote_addr"),
@@ -52,7 +63,7 @@ SET_HEADERS: Final[tuple[tuple[str, str], ...]] = (
 # or the method, which nginx has no value for: removed (an empty proxy_set_header drops it).
 # OWASP and PortSwigger's lists of host/IP/URL-override headers; CF-Connecting-IPv6/Pseudo-IPv4 are
 # Cloudflare's pseudo-IPv4 pair; CF-Worker/CDN-Loop would let a client claim a Cloudflare hop.
-STRIPPED_HEADERS: Final[tuple[str, ...]] = (
+STRIPPEDHEADERS: Final[tuple[str, ...]] = (
     "Forwarded",
     "X-Forwarded",
     "Forwarded-For",
@@ -97,9 +108,9 @@ def _peer_map(variable: str, source: str) -> list[str]:
 
 
 def render_realip(ranges: Sequence[str]) -> str:
-    port = _http_variable(catalog.CLIENT_PORT_HEADER)
+    """One droplet: Cloudflare is the TCP peer. (Behind the load balancer: nginx_lb.py.)"""
     lines = [
-        _HEADER.rstrip("\n"),
+        HEADER.rstrip("\n"),
         "# The client address is CF-Connecting-IP, believed only when the peer is one of Cloudflare's",
         "# ranges -- the same list the cloud firewall admits. Anyone else is logged as themselves.",
         *(f"set_real_ip_from {network};" for network in ranges),
@@ -111,13 +122,28 @@ def render_realip(ranges: Sequence[str]) -> str:
         *(f"    {network} 1;" for network in ranges),
         "}",
         "",
+        *client_port_map("$realip_remote_port"),
+        *peer_maps(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def client_port_map(own_port: str) -> list[str]:
+    port = _http_variable(catalog.CLIENT_PORT_HEADER)
+    return [
         f"# The visitor's source port: {catalog.CLIENT_PORT_HEADER} (set by the zone's transform rule)",
         "# from Cloudflare, digits only; from anyone else the TCP peer is the client, so its own port.",
         f'map "$bankflow_peer_is_cloudflare:{port}" $bankflow_client_port {{',
         '    default "";',
         '    "~^1:(?<bankflow_port>[0-9]{1,5})$" $bankflow_port;',
-        '    "~^0:" $realip_remote_port;',
+        f'    "~^0:" {own_port};',
         "}",
+    ]
+
+
+def peer_maps() -> list[str]:
+    """The values only Cloudflare may give: empty unless the peer is Cloudflare."""
+    return [
         "",
         "# Cloudflare's ray id (joins our log line to Cloudflare's), from Cloudflare only, one token.",
         'map "$bankflow_peer_is_cloudflare:$http_cf_ray" $bankflow_cf_ray {',
@@ -127,22 +153,27 @@ def render_realip(ranges: Sequence[str]) -> str:
         *_peer_map("bankflow_cf_visitor", "$http_cf_visitor"),
         *_peer_map("bankflow_cf_country", "$http_cf_ipcountry"),
     ]
-    return "\n".join(lines) + "\n"
 
 
-def render_proxy(settings: Settings) -> str:
+def set_headers(behind_lb: bool = False) -> tuple[tuple[str, str], ...]:
+    """SETHEADERS with the visitor's address variable of the bundle's shape."""
+    client = client_variable(behind_lb)
+    return tuple((name, client if value == DIRECT_CLIENT else value) for name, value in SETHEADERS)
+
+
+def render_proxy(settings: Settings, behind_lb: bool = False) -> str:
     timeout = settings.nginx.proxy_timeout_seconds
     connect = min(timeout, MAX_CONNECT_TIMEOUT_SECONDS)
     lines = [
-        _HEADER.rstrip("\n"),
+        HEADER.rstrip("\n"),
         "# HTTP/1.1 with an empty Connection header: keepalive to the upstream (upstreams.conf).",
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
         "# Only values nginx sets reach the app: the verified client address (cloudflare-realip.conf),",
         "# Cloudflare's own headers only from Cloudflare; a client-sent X-Forwarded-For, True-Client-IP,",
         "# X-Original-URL ... is replaced or removed. Names with '_' never pass: underscores_in_headers off.",
-        *(f"proxy_set_header {name} {value};" for name, value in SET_HEADERS),
-        *(f'proxy_set_header {name} "";' for name in STRIPPED_HEADERS),
+        *(f"proxy_set_header {name} {value};" for name, value in set_headers(behind_lb)),
+        *(f'proxy_set_header {name} "";' for name in STRIPPEDHEADERS),
         f"proxy_connect_timeout {connect}s;",
         f"proxy_send_timeout {timeout}s;",
         f"proxy_read_timeout {timeout}s;",
@@ -182,9 +213,12 @@ ACCESS_LOG_FIELDS: Final[tuple[tuple[str, str], ...]] = (
 ACCESS_LOG_FORMAT: Final = "bankflow_json"
 
 
-def access_log_lines(access_log: str) -> list[str]:
-    """``http``-level lines: the millisecond timestamp, the JSON format and the log file."""
-    body = ",".join(f'"{name}":{value}' for name, value in ACCESS_LOG_FIELDS)
+def access_log_lines(access_log: str, behind_lb: bool = False) -> list[str]:
+    """``http``-level lines: the millisecond timestamp, the JSON format and the log file. Behind
+    the load balancer the client is the mapped visitor and the peer the load balancer's own peer
+    (Cloudflare's edge, from the PROXY header: $remote_addr after realip)."""
+    lb_fields = {"client_ip": f'"{LB_CLIENT}"', "peer": '"$remote_addr"'} if behind_lb else {}
+    body = ",".join(f'"{name}":{lb_fields.get(name, value)}' for name, value in ACCESS_LOG_FIELDS)
     return [
         "# $time_iso8601 has whole seconds: the milliseconds come from $msec (the same clock reading).",
         'map "$time_iso8601|$msec" $bankflow_time_ms {',
@@ -201,9 +235,11 @@ CONN_ZONE: Final = "bankflow_conn_per_ip"
 REQ_ZONE: Final = "bankflow_req_per_ip"
 
 
-def limit_zone_lines(limits: ClientLimits) -> list[str]:
+def limit_zone_lines(limits: ClientLimits, behind_lb: bool = False) -> list[str]:
     """``http``-level: timeouts for every server and the per-client-IP zones. The key is
-    $binary_remote_addr after realip (which runs first): the visitor, never Cloudflare's address."""
+    $binary_remote_addr after realip (which runs first): the visitor, never Cloudflare's address;
+    behind the load balancer the mapped visitor (a text key: more memory per entry, same bound)."""
+    key = LB_CLIENT if behind_lb else "$binary_remote_addr"
     return [
         "# Slow clients: the header within this total bound, the body and the answer without a longer",
         "# pause than these (a body trickled slower is cut with 408).",
@@ -214,8 +250,8 @@ def limit_zone_lines(limits: ClientLimits) -> list[str]:
         "keepalive_requests 1000;",
         "keepalive_time 1h;",
         "reset_timedout_connection on;",
-        f"limit_conn_zone $binary_remote_addr zone={CONN_ZONE}:10m;",
-        f"limit_req_zone $binary_remote_addr zone={REQ_ZONE}:10m rate={limits.rate_per_ip}r/s;",
+        f"limit_conn_zone {key} zone={CONN_ZONE}:10m;",
+        f"limit_req_zone {key} zone={REQ_ZONE}:10m rate={limits.rate_per_ip}r/s;",
         "limit_conn_status 429;",
         "limit_req_status 429;",
         "limit_conn_log_level warn;",

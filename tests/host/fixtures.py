@@ -210,7 +210,7 @@ class HostEnv:
         """Run the agent in-process against this host; (exit code, stdout, stderr)."""
         out, err = io.StringIO(), io.StringIO()
         argv = ["--home", str(self.home), "--actor", "test", *args]
-        if args and args[0] in ("deploy", "rollback", "receive"):
+        if args and args[0] in ("deploy", "rollback", "receive", "switch-staged"):
             argv += self.switch_options()
         code = agent.main(argv, runtime=self.runtime, out=out, err=err)
         return code, out.getvalue(), err.getvalue()
@@ -222,7 +222,7 @@ class HostEnv:
         """The agent in a child process (``tests/host/agent_child.py``), for the fault tests."""
         argv = [sys.executable, "-m", "tests.host.agent_child", str(self.run), self.runtime.nginx]
         argv += [str(self.runtime.nginx_conf), "--", "--home", str(self.home), "--actor", "test", *args]
-        if args and args[0] in ("deploy", "rollback", "receive"):
+        if args and args[0] in ("deploy", "rollback", "receive", "switch-staged"):
             argv += self.switch_options()
         return subprocess.Popen(
             argv,
@@ -284,6 +284,7 @@ class LoadResult:
     total: int = 0
     failures: list[str] = field(default_factory=list)
     failure_times: list[float] = field(default_factory=list)  # wall clock (time.time) of each
+    failure_started: list[float] = field(default_factory=list)  # when each failed request began
     latencies: list[float] = field(default_factory=list)
     releases: Counter[str] = field(default_factory=Counter)
 
@@ -327,7 +328,7 @@ class Load:
         return SNIConnection("127.0.0.1", self.port, host, 10)
 
     def _one(self, service: str) -> None:
-        started = time.monotonic()
+        started, began = time.monotonic(), time.time()
         conn = self._connect(service)
         try:
             conn.request("GET", "/", headers={"Host": service, "Connection": "close"})
@@ -344,6 +345,7 @@ class Load:
             if failure:
                 self.result.failures.append(failure)
                 self.result.failure_times.append(time.time())
+                self.result.failure_started.append(began)
             else:
                 self.result.releases[body.split()[0]] += 1
 

@@ -26,6 +26,7 @@ COMMANDS = (
     "bankflow_infra.ops.cli.doctor",
     "bankflow_infra.ops.cli.status",
     "bankflow_infra.ops.cli.rotate",
+    "bankflow_infra.ops.cli.roll",
 )
 
 Handler = Callable[[argparse.Namespace], int]

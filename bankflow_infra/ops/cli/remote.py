@@ -3,7 +3,9 @@
     bankflow-infra ssh STACK [--user NAME] [-- CMD...]        a shell (or CMD) on the stack's droplet
     bankflow-infra logs STACK [SERVICE] [--tail N] [--follow] the serving containers' logs
     bankflow-infra releases STACK [--json]                    kept releases, current marked
-    bankflow-infra rollback STACK [RELEASE] [--yes]           switch back (default: the previous)
+    bankflow-infra rollback STACK [RELEASE] [--yes]           switch back (default: the previous);
+                                                              behind a load balancer every droplet,
+                                                              one at a time, drained while it switches
     bankflow-infra migrate STACK                              re-run the current release's migrations
 
 Exit codes: the host agent's (0 done, 1 a step failed and the previous release still serves,
@@ -29,7 +31,9 @@ from bankflow_infra.contract.outputs import StackOutputs
 from bankflow_infra.contract.services import APP_SERVICES
 from bankflow_infra.ops.cli import session
 from bankflow_infra.ops.cli.session import add_outputs_arguments
-from bankflow_infra.ops.ssh import RemoteError, SshSession
+from bankflow_infra.ops.roll import roll, rollback_step, summary
+from bankflow_infra.ops.roll_ssh import SshRollTransport, fleet_targets
+from bankflow_infra.ops.ssh import RemoteError, SshSession, ssh_session
 from bankflow_infra.ops.status_inputs import InputError, release_argument
 from bankflow_infra.settings.server import OPERATOR_NAME_RE as OPERATOR_NAME
 
@@ -113,8 +117,11 @@ def _register_releases(commands: Any) -> None:
     )
     add_outputs_arguments(rollback)
     rollback.add_argument(
-        "release", nargs="?", metavar="RELEASE",
-        help="release id, 12 hex digits as `releases` lists them (checked before connecting)")
+        "release",
+        nargs="?",
+        metavar="RELEASE",
+        help="release id, 12 hex digits as `releases` lists them (checked before connecting)",
+    )
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rollback.set_defaults(handler=run_rollback)
 
@@ -193,8 +200,9 @@ def _operator_name(value: str) -> str:
 def run_logs(args: argparse.Namespace) -> int:
     services = catalog_services()
     if args.service is not None and args.service not in services:
-        session.error("logs", f"unknown service {args.service!r}; "
-                      f"the catalog's services are {', '.join(services)}")
+        session.error(
+            "logs", f"unknown service {args.service!r}; the catalog's services are {', '.join(services)}"
+        )
         return exit_codes.USAGE
     agent_args = ["logs"]
     if args.service is not None:
@@ -241,7 +249,39 @@ def run_rollback(args: argparse.Namespace) -> int:
         agent_args = ["rollback", *([args.release] if args.release else [])]
         return ssh.run_agent(agent_args).returncode
 
-    return _remote(args, "rollback", action)
+    def run() -> int:
+        outputs = session.load(args, show_secrets=True)
+        if len(outputs.origin_ips) > 1:  # behind the load balancer: one droplet at a time
+            return rollback_fleet(outputs, args.release, args.yes)
+        with ssh_session(outputs, note=session.note) as ssh:
+            return action(ssh)
+
+    return session.guarded("rollback", run)
+
+
+def rollback_fleet(outputs: StackOutputs, release: str | None, yes: bool) -> int:
+    """``rollback`` on every droplet in roll order, each drained at the load balancer while it
+    switches (ops/roll.py); a failure puts the droplets already switched back and exits 1."""
+    targets = fleet_targets(outputs)
+    to = release or "each droplet's previous release"
+    names = ", ".join(t.name for t in targets)
+    print(
+        f"stack {outputs.stack}: roll back {names} to {to}, one at a time behind the load balancer",
+        file=sys.stderr,
+    )
+    if not yes and not session.confirmed("Proceed? [y/N] "):
+        session.error("rollback", "not confirmed; nothing changed")
+        return session.DECLINED
+    # no usable deploy key in the outputs: ssh falls back to the ssh-agent, as for one droplet
+    transport = SshRollTransport(outputs.stack, outputs.deploy_private_key or "", note=session.note)
+    result = roll(
+        targets,
+        rollback_step(release),
+        transport,
+        say=lambda text: print(f"{session.PROGRAM} rollback: {text}", file=sys.stderr, flush=True),
+    )
+    print(f"{session.PROGRAM} {summary(result)}", file=sys.stderr)
+    return exit_codes.OK if result.ok else exit_codes.FAILED
 
 
 def _confirm(ssh: SshSession, stack: str, release: str | None) -> int | None:
