@@ -10,7 +10,7 @@ from bankflow_infra.host.backups.config import parse_config
 from bankflow_infra.host.backups.uploads_restic import parse_uploads_config
 from bankflow_infra.render import render_bundle
 from tests.render.helpers import CLOUDFLARE, OriginCert, load_settings
-from tests.render.test_bundle_managed import ALL_SECRETS, _render, _secrets
+from tests.render.test_bundle_managed import _render, _secrets
 from tests.settings.scaled import scaled_settings as fixture_settings
 
 
@@ -26,7 +26,8 @@ def test_a_scaled_bundle_backs_up_from_droplet_one_over_verify_full(origin_cert:
 
 
 def test_a_single_droplet_bundle_backs_up_on_its_droplet(origin_cert: OriginCert) -> None:
-    bundle = render_bundle(load_settings("production"), _secrets(origin_cert), CLOUDFLARE, origin_cert.cert_pem)
+    settings = load_settings("production")
+    bundle = render_bundle(settings, _secrets(origin_cert), CLOUDFLARE, origin_cert.cert_pem)
     config = parse_config(json.loads(bundle.file("backup/backup.json").text), "backup/backup.json")
-    assert config.backup_droplet is None and config.managed is None
-    assert ALL_SECRETS  # the same secrets as the scaled bundle: only the shape differs
+    assert config.backup_droplet is None
+    assert config.managed is None
