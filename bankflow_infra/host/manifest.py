@@ -37,6 +37,10 @@ _IMAGE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 # What --release and a bundle dir's name may be: a release id, or a longer prefix of the digest.
 _RELEASE_RE: Final = re.compile(r"^[0-9a-f]{12,64}$")
 _ARG_RE: Final = re.compile(r"^[^\x00\n]{1,200}$")
+# migrate.environment: a variable name, and a value that can only name a container secret file
+# (never a secret itself: it reaches `compose run -e` on the command line).
+_ENV_NAME_RE: Final = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
+_ENV_SECRET_PATH_RE: Final = re.compile(r"^/run/secrets/[a-z0-9_]{1,63}$")
 MAX_DRAIN_SECONDS: Final = 600
 
 
@@ -65,6 +69,10 @@ class AppSpec:
 class Migrate:
     service: str
     command: tuple[str, ...]
+    # Variables set for the migrate run only (issue 13): with a managed database the apps reach
+    # the connection pool, whose transaction mode loses the session state (advisory locks)
+    # migration tools rely on, so the migrate run points DATABASE_URL_FILE at the direct URL.
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,22 @@ def _migrate(raw: object, app_names: Sequence[str], problems: list[str]) -> Migr
     ):
         problems.append(f"migrate.command: expected a non-empty list of strings, got {command!r}")
         return None
-    return Migrate(str(service), tuple(command))
+    return Migrate(str(service), tuple(command), _migrate_environment(raw.get("environment"), problems))
+
+
+def _migrate_environment(raw: object, problems: list[str]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and _ENV_NAME_RE.match(k) and isinstance(v, str) and _ENV_SECRET_PATH_RE.match(v)
+        for k, v in raw.items()
+    ):
+        problems.append(
+            "migrate.environment: expected an object of VARIABLE_NAME to /run/secrets/<name> "
+            "(a secret file's path, never a value)"
+        )
+        return {}
+    return dict(raw)
 
 
 def _project(data: Mapping[str, Any], problems: list[str]) -> str:

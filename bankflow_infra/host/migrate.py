@@ -41,7 +41,8 @@ def cmd_migrate(ctx: Context, staged: str | None = None) -> int:
     what = f"{manifest.migrate.service} {' '.join(manifest.migrate.command)}"
     ctx.say(f"migrate {release}: {what} in {app.name}")
     try:
-        ctx.runtime.run_once(app, manifest.migrate.service, manifest.migrate.command)
+        migrate = manifest.migrate
+        ctx.runtime.run_once(app, migrate.service, migrate.command, migrate.environment)
     except RuntimeFailure as exc:
         serving = current.release if current else "none"
         message = f"migrate {release}: failed: {exc}; release {serving} still serving"

@@ -140,7 +140,9 @@ class Runtime(Protocol):
     def validate(self, project: Project) -> None: ...
     def login(self, registry: str, username: str, password: bytes) -> None: ...
     def pull(self, project: Project, services: Sequence[str] = ()) -> None: ...
-    def run_once(self, project: Project, service: str, command: Sequence[str]) -> None: ...
+    def run_once(
+        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
+    ) -> None: ...
     def start(self, project: Project, services: Sequence[str] = ()) -> None: ...
     def wait_healthy(
         self, project: Project, services: Sequence[str], timeout: float
@@ -270,8 +272,12 @@ class DockerRuntime(BaseServiceTools, ComposeTools):
     def pull_argv(self, project: Project, services: Sequence[str] = ()) -> list[str]:
         return self.compose_argv(project, "pull", *services)
 
-    def run_once_argv(self, project: Project, service: str, command: Sequence[str]) -> list[str]:
-        return self.compose_argv(project, "run", "--rm", "--no-deps", service, *command)
+    def run_once_argv(
+        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
+    ) -> list[str]:
+        # -e values are paths (manifest.migrate.environment admits nothing else), never secrets.
+        variables = [arg for name in sorted(environment) for arg in ("-e", f"{name}={environment[name]}")]
+        return self.compose_argv(project, "run", "--rm", "--no-deps", *variables, service, *command)
 
     def start_argv(self, project: Project, services: Sequence[str] = ()) -> list[str]:
         # images were pulled in the pull step; nothing is ever built on the droplet
@@ -327,8 +333,11 @@ class DockerRuntime(BaseServiceTools, ComposeTools):
     def pull(self, project: Project, services: Sequence[str] = ()) -> None:
         self._check(f"pull of {project.name}", self.pull_argv(project, services))
 
-    def run_once(self, project: Project, service: str, command: Sequence[str]) -> None:
-        self._check(f"{service} {' '.join(command)}", self.run_once_argv(project, service, command))
+    def run_once(
+        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
+    ) -> None:
+        argv = self.run_once_argv(project, service, command, environment)
+        self._check(f"{service} {' '.join(command)}", argv)
 
     def start(self, project: Project, services: Sequence[str] = ()) -> None:
         self._check(f"start of {project.name}", self.start_argv(project, services))

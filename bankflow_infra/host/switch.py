@@ -217,7 +217,8 @@ def _start_new_apps(ctx: Context, plan: SwitchPlan, progress: _Progress, undo: _
         return
     if plan.action == "deploy" and manifest.migrate is not None and not ctx.options.skip_migrate:
         progress.run("migrate", f"{manifest.migrate.service} {' '.join(manifest.migrate.command)}")
-        ctx.runtime.run_once(plan.app, manifest.migrate.service, manifest.migrate.command)
+        migrate = manifest.migrate
+        ctx.runtime.run_once(plan.app, migrate.service, migrate.command, migrate.environment)
     progress.run("start", plan.app.name + ("" if plan.first else " beside the running release"))
     undo.started = plan.app
     ctx.runtime.start(plan.app)

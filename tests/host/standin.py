@@ -125,8 +125,12 @@ class LocalProcessRuntime:
         if self._marker(project, "standin-fail-pull"):
             raise RuntimeFailure(f"pull of {project.name} exited 1: manifest unknown")
 
-    def run_once(self, project: Project, service: str, command: Sequence[str]) -> None:
-        self._journal("run_once", project=project.name, service=service, command=list(command))
+    def run_once(
+        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
+    ) -> None:
+        entry = {"project": project.name, "service": service, "command": list(command)}
+        # Only when set, so a single-droplet release journals exactly what it did before issue 13.
+        self._journal("run_once", **entry, **({"environment": dict(environment)} if environment else {}))
         if self._marker(project, "standin-fail-migrate"):
             raise RuntimeFailure(f"{service} {' '.join(command)} exited 1: migration failed")
 

@@ -41,6 +41,21 @@ def test_manifest_ignores_keys_it_does_not_use(tmp_path: Path) -> None:
     assert parse_manifest(data).app_names() == ("site", "saas", "api")
 
 
+def test_the_migrate_environment_names_secret_files_only(tmp_path: Path) -> None:
+    data = manifest_data(tmp_path)
+    migrate = data["migrate"]
+    assert isinstance(migrate, dict)
+    assert parse_manifest(data).migrate.environment == {}  # type: ignore[union-attr]
+    direct = {"DATABASE_URL_FILE": "/run/secrets/database_migrate_url"}
+    parsed = parse_manifest({**data, "migrate": {**migrate, "environment": direct}}).migrate
+    assert parsed is not None
+    assert parsed.environment == direct
+    refused = ({"DATABASE_URL": "postgres://app:pw@db/x"}, {"lower": "/run/secrets/x"}, ["DATABASE_URL_FILE"])
+    for bad in refused:
+        with pytest.raises(ManifestError, match=r"migrate\.environment"):
+            parse_manifest({**data, "migrate": {**migrate, "environment": bad}})
+
+
 def test_the_manifests_kept_releases_have_are_accepted(tmp_path: Path) -> None:
     data = manifest_data(tmp_path)
     assert (data["schema"], data["project"]) == (1, BASE_PROJECT)

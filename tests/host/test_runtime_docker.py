@@ -116,6 +116,14 @@ def test_run_once_command() -> None:
     assert rec.argvs == [[*COMPOSE_APP, "run", "--rm", "--no-deps", "api", "/app/migrate", "--yes"]]
 
 
+def test_run_once_with_the_migrate_environment_sets_it_for_that_run_only() -> None:
+    # A managed database (issue 13): the migrate run reaches the direct port, not the pool.
+    rt, rec = runtime()
+    rt.run_once(APP, "api", ["/app/migrate"], {"DATABASE_URL_FILE": "/run/secrets/database_migrate_url"})
+    assert rec.argvs == [[*COMPOSE_APP, "run", "--rm", "--no-deps", "-e",
+                          "DATABASE_URL_FILE=/run/secrets/database_migrate_url", "api", "/app/migrate"]]
+
+
 def test_start_command() -> None:
     rt, rec = runtime()
     rt.start(APP)
