@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
+from bankflow_infra.components.database_owner import database_owner_command
 from bankflow_infra.components.remote_deploy import (
     DEPLOY_OUTPUT_LOG,
     WAIT_CLOUD_INIT_COMMAND,
     RemoteDeployArgs,
     bootstrap_command,
     deploy_command,
+    stage_command,
     volume_script_command,
 )
 from bankflow_infra.contract.layout import AGENT_BIN
@@ -75,6 +77,14 @@ def _program_commands() -> list[str]:
         volume_script_command(GROW_DATA_FILESYSTEM_SCRIPT),
         volume_script_command(RELEASE_DATA_VOLUME_SCRIPT),
     ]
+    # A load-balanced stack (issue 13): the share's mount in the bootstrap, the stage step of each
+    # droplet, and the one-time database ownership step on droplet 1.
+    scaled = RemoteDeployArgs("scaled", 2, False, (), backup_after_deploy=False)
+    commands += [
+        bootstrap_command(scaled, "10.130.0.50:/123456/share-7f3a"),
+        stage_command(scaled),
+        database_owner_command(),
+    ]
     return commands
 
 
@@ -117,6 +127,9 @@ REFUSED = [
     f"/tmp/{Path(AGENT_BIN).name} --actor x status",  # another binary of the same name
     f"cat {DEPLOY_OUTPUT_LOG} /etc/shadow",
     "bash -c 'id' grow-data-filesystem.sh /mnt/bankflow-data",  # a volume script that is not ours
+    # the ownership step with another image, or another command in the pinned one
+    database_owner_command("alpine:3").replace("alpine:3", "attacker/psql:latest"),
+    database_owner_command().replace("psql -X", "sh -c id; psql -X"),
 ]
 
 
