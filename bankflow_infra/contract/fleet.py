@@ -72,3 +72,21 @@ def parse_lb_health(text: str) -> bool | None:
     if match is None:
         return None
     return match.group(1) == "draining"
+
+
+# The maintenance window (host/patching.py) behind a load balancer: every droplet's timer fires
+# at the same time, so each waits its turn -- droplet N starts (N-1) slots later -- and drains
+# before it reboots: never two droplets out of rotation at once.
+PATCH_SLOT_MINUTES: Final = 20
+_POSITION_RE: Final = re.compile(r"^bankflow-[A-Za-z0-9_.-]+?-server(?:-([0-9]{1,2}))?$")
+
+
+def fleet_position(hostname: str) -> int:
+    """A droplet's place in roll order from its name (= hostname): ``bankflow-<stack>-server`` is
+    1, ``bankflow-<stack>-server-N`` is N; any other name is 1 (a droplet never waits for nothing)."""
+    match = _POSITION_RE.match(hostname)
+    return int(match.group(1)) if match and match.group(1) else 1
+
+
+def patch_wait_seconds(hostname: str, slot_minutes: int = PATCH_SLOT_MINUTES) -> int:
+    return (fleet_position(hostname) - 1) * slot_minutes * 60

@@ -66,7 +66,7 @@ from ..contract.layout import HOME_ENV, HOST_ROOT, HostPaths
 from ..contract.logs import LOG_TAIL_DEFAULT, tail_lines
 from ..contract.release import is_release_id
 from ..contract.upstreams import DEFAULT_CANDIDATE_URL
-from . import access_logs_ship, database_roles, history, lb_health, patching
+from . import access_logs_ship, database_roles, history, lb_health, patching, patching_fleet
 from . import state as st
 from .backups import commands as backups
 from .backups import uploads_commands as uploads
@@ -106,6 +106,7 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     **history.COMMANDS,
     **database_roles.COMMANDS,
     **patching.COMMANDS,
+    **patching_fleet.COMMANDS,
     **access_logs_ship.COMMANDS,
     **lb_health.COMMANDS,
 }
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.register(sub)
     database_roles.register(sub)
     patching.register(sub)
+    patching_fleet.register(sub)
     access_logs_ship.register(sub)
     lb_health.register(sub)
     return parser

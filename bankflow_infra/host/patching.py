@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..contract.exit_codes import FAILED, OK
+from . import patching_fleet, traffic
 from . import state as st
-from . import traffic
 from .context import Context, StepFailed, describe
 from .manifest import load_manifest
 from .plan import app_project
@@ -67,6 +67,8 @@ class System:
     against stand-ins (no apt, no reboot here)."""
 
     run: Callable[..., Completed] = subprocess_runner
+    # Behind a load balancer: out of rotation before the reboot, back once the gate passes after it.
+    set_draining: Callable[[Context, bool], int] = patching_fleet.set_draining
     reboot_required: Path = REBOOT_REQUIRED
     boot_id: Path = BOOT_ID
     env: Mapping[str, str] = field(default_factory=lambda: dict(APT_ENV))
@@ -97,7 +99,9 @@ def health_problems(ctx: Context) -> list[str]:
         problems += [f"{s} unhealthy" for s in services if not health.get(s, False)]
     if not problems:
         try:
-            traffic.verify_through(ctx, manifest, ctx.options.verify_url, "public listener")
+            url = patching_fleet.gate_url(ctx)
+            listener = "public listener" if url == ctx.options.verify_url else "verify listener"
+            traffic.verify_through(ctx, manifest, url, listener)
         except StepFailed as exc:
             problems.append(str(exc))
     return problems
@@ -124,6 +128,9 @@ def run_window(ctx: Context, system: System) -> int:
     if not system.reboot_required.exists():
         return _end(ctx, OK, "upgraded; health gate passed; no reboot required")
     packages = _reboot_packages(system.reboot_required)
+    if patching_fleet.load_balanced(ctx) and system.set_draining(ctx, True) != OK:
+        refusal = "upgraded; health gate passed; NOT rebooted: the droplet could not be drained"
+        return _end(ctx, FAILED, refusal)
     boot = system.boot_id.read_text().strip()
     st.write_json(_marker(ctx), {"boot_id": boot, "since": st.utc_now(), "packages": packages})
     why = ", ".join(packages)
@@ -149,7 +156,11 @@ def after_reboot(ctx: Context, system: System, sleep: Callable[[float], None] = 
         problems = health_problems(ctx)
     path.unlink(missing_ok=True)
     if problems:
+        # Behind a load balancer the droplet stays drained: out of rotation until someone looks.
         return _end(ctx, FAILED, "rebooted; health gate FAILED: " + "; ".join(problems))
+    if patching_fleet.load_balanced(ctx) and system.set_draining(ctx, False) != OK:
+        stuck = "rebooted; health gate passed; the droplet could not rejoin the load balancer"
+        return _end(ctx, FAILED, stuck)
     return _end(ctx, OK, "rebooted; health gate passed")
 
 
