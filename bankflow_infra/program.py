@@ -206,7 +206,7 @@ def _contract_outputs(settings: Settings, services: tuple[AppService, ...]) -> d
         "backup_drill_key": None,
         "backup_repository": None,
         "origin_pull_client": None,
-        **{"origin_ips": None, "load_balancer_ip": None, "database": None},  # issue 13
+        **dict.fromkeys(("origin_ips", "load_balancer_ip", "load_balancer_ipv6", "database")),  # issue 13
     }
 
 

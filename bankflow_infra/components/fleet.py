@@ -156,6 +156,7 @@ def fleet_outputs(server: Server, pieces: ManagedPieces) -> dict[str, Any]:
     return {
         "origin_ips": [_origin_droplet(machine) for machine in server.machines],
         "load_balancer_ip": server.load_balancer.ipv4 if server.load_balancer else None,
+        "load_balancer_ipv6": server.load_balancer.ipv6 if server.load_balancer else None,
         "database": (
             {
                 "cluster": database.cluster.name,

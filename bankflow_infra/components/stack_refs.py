@@ -59,10 +59,16 @@ class OriginStack:
         self.reference = pulumi.StackReference(stack_reference_name(stack))
 
     def addresses(self) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        stack = self.stack
+        """The referenced stack's front door: its load balancer when it has one (issue 13: its
+        droplets admit 443 from the load balancer only), else its droplet."""
+        stack, ref = self.stack, self.reference
+        pairs = pulumi.Output.all(
+            ref.get_output("load_balancer_ip"), ref.get_output("load_balancer_ipv6"),
+            ref.get_output("origin_ip"), ref.get_output("origin_ipv6"),
+        )  # fmt: skip
         return (
-            self.reference.get_output("origin_ip").apply(lambda v: origin_address(v, 4, stack)),
-            self.reference.get_output("origin_ipv6").apply(lambda v: origin_address(v, 6, stack)),
+            pairs.apply(lambda v: origin_address(v[0] if v[0] is not None else v[2], 4, stack)),
+            pairs.apply(lambda v: origin_address(v[1] if v[0] is not None else v[3], 6, stack)),
         )
 
     def origin_pull_client(self) -> OriginPullClient:

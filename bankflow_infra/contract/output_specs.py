@@ -56,6 +56,8 @@ OUTPUTS: Final = (
                "(the first is the one `ssh` names)"),
     OutputSpec("load_balancer_ip", "string or null", False,
                "the load balancer's IPv4 when `server.count` > 1 (the DNS records point at it)"),
+    OutputSpec("load_balancer_ipv6", "string or null", False,
+               "the load balancer's IPv6 (dual stack); an edge with `edge.originStack` points AAAA at it"),
     OutputSpec("database", "object or null", False,
                "`{cluster, host, port, pool_port, database}` of the managed PostgreSQL cluster "
                "(private host, no secret); null when PostgreSQL runs on the droplet"),

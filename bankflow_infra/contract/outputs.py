@@ -115,6 +115,7 @@ class StackOutputs:
     # stack has no server, or was deployed before issue 13: then `ssh`/`origin_ip` name the one).
     origin_ips: tuple[OriginDroplet, ...] = ()
     load_balancer_ip: str | None = None  # null: no load balancer (one droplet)
+    load_balancer_ipv6: str | None = None
     database: ManagedDatabaseEndpoint | None = None  # null: PostgreSQL runs on the droplet
 
 
@@ -378,6 +379,7 @@ def parse_outputs(stack: str, document: Any, show_secrets: bool = False) -> Stac
         origin_pull_client=_origin_pull_client(r),
         origin_ips=parse_origin_ips(r),
         load_balancer_ip=parse_load_balancer_ip(r),
+        load_balancer_ipv6=parse_load_balancer_ip(r, 6),
         database=parse_database(r),
     )
     if r.problems:

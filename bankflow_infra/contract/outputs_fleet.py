@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-FLEET_OUTPUTS: Final = frozenset({"origin_ips", "load_balancer_ip", "database"})
+FLEET_OUTPUTS: Final = frozenset({"origin_ips", "load_balancer_ip", "load_balancer_ipv6", "database"})
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,9 @@ def parse_origin_ips(r: _Reader) -> tuple[OriginDroplet, ...]:
     return droplets
 
 
-def parse_load_balancer_ip(r: _Reader) -> str | None:
-    return r.ip("load_balancer_ip", r.get("load_balancer_ip"), 4)
+def parse_load_balancer_ip(r: _Reader, version: int = 4) -> str | None:
+    name = "load_balancer_ip" if version == 4 else "load_balancer_ipv6"
+    return r.ip(name, r.get(name), version)
 
 
 def parse_database(r: _Reader) -> ManagedDatabaseEndpoint | None:

@@ -35,6 +35,11 @@ LAYER_OF_COMPONENT: Final[Mapping[str, str]] = {
     "bankflow:index:OriginPullCa": "server",
     "bankflow:index:OriginPulls": "edge",
     "bankflow:index:ZoneSecurity": "edge",
+    # issue 13: the scaled shape's pieces serve the droplets (server.count, managed data, uploads)
+    "bankflow:index:LoadBalancer": "server",
+    "bankflow:index:ManagedDatabase": "server",
+    "bankflow:index:ManagedCache": "server",
+    "bankflow:index:SharedUploads": "server",
 }
 LAYER_TITLES: Final = {"server": "server layer", "edge": "edge layer", "stack": "stack-wide"}
 MARKER: Final = "<!-- bankflow-infra plan --graph -->"

@@ -6,6 +6,7 @@ import pytest
 
 from bankflow_infra.contract.outputs import OUTPUT_NAMES
 from tests.program.stacks import (
+    DNS,
     VOLUME,
     cut_over,
     edge_on_other_stack,
@@ -80,3 +81,25 @@ def test_an_origin_stack_without_a_usable_address_is_one_clear_error(bad):
             referenced_outputs={"origin_ip": bad, "origin_ipv6": "2001:db8::20"},
         )
 
+
+
+def test_an_edge_on_a_load_balanced_stack_points_at_its_load_balancer():
+    # Issue 13: the referenced stack's droplets admit 443 from its load balancer only, so DNS
+    # must name the load balancer, not droplet 1 (origin_ip).
+    droplet = {"origin_ip": "192.0.2.20", "origin_ipv6": "2001:db8::20", "origin_pull_client": _client()}
+    balancer = {"load_balancer_ip": "198.51.100.30", "load_balancer_ipv6": "2001:db8::30"}
+    result = run_stack("production", edge_on_other_stack, referenced_outputs=droplet | balancer)
+    assert _address_records(result) == {("A", "198.51.100.30"), ("AAAA", "2001:db8::30")}
+    # A stack deployed before issue 13 (no load balancer outputs): its droplet, as before.
+    result = run_stack("production", edge_on_other_stack, referenced_outputs=droplet)
+    assert _address_records(result) == {("A", "192.0.2.20"), ("AAAA", "2001:db8::20")}
+
+
+def _client():
+    pem = "-----BEGIN {0}-----\nMIIBstandin\n-----END {0}-----\n"
+    return {"certificate": pem.format("CERTIFICATE"), "private_key": pem.format("PRIVATE KEY")}
+
+
+def _address_records(result):
+    found = [inputs(r) for r in result.recorder.resources if r.type == DNS]
+    return {(r["type"], r["content"]) for r in found if r["type"] in ("A", "AAAA")}

@@ -75,6 +75,7 @@ def outputs_document(
         "origin_ips": [{"name": f"bankflow-{stack}-server", "ipv4": origin_ip, "ipv6": "2001:db8::10",
                         "host_public_key": HOST_PUBLIC_KEY}] if server else None,
         "load_balancer_ip": None,
+        "load_balancer_ipv6": None,
         "database": None,
     }
     assert tuple(document) == OUTPUT_NAMES or set(document) == set(OUTPUT_NAMES)
