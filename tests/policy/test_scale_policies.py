@@ -19,6 +19,7 @@ from bankflow_policy.cloudflare import CLOUDFLARE_RANGES
 from bankflow_infra.ops.mocks import Recorder, Registration
 from tests.policy.adapter import Violation, run_pack
 from tests.policy.test_policies import production, reported, staging
+from tests.program.stacks import scaled
 
 STACK = "scaled"  # the stack of tests/fixtures/scaled-stack.yaml
 STACK_TAG = f"stack-{STACK}"
@@ -87,6 +88,14 @@ def with_changed(name: str, change: Callable[[Registration], object]) -> list[Vi
 
 def test_the_scaled_resources_as_intended_pass_every_policy():
     assert violations(scaled_resources()) == []
+
+
+def test_the_programs_own_scaled_plan_passes_every_policy():
+    # The program's scaled shape (three droplets, load balancer, managed data, shared uploads),
+    # not a hand-built list: what `pulumi preview` would hand the pack.
+    recorder = scaled().recorder
+    assert any(r.type == "digitalocean:index/loadBalancer:LoadBalancer" for r in recorder.resources)
+    assert run_pack(recorder) == []
 
 
 def test_todays_plans_still_pass_the_new_rules():
