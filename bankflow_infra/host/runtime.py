@@ -134,15 +134,16 @@ def subprocess_file_runner(
     )
 
 
+Variables = Mapping[str, str]  # a one-off run's environment (compose run -e)
+
+
 class Runtime(Protocol):
     """Every container/nginx action of a release switch. Failures raise :class:`RuntimeFailure`."""
 
     def validate(self, project: Project) -> None: ...
     def login(self, registry: str, username: str, password: bytes) -> None: ...
     def pull(self, project: Project, services: Sequence[str] = ()) -> None: ...
-    def run_once(
-        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
-    ) -> None: ...
+    def run_once(self, project: Project, service: str, command: Sequence[str], env: Variables) -> None: ...
     def start(self, project: Project, services: Sequence[str] = ()) -> None: ...
     def wait_healthy(
         self, project: Project, services: Sequence[str], timeout: float
@@ -273,10 +274,10 @@ class DockerRuntime(BaseServiceTools, ComposeTools):
         return self.compose_argv(project, "pull", *services)
 
     def run_once_argv(
-        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
+        self, project: Project, service: str, command: Sequence[str], env: Variables
     ) -> list[str]:
         # -e values are paths (manifest.migrate.environment admits nothing else), never secrets.
-        variables = [arg for name in sorted(environment) for arg in ("-e", f"{name}={environment[name]}")]
+        variables = [arg for name in sorted(env) for arg in ("-e", f"{name}={env[name]}")]
         return self.compose_argv(project, "run", "--rm", "--no-deps", *variables, service, *command)
 
     def start_argv(self, project: Project, services: Sequence[str] = ()) -> list[str]:
@@ -333,11 +334,8 @@ class DockerRuntime(BaseServiceTools, ComposeTools):
     def pull(self, project: Project, services: Sequence[str] = ()) -> None:
         self._check(f"pull of {project.name}", self.pull_argv(project, services))
 
-    def run_once(
-        self, project: Project, service: str, command: Sequence[str], environment: Mapping[str, str] = {}
-    ) -> None:
-        argv = self.run_once_argv(project, service, command, environment)
-        self._check(f"{service} {' '.join(command)}", argv)
+    def run_once(self, project: Project, service: str, command: Sequence[str], env: Variables) -> None:
+        self._check(f"{service} {' '.join(command)}", self.run_once_argv(project, service, command, env))
 
     def start(self, project: Project, services: Sequence[str] = ()) -> None:
         self._check(f"start of {project.name}", self.start_argv(project, services))

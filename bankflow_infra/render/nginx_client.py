@@ -45,7 +45,7 @@ def _http_variable(header: str) -> str:
 # The values an app may believe, each set by nginx (see cloudflare-realip.conf for the $bankflow_*
 # ones: empty unless the peer is Cloudflare). Header names are case-insensitive: nginx replaces a
 # client's header of the same name, however spelled, and all of its copies.
-SETHEADERS: Final[tuple[tuple[str, str], ...]] = (
+SET_HEADERS: Final[tuple[tuple[str, str], ...]] = (
     ("Host", "$host"),
     ("X-Real-IP", "$remote_addr"),
     ("X-Forwarded-For", "$remote_addr"),
@@ -63,7 +63,7 @@ SETHEADERS: Final[tuple[tuple[str, str], ...]] = (
 # or the method, which nginx has no value for: removed (an empty proxy_set_header drops it).
 # OWASP and PortSwigger's lists of host/IP/URL-override headers; CF-Connecting-IPv6/Pseudo-IPv4 are
 # Cloudflare's pseudo-IPv4 pair; CF-Worker/CDN-Loop would let a client claim a Cloudflare hop.
-STRIPPEDHEADERS: Final[tuple[str, ...]] = (
+STRIPPED_HEADERS: Final[tuple[str, ...]] = (
     "Forwarded",
     "X-Forwarded",
     "Forwarded-For",
@@ -156,9 +156,9 @@ def peer_maps() -> list[str]:
 
 
 def set_headers(behind_lb: bool = False) -> tuple[tuple[str, str], ...]:
-    """SETHEADERS with the visitor's address variable of the bundle's shape."""
+    """SET_HEADERS with the visitor's address variable of the bundle's shape."""
     client = client_variable(behind_lb)
-    return tuple((name, client if value == DIRECT_CLIENT else value) for name, value in SETHEADERS)
+    return tuple((name, client if value == DIRECT_CLIENT else value) for name, value in SET_HEADERS)
 
 
 def render_proxy(settings: Settings, behind_lb: bool = False) -> str:
@@ -173,7 +173,7 @@ def render_proxy(settings: Settings, behind_lb: bool = False) -> str:
         "# Cloudflare's own headers only from Cloudflare; a client-sent X-Forwarded-For, True-Client-IP,",
         "# X-Original-URL ... is replaced or removed. Names with '_' never pass: underscores_in_headers off.",
         *(f"proxy_set_header {name} {value};" for name, value in set_headers(behind_lb)),
-        *(f'proxy_set_header {name} "";' for name in STRIPPEDHEADERS),
+        *(f'proxy_set_header {name} "";' for name in STRIPPED_HEADERS),
         f"proxy_connect_timeout {connect}s;",
         f"proxy_send_timeout {timeout}s;",
         f"proxy_read_timeout {timeout}s;",

@@ -17,9 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import NGINX_IMAGE, POSTGRES_IMAGE, HostEnv, Load
 from tests.support.tools import REPO, find_tool, require_tool, unavailable
+
+# Tests that measure failed requests under load share one worker: two of them at once on two
+# cores starve each other's nginx and stand-ins, and a timing failure would hide a real one.
+pytestmark = pytest.mark.xdist_group("under-load")
 
 TAIL_SECONDS = 0.5
 NEW_NGINX = "nginx:1.28.1-alpine"

@@ -21,6 +21,10 @@ from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import HostEnv, Load
 from tests.host.invariants import assert_converged, killed_attempt_closed
 
+# Tests that measure failed requests under load share one worker: two of them at once on two
+# cores starve each other's nginx and stand-ins, and a timing failure would hide a real one.
+pytestmark = pytest.mark.xdist_group("under-load")
+
 # Every step a deploy journals, in order (switch.py, switch_finish.py). A kill at a step lands
 # after its journal write, before the step acts.
 DEPLOY_STEPS = (

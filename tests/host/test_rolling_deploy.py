@@ -26,6 +26,10 @@ from tests.host.fleet import (
 )
 from tests.support.tools import require_tool
 
+# Tests that measure failed requests under load share one worker: two of them at once on two
+# cores starve each other's nginx and stand-ins, and a timing failure would hide a real one.
+pytestmark = pytest.mark.xdist_group("under-load")
+
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:

@@ -112,7 +112,7 @@ def test_pull_command_with_services() -> None:
 
 def test_run_once_command() -> None:
     rt, rec = runtime()
-    rt.run_once(APP, "api", ["/app/migrate", "--yes"])
+    rt.run_once(APP, "api", ["/app/migrate", "--yes"], {})
     assert rec.argvs == [[*COMPOSE_APP, "run", "--rm", "--no-deps", "api", "/app/migrate", "--yes"]]
 
 

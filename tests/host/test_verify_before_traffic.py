@@ -12,9 +12,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from bankflow_infra.contract import exit_codes
 from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import HostEnv, Load, hostname
+
+# Tests that measure failed requests under load share one worker: two of them at once on two
+# cores starve each other's nginx and stand-ins, and a timing failure would hide a real one.
+pytestmark = pytest.mark.xdist_group("under-load")
 
 TAIL = 0.3
 

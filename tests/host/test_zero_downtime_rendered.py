@@ -26,6 +26,10 @@ from tests.host.fixtures import HostEnv, Load, make_host
 from tests.support.ports import free_port
 from tests.support.tools import require_tool
 
+# Tests that measure failed requests under load share one worker: two of them at once on two
+# cores starve each other's nginx and stand-ins, and a timing failure would hide a real one.
+pytestmark = pytest.mark.xdist_group("under-load")
+
 render = pytest.importorskip("bankflow_infra.render")
 helpers = pytest.importorskip("tests.render.helpers")
 
