@@ -40,7 +40,14 @@ def main() -> int:
     dying: list[threading.Timer] = []
     public_seen = threading.Event()
 
+    # A response is written whole or not at all: the death waits for one being written and none
+    # starts after it. A crash between a response's headers and its body would fail that one
+    # request whatever nginx does (nothing can be retried once the headers left); the faults
+    # here test what comes after a death (nginx's backup server, the watch, the revert).
+    responding = threading.Lock()
+
     def die() -> None:
+        responding.acquire()
         # when it died, for the bench's "failures stop within N s of the death"
         args.count_file.with_suffix(".died").write_text(repr(time.time()))
         os._exit(0)
@@ -86,11 +93,12 @@ def main() -> int:
                 status, body = (503, b"unhealthy\n") if sick else (200, b"ok\n")
             else:
                 status, body = 200, f"{args.release} {args.service}\n".encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            with responding:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         def log_message(self, format: str, *values: object) -> None:
             pass
