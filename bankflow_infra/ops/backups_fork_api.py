@@ -13,10 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 # doctor's error reading, shared: DigitalOcean's {id, message} body, never the token.
-from bankflow_infra.ops.doctor_apis import ApiError, Endpoint, _digitalocean_message, _mapping
+from bankflow_infra.ops.doctor_apis import (
+    ApiError,
+    Endpoint,
+    as_mapping,
+    digitalocean_client,
+    digitalocean_message,
+)
 
-CONNECT_TIMEOUT_SECONDS: Final = 5.0
-READ_TIMEOUT_SECONDS: Final = 30.0
+READ_TIMEOUT_SECONDS: Final = 30.0  # a fork's create answers slower than doctor's reads
 
 
 class PydoDatabases:
@@ -26,36 +31,28 @@ class PydoDatabases:
         import pydo  # lazy: only the managed restore needs it
 
         self.base_url = where.base_url
-        self._client = pydo.Client(
-            api_token,
-            endpoint=where.base_url,
-            connection_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=READ_TIMEOUT_SECONDS,
-            retry_total=1,
-        )
-        # azure-core refuses a bearer token over http://; allowed only for a loopback override.
-        self._options: dict[str, Any] = {"enforce_https": False} if where.is_plain_http else {}
+        self._client, self._options = digitalocean_client(pydo, api_token, where, READ_TIMEOUT_SECONDS)
 
     def clusters(self) -> list[Mapping[str, Any]]:
         # GET /v2/databases is not paginated (pydo list_clusters takes no page/per_page).
         document = self._call(self._client.databases.list_clusters)
-        return [_mapping(item) for item in document.get("databases") or []]
+        return [as_mapping(item) for item in document.get("databases") or []]
 
     def backups(self, cluster_id: str) -> list[Mapping[str, Any]]:
         document = self._call(self._client.databases.list_backups, database_cluster_uuid=cluster_id)
-        return [_mapping(item) for item in document.get("backups") or []]
+        return [as_mapping(item) for item in document.get("backups") or []]
 
     def firewall(self, cluster_id: str) -> list[Mapping[str, Any]]:
         document = self._call(self._client.databases.list_firewall_rules, database_cluster_uuid=cluster_id)
-        return [_mapping(item) for item in document.get("rules") or []]
+        return [as_mapping(item) for item in document.get("rules") or []]
 
     def create(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         document = self._call(self._client.databases.create_cluster, body=dict(body))
-        return _mapping(document.get("database"))
+        return as_mapping(document.get("database"))
 
     def cluster(self, cluster_id: str) -> Mapping[str, Any]:
         document = self._call(self._client.databases.get_cluster, database_cluster_uuid=cluster_id)
-        return _mapping(document.get("database"))
+        return as_mapping(document.get("database"))
 
     def set_firewall(self, cluster_id: str, rules: Sequence[Mapping[str, Any]]) -> None:
         self._call(self._client.databases.update_firewall_rules, database_cluster_uuid=cluster_id,
@@ -65,8 +62,8 @@ class PydoDatabases:
         from azure.core.exceptions import AzureError, HttpResponseError
 
         try:
-            return _mapping(operation(**arguments, **self._options))
+            return as_mapping(operation(**arguments, **self._options))
         except HttpResponseError as error:
-            raise ApiError(self.API, error.status_code, _digitalocean_message(error)) from None
+            raise ApiError(self.API, error.status_code, digitalocean_message(error)) from None
         except AzureError as error:
             raise ApiError(self.API, None, f"cannot reach {self.base_url} ({type(error).__name__})") from None

@@ -101,6 +101,21 @@ class DigitalOceanApi(Protocol):
     def probe(self, scope: str) -> None: ...
 
 
+def digitalocean_client(
+    pydo: Any, api_token: str, where: Endpoint, read_timeout: float
+) -> tuple[Any, dict[str, Any]]:
+    """A pydo client with bounded timeouts and one retry, and the per-call options: azure-core
+    refuses a bearer token over http://, allowed only for a loopback override (``where``)."""
+    client = pydo.Client(
+        api_token,
+        endpoint=where.base_url,
+        connection_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
+        retry_total=1,
+    )
+    return client, ({"enforce_https": False} if where.is_plain_http else {})
+
+
 class PydoDigitalOcean:
     """``GET /v2/account``, ``/v2/vpcs`` (all pages) and one-item reads that prove a read scope."""
 
@@ -111,26 +126,18 @@ class PydoDigitalOcean:
 
         self.base_url = where.base_url
         # Short timeouts and one retry: a pre-flight must answer in seconds, not pydo's 120 s.
-        self._client = pydo.Client(
-            api_token,
-            endpoint=where.base_url,
-            connection_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=READ_TIMEOUT_SECONDS,
-            retry_total=1,
-        )
-        # azure-core refuses a bearer token over http://; allowed only for a loopback override.
-        self._options: dict[str, Any] = {"enforce_https": False} if where.is_plain_http else {}
+        self._client, self._options = digitalocean_client(pydo, api_token, where, READ_TIMEOUT_SECONDS)
 
     def account(self) -> Mapping[str, Any]:
         document = self._call(self._client.account.get)
-        return _mapping(document.get("account"))
+        return as_mapping(document.get("account"))
 
     def vpcs(self) -> list[Mapping[str, Any]]:
         found: list[Mapping[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
             document = self._call(self._client.vpcs.list, per_page=PAGE_SIZE, page=page)
-            found.extend(_mapping(vpc) for vpc in document.get("vpcs") or [])
-            if not _mapping(_mapping(document.get("links")).get("pages")).get("next"):
+            found.extend(as_mapping(vpc) for vpc in document.get("vpcs") or [])
+            if not as_mapping(as_mapping(document.get("links")).get("pages")).get("next"):
                 break
         return found
 
@@ -149,15 +156,15 @@ class PydoDigitalOcean:
         from azure.core.exceptions import AzureError, HttpResponseError
 
         try:
-            return _mapping(operation(**arguments, **self._options))
+            return as_mapping(operation(**arguments, **self._options))
         except HttpResponseError as error:
             status = error.status_code
-            raise ApiError(self.API, status, _digitalocean_message(error)) from None
+            raise ApiError(self.API, status, digitalocean_message(error)) from None
         except AzureError as error:
             raise ApiError(self.API, None, f"cannot reach {self.base_url} ({type(error).__name__})") from None
 
 
-def _digitalocean_message(error: Any) -> str:
+def digitalocean_message(error: Any) -> str:
     # DigitalOcean's error body is {"id": ..., "message": ...}
     # (digitalocean/openapi specification/shared/models/error.yml).
     try:
@@ -197,11 +204,11 @@ class HttpxCloudflare:
         self._client.close()
 
     def verify_token(self) -> Mapping[str, Any]:
-        return _mapping(self._get("user/tokens/verify").get("result"))
+        return as_mapping(self._get("user/tokens/verify").get("result"))
 
     def zone(self, name: str) -> Mapping[str, Any] | None:
         zones = self._get("zones", {"name": name, "per_page": 5}).get("result") or []
-        exact = [_mapping(z) for z in zones if _mapping(z).get("name") == name]
+        exact = [as_mapping(z) for z in zones if as_mapping(z).get("name") == name]
         return exact[0] if exact else None
 
     def dns_records(self, zone_id: str) -> list[Mapping[str, Any]]:
@@ -210,8 +217,8 @@ class HttpxCloudflare:
     def _pages(self, path: str) -> Iterator[Mapping[str, Any]]:
         for page in range(1, MAX_PAGES + 1):
             document = self._get(path, {"page": page, "per_page": PAGE_SIZE})
-            yield from (_mapping(item) for item in document.get("result") or [])
-            info = _mapping(document.get("result_info"))
+            yield from (as_mapping(item) for item in document.get("result") or [])
+            info = as_mapping(document.get("result_info"))
             if page >= int(info.get("total_pages") or 1):
                 return
 
@@ -221,7 +228,7 @@ class HttpxCloudflare:
         except httpx.HTTPError as error:
             raise ApiError(self.API, None, f"cannot reach {self.base_url} ({type(error).__name__})") from None
         try:
-            document = _mapping(response.json())
+            document = as_mapping(response.json())
         except ValueError:
             document = {}
         if response.status_code >= 400 or document.get("success") is False:
@@ -232,10 +239,10 @@ class HttpxCloudflare:
 def _cloudflare_message(document: Mapping[str, Any]) -> str:
     # Cloudflare's envelope: {"success": false, "errors": [{"code": 1000, "message": ...}], ...}
     # (cloudflare/api-schemas, components.schemas *_api-response-common-failure).
-    errors = [_mapping(e) for e in document.get("errors") or []]
+    errors = [as_mapping(e) for e in document.get("errors") or []]
     described = [f"{e.get('code')} {e.get('message')}" for e in errors if e.get("message")]
     return "; ".join(described) or "error without a message"
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
