@@ -295,7 +295,11 @@ def _undo(ctx: Context, plan: SwitchPlan, undo: _Undo) -> tuple[list[str], bool]
     problems: list[str] = []
     nginx_unrestored = False
     try:
-        for snapshot in undo.live:  # secrets and certificate first: the reload below reads them
+        # secrets and certificate first: the reload below reads them. A first deploy has nothing
+        # to put back: nginx was started on this release's config, which reads these files, and
+        # emptying them would fail the reload below (and every later one) on a host that only
+        # failed to start.
+        for snapshot in undo.live if plan.current is not None else ():
             put_back(snapshot)
     except Exception as exc:
         problems.append(f"restoring the live secrets/certificate failed: {describe(exc)}")
