@@ -160,7 +160,7 @@ def prepare_uploads_restore(
     ctx.say(f"uploads: restoring snapshot {chosen.id[:8]} of {chosen.time.isoformat(timespec='seconds')}")
     try:
         scratch.mkdir(mode=0o700, parents=True)
-        _restore_into(restic, chosen, scratch)
+        restore_snapshot_into(restic, chosen, scratch)
         os.rename(scratch / chosen.paths[0].lstrip("/"), prepared.path)
     except BaseException:
         shutil.rmtree(prepared.path, ignore_errors=True)
@@ -170,7 +170,8 @@ def prepare_uploads_restore(
     return prepared
 
 
-def _restore_into(restic: Restic, chosen: Snapshot, scratch: Path) -> None:
+def restore_snapshot_into(restic: Restic, chosen: Snapshot, scratch: Path) -> None:
+    """restic's restore of ``chosen`` under ``scratch``, every file read back (``--verify``)."""
     restic.run(
         f"restoring snapshot {chosen.id[:8]}", ["restore", chosen.id, "--target", str(scratch), "--verify"]
     )

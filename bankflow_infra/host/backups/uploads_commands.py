@@ -13,6 +13,9 @@ Stdlib only.
     bankflow-agent uploads-migrate --volume DIR
                                                move the root disk's uploads onto the data volume
                                                once (uploads_migrate.py); the bootstrap runs it
+    bankflow-agent uploads-seed [--source-stack OTHER] [--to-time 'YYYY-MM-DD HH:MM:SSZ']
+                                               fill an EMPTY uploads tree (a new NFS share) with a
+                                               snapshot; resumable (uploads_seed.py)
 
 Exit codes: 0 done, 1 a step failed (nothing live changed), 2 bad input or configuration (no
 uploads.json, no password file), 3 another backup or restore holds the backup lock.
@@ -21,17 +24,22 @@ uploads.json, no password file), 3 another backup or restore holds the backup lo
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from ...contract import grammar
 from ...contract.exit_codes import FAILED, LOCKED, OK, USAGE
 from ..context import Context
 from ..runtime import RuntimeFailure
 from .config import BackupFailed, BackupLocked, BackupSkipped, BackupUsageError, backup_lock
+from .pitr_restore import parse_target_time
 from .uploads import backup_uploads, check_uploads, snapshot_rows, uploads_status
 from .uploads_migrate import migrate_uploads
+from .uploads_restic import load_uploads_config
+from .uploads_seed import seed_uploads
 
 
 def cmd_uploads_backup(ctx: Context, _args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
@@ -118,6 +126,33 @@ def cmd_uploads_migrate(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO
     return OK
 
 
+def cmd_uploads_seed(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+    try:
+        when = None if args.to_time is None else parse_target_time(args.to_time, dt.datetime.now(dt.UTC))
+        if args.source_stack is not None and not grammar.STACK_NAME.fullmatch(args.source_stack):
+            raise BackupUsageError(
+                f"--source-stack: {args.source_stack!r} is not a stack name ({grammar.STACK_NAME_RULE})"
+            )
+        with backup_lock(ctx.paths, ctx.actor, "uploads-seed"):
+            source = args.source_stack or load_uploads_config(ctx).stack
+            result = seed_uploads(ctx, source, when)
+    except BackupLocked as exc:
+        return _end(ctx, "uploads-seed", "refused", str(exc), LOCKED)
+    except BackupUsageError as exc:
+        return _end(ctx, "uploads-seed", "refused", f"{exc}; nothing was changed", USAGE)
+    except (BackupFailed, OSError) as exc:
+        text = f"failed: {_describe(exc)}; nothing of the tree's own was touched, run again to resume"
+        return _end(ctx, "uploads-seed", "failed", text, FAILED)
+    message = (
+        f"done: snapshot {result.snapshot_id[:8]} of stack {source} "
+        f"({result.snapshot_time.isoformat(timespec='seconds')}): {result.files} files, {result.bytes} bytes"
+        + (" (resumed)" if result.resumed else "")
+    )
+    ctx.say(f"uploads-seed: {message}")
+    ctx.audit("uploads-seed", None, "ok", message)
+    return OK
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, BackupFailed):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
@@ -140,8 +175,9 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     "uploads-check": (cmd_uploads_check, False),
     # the deploy lock only while the apps are stopped for the final pass (uploads_migrate.py)
     "uploads-migrate": (cmd_uploads_migrate, False),
+    "uploads-seed": (cmd_uploads_seed, False),  # the backup lock: one seed, backup or restore at a time
 }
-AUDITED: Final = frozenset({"uploads-backup", "uploads-check", "uploads-migrate"})
+AUDITED: Final = frozenset({"uploads-backup", "uploads-check", "uploads-migrate", "uploads-seed"})
 
 
 def _percent(text: str) -> int:
@@ -167,3 +203,8 @@ def register(sub: Any) -> None:
         "uploads-migrate", help="move the uploads onto the data volume (once; resumable)"
     )
     migrate.add_argument("--volume", required=True, help="the data volume's mount point (/mnt/bankflow-data)")
+    seed = sub.add_parser(
+        "uploads-seed", help="fill an empty uploads tree (a new shared share) with a snapshot (resumable)"
+    )
+    seed.add_argument("--source-stack", help="whose snapshots (default: this stack's)")
+    seed.add_argument("--to-time", help="'YYYY-MM-DD HH:MM:SSZ' (UTC): the snapshot at or before it")

@@ -9,9 +9,13 @@ import io
 import json
 import os
 import secrets as random_source
-from collections.abc import Iterator
-from dataclasses import dataclass
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,7 @@ from bankflow_infra.contract.layout import HostPaths
 from bankflow_infra.contract.uploads import UPLOADS_CONFIG_FILE, UPLOADS_SECRET_ENV
 from bankflow_infra.host import state as st
 from bankflow_infra.host.context import Context, Options
+from bankflow_infra.host.runtime import Completed
 from tests.support.s3 import S3, moto_s3
 from tests.support.tools import require_tool
 
@@ -90,3 +95,35 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
+
+@dataclass
+class KillMidRestore:
+    """A stand-in for the agent's process runner: every restic call runs for real, except that a
+    ``restore`` is throttled and SIGKILLed as soon as it has written a file into its target (the
+    kill lands while restic writes). ``killed`` says, per restore, whether restic was still
+    running when it was killed (False: nothing was tested)."""
+
+    real: Any
+    limit_kib: int = 300
+    killed: list[bool] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> Completed:
+        if "restore" not in argv:
+            result: Completed = self.real(argv, env=env, timeout=timeout)
+            return result
+        child = subprocess.Popen(
+            [*argv, "--limit-download", str(self.limit_kib)],
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        target = Path(argv[argv.index("--target") + 1])
+        deadline = time.monotonic() + 10
+        while child.poll() is None and time.monotonic() < deadline:
+            if any(files for _, _, files in os.walk(target)):
+                break
+            time.sleep(0.01)
+        self.killed.append(child.poll() is None)
+        child.send_signal(signal.SIGKILL)
+        return Completed(child.wait(), "", "killed")

@@ -9,10 +9,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
-import subprocess
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -37,8 +34,14 @@ from bankflow_infra.host.backups.uploads_commands import (
 )
 from bankflow_infra.host.backups.uploads_migrate import tree_digest
 from bankflow_infra.host.backups.uploads_restic import load_uploads_config, open_restic
-from bankflow_infra.host.runtime import Completed
-from tests.host.uploads.conftest import ACCESS_KEY, PASSWORD, SECRET_KEY, UploadsHost, write_tree
+from tests.host.uploads.conftest import (
+    ACCESS_KEY,
+    PASSWORD,
+    SECRET_KEY,
+    KillMidRestore,
+    UploadsHost,
+    write_tree,
+)
 from tests.support.s3 import Recorder
 
 
@@ -189,32 +192,10 @@ def test_restic_killed_halfway_through_a_restore_leaves_the_live_tree_untouched(
     backup_uploads(host.ctx)
     (host.live / "small.txt").write_bytes(b"changed after the snapshot\n")
     live = tree_digest(host.live)
-    killed: list[bool] = []
-    real_run = uploads_restic.run_process
-
-    def kill_mid_restore(argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> Completed:
-        if "restore" not in argv:
-            return real_run(argv, env=env, timeout=timeout)
-        # throttled so the kill lands while restic writes into the scratch dir
-        child = subprocess.Popen(
-            [*argv, "--limit-download", "300"],
-            env=dict(env),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        scratch = Path(argv[argv.index("--target") + 1])
-        deadline = time.monotonic() + 10
-        while child.poll() is None and time.monotonic() < deadline:
-            if any(files for _, _, files in os.walk(scratch)):
-                break
-            time.sleep(0.01)
-        killed.append(child.poll() is None)
-        child.send_signal(signal.SIGKILL)
-        return Completed(child.wait(), "", "killed")
-
+    kill_mid_restore = KillMidRestore(uploads_restic.run_process)
     monkeypatch.setattr(uploads_restic, "run_process", kill_mid_restore)
     with pytest.raises(BackupFailed, match="restic was stopped"):
         prepare_uploads_restore(host.ctx, None)
-    assert killed == [True]  # restic was still running when it was killed
+    assert kill_mid_restore.killed == [True]  # restic was still running when it was killed
     assert tree_digest(host.live) == live
     assert _siblings(host.live) == []  # the scratch and the half-restored tree are gone
