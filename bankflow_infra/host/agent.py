@@ -16,7 +16,7 @@
                                                        migrate command (the deploy's step), audited
     bankflow-agent backup | backups | restore          database dumps: see ``backups/__init__.py``
     bankflow-agent uploads-backup | uploads-snapshots | uploads-status | uploads-check | uploads-migrate
-                   | uploads-seed
+                   | uploads-seed | uploads-aside
                                                        uploads (restic): ``backups/uploads_commands.py``
     bankflow-agent backup-watch                        archive lag, newest backup, last runs; alert on
                                                        change (every minute, from a timer)

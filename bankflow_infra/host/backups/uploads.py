@@ -24,7 +24,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ...contract.uploads import UPLOADS_TAG
 from ..context import Context
@@ -33,6 +33,12 @@ from .config import BackupFailed, BackupSkipped, BackupUsageError, skip_reason
 from .uploads_restic import Restic, Snapshot, UploadsConfig, load_uploads_config, open_restic
 
 _RESTORING = "restoring"  # .<uploads>-restoring-<id>: restic's scratch target, removed when done
+# uploads_seed.py's names inside the tree: its scratch, its journal, the trees it set aside. The
+# backup leaves them out (a copy set aside, or half a restore, is not new data).
+SCRATCH_PREFIX: Final = ".bankflow-seeding-"
+ASIDE_PREFIX: Final = ".bankflow-restored-"
+JOURNAL_NAME: Final = ".bankflow-seed.json"
+SEED_PATTERNS: Final = (f"{SCRATCH_PREFIX}*", f"{ASIDE_PREFIX}*", JOURNAL_NAME)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ def backup_uploads(ctx: Context) -> UploadsBackup:
             "--tag",
             UPLOADS_TAG,
             "--one-file-system",
+            # anchored at the tree's root (a pattern that starts with / matches the whole path)
+            *(f"--exclude={config.uploads_dir}/{pattern}" for pattern in SEED_PATTERNS),
             str(config.uploads_dir),
         ],
     )

@@ -16,6 +16,9 @@ Stdlib only.
     bankflow-agent uploads-seed [--source-stack OTHER] [--to-time 'YYYY-MM-DD HH:MM:SSZ']
                                                fill an EMPTY uploads tree (a new NFS share) with a
                                                snapshot; resumable (uploads_seed.py)
+    bankflow-agent uploads-aside [--source-stack OTHER] [--to-time 'YYYY-MM-DD HH:MM:SSZ']
+                                               a snapshot restored BESIDE the live uploads
+                                               (.bankflow-restored-<time>-<id>), nothing else touched
 
 Exit codes: 0 done, 1 a step failed (nothing live changed), 2 bad input or configuration (no
 uploads.json, no password file), 3 another backup or restore holds the backup lock.
@@ -39,7 +42,7 @@ from .pitr_restore import parse_target_time
 from .uploads import backup_uploads, check_uploads, snapshot_rows, uploads_status
 from .uploads_migrate import migrate_uploads
 from .uploads_restic import load_uploads_config
-from .uploads_seed import seed_uploads
+from .uploads_seed import AsideResult, SeedResult, aside_uploads, seed_uploads
 
 
 def cmd_uploads_backup(ctx: Context, _args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
@@ -126,30 +129,60 @@ def cmd_uploads_migrate(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO
     return OK
 
 
-def cmd_uploads_seed(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+def _seed_arguments(args: argparse.Namespace) -> dt.datetime | None:
+    """--to-time and --source-stack of uploads-seed/uploads-aside, checked before anything runs."""
+    if args.source_stack is not None and not grammar.STACK_NAME.fullmatch(args.source_stack):
+        raise BackupUsageError(
+            f"--source-stack: {args.source_stack!r} is not a stack name ({grammar.STACK_NAME_RULE})"
+        )
+    return None if args.to_time is None else parse_target_time(args.to_time, dt.datetime.now(dt.UTC))
+
+
+def _snapshot_into_tree(
+    ctx: Context, args: argparse.Namespace, action: str, run: Callable[..., Any], after_failure: str
+) -> tuple[int, Any, str]:
+    """uploads-seed/uploads-aside up to their result: (exit code, result or None, source stack)."""
     try:
-        when = None if args.to_time is None else parse_target_time(args.to_time, dt.datetime.now(dt.UTC))
-        if args.source_stack is not None and not grammar.STACK_NAME.fullmatch(args.source_stack):
-            raise BackupUsageError(
-                f"--source-stack: {args.source_stack!r} is not a stack name ({grammar.STACK_NAME_RULE})"
-            )
-        with backup_lock(ctx.paths, ctx.actor, "uploads-seed"):
+        when = _seed_arguments(args)
+        with backup_lock(ctx.paths, ctx.actor, action):
             source = args.source_stack or load_uploads_config(ctx).stack
-            result = seed_uploads(ctx, source, when)
+            return OK, run(ctx, source, when), source
     except BackupLocked as exc:
-        return _end(ctx, "uploads-seed", "refused", str(exc), LOCKED)
+        return _end(ctx, action, "refused", str(exc), LOCKED), None, ""
     except BackupUsageError as exc:
-        return _end(ctx, "uploads-seed", "refused", f"{exc}; nothing was changed", USAGE)
+        return _end(ctx, action, "refused", f"{exc}; nothing was changed", USAGE), None, ""
     except (BackupFailed, OSError) as exc:
-        text = f"failed: {_describe(exc)}; nothing of the tree's own was touched, run again to resume"
-        return _end(ctx, "uploads-seed", "failed", text, FAILED)
-    message = (
-        f"done: snapshot {result.snapshot_id[:8]} of stack {source} "
-        f"({result.snapshot_time.isoformat(timespec='seconds')}): {result.files} files, {result.bytes} bytes"
-        + (" (resumed)" if result.resumed else "")
-    )
+        return _end(ctx, action, "failed", f"failed: {_describe(exc)}; {after_failure}", FAILED), None, ""
+
+
+def _snapshot_words(result: SeedResult | AsideResult, source: str) -> str:
+    when = result.snapshot_time.isoformat(timespec="seconds")
+    size = f"{result.files} files, {result.bytes} bytes"
+    return f"snapshot {result.snapshot_id[:8]} of stack {source} ({when}): {size}"
+
+
+def cmd_uploads_seed(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+    after = "nothing of the tree's own was touched, run again to resume"
+    code, result, source = _snapshot_into_tree(ctx, args, "uploads-seed", seed_uploads, after)
+    if code != OK:
+        return code
+    message = f"done: {_snapshot_words(result, source)}" + (" (resumed)" if result.resumed else "")
     ctx.say(f"uploads-seed: {message}")
     ctx.audit("uploads-seed", None, "ok", message)
+    return OK
+
+
+def cmd_uploads_aside(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
+    after = "the live uploads were not touched"
+    code, result, source = _snapshot_into_tree(ctx, args, "uploads-aside", aside_uploads, after)
+    if code != OK:
+        return code
+    message = (
+        f"done: {_snapshot_words(result, source)}, at {result.path}; the live uploads were not "
+        "touched. Copy back what you need, then remove it"
+    )
+    ctx.say(f"uploads-aside: {message}")
+    ctx.audit("uploads-aside", None, "ok", message)
     return OK
 
 
@@ -176,8 +209,11 @@ COMMANDS: Final[dict[str, tuple[Handler, bool]]] = {
     # the deploy lock only while the apps are stopped for the final pass (uploads_migrate.py)
     "uploads-migrate": (cmd_uploads_migrate, False),
     "uploads-seed": (cmd_uploads_seed, False),  # the backup lock: one seed, backup or restore at a time
+    "uploads-aside": (cmd_uploads_aside, False),
 }
-AUDITED: Final = frozenset({"uploads-backup", "uploads-check", "uploads-migrate", "uploads-seed"})
+AUDITED: Final = frozenset(
+    {"uploads-backup", "uploads-check", "uploads-migrate", "uploads-seed", "uploads-aside"}
+)
 
 
 def _percent(text: str) -> int:
@@ -206,5 +242,9 @@ def register(sub: Any) -> None:
     seed = sub.add_parser(
         "uploads-seed", help="fill an empty uploads tree (a new shared share) with a snapshot (resumable)"
     )
-    seed.add_argument("--source-stack", help="whose snapshots (default: this stack's)")
-    seed.add_argument("--to-time", help="'YYYY-MM-DD HH:MM:SSZ' (UTC): the snapshot at or before it")
+    aside = sub.add_parser(
+        "uploads-aside", help="a snapshot restored beside the live uploads, nothing else touched"
+    )
+    for parser in (seed, aside):
+        parser.add_argument("--source-stack", help="whose snapshots (default: this stack's)")
+        parser.add_argument("--to-time", help="'YYYY-MM-DD HH:MM:SSZ' (UTC): the snapshot at or before it")

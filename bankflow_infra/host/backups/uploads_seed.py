@@ -18,6 +18,12 @@ stack's uploads before customers move. Seeding works INSIDE the tree, never over
 Interrupted anywhere, the next run finishes the job: before the journal, only the scratch exists
 (it is removed and the restore starts again); after it, the remaining renames are done. Nothing
 is ever deleted from the tree except this command's scratch.
+
+``uploads-aside``: the same restore into scratch, then ONE rename of the restored tree to
+``<uploads>/.bankflow-restored-<snapshot time>-<id>`` beside the live files, which it never
+touches: a point in time of a shared tree (no swap possible) for an operator to copy back what was
+lost, as the managed database's restore forks the cluster instead of overwriting it. The uploads
+backup leaves these names out (``uploads.SEED_PATTERNS``): a copy set aside is not new data.
 """
 
 from __future__ import annotations
@@ -35,11 +41,9 @@ from typing import Any, Final
 from ..context import Context
 from ..files import fsync_dir, write_atomic
 from .config import BackupFailed, BackupUsageError
-from .uploads import choose_snapshot, restore_snapshot_into
-from .uploads_restic import Snapshot, load_uploads_config, open_restic
+from .uploads import ASIDE_PREFIX, JOURNAL_NAME, SCRATCH_PREFIX, choose_snapshot, restore_snapshot_into
+from .uploads_restic import Restic, Snapshot, UploadsConfig, load_uploads_config, open_restic
 
-SCRATCH_PREFIX: Final = ".bankflow-seeding-"
-JOURNAL_NAME: Final = ".bankflow-seed.json"
 # a filesystem's own entry (ext4 volumes have one; an NFS share may show the server's)
 IGNORED: Final = frozenset({"lost+found"})
 
@@ -53,19 +57,19 @@ class SeedResult:
     resumed: bool
 
 
+@dataclass(frozen=True)
+class AsideResult:
+    snapshot_id: str
+    snapshot_time: dt.datetime
+    path: Path
+    files: int
+    bytes: int
+
+
 def seed_uploads(ctx: Context, source_stack: str, target_time: dt.datetime | None) -> SeedResult:
     """Fill the empty uploads tree with ``source_stack``'s snapshot at or before ``target_time``
     (None: its newest); resumes an interrupted seed. The caller holds the backup lock."""
-    config = load_uploads_config(ctx)
-    here = socket.gethostname()
-    if config.backup_droplet not in (None, here):  # two droplets seeding one share would race
-        raise BackupUsageError(
-            f"this droplet ({here}) is not {config.backup_droplet}, which takes the "
-            "stack's backups of the shared uploads: run uploads-seed there"
-        )
-    live = config.uploads_dir
-    if live.is_symlink() or not live.is_dir():
-        raise BackupUsageError(f"the uploads directory {live} is missing or not a directory")
+    config, live = _open_tree(ctx, "uploads-seed")
     journal = _read_journal(live)
     if journal is not None:
         ctx.say(
@@ -73,18 +77,73 @@ def seed_uploads(ctx: Context, source_stack: str, target_time: dt.datetime | Non
         )
         return _finish(ctx, live, journal, resumed=True)
     _require_empty(live)
-    for stale in _scratch_dirs(live):  # a seed killed before its journal: start again
-        shutil.rmtree(stale)
+    _remove_stale_scratch(live)
     restic = open_restic(ctx, config)
-    where = f"repository {config.repository} for stack {source_stack}"
-    chosen = choose_snapshot(restic.snapshots(source_stack), target_time, where)
+    chosen = _choose(restic, config.repository, source_stack, target_time)
+    scratch = _restore_to_scratch(ctx, restic, live, chosen, source_stack)
+    journal = _journal(live, scratch, chosen)
+    write_atomic(live / JOURNAL_NAME, json.dumps(journal).encode(), 0o600)
+    return _finish(ctx, live, journal, resumed=False)
+
+
+def aside_uploads(ctx: Context, source_stack: str, target_time: dt.datetime | None) -> AsideResult:
+    """Put ``source_stack``'s snapshot at or before ``target_time`` BESIDE the live uploads, in
+    ``<uploads>/.bankflow-restored-<snapshot time>-<id>``, touching nothing else: the files of a
+    point in time on a tree that cannot be swapped (a share every droplet mounts), to copy back
+    by hand what was lost. The caller holds the backup lock."""
+    config, live = _open_tree(ctx, "uploads-aside")
+    if (live / JOURNAL_NAME).exists():
+        raise BackupUsageError(
+            f"a seed is half done in {live} ({live / JOURNAL_NAME}): run uploads-seed to finish it first"
+        )
+    _remove_stale_scratch(live)
+    restic = open_restic(ctx, config)
+    chosen = _choose(restic, config.repository, source_stack, target_time)
+    target = live / f"{ASIDE_PREFIX}{chosen.time.strftime('%Y%m%dT%H%M%SZ')}-{chosen.id[:8]}"
+    if os.path.lexists(target):
+        raise BackupUsageError(f"snapshot {chosen.id[:8]} is already set aside at {target}")
+    scratch = _restore_to_scratch(ctx, restic, live, chosen, source_stack)
+    try:
+        inner = scratch / chosen.paths[0].lstrip("/")
+        files, size = tree_totals(inner)
+        os.rename(inner, target)  # one rename: the tree appears whole or not at all
+        fsync_dir(live)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return AsideResult(chosen.id, chosen.time, target, files, size)
+
+
+def _open_tree(ctx: Context, command: str) -> tuple[UploadsConfig, Path]:
+    config = load_uploads_config(ctx)
+    here = socket.gethostname()
+    if config.backup_droplet not in (None, here):  # two droplets on one share would race
+        raise BackupUsageError(
+            f"this droplet ({here}) is not {config.backup_droplet}, which takes the "
+            f"stack's backups of the shared uploads: run {command} there"
+        )
+    live = config.uploads_dir
+    if live.is_symlink() or not live.is_dir():
+        raise BackupUsageError(f"the uploads directory {live} is missing or not a directory")
+    return config, live
+
+
+def _choose(restic: Restic, repository: str, stack: str, target_time: dt.datetime | None) -> Snapshot:
+    chosen = choose_snapshot(
+        restic.snapshots(stack), target_time, f"repository {repository} for stack {stack}"
+    )
     if len(chosen.paths) != 1:
         raise BackupFailed(
             f"snapshot {chosen.id[:8]} holds {len(chosen.paths)} paths, expected the uploads dir"
         )
+    return chosen
+
+
+def _restore_to_scratch(ctx: Context, restic: Restic, live: Path, chosen: Snapshot, stack: str) -> Path:
+    """The snapshot restored (restic ``--verify``) into a new scratch dir in the tree itself (the
+    same filesystem: what follows is renames); a failure removes the scratch."""
     scratch = live / f"{SCRATCH_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     ctx.say(
-        f"uploads-seed: restoring snapshot {chosen.id[:8]} of stack {source_stack} "
+        f"uploads: restoring snapshot {chosen.id[:8]} of stack {stack} "
         f"({chosen.time.isoformat(timespec='seconds')}) into {scratch}"
     )
     scratch.mkdir(mode=0o700)
@@ -93,9 +152,12 @@ def seed_uploads(ctx: Context, source_stack: str, target_time: dt.datetime | Non
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    journal = _journal(live, scratch, chosen)
-    write_atomic(live / JOURNAL_NAME, json.dumps(journal).encode(), 0o600)
-    return _finish(ctx, live, journal, resumed=False)
+    return scratch
+
+
+def _remove_stale_scratch(live: Path) -> None:
+    for stale in _scratch_dirs(live):  # a seed or aside killed before its journal or rename
+        shutil.rmtree(stale)
 
 
 def _journal(live: Path, scratch: Path, chosen: Snapshot) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """``uploads-seed``: an empty uploads tree (a new stack's NFS share) filled with another stack's
 snapshot, byte for byte; refused on a tree that holds anything; killed or failing anywhere, nothing
-of the tree's own is touched and the next run finishes the job. Real restic 0.14 against moto's
+of the tree's own is touched and the next run finishes the job. ``uploads-aside``: a point in time
+beside the live files of a shared tree, which it never touches. Real restic 0.14 against moto's
 S3 on loopback (conftest.py); the kills are real SIGKILLs of a child process (seed_child.py).
 """
 
@@ -25,8 +26,8 @@ from bankflow_infra.contract.uploads import UPLOADS_CONFIG_FILE
 from bankflow_infra.host import state as st
 from bankflow_infra.host.backups import uploads_restic, uploads_seed
 from bankflow_infra.host.backups.config import backup_lock
-from bankflow_infra.host.backups.uploads import backup_uploads
-from bankflow_infra.host.backups.uploads_commands import cmd_uploads_seed
+from bankflow_infra.host.backups.uploads import ASIDE_PREFIX, backup_uploads
+from bankflow_infra.host.backups.uploads_commands import cmd_uploads_aside, cmd_uploads_seed
 from bankflow_infra.host.backups.uploads_migrate import tree_digest
 from tests.host.uploads.conftest import PASSWORD, KillMidRestore, UploadsHost, write_tree
 from tests.support.tools import REPO
@@ -286,3 +287,68 @@ def test_a_garbled_journal_is_named_and_nothing_is_touched(host: UploadsHost, tm
         assert seed(host) == FAILED
         assert f"{journal}: not" in host.err.getvalue()
         assert [e.name for e in host.live.iterdir()] == [journal.name]
+
+
+# --------------------------------------------------------------------------- uploads-aside
+
+
+def aside(host: UploadsHost, source: str | None = None, to_time: str | None = None) -> int:
+    return cmd_uploads_aside(host.ctx, argparse.Namespace(source_stack=source, to_time=to_time))
+
+
+def set_aside(live: Path) -> list[Path]:
+    return sorted(p for p in live.iterdir() if p.name.startswith(ASIDE_PREFIX))
+
+
+def test_aside_puts_a_point_in_time_beside_the_live_files_and_touches_nothing_else(host: UploadsHost) -> None:
+    configure(host, NEW, host.live, socket.gethostname())  # a scaled stack's share
+    write_tree(host.live, {"a.ofx": b"statement v1\n", "dir/b.pdf": os.urandom(50_000)})
+    backup_uploads(host.ctx)
+    at_t = tree_digest(host.live)
+    time.sleep(1.1)
+    target = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    time.sleep(1.1)
+    (host.live / "dir" / "b.pdf").unlink()  # lost after T
+    (host.live / "a.ofx").write_bytes(b"statement v2\n")
+    backup_uploads(host.ctx)
+    live = tree_digest(host.live)
+    assert aside(host, to_time=target.strftime("%Y-%m-%d %H:%M:%SZ")) == OK, host.err.getvalue()
+    [restored] = set_aside(host.live)
+    assert tree_digest(restored) == at_t  # the tree of T, byte for byte
+    assert {k: v for k, v in tree_digest(host.live).items() if not k.startswith(ASIDE_PREFIX)} == live
+    assert [e.name for e in host.live.iterdir() if e.name.startswith(".bankflow-")] == [restored.name]
+    assert f"at {restored}; the live uploads were not touched" in host.out.getvalue()
+    assert host.audit_lines()[-1]["action"] == "uploads-aside"
+    # the same snapshot twice: refused before restic restores anything
+    assert aside(host, to_time=target.strftime("%Y-%m-%d %H:%M:%SZ")) == USAGE
+    assert "is already set aside" in host.err.getvalue()
+    # the next uploads backup leaves the copy out: restoring it gives the live tree only
+    backup_uploads(host.ctx)
+    fresh = host.live.parent / "fresh"
+    fresh.mkdir()
+    configure(host, NEW, fresh, socket.gethostname())
+    assert seed(host, source=None) == OK, host.err.getvalue()
+    assert tree_digest(fresh) == live
+
+
+def test_aside_killed_or_failing_leaves_the_live_files_and_no_copy(
+    host: UploadsHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(host, NEW, host.live, socket.gethostname())
+    write_tree(host.live, {"big.bin": os.urandom(2_000_000), "small.txt": b"x\n"})
+    backup_uploads(host.ctx)
+    live = tree_digest(host.live)
+    kill_mid_restore = KillMidRestore(uploads_restic.run_process)
+    monkeypatch.setattr(uploads_restic, "run_process", kill_mid_restore)
+    assert aside(host) == FAILED
+    assert kill_mid_restore.killed == [True]
+    assert "the live uploads were not touched" in host.err.getvalue()
+    assert tree_digest(host.live) == live  # no scratch, no half copy
+    monkeypatch.setattr(uploads_restic, "run_process", kill_mid_restore.real)
+    host.write_secret("not-the-uploads-repository-password")
+    assert aside(host) == FAILED
+    assert tree_digest(host.live) == live
+    host.write_secret()
+    (host.live / uploads_seed.JOURNAL_NAME).write_text("{}")  # a seed half done: finish it first
+    assert aside(host) == USAGE
+    assert "run uploads-seed to finish it first" in host.err.getvalue()
