@@ -28,17 +28,27 @@ from typing import Any, Final
 
 from ...contract.uploads import UPLOADS_TAG
 from ..context import Context
-from ..files import fsync_dir
+from ..files import TEMP_MARK, fsync_dir
 from .config import BackupFailed, BackupSkipped, BackupUsageError, skip_reason
 from .uploads_restic import Restic, Snapshot, UploadsConfig, load_uploads_config, open_restic
 
 _RESTORING = "restoring"  # .<uploads>-restoring-<id>: restic's scratch target, removed when done
-# uploads_seed.py's names inside the tree: its scratch, its journal, the trees it set aside. The
-# backup leaves them out (a copy set aside, or half a restore, is not new data).
+# uploads_seed.py's names inside the tree: its scratch, its journal (and the journal's temp file
+# while it is written), the trees it set aside; and a filesystem's own entry at the tree's root (a
+# share's or a volume's lost+found). None of them is an upload: the backup leaves them out (a copy
+# set aside, or half a restore, is not new data) and a seed never moves one into place.
 SCRATCH_PREFIX: Final = ".bankflow-seeding-"
 ASIDE_PREFIX: Final = ".bankflow-restored-"
 JOURNAL_NAME: Final = ".bankflow-seed.json"
-SEED_PATTERNS: Final = (f"{SCRATCH_PREFIX}*", f"{ASIDE_PREFIX}*", JOURNAL_NAME)
+JOURNAL_TEMP_PREFIX: Final = f".{JOURNAL_NAME}{TEMP_MARK}"
+FILESYSTEM_ENTRIES: Final = frozenset({"lost+found"})
+NOT_UPLOADS_PATTERNS: Final = (
+    f"{SCRATCH_PREFIX}*",
+    f"{ASIDE_PREFIX}*",
+    JOURNAL_NAME,
+    f"{JOURNAL_TEMP_PREFIX}*",
+    *sorted(FILESYSTEM_ENTRIES),
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,9 @@ def backup_uploads(ctx: Context) -> UploadsBackup:
             "--tag",
             UPLOADS_TAG,
             "--one-file-system",
-            # anchored at the tree's root (a pattern that starts with / matches the whole path)
-            *(f"--exclude={config.uploads_dir}/{pattern}" for pattern in SEED_PATTERNS),
+            # a pattern that starts with / is matched from the filesystem's root down, one path
+            # element per element (restic internal/filter): these are the tree's top-level names
+            *(f"--exclude={config.uploads_dir}/{pattern}" for pattern in NOT_UPLOADS_PATTERNS),
             str(config.uploads_dir),
         ],
     )

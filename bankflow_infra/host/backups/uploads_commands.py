@@ -41,8 +41,7 @@ from .config import BackupFailed, BackupLocked, BackupSkipped, BackupUsageError,
 from .pitr_restore import parse_target_time
 from .uploads import backup_uploads, check_uploads, snapshot_rows, uploads_status
 from .uploads_migrate import migrate_uploads
-from .uploads_restic import load_uploads_config
-from .uploads_seed import AsideResult, SeedResult, aside_uploads, seed_uploads
+from .uploads_seed import AsideResult, Request, SeedResult, aside_uploads, seed_uploads
 
 
 def cmd_uploads_backup(ctx: Context, _args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
@@ -129,56 +128,56 @@ def cmd_uploads_migrate(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO
     return OK
 
 
-def _seed_arguments(args: argparse.Namespace) -> dt.datetime | None:
-    """--to-time and --source-stack of uploads-seed/uploads-aside, checked before anything runs."""
+def _request(args: argparse.Namespace) -> Request:
+    """--source-stack and --to-time of uploads-seed/uploads-aside, checked before anything runs."""
     if args.source_stack is not None and not grammar.STACK_NAME.fullmatch(args.source_stack):
         raise BackupUsageError(
             f"--source-stack: {args.source_stack!r} is not a stack name ({grammar.STACK_NAME_RULE})"
         )
-    return None if args.to_time is None else parse_target_time(args.to_time, dt.datetime.now(dt.UTC))
+    when = None if args.to_time is None else parse_target_time(args.to_time, dt.datetime.now(dt.UTC))
+    return Request(args.source_stack, when)
 
 
 def _snapshot_into_tree(
-    ctx: Context, args: argparse.Namespace, action: str, run: Callable[..., Any], after_failure: str
-) -> tuple[int, Any, str]:
-    """uploads-seed/uploads-aside up to their result: (exit code, result or None, source stack)."""
+    ctx: Context, args: argparse.Namespace, action: str, run: Callable[[Context, Request], Any]
+) -> tuple[int, Any]:
+    """uploads-seed/uploads-aside up to their result: (exit code, the result or None)."""
     try:
-        when = _seed_arguments(args)
+        request = _request(args)
         with backup_lock(ctx.paths, ctx.actor, action):
-            source = args.source_stack or load_uploads_config(ctx).stack
-            return OK, run(ctx, source, when), source
+            return OK, run(ctx, request)
     except BackupLocked as exc:
-        return _end(ctx, action, "refused", str(exc), LOCKED), None, ""
+        return _end(ctx, action, "refused", str(exc), LOCKED), None
     except BackupUsageError as exc:
-        return _end(ctx, action, "refused", f"{exc}; nothing was changed", USAGE), None, ""
+        return _end(ctx, action, "refused", f"{exc}; none of the uploads was touched", USAGE), None
     except (BackupFailed, OSError) as exc:
-        return _end(ctx, action, "failed", f"failed: {_describe(exc)}; {after_failure}", FAILED), None, ""
+        return _end(
+            ctx, action, "failed", f"failed: {_describe(exc)}; none of the uploads was touched", FAILED
+        ), None
 
 
-def _snapshot_words(result: SeedResult | AsideResult, source: str) -> str:
+def _snapshot_words(result: SeedResult | AsideResult) -> str:
     when = result.snapshot_time.isoformat(timespec="seconds")
     size = f"{result.files} files, {result.bytes} bytes"
-    return f"snapshot {result.snapshot_id[:8]} of stack {source} ({when}): {size}"
+    return f"snapshot {result.snapshot_id[:8]} of stack {result.stack} ({when}): {size}"
 
 
 def cmd_uploads_seed(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
-    after = "nothing of the tree's own was touched, run again to resume"
-    code, result, source = _snapshot_into_tree(ctx, args, "uploads-seed", seed_uploads, after)
+    code, result = _snapshot_into_tree(ctx, args, "uploads-seed", seed_uploads)
     if code != OK:
         return code
-    message = f"done: {_snapshot_words(result, source)}" + (" (resumed)" if result.resumed else "")
+    message = f"done: {_snapshot_words(result)}" + (" (resumed)" if result.resumed else "")
     ctx.say(f"uploads-seed: {message}")
     ctx.audit("uploads-seed", None, "ok", message)
     return OK
 
 
 def cmd_uploads_aside(ctx: Context, args: argparse.Namespace, _stdin: BinaryIO | None = None) -> int:
-    after = "the live uploads were not touched"
-    code, result, source = _snapshot_into_tree(ctx, args, "uploads-aside", aside_uploads, after)
+    code, result = _snapshot_into_tree(ctx, args, "uploads-aside", aside_uploads)
     if code != OK:
         return code
     message = (
-        f"done: {_snapshot_words(result, source)}, at {result.path}; the live uploads were not "
+        f"done: {_snapshot_words(result)}, at {result.path} (root's only); the live uploads were not "
         "touched. Copy back what you need, then remove it"
     )
     ctx.say(f"uploads-aside: {message}")

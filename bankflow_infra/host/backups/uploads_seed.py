@@ -11,19 +11,26 @@ stack's uploads before customers move. Seeding works INSIDE the tree, never over
 2. restore the chosen snapshot (``--source-stack``'s, at or before ``--to-time``) with restic's
    ``--verify`` (every file read back after writing) into a scratch dir in the tree itself: the
    same filesystem, so the next step is renames, and nothing lands on the root disk;
-3. write a journal naming the scratch, its file count and bytes; move each top entry of the
-   restored tree into place (one rename each); check the tree then holds exactly that count and
-   those bytes; remove the scratch and the journal.
+3. refuse a snapshot without a single file (a lost share is backed up empty every 5 minutes:
+   the newest snapshot is then the empty one, and "done: 0 files" would hide that);
+4. write a journal naming the source, the scratch, its file count and bytes; move each top entry
+   of the restored tree into place (one rename each); check the tree then holds exactly that
+   count and those bytes; remove the scratch and the journal.
 
-Interrupted anywhere, the next run finishes the job: before the journal, only the scratch exists
-(it is removed and the restore starts again); after it, the remaining renames are done. Nothing
-is ever deleted from the tree except this command's scratch.
+Interrupted anywhere, the next run of the same command finishes the job: before the journal, only
+the scratch exists (it is removed and the restore starts again); after it, the remaining renames
+are done. Nothing is ever deleted from the tree except this command's scratch. The tree is
+writable by the apps, so nothing in it is trusted that root did not make: the journal and the
+scratch must be root's own (not links, owner and mode checked) and the restored tree must lie
+inside the scratch, or the command stops.
 
 ``uploads-aside``: the same restore into scratch, then ONE rename of the restored tree to
 ``<uploads>/.bankflow-restored-<snapshot time>-<id>`` beside the live files, which it never
 touches: a point in time of a shared tree (no swap possible) for an operator to copy back what was
 lost, as the managed database's restore forks the cluster instead of overwriting it. The uploads
-backup leaves these names out (``uploads.SEED_PATTERNS``): a copy set aside is not new data.
+backup leaves these names out (``uploads.NOT_UPLOADS_PATTERNS``): a copy set aside is not new
+data. The copy is made 0700 (root's; the apps cannot read or change what was deliberately
+deleted).
 """
 
 from __future__ import annotations
@@ -41,15 +48,30 @@ from typing import Any, Final
 from ..context import Context
 from ..files import fsync_dir, write_atomic
 from .config import BackupFailed, BackupUsageError
-from .uploads import ASIDE_PREFIX, JOURNAL_NAME, SCRATCH_PREFIX, choose_snapshot, restore_snapshot_into
+from .uploads import (
+    ASIDE_PREFIX,
+    FILESYSTEM_ENTRIES,
+    JOURNAL_NAME,
+    JOURNAL_TEMP_PREFIX,
+    SCRATCH_PREFIX,
+    choose_snapshot,
+    restore_snapshot_into,
+)
 from .uploads_restic import Restic, Snapshot, UploadsConfig, load_uploads_config, open_restic
 
-# a filesystem's own entry (ext4 volumes have one; an NFS share may show the server's)
-IGNORED: Final = frozenset({"lost+found"})
+
+@dataclass(frozen=True)
+class Request:
+    """What to restore: ``source_stack`` None = the stack's own snapshots; ``target_time`` None =
+    the newest."""
+
+    source_stack: str | None
+    target_time: dt.datetime | None
 
 
 @dataclass(frozen=True)
 class SeedResult:
+    stack: str
     snapshot_id: str
     snapshot_time: dt.datetime
     files: int
@@ -59,6 +81,7 @@ class SeedResult:
 
 @dataclass(frozen=True)
 class AsideResult:
+    stack: str
     snapshot_id: str
     snapshot_time: dt.datetime
     path: Path
@@ -66,51 +89,55 @@ class AsideResult:
     bytes: int
 
 
-def seed_uploads(ctx: Context, source_stack: str, target_time: dt.datetime | None) -> SeedResult:
-    """Fill the empty uploads tree with ``source_stack``'s snapshot at or before ``target_time``
-    (None: its newest); resumes an interrupted seed. The caller holds the backup lock."""
+def seed_uploads(ctx: Context, request: Request) -> SeedResult:
+    """Fill the empty uploads tree with the requested snapshot; resumes an interrupted seed of the
+    same request. The caller holds the backup lock."""
     config, live = _open_tree(ctx, "uploads-seed")
+    stack = request.source_stack or config.stack
     journal = _read_journal(live)
     if journal is not None:
+        _require_same_request(live, journal, request, stack)
         ctx.say(
             f"uploads-seed: resuming the seed of snapshot {journal['snapshot'][:8]} ({live / JOURNAL_NAME})"
         )
-        return _finish(ctx, live, journal, resumed=True)
+        return _finish(live, journal, resumed=True)
     _require_empty(live)
     _remove_stale_scratch(live)
     restic = open_restic(ctx, config)
-    chosen = _choose(restic, config.repository, source_stack, target_time)
-    scratch = _restore_to_scratch(ctx, restic, live, chosen, source_stack)
-    journal = _journal(live, scratch, chosen)
+    chosen = _choose(restic, config.repository, stack, request.target_time)
+    scratch = _restore_to_scratch(ctx, restic, live, chosen, stack)
+    journal = _journal(live, scratch, chosen, stack, request)
     write_atomic(live / JOURNAL_NAME, json.dumps(journal).encode(), 0o600)
-    return _finish(ctx, live, journal, resumed=False)
+    return _finish(live, journal, resumed=False)
 
 
-def aside_uploads(ctx: Context, source_stack: str, target_time: dt.datetime | None) -> AsideResult:
-    """Put ``source_stack``'s snapshot at or before ``target_time`` BESIDE the live uploads, in
+def aside_uploads(ctx: Context, request: Request) -> AsideResult:
+    """Put the requested snapshot BESIDE the live uploads, in
     ``<uploads>/.bankflow-restored-<snapshot time>-<id>``, touching nothing else: the files of a
     point in time on a tree that cannot be swapped (a share every droplet mounts), to copy back
     by hand what was lost. The caller holds the backup lock."""
     config, live = _open_tree(ctx, "uploads-aside")
-    if (live / JOURNAL_NAME).exists():
+    stack = request.source_stack or config.stack
+    if os.path.lexists(live / JOURNAL_NAME):
         raise BackupUsageError(
             f"a seed is half done in {live} ({live / JOURNAL_NAME}): run uploads-seed to finish it first"
         )
     _remove_stale_scratch(live)
     restic = open_restic(ctx, config)
-    chosen = _choose(restic, config.repository, source_stack, target_time)
+    chosen = _choose(restic, config.repository, stack, request.target_time)
     target = live / f"{ASIDE_PREFIX}{chosen.time.strftime('%Y%m%dT%H%M%SZ')}-{chosen.id[:8]}"
     if os.path.lexists(target):
         raise BackupUsageError(f"snapshot {chosen.id[:8]} is already set aside at {target}")
-    scratch = _restore_to_scratch(ctx, restic, live, chosen, source_stack)
+    scratch = _restore_to_scratch(ctx, restic, live, chosen, stack)
     try:
         inner = scratch / chosen.paths[0].lstrip("/")
-        files, size = tree_totals(inner)
+        files, size = _restored_totals(scratch, inner, chosen, stack)
+        os.chmod(inner, 0o700)  # root's: the apps share this tree
         os.rename(inner, target)  # one rename: the tree appears whole or not at all
         fsync_dir(live)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return AsideResult(chosen.id, chosen.time, target, files, size)
+    return AsideResult(stack, chosen.id, chosen.time, target, files, size)
 
 
 def _open_tree(ctx: Context, command: str) -> tuple[UploadsConfig, Path]:
@@ -155,15 +182,31 @@ def _restore_to_scratch(ctx: Context, restic: Restic, live: Path, chosen: Snapsh
     return scratch
 
 
+def _restored_totals(scratch: Path, inner: Path, chosen: Snapshot, stack: str) -> tuple[int, int]:
+    """Files and bytes the snapshot restored (a filesystem's own entries left out); a snapshot
+    without a single file is refused (and its scratch removed)."""
+    files, size = tree_totals(inner, skip=FILESYSTEM_ENTRIES)
+    if files == 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise BackupUsageError(
+            f"snapshot {chosen.id[:8]} of stack {stack} ({chosen.time.isoformat(timespec='seconds')}) holds "
+            "no file: nothing to restore. A lost share is backed up empty every 5 minutes: give --to-time "
+            "from before the loss (bankflow-agent uploads-snapshots lists them)"
+        )
+    return files, size
+
+
 def _remove_stale_scratch(live: Path) -> None:
     for stale in _scratch_dirs(live):  # a seed or aside killed before its journal or rename
         shutil.rmtree(stale)
 
 
-def _journal(live: Path, scratch: Path, chosen: Snapshot) -> dict[str, Any]:
+def _journal(live: Path, scratch: Path, chosen: Snapshot, stack: str, request: Request) -> dict[str, Any]:
     inner = scratch / chosen.paths[0].lstrip("/")
-    files, size = tree_totals(inner)
+    files, size = _restored_totals(scratch, inner, chosen, stack)
     return {
+        "stack": stack,
+        "to_time": None if request.target_time is None else request.target_time.isoformat(),
         "scratch": scratch.name,
         "inner": inner.relative_to(live).as_posix(),
         "snapshot": chosen.id,
@@ -173,33 +216,37 @@ def _journal(live: Path, scratch: Path, chosen: Snapshot) -> dict[str, Any]:
     }
 
 
-def _finish(ctx: Context, live: Path, journal: dict[str, Any], resumed: bool) -> SeedResult:
-    inner = live / journal["inner"]
-    if inner.is_dir():
+def _finish(live: Path, journal: dict[str, Any], resumed: bool) -> SeedResult:
+    inner = _trusted_inner(live, journal)
+    if inner is not None:
         for entry in sorted(inner.iterdir()):
-            _move_into_place(entry, live / entry.name)
+            if entry.name not in FILESYSTEM_ENTRIES:  # the target has its own (or none)
+                _move_into_place(entry, live / entry.name)
         fsync_dir(live)
     files, size = tree_totals(live, skip=_own_names(live))
     if (files, size) != (journal["files"], journal["bytes"]):
         raise BackupFailed(
             f"after moving snapshot {journal['snapshot'][:8]} into {live}: {files} files, {size} bytes; "
             f"the snapshot restored {journal['files']} files, {journal['bytes']} bytes. Something else "
-            f"writes into {live}: stop it and look before anything else ({live / JOURNAL_NAME} is kept)"
+            f"writes into {live}: find it and stop it. Every entry of the snapshot is in place; to accept "
+            f"the tree as it is, remove {live / JOURNAL_NAME} and {live / journal['scratch']}"
         )
     shutil.rmtree(live / journal["scratch"], ignore_errors=True)
     (live / JOURNAL_NAME).unlink()
     fsync_dir(live)
     when = dt.datetime.fromisoformat(journal["snapshot_time"])
-    return SeedResult(journal["snapshot"], when, files, size, resumed)
+    return SeedResult(journal["stack"], journal["snapshot"], when, files, size, resumed)
 
 
 def _move_into_place(source: Path, target: Path) -> None:
+    # The seed started on an empty tree: a name there now was written by something else since, and
+    # nothing is moved over it. (os.rename would replace a file silently; the window between this
+    # check and the rename is what remains, for a tree nothing should write to during a seed.)
     if os.path.lexists(target):
-        # the seed started on an empty tree: something else wrote this name since. os.rename
-        # would replace a file silently, so nothing is moved over it.
         raise BackupFailed(
-            f"{target} appeared in the uploads tree during the seed: nothing was moved over it; stop "
-            f"whatever writes there, then run uploads-seed again (it resumes)"
+            f"{target} appeared in the uploads tree during the seed and is not from the snapshot: nothing "
+            f"was moved over it. Stop whatever writes there, move {target} out of the tree, then run "
+            "uploads-seed again (it resumes)"
         )
     os.rename(source, target)
 
@@ -211,21 +258,60 @@ def _require_empty(live: Path) -> None:
         raise BackupUsageError(
             f"the uploads directory {live} is not empty ({len(found)} entries: {shown}): uploads-seed only "
             "fills an empty tree and never replaces or merges uploads; for a stack's own uploads use "
-            "`bankflow-infra restore` (data volume) or copy the files you need by hand"
+            "`bankflow-infra restore` (data volume), `uploads-aside` (a shared share) or copy by hand"
         )
 
 
 def _own_names(live: Path) -> frozenset[str]:
-    return frozenset({JOURNAL_NAME, *IGNORED, *(p.name for p in _scratch_dirs(live))})
+    temp = {e.name for e in live.iterdir() if e.name.startswith(JOURNAL_TEMP_PREFIX)}
+    return frozenset({JOURNAL_NAME, *FILESYSTEM_ENTRIES, *temp, *(p.name for p in _scratch_dirs(live))})
+
+
+def _roots_own(path: Path, kind: int) -> bool:
+    """``path`` is of ``kind`` (stat.S_IFDIR/S_IFREG), not a link, and owned by this (root) user:
+    something the apps sharing the tree could not have planted."""
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_IFMT(status.st_mode) == kind and status.st_uid == os.geteuid()
 
 
 def _scratch_dirs(live: Path) -> list[Path]:
-    return [
-        p for p in live.iterdir() if p.name.startswith(SCRATCH_PREFIX) and p.is_dir() and not p.is_symlink()
-    ]
+    return [p for p in live.iterdir() if p.name.startswith(SCRATCH_PREFIX) and _roots_own(p, stat.S_IFDIR)]
+
+
+def _trusted_inner(live: Path, journal: dict[str, Any]) -> Path | None:
+    """The restored tree the journal names, checked to lie inside root's scratch through real
+    directories only (no link leads the renames elsewhere); None when already emptied away."""
+    scratch, inner = live / str(journal["scratch"]), live / str(journal["inner"])
+    if not os.path.lexists(scratch):
+        return None
+    if not _roots_own(scratch, stat.S_IFDIR):
+        raise BackupFailed(f"{scratch} is not a directory of root's: refusing to move anything out of it")
+    if not os.path.lexists(inner):
+        return None
+    if os.path.realpath(inner) != os.path.join(os.path.realpath(scratch), inner.relative_to(scratch)):
+        raise BackupFailed(f"{inner} leads outside {scratch} (a link): refusing to move anything out of it")
+    return inner
+
+
+def _require_same_request(live: Path, journal: dict[str, Any], request: Request, stack: str) -> None:
+    wanted = None if request.target_time is None else request.target_time.isoformat()
+    if journal["stack"] != stack or journal["to_time"] != wanted:
+        given = f"--source-stack {journal['stack']}" + (
+            f" --to-time '{dt.datetime.fromisoformat(journal['to_time']).strftime('%Y-%m-%d %H:%M:%SZ')}'"
+            if journal["to_time"]
+            else ""
+        )
+        raise BackupUsageError(
+            f"a seed of stack {journal['stack']}'s snapshot {journal['snapshot'][:8]} is half done in "
+            f"{live}: run it again as it was given ({given}) to finish it"
+        )
 
 
 _JOURNAL_KEYS: Final = {
+    "stack": str,
     "scratch": str,
     "inner": str,
     "snapshot": str,
@@ -237,22 +323,28 @@ _JOURNAL_KEYS: Final = {
 
 def _read_journal(live: Path) -> dict[str, Any] | None:
     path = live / JOURNAL_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    if not _roots_own(path, stat.S_IFREG) or path.lstat().st_mode & 0o077:
+        raise BackupFailed(
+            f"{path} is not a journal this command wrote (a link, or not root's 0600 file): look "
+            f"at it and at {live} before removing it"
+        )
     try:
         journal = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise BackupFailed(f"{path}: not JSON ({exc}); look at {live} before removing it") from None
+        raise BackupFailed(f"{path}: not JSON ({exc}); look at it and at {live} before removing it") from None
     if (
         not isinstance(journal, dict)
         or any(not isinstance(journal.get(key), kind) for key, kind in _JOURNAL_KEYS.items())
+        or not isinstance(journal.get("to_time"), str | None)
         or not journal["scratch"].startswith(SCRATCH_PREFIX)
         or "/" in journal["scratch"]
         or not journal["inner"].startswith(journal["scratch"] + "/")
         or ".." in journal["inner"].split("/")
     ):
         raise BackupFailed(
-            f"{path}: not a seed journal this command wrote; look at {live} before removing it"
+            f"{path}: not a seed journal this command wrote; look at it and at {live} before removing it"
         )
     return journal
 

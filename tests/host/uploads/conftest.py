@@ -119,11 +119,10 @@ class KillMidRestore:
             stderr=subprocess.DEVNULL,
         )
         target = Path(argv[argv.index("--target") + 1])
-        deadline = time.monotonic() + 10
-        while child.poll() is None and time.monotonic() < deadline:
-            if any(files for _, _, files in os.walk(target)):
-                break
+        deadline, wrote = time.monotonic() + 10, False
+        while child.poll() is None and time.monotonic() < deadline and not wrote:
+            wrote = any(files for _, _, files in os.walk(target))
             time.sleep(0.01)
-        self.killed.append(child.poll() is None)
+        self.killed.append(wrote and child.poll() is None)
         child.send_signal(signal.SIGKILL)
         return Completed(child.wait(), "", "killed")

@@ -40,7 +40,7 @@ def main(home: str, source: str, kill_in: str) -> None:
     else:
         uploads_seed._move_into_place = move_then_die  # type: ignore[assignment]
     ctx = Context(HostPaths(Path(home)), None, Options(), "test", io.StringIO(), io.StringIO())  # type: ignore[arg-type]
-    print(uploads_seed.seed_uploads(ctx, source, None), flush=True)
+    print(uploads_seed.seed_uploads(ctx, uploads_seed.Request(source, None)), flush=True)
 
 
 if __name__ == "__main__":

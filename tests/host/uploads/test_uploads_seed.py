@@ -22,13 +22,14 @@ from pathlib import Path
 import pytest
 
 from bankflow_infra.contract.exit_codes import FAILED, LOCKED, OK, USAGE
-from bankflow_infra.contract.uploads import UPLOADS_CONFIG_FILE
+from bankflow_infra.contract.uploads import UPLOADS_CONFIG_FILE, UPLOADS_TAG
 from bankflow_infra.host import state as st
 from bankflow_infra.host.backups import uploads_restic, uploads_seed
 from bankflow_infra.host.backups.config import backup_lock
 from bankflow_infra.host.backups.uploads import ASIDE_PREFIX, backup_uploads
 from bankflow_infra.host.backups.uploads_commands import cmd_uploads_aside, cmd_uploads_seed
 from bankflow_infra.host.backups.uploads_migrate import tree_digest
+from bankflow_infra.host.backups.uploads_restic import load_uploads_config, open_restic
 from tests.host.uploads.conftest import PASSWORD, KillMidRestore, UploadsHost, write_tree
 from tests.support.tools import REPO
 
@@ -118,17 +119,6 @@ def test_to_time_takes_the_snapshot_at_or_before_it(host: UploadsHost, tmp_path:
     assert tree_digest(host.live) == first
 
 
-def test_without_source_stack_the_stacks_own_snapshots_refill_a_lost_share(host: UploadsHost) -> None:
-    configure(host, NEW, host.live, socket.gethostname())
-    write_tree(host.live, {"x/y.txt": b"before the share was lost\n"})
-    backup_uploads(host.ctx)
-    before = tree_digest(host.live)
-    for path in sorted(host.live.rglob("*"), reverse=True):  # the share recreated empty
-        path.rmdir() if path.is_dir() else path.unlink()
-    assert seed(host, source=None) == OK, host.err.getvalue()
-    assert tree_digest(host.live) == before
-
-
 def test_a_tree_that_holds_anything_is_refused_before_restic_runs(
     host: UploadsHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,7 +130,7 @@ def test_a_tree_that_holds_anything_is_refused_before_restic_runs(
     assert seed(host) == USAGE
     err = host.err.getvalue()
     assert f"the uploads directory {host.live} is not empty (1 entries: a-customer-upload.pdf)" in err
-    assert "nothing was changed" in err
+    assert "none of the uploads was touched" in err
     assert tree_digest(host.live) == before
     assert calls == []
     assert host.audit_lines()[-1]["result"] == "refused"
@@ -258,35 +248,158 @@ def test_a_file_written_during_the_seed_is_never_overwritten(
 
     def restore_while_an_app_writes(*args: object) -> None:
         real_restore(*args)  # type: ignore[arg-type]
-        write_tree(host.live, {"empty-dir/x": b"x"})  # names the snapshot has too
+        # a name the snapshot has too, and one sorted after "empty-dir": that one moves first
         (host.live / "statements").mkdir()
         (host.live / "statements" / "b.pdf").write_bytes(b"written by an app during the seed\n")
 
     monkeypatch.setattr(uploads_seed, "restore_snapshot_into", restore_while_an_app_writes)
     assert seed(host) == FAILED
-    assert "appeared in the uploads tree during the seed: nothing was moved over it" in host.err.getvalue()
+    err = host.err.getvalue()
+    assert "appeared in the uploads tree during the seed and is not from the snapshot" in err
+    assert f"move {host.live / 'statements'} out of the tree, then run uploads-seed again" in err
     assert (host.live / "statements" / "b.pdf").read_bytes() == b"written by an app during the seed\n"
+    assert (host.live / "empty-dir").is_dir()  # half moved: the entries before the collision
+    assert not (host.live / "z").exists()  # and none after it
     assert uploads_seed.JOURNAL_NAME in own_entries(host.live)
-    # the operator moves the interlopers aside; the next run finishes the seed
-    for name in ("empty-dir", "statements"):
-        os.rename(host.live / name, tmp_path / f"aside-{name}")
+    # the operator moves the interloper out; the same command finishes the seed
+    os.rename(host.live / "statements", tmp_path / "aside-statements")
     monkeypatch.setattr(uploads_seed, "restore_snapshot_into", real_restore)
     assert seed(host) == OK, host.err.getvalue()
     assert tree_digest(host.live) == newest
 
 
-def test_a_garbled_journal_is_named_and_nothing_is_touched(host: UploadsHost, tmp_path: Path) -> None:
+def test_a_tree_written_into_during_the_moves_fails_the_count_and_keeps_the_journal(
+    host: UploadsHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, newest = old_stack_snapshots(host, tmp_path)
+    real_move = uploads_seed._move_into_place
+
+    def move_while_an_app_writes(source: Path, target: Path) -> None:
+        real_move(source, target)
+        if target.name == "empty-dir":  # an app writes into a directory already in place
+            (target / "new-upload.pdf").write_bytes(b"uploaded meanwhile\n")
+
+    monkeypatch.setattr(uploads_seed, "_move_into_place", move_while_an_app_writes)
+    assert seed(host) == FAILED
+    err = host.err.getvalue()
+    assert "Something else writes into" in err
+    assert f"to accept the tree as it is, remove {host.live / uploads_seed.JOURNAL_NAME}" in err
+    assert uploads_seed.JOURNAL_NAME in own_entries(host.live)  # kept: nothing says "done"
+    assert (host.live / "empty-dir" / "new-upload.pdf").read_bytes() == b"uploaded meanwhile\n"
+    assert {k: v for k, v in tree_digest(host.live).items() if not k.startswith(".bankflow-")} == {
+        **newest,
+        "empty-dir/new-upload.pdf": tree_digest(host.live)["empty-dir/new-upload.pdf"],
+    }
+
+
+def test_a_journal_or_scratch_the_apps_could_have_planted_is_refused(
+    host: UploadsHost, tmp_path: Path
+) -> None:
     old_stack_snapshots(host, tmp_path)
     journal = host.live / uploads_seed.JOURNAL_NAME
-    for text in (
-        '{"scratch": "../../etc", "inner": "x", "snapshot": "a", "snapshot_time": "t", '
-        '"files": 1, "bytes": 1}',
-        "{not json",
-    ):
+    elsewhere = tmp_path / "database-dir"  # what a planted journal would have root move
+    write_tree(elsewhere, {"PG_VERSION": b"15\n"})
+    good = {
+        "stack": OLD,
+        "to_time": None,
+        "snapshot": "a" * 64,
+        "snapshot_time": "2026-11-30T00:00:00+00:00",
+        "files": 1,
+        "bytes": 3,
+    }
+    cases = [
+        ("a garbled journal", "{not json", None, f"{journal}: not JSON"),
+        (
+            "a journal outside the scratch",
+            json.dumps({**good, "scratch": "../../etc", "inner": "x"}),
+            None,
+            f"{journal}: not a seed journal this command wrote",
+        ),
+        (
+            "a journal readable by others",
+            json.dumps({**good, "scratch": ".bankflow-seeding-x", "inner": ".bankflow-seeding-x/u"}),
+            0o644,
+            "is not a journal this command wrote",
+        ),
+    ]
+    for what, text, mode, message in cases:
         journal.write_text(text)
-        assert seed(host) == FAILED
-        assert f"{journal}: not" in host.err.getvalue()
-        assert [e.name for e in host.live.iterdir()] == [journal.name]
+        os.chmod(journal, 0o600 if mode is None else mode)
+        assert seed(host) == FAILED, what
+        assert message in host.err.getvalue(), what
+        assert [e.name for e in host.live.iterdir()] == [journal.name], what
+    journal.unlink()
+    journal.symlink_to(tmp_path / "a-journal-elsewhere.json")  # a link: never followed
+    assert seed(host) == FAILED
+    assert "(a link, or not root's 0600 file)" in host.err.getvalue()
+    journal.unlink()
+    # a root-owned journal whose restored tree is reached through a link the apps made
+    scratch = host.live / ".bankflow-seeding-x"
+    scratch.mkdir(mode=0o700)
+    (scratch / "u").symlink_to(elsewhere)
+    journal.write_text(json.dumps({**good, "scratch": scratch.name, "inner": f"{scratch.name}/u"}))
+    os.chmod(journal, 0o600)
+    assert seed(host) == FAILED
+    assert "leads outside" in host.err.getvalue()
+    assert tree_digest(elsewhere) == {"PG_VERSION": ("file", 3, tree_digest(elsewhere)["PG_VERSION"][2])}
+    assert sorted(e.name for e in host.live.iterdir()) == sorted([journal.name, scratch.name])
+
+
+def test_a_resume_must_be_asked_for_as_the_seed_was(host: UploadsHost, tmp_path: Path) -> None:
+    _, _, newest = old_stack_snapshots(host, tmp_path)
+    child = run_child(host, "move")
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    assert seed(host, source=NEW) == USAGE
+    assert f"a seed of stack {OLD}'s snapshot" in host.err.getvalue()
+    assert f"run it again as it was given (--source-stack {OLD})" in host.err.getvalue()
+    assert seed(host, to_time="2026-11-29 00:00:00Z") == USAGE
+    assert seed(host) == OK, host.err.getvalue()
+    assert tree_digest(host.live) == newest
+
+
+def test_a_snapshot_of_a_lost_share_holds_no_file_and_is_refused(host: UploadsHost) -> None:
+    configure(host, NEW, host.live, socket.gethostname())
+    write_tree(host.live, {"x/y.txt": b"before the share was lost\n"})
+    backup_uploads(host.ctx)
+    before = tree_digest(host.live)
+    time.sleep(1.1)
+    lost_after = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    time.sleep(1.1)
+    for path in sorted(host.live.rglob("*"), reverse=True):  # the share recreated empty...
+        path.rmdir() if path.is_dir() else path.unlink()
+    backup_uploads(host.ctx)  # ...and the 5-minute timer backed it up
+    assert seed(host, source=None) == USAGE
+    assert "holds no file: nothing to restore" in host.err.getvalue()
+    assert "give --to-time from before the loss" in host.err.getvalue()
+    assert list(host.live.iterdir()) == []
+    assert seed(host, source=None, to_time=lost_after.strftime("%Y-%m-%d %H:%M:%SZ")) == OK, (
+        host.err.getvalue()
+    )
+    assert tree_digest(host.live) == before
+
+
+def test_a_snapshot_holding_lost_and_found_seeds_a_share_that_has_its_own(
+    host: UploadsHost, tmp_path: Path
+) -> None:
+    """A share's root may show lost+found: snapshots taken before the backup excluded it hold one."""
+    old_tree = tmp_path / "share-before" / "uploads"
+    write_tree(old_tree, {"lost+found/#1234": b"fsck's\n", "a.pdf": b"statement\n"})
+    configure(host, OLD, old_tree, None)
+    restic = open_restic(host.ctx, load_uploads_config(host.ctx))
+    restic.ensure_repository()
+    restic.run("a backup without excludes", ["backup", "--host", OLD, "--tag", UPLOADS_TAG, str(old_tree)])
+    configure(host, NEW, host.live, socket.gethostname())
+    write_tree(host.live, {"lost+found/#9": b"the new share's own\n"})
+    assert seed(host) == OK, host.err.getvalue()
+    assert tree_digest(host.live / "a.pdf") == tree_digest(old_tree / "a.pdf")
+    assert (host.live / "lost+found" / "#9").read_bytes() == b"the new share's own\n"
+    assert not (host.live / "lost+found" / "#1234").exists()
+    assert own_entries(host.live) == []
+    # and the backup leaves a tree's lost+found out from now on
+    backup_uploads(host.ctx)
+    listing = restic.run("listing", ["ls", "latest", "--host", NEW])
+    assert "/lost+found" not in listing
+    assert "/a.pdf" in listing
 
 
 # --------------------------------------------------------------------------- uploads-aside
@@ -315,9 +428,10 @@ def test_aside_puts_a_point_in_time_beside_the_live_files_and_touches_nothing_el
     assert aside(host, to_time=target.strftime("%Y-%m-%d %H:%M:%SZ")) == OK, host.err.getvalue()
     [restored] = set_aside(host.live)
     assert tree_digest(restored) == at_t  # the tree of T, byte for byte
+    assert restored.stat().st_mode & 0o777 == 0o700  # root's: the apps share the tree
     assert {k: v for k, v in tree_digest(host.live).items() if not k.startswith(ASIDE_PREFIX)} == live
     assert [e.name for e in host.live.iterdir() if e.name.startswith(".bankflow-")] == [restored.name]
-    assert f"at {restored}; the live uploads were not touched" in host.out.getvalue()
+    assert f"at {restored} (root's only); the live uploads were not touched" in host.out.getvalue()
     assert host.audit_lines()[-1]["action"] == "uploads-aside"
     # the same snapshot twice: refused before restic restores anything
     assert aside(host, to_time=target.strftime("%Y-%m-%d %H:%M:%SZ")) == USAGE
@@ -342,7 +456,7 @@ def test_aside_killed_or_failing_leaves_the_live_files_and_no_copy(
     monkeypatch.setattr(uploads_restic, "run_process", kill_mid_restore)
     assert aside(host) == FAILED
     assert kill_mid_restore.killed == [True]
-    assert "the live uploads were not touched" in host.err.getvalue()
+    assert "none of the uploads was touched" in host.err.getvalue()
     assert tree_digest(host.live) == live  # no scratch, no half copy
     monkeypatch.setattr(uploads_restic, "run_process", kill_mid_restore.real)
     host.write_secret("not-the-uploads-repository-password")
