@@ -4,7 +4,9 @@ Resources come from the plan's recorder, grouped by layer (server, edge, stack) 
 (their Pulumi parent); resources of one type under one component are one box ("DnsRecord x6").
 What runs on the droplet and who calls whom comes from the catalog, so the traffic path
 (visitors → Cloudflare → firewall → droplet → nginx → app services → PostgreSQL/Redis) and the
-backup path (PostgreSQL → nightly dump → the Spaces bucket) follow the code, not a drawing.
+backup path (PostgreSQL → nightly dump → the Spaces bucket) follow the code, not a drawing. A
+scaled stack's plan (issue 13) has a load balancer between Cloudflare and the firewall and the
+data in managed clusters and an NFS share (``DataHomes``): the drawing follows the plan's boxes.
 Given a base plan (``plan --json`` of the target branch) boxes are marked added or changed and
 the removed resources are listed.
 """
@@ -123,22 +125,100 @@ def _boxes(rows: list[dict[str, Any]], marks: Mapping[tuple[str, str], Change]) 
     return boxes
 
 
-def _host_boxes(settings: Settings) -> tuple[list[Box], list[tuple[str, str, str]]]:
+@dataclass(frozen=True)
+class DataHomes:
+    """Where the apps' data lives: box ids. Today's droplet runs PostgreSQL and Redis itself; a
+    scaled stack (issue 13) has managed clusters and an NFS share instead."""
+
+    postgres: str = "h_postgres"
+    redis: str = "h_redis"
+    share: str | None = None  # the NFS share's box (uploads), None: the droplet's own disk
+
+    @property
+    def managed_database(self) -> bool:
+        return self.postgres != "h_postgres"
+
+
+def _host_boxes(settings: Settings, homes: DataHomes) -> tuple[list[Box], list[tuple[str, str, str]]]:
     """The droplet's services and who calls whom, from the catalog."""
     services = app_services(settings)
     boxes = [Box("h_nginx", "nginx<br/>TLS, real IP from Cloudflare", "host", "")]
     boxes += [Box(f"h_{s.name}", f"{s.name} :{s.port}", "host", "") for s in services]
-    boxes += [Box("h_postgres", "PostgreSQL", "host", ""), Box("h_redis", "Redis", "host", "")]
+    boxes += [
+        Box(home, name, "host", "")
+        for home, name in ((homes.postgres, "PostgreSQL"), (homes.redis, "Redis"))
+        if home.startswith("h_")
+    ]
+    database_label = "" if homes.postgres.startswith("h_") else "pool, TLS verify-full"
+    cache_label = "" if homes.redis.startswith("h_") else "rediss://"
     edges = [("h_nginx", f"h_{s.name}", s.hostnames[0]) for s in services]
     for service in services:
         edges += [
             (f"h_{service.name}", f"h_{callee}", variable) for variable, callee in service.calls.items()
         ]
         if "DATABASE_URL" in service.secret_env:
-            edges.append((f"h_{service.name}", "h_postgres", ""))
+            edges.append((f"h_{service.name}", homes.postgres, database_label))
         if "REDIS_URL" in service.secret_env:
-            edges.append((f"h_{service.name}", "h_redis", ""))
+            edges.append((f"h_{service.name}", homes.redis, cache_label))
     return boxes, edges
+
+
+def _data_homes(graph: Graph, rows: list[dict[str, Any]]) -> DataHomes:
+    """The managed clusters' and the share's boxes when the plan has them (by their component)."""
+    by_type = {r["type"]: r["name"] for r in rows if r["type"].startswith("bankflow:")}
+
+    def cluster_of(component_type: str) -> str | None:
+        component = by_type.get(component_type)
+        return next(
+            (b.id for b in graph.boxes if b.kind == "DatabaseCluster" and b.component == component), None
+        )
+
+    return DataHomes(
+        cluster_of("bankflow:index:ManagedDatabase") or "h_postgres",
+        cluster_of("bankflow:index:ManagedCache") or "h_redis",
+        graph.first_of("Nfs"),
+    )
+
+
+def _traffic(graph: Graph, dns: str | None, firewall: str | None, droplet: str) -> None:
+    """Cloudflare → (the load balancer →) the droplets' firewall → the droplet(s)."""
+    balancer = graph.first_of("LoadBalancer")
+    if not (dns and firewall):
+        return
+    if balancer is None:
+        graph.edges += [(dns, firewall, "443 from Cloudflare's ranges only"), (firewall, droplet, "")]
+        return
+    graph.edges += [
+        (dns, balancer, "443 from Cloudflare's ranges only"),
+        (balancer, firewall, "TCP 443 pass-through + PROXY, health :8404"),
+        (firewall, droplet, "from the load balancer only, every droplet of the stack tag"),
+    ]
+
+
+def _backup_paths(graph: Graph, settings: Settings, homes: DataHomes, bucket: str) -> None:
+    if homes.managed_database:  # DigitalOcean keeps the point-in-time backups; our dump is the copy
+        graph.host.append(
+            Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC (droplet 1)", "host", "")
+        )
+        graph.edges += [
+            (homes.postgres, "h_dumps", "pg_dump, TLS verify-full"),
+            ("h_dumps", bucket, "rclone upload"),
+        ]
+    else:
+        graph.host += [
+            Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC", "host", ""),
+            Box("h_pitr", "pgBackRest: WAL every ≤60 s, full weekly, incremental nightly", "host", ""),
+        ]
+        graph.edges += [
+            ("h_postgres", "h_dumps", "backup"),
+            ("h_dumps", bucket, "rclone upload"),
+            ("h_postgres", "h_pitr", "archive_command"),
+            ("h_pitr", bucket, "encrypted, /pgbackrest"),
+        ]
+    graph.host.append(Box("h_uploads", "uploads (restic every 5 min)", "host", ""))
+    if homes.share is not None:
+        graph.edges.append((homes.share, "h_uploads", "NFS, mounted on every droplet"))
+    graph.edges.append(("h_uploads", bucket, "encrypted, /uploads"))
 
 
 def build_graph(
@@ -163,25 +243,14 @@ def build_graph(
     if dns:
         graph.edges.append(("visitors", dns, "HTTPS via the Cloudflare proxy"))
     if droplet:
-        graph.host, host_edges = _host_boxes(settings)
-        if dns and firewall:
-            graph.edges += [(dns, firewall, "443 from Cloudflare's ranges only"), (firewall, droplet, "")]
+        homes = _data_homes(graph, rows)
+        graph.host, host_edges = _host_boxes(settings, homes)
+        _traffic(graph, dns, firewall, droplet)
         graph.edges += [(droplet, "h_nginx", ""), *host_edges]
         if not bucket:  # a rebuild stack uploads to its environment's original bucket
             graph.boxes.append(Box("bucket_elsewhere", settings.backup_bucket_name, "outside", ""))
             bucket = "bucket_elsewhere"
-        graph.host += [
-            Box("h_dumps", f"nightly pg_dump {settings.backups.time_utc} UTC", "host", ""),
-            Box("h_pitr", "pgBackRest: WAL every ≤60 s, full weekly, incremental nightly", "host", ""),
-            Box("h_uploads", "uploads (restic every 5 min)", "host", ""),
-        ]
-        graph.edges += [
-            ("h_postgres", "h_dumps", "backup"),
-            ("h_dumps", bucket, "rclone upload"),
-            ("h_postgres", "h_pitr", "archive_command"),
-            ("h_pitr", bucket, "encrypted, /pgbackrest"),
-            ("h_uploads", bucket, "encrypted, /uploads"),
-        ]
+        _backup_paths(graph, settings, homes, bucket)
     if bucket and replica:
         graph.edges.append((bucket, replica, "hourly rclone copy, never delete (backup-replica)"))
     return graph

@@ -135,4 +135,15 @@ def done_text(stack: str, plan: ForkPlan, fork: Any, online: bool) -> str:
         "  2. bring its data into service (\"Bring a fork's data into service\": maintenance page on, copy "
         "the fork's database into the live cluster over TLS verify-full, check, maintenance off);",
         f"  3. delete the fork when done: it is billed like any cluster (id {fork.get('id')}).",
+        _uploads_line(stack, plan),
     ])
+
+
+def _uploads_line(stack: str, plan: ForkPlan) -> str:
+    """The uploads are not in the cluster: a scaled stack's share gets its point in time beside
+    the live files, on droplet 1 (host agent ``uploads-aside``; the runbook's section 2)."""
+    when = (f" --to-time '{plan.target:%Y-%m-%d %H:%M:%SZ}'" if plan.target
+            else " --to-time '<the fork's backup time>'")
+    return (f"The uploads of that time are not in the fork. On droplet 1 (`bankflow-infra ssh {stack} "
+            f"--user <you>`, then sudo): /opt/bankflow/bin/bankflow-agent uploads-aside{when} puts them "
+            "beside the live files, which it does not touch.")

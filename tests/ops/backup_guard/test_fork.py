@@ -92,6 +92,8 @@ def test_a_fork_at_the_time_copies_the_cluster_and_never_writes_to_it(
     assert f"is online at private-{body['name']}.db.ondigitalocean.com, port 25060" in out
     assert f"Stack production still serves from {CLUSTER}, unchanged" in out
     assert "docs/RUNBOOK-managed-database.md" in out
+    # the uploads of the same moment: the host agent's command, with the same time
+    assert f"bankflow-agent uploads-aside --to-time '{target.strftime(TIME_FORMAT)}'" in out
 
 
 def test_latest_lets_digitalocean_take_its_newest(

@@ -128,3 +128,24 @@ def test_the_readme_diagrams_are_current():
     diagrams = {stack: graph_readme.plan_graph(REPO, stack) for stack in ("staging", "production")}
     committed = graph_readme.current_block((REPO / "README.md").read_text())
     assert committed == graph_readme.block(diagrams), "stale: run ./scripts/readme-diagrams"
+
+
+def test_a_scaled_stack_is_drawn_with_its_load_balancer_and_managed_data(tmp_path):
+    """Issue 13's shape: traffic through the load balancer, the apps' data in the managed clusters
+    and the NFS share; no PostgreSQL, Redis or pgBackRest on the droplets."""
+    (tmp_path / "Pulumi.yaml").write_bytes((REPO / "Pulumi.yaml").read_bytes())
+    (tmp_path / "Pulumi.scaled.yaml").write_bytes((REPO / "tests/fixtures/scaled-stack.yaml").read_bytes())
+    done = cli("scaled", "--project-dir", str(tmp_path), "--graph")
+    assert done.returncode == 0, done.stderr
+    found, boxes = edges(done.stdout), labels(done.stdout)
+    traffic = ["visitors", "r_edge_DnsRecord", "r_load_balancer_LoadBalancer", "r_server_Firewall",
+               "r_server_Droplet", "h_nginx"]
+    assert set(itertools.pairwise(traffic)) <= found
+    assert ("r_edge_DnsRecord", "r_server_Firewall") not in found  # Cloudflare reaches the LB only
+    database, cache = "r_database_DatabaseCluster", "r_cache_DatabaseCluster"
+    assert {("h_saas", database), ("h_api", database), ("h_saas", cache), ("h_api", cache)} <= found
+    assert not {("h_site", database), ("h_site", cache)} & found
+    assert {(database, "h_dumps"), ("h_dumps", "r_backups_SpacesBucket")} <= found
+    assert {("r_uploads_Nfs", "h_uploads"), ("h_uploads", "r_backups_SpacesBucket")} <= found
+    assert not {"h_postgres", "h_redis", "h_pitr"} & set(boxes)
+    assert boxes["r_server_Droplet"] == "Droplet x3"
