@@ -13,7 +13,12 @@ from bankflow_infra.components.origin_pull import OriginPullCaArgs, OriginPullsA
 from bankflow_infra.components.remote_deploy import RemoteDeployArgs
 from bankflow_infra.components.server import DataVolumeArgs, ServerArgs, droplet_tags
 from bankflow_infra.components.shared_uploads import SharedUploadsArgs
-from bankflow_infra.settings import Settings, advanced_certificate_hosts
+from bankflow_infra.settings import (
+    ManagedCacheSettings,
+    ManagedDatabaseSettings,
+    Settings,
+    advanced_certificate_hosts,
+)
 
 
 def server_args(settings: Settings) -> ServerArgs:
@@ -39,34 +44,35 @@ def server_args(settings: Settings) -> ServerArgs:
     )
 
 
-def database_args(settings: Settings) -> ManagedClusterArgs | None:
-    managed = settings.scale.database
-    if managed is None:
-        return None
+def _label_tags(settings: Settings) -> tuple[str, ...]:
+    """The droplets' labels (project, environment) without the stack tag, which means "a droplet
+    of this stack" to the load balancer and the firewalls: the managed pieces are not droplets."""
+    return tuple(droplet_tags(settings.environment, settings.stack)[:-1])
+
+
+def _cluster_args(
+    settings: Settings, managed: ManagedDatabaseSettings | ManagedCacheSettings, role: str, protect: bool
+) -> ManagedClusterArgs:
     return ManagedClusterArgs(
-        name=settings.resource_name("db"),
+        name=settings.resource_name(role),
         region=settings.server.region,
         size=managed.size,
         nodes=managed.nodes,
         maintenance=managed.maintenance,
-        tags=tuple(droplet_tags(settings.environment, settings.stack)[:-1]),
-        protect=settings.is_production,
+        tags=_label_tags(settings),
+        protect=protect,
     )
+
+
+def database_args(settings: Settings) -> ManagedClusterArgs | None:
+    managed = settings.scale.database
+    return None if managed is None else _cluster_args(settings, managed, "db", settings.is_production)
 
 
 def cache_args(settings: Settings) -> ManagedClusterArgs | None:
     managed = settings.scale.cache
-    if managed is None:
-        return None
-    return ManagedClusterArgs(
-        name=settings.resource_name("cache"),
-        region=settings.server.region,
-        size=managed.size,
-        nodes=managed.nodes,
-        maintenance=managed.maintenance,
-        tags=tuple(droplet_tags(settings.environment, settings.stack)[:-1]),
-        protect=False,  # sessions and cache: rebuilt by use, no data to keep
-    )
+    # sessions and cache: rebuilt by use, no data to keep
+    return None if managed is None else _cluster_args(settings, managed, "cache", protect=False)
 
 
 def shared_uploads_args(settings: Settings) -> SharedUploadsArgs | None:
@@ -77,7 +83,7 @@ def shared_uploads_args(settings: Settings) -> SharedUploadsArgs | None:
         name=settings.resource_name("uploads"),
         region=settings.server.region,
         size_gb=shared.size_gb,
-        tags=tuple(droplet_tags(settings.environment, settings.stack)[:-1]),
+        tags=_label_tags(settings),
         protect=settings.is_production,
     )
 

@@ -24,7 +24,6 @@ import contextlib
 import io
 import json
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -42,6 +41,7 @@ from bankflow_infra.host import agent
 from bankflow_infra.ops.roll import AgentAnswer, RollTimings, TargetUnreachable
 from bankflow_infra.render import nginx_lb
 from tests.host.fixtures import HostEnv, Load, make_host
+from tests.host.rendered_nginx import loopback_nginx_params
 from tests.render import helpers
 from tests.support.ports import free_port
 
@@ -84,25 +84,9 @@ def fleet_settings(count: int = 3) -> Any:
 def make_droplet(root: Path, index: int, nginx: str) -> Droplet:
     host = make_host(root / f"droplet-{index}", nginx)
     host.candidate_url = f"https://127.0.0.1:{host.verify_port}"
-    (host.run / "temp").mkdir()
     lb_port = free_port()
-    params = render.NginxParams(
-        http_port=free_port(),
-        https_port=free_port(),
-        health_port=free_port(),  # and its port + 1: the maintenance listener (render/nginx.py)
-        verify_port=host.verify_port,
-        listen_addresses=("127.0.0.1",),
-        config_dir=str(host.live),
-        cert_path=str(host.home / "tls" / "origin.pem"),
-        key_path=str(host.home / "secrets" / "origin.key"),
-        access_log=str(host.run / "access.log"),
-        error_log=str(host.run / "nginx-error.log"),
-        pid_path=str(host.run / "nginx.pid"),
-        user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
-        temp_dir=str(host.run / "temp"),
-        # the load generator is one client address for every request
-        limits=render.model.ClientLimits(conn_per_ip=1000, rate_per_ip=10_000, burst_per_ip=10_000),
-    )
+    # the maintenance listener takes health_port + 1 (render/nginx.py)
+    params = loopback_nginx_params(host, verify_port=host.verify_port)
     host.verify_url = f"https://127.0.0.1:{params.https_port}"
     host.drain = 2.0
     free_port()  # the maintenance listener's port (health + 1) is never handed out

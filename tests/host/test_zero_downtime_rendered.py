@@ -12,7 +12,6 @@ rendered text is the renderer tests' own ``adapt_for_local_nginx`` (nginx 1.22 h
 from __future__ import annotations
 
 import os
-import pwd
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,7 +22,7 @@ import pytest
 
 from bankflow_infra.host.manifest import bundle_release_id
 from tests.host.fixtures import HostEnv, Load, make_host
-from tests.support.ports import free_port
+from tests.host.rendered_nginx import loopback_nginx_params
 from tests.support.tools import require_tool
 
 # Tests that measure failed requests under load share one worker: two of them at once on two
@@ -40,25 +39,7 @@ def rendered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     # the droplet's verify listener port is fixed; here a free one (other nginx may run)
     monkeypatch.setattr(render.nginx, "verify_port", lambda _params: host.verify_port)
     host.candidate_url = f"https://127.0.0.1:{host.verify_port}"
-    (host.run / "temp").mkdir()
-    params = render.NginxParams(
-        http_port=free_port(),
-        https_port=free_port(),
-        health_port=free_port(),
-        listen_addresses=("127.0.0.1",),
-        config_dir=str(host.live),
-        cert_path=str(host.home / "tls" / "origin.pem"),
-        key_path=str(host.home / "secrets" / "origin.key"),
-        access_log=str(host.run / "access.log"),
-        error_log=str(host.run / "nginx-error.log"),
-        pid_path=str(host.run / "nginx.pid"),
-        # as root, workers would drop to `nobody`, who cannot enter pytest's 0700 tmp dir
-        user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
-        temp_dir=str(host.run / "temp"),
-        # the load generator is one client IP: the droplet's per-IP limits (tests/render) would
-        # refuse it as they would refuse one visitor sending this much
-        limits=render.model.ClientLimits(conn_per_ip=1000, rate_per_ip=10_000, burst_per_ip=10_000),
-    )
+    params = loopback_nginx_params(host)
     host.verify_url = f"https://127.0.0.1:{params.https_port}"
     try:
         yield host, params
