@@ -97,12 +97,20 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+def started_restoring(target: Path) -> bool:
+    """restic has created something under ``target`` (its first directories)."""
+    return target.is_dir() and any(target.iterdir())
+
+
 @dataclass
 class KillMidRestore:
     """A stand-in for the agent's process runner: every restic call runs for real, except that a
-    ``restore`` is throttled and SIGKILLed as soon as it has written a file into its target (the
-    kill lands while restic writes). ``killed`` says, per restore, whether restic was still
-    running when it was killed (False: nothing was tested)."""
+    ``restore`` is throttled and SIGKILLed as soon as it has created anything under its target.
+    restic 0.14 makes the directories first and writes a pack's files only when the whole pack has
+    arrived, after which it may exit within milliseconds; its first directories mean it is
+    restoring and still downloading (seconds, throttled), so the kill lands halfway, never after
+    the end. ``killed`` says, per restore, whether restic was still running when it was killed
+    after starting to restore (False: nothing was tested)."""
 
     real: Any
     limit_kib: int = 300
@@ -119,10 +127,10 @@ class KillMidRestore:
             stderr=subprocess.DEVNULL,
         )
         target = Path(argv[argv.index("--target") + 1])
-        deadline, wrote = time.monotonic() + 10, False
-        while child.poll() is None and time.monotonic() < deadline and not wrote:
-            wrote = any(files for _, _, files in os.walk(target))
+        deadline, started = time.monotonic() + 10, False
+        while child.poll() is None and time.monotonic() < deadline and not started:
+            started = started_restoring(target)
             time.sleep(0.01)
-        self.killed.append(wrote and child.poll() is None)
+        self.killed.append(started and child.poll() is None)
         child.send_signal(signal.SIGKILL)
         return Completed(child.wait(), "", "killed")

@@ -30,7 +30,7 @@ from bankflow_infra.host.backups.uploads import ASIDE_PREFIX, backup_uploads
 from bankflow_infra.host.backups.uploads_commands import cmd_uploads_aside, cmd_uploads_seed
 from bankflow_infra.host.backups.uploads_migrate import tree_digest
 from bankflow_infra.host.backups.uploads_restic import load_uploads_config, open_restic
-from tests.host.uploads.conftest import PASSWORD, KillMidRestore, UploadsHost, write_tree
+from tests.host.uploads.conftest import PASSWORD, KillMidRestore, UploadsHost, started_restoring, write_tree
 from tests.support.tools import REPO
 
 OLD = "production"  # the single-droplet stack whose uploads move
@@ -211,8 +211,9 @@ def test_the_agent_killed_while_restic_restores_leaves_only_scratch_the_next_run
     _, _, newest = old_stack_snapshots(host, tmp_path)
     child = run_child(host, "restore")
     deadline = time.monotonic() + 20
+    # the kill lands while restic downloads: see conftest.KillMidRestore for why not at a file
     while child.poll() is None and time.monotonic() < deadline:
-        if any(files for _, _, files in os.walk(host.live)):
+        if any(started_restoring(scratch) for scratch in host.live.glob(f"{uploads_seed.SCRATCH_PREFIX}*")):
             break
         time.sleep(0.01)
     assert child.poll() is None, "the seed finished before the kill: nothing was tested"
